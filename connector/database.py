@@ -1,0 +1,26 @@
+"""The connector's own database: its SQLModel registry and its migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.orm import registry
+from sqlmodel import SQLModel
+
+from storage.migrate import Migrations
+
+
+class ConnectorBase(SQLModel, registry=registry()):
+    """Base of every connector table; keeps them apart from other services' tables."""
+
+
+def migrations() -> Migrations:
+    # Every module that defines connector tables, so that the metadata is complete.
+    from connector import audit  # noqa: F401
+
+    return Migrations(
+        name="connector",
+        versions_dir=Path(__file__).parent / "migrations",
+        metadata=ConnectorBase.metadata,
+        version_table="connector_alembic_version",
+    )

@@ -1,0 +1,156 @@
+"""``dataspace``: the one command-line interface of Kexin.
+
+It builds settings once (from the environment and the options given), calls the app factories
+and runs them. Exit codes: 0 success, 1 a failed run, 2 a usage error (unknown command or
+option), 78 an invalid setting (one line per variable, no traceback).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from enum import StrEnum
+from importlib.metadata import version
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+
+from broker.app import create_app as create_broker_app
+from broker.settings import BrokerSettings
+from connector.app import create_app as create_connector_app
+from connector.database import migrations as connector_migrations
+from connector.settings import ConnectorSettings
+from dataspace import demo
+from ledger.app import create_app as create_ledger_app
+from ledger.settings import LedgerSettings
+from storage.engine import create_engine
+from storage.migrate import Migrations, revision, upgrade
+
+EXIT_CONFIG = 78
+"""sysexits.h EX_CONFIG: a setting is invalid."""
+
+S = TypeVar("S", bound=BaseSettings)
+
+app = typer.Typer(
+    name="dataspace",
+    help="Kexin (可信): trusted data space. Run a service, or the end-to-end demo.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+connector_cli = typer.Typer(help="A participant's connector.", no_args_is_help=True)
+broker_cli = typer.Typer(
+    help="The participant registry and federated catalog.", no_args_is_help=True
+)
+ledger_cli = typer.Typer(help="The audit ledger and its regulator API.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+app.add_typer(connector_cli, name="connector")
+app.add_typer(broker_cli, name="broker")
+app.add_typer(ledger_cli, name="ledger")
+app.add_typer(db_cli, name="db")
+
+HostOption = Annotated[
+    str | None, typer.Option(help="Address to listen on (default from settings).")
+]
+PortOption = Annotated[int | None, typer.Option(help="Port to listen on (default from settings).")]
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Build ``cls`` from the environment and the non-None ``overrides``; exit 78 if invalid."""
+    try:
+        return cls(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as error:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        for problem in error.errors():
+            field = str(problem["loc"][0]).upper() if problem["loc"] else ""
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            typer.echo(f"error: invalid setting {prefix}{field}: {message}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dataspace (kexin) {version('kexin')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    _version_flag: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Kexin (可信): trusted data space."""
+
+
+@connector_cli.command("serve")
+def connector_serve(host: HostOption = None, port: PortOption = None) -> None:
+    """Run the connector (settings: CONNECTOR_* variables)."""
+    settings = load_settings(ConnectorSettings, host=host, port=port)
+    uvicorn.run(create_connector_app(settings), host=settings.host, port=settings.port)
+
+
+@broker_cli.command("serve")
+def broker_serve(host: HostOption = None, port: PortOption = None) -> None:
+    """Run the broker (settings: BROKER_* variables)."""
+    settings = load_settings(BrokerSettings, host=host, port=port)
+    uvicorn.run(create_broker_app(settings), host=settings.host, port=settings.port)
+
+
+@ledger_cli.command("serve")
+def ledger_serve(host: HostOption = None, port: PortOption = None) -> None:
+    """Run the ledger service (settings: LEDGER_* variables)."""
+    settings = load_settings(LedgerSettings, host=host, port=port)
+    uvicorn.run(create_ledger_app(settings), host=settings.host, port=settings.port)
+
+
+class Service(StrEnum):
+    CONNECTOR = "connector"
+
+
+def _schema(service: Service) -> Migrations:
+    match service:
+        case Service.CONNECTOR:
+            return connector_migrations()
+
+
+def _database_url(service: Service) -> str:
+    match service:
+        case Service.CONNECTOR:
+            return load_settings(ConnectorSettings).database_url
+
+
+@db_cli.command("upgrade")
+def db_upgrade(service: Service) -> None:
+    """Bring a service's database to the newest schema (its *_DATABASE_URL)."""
+    engine = create_engine(_database_url(service))
+    upgrade(engine, _schema(service))
+    engine.dispose()
+    typer.echo(f"{service.value}: database at the newest revision")
+
+
+@db_cli.command("revision")
+def db_revision(service: Service, message: Annotated[str, typer.Option("--message", "-m")]) -> None:
+    """For developers: write a new migration from the difference between models and schema."""
+    schema = _schema(service)
+    with tempfile.TemporaryDirectory() as scratch:
+        engine = create_engine(f"sqlite:///{Path(scratch) / 'scratch.db'}")
+        upgrade(engine, schema)
+        revision(schema, engine, message)
+        engine.dispose()
+
+
+@app.command("demo")
+def demo_command() -> None:
+    """Run the end-to-end demo on embedded defaults (SQLite files in a temporary folder)."""
+    raise typer.Exit(demo.run(typer.echo))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,90 @@
+"""The one engine factory for every Kexin service database.
+
+Two back ends are supported: SQLite (a file, or ``sqlite://`` in memory) as the embedded default,
+and PostgreSQL through psycopg 3 (``postgresql+psycopg://``). Anything else is refused when the
+URL is read, so that a wrong setting fails at start-up with the variable's name, not at first use.
+This module does not create tables: :mod:`storage.migrate` does, through Alembic.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import sqlalchemy
+from pydantic import AfterValidator
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+SUPPORTED_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+
+
+class DatabaseURLError(ValueError):
+    """A database URL that Kexin cannot use."""
+
+
+def parse_database_url(value: str) -> URL:
+    """Parse and check a database URL; raise :class:`DatabaseURLError` with a plain reason."""
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise DatabaseURLError(f"not a database URL: {value!r}") from None
+    if url.drivername not in SUPPORTED_DRIVERS:
+        raise DatabaseURLError(
+            f"unsupported database driver {url.drivername!r}; "
+            "use sqlite:///path.db or postgresql+psycopg://user@host:port/name"
+        )
+    return url
+
+
+def _check_database_url(value: str) -> str:
+    parse_database_url(value)
+    return value
+
+
+DatabaseURL = Annotated[str, AfterValidator(_check_database_url)]
+"""A settings field type: a string that :func:`parse_database_url` accepts."""
+
+
+def is_memory_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def create_engine(database_url: str, *, echo: bool = False) -> Engine:
+    """Build the engine for ``database_url``.
+
+    SQLite gets foreign keys on, WAL journaling for files, and one shared connection when in
+    memory (otherwise every connection would see its own empty database). PostgreSQL gets
+    pre-ping so that a restarted server does not surface as an error on the next request.
+    """
+    url = parse_database_url(database_url)
+    kwargs: dict[str, Any] = {"echo": echo}
+    if url.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"check_same_thread": False}
+        if is_memory_sqlite(url):
+            kwargs["poolclass"] = StaticPool
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = sqlalchemy.create_engine(url, **kwargs)
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas(memory=is_memory_sqlite(url)))
+    return engine
+
+
+def _sqlite_pragmas(*, memory: bool) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    return on_connect
+
+
+def ping(engine: Engine) -> None:
+    """Run ``SELECT 1``; raises SQLAlchemy's error when the database cannot be reached."""
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("SELECT 1"))

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from dataspace.cli import EXIT_CONFIG, app
+from tests.loopback import free_port
+
+runner = CliRunner()
+
+
+def test_help_lists_every_service() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("connector", "broker", "ledger", "demo", "db"):
+        assert command in result.output
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == "dataspace (kexin) 0.1.0"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["no-such-command"], id="unknown-command"),
+        pytest.param(["connector", "no-such-command"], id="unknown-subcommand"),
+        pytest.param(["connector", "serve", "--no-such-option"], id="unknown-option"),
+        pytest.param(["connector", "serve", "--port", "eighty"], id="bad-option-value"),
+        pytest.param(["db", "upgrade", "no-such-service"], id="bad-argument"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_usage_message(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "Usage:" in result.output
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        pytest.param({"CONNECTOR_PORT": "abc"}, "CONNECTOR_PORT", id="not-an-int"),
+        pytest.param({"CONNECTOR_PORT": "70000"}, "CONNECTOR_PORT", id="port-out-of-range"),
+        pytest.param({"CONNECTOR_PARTICIPANT_ID": "bank"}, "CONNECTOR_PARTICIPANT_ID", id="no-did"),
+        pytest.param(
+            {"CONNECTOR_DATABASE_URL": "mysql://x@y/z"}, "CONNECTOR_DATABASE_URL", id="database"
+        ),
+    ],
+)
+def test_an_invalid_setting_is_one_line_naming_the_variable(
+    env: dict[str, str], variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONNECTOR_PARTICIPANT_ID", "did:web:bank")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = runner.invoke(app, ["connector", "serve"])
+    assert result.exit_code == EXIT_CONFIG
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: invalid setting {variable}: ")
+    assert "Traceback" not in result.output
+
+
+def test_a_missing_required_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONNECTOR_PARTICIPANT_ID", raising=False)
+    result = runner.invoke(app, ["connector", "serve"])
+    assert result.exit_code == EXIT_CONFIG
+    assert result.output.strip() == (
+        "error: invalid setting CONNECTOR_PARTICIPANT_ID: Field required"
+    )
+
+
+@pytest.mark.parametrize(
+    "service",
+    [pytest.param(["broker"], id="broker"), pytest.param(["ledger"], id="ledger")],
+)
+def test_invalid_settings_of_other_services(
+    service: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = service[0].upper()
+    monkeypatch.setenv(f"{prefix}_PORT", "-1")
+    result = runner.invoke(app, [*service, "serve"])
+    assert result.exit_code == EXIT_CONFIG
+    assert result.output.startswith(f"error: invalid setting {prefix}_PORT: ")
+
+
+def test_db_upgrade_migrates_the_configured_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONNECTOR_PARTICIPANT_ID", "did:web:bank")
+    monkeypatch.setenv("CONNECTOR_DATABASE_URL", f"sqlite:///{tmp_path / 'c.db'}")
+    result = runner.invoke(app, ["db", "upgrade", "connector"])
+    assert result.exit_code == 0, result.output
+    assert "newest revision" in result.output
+
+
+@pytest.mark.parametrize("service", ["connector", "broker", "ledger"])
+def test_serve_runs_a_real_server_that_answers_health(service: str, tmp_path: Path) -> None:
+    port = free_port()
+    prefix = service.upper()
+    env = {
+        **os.environ,
+        "CONNECTOR_PARTICIPANT_ID": "did:web:127.0.0.1:bank",
+        f"{prefix}_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+    }
+    with subprocess.Popen(
+        [sys.executable, "-m", "dataspace", service, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        try:
+            response = _wait_for_health(f"http://127.0.0.1:{port}/health", process)
+        finally:
+            process.terminate()
+            output, _ = process.communicate(timeout=30)
+    assert response is not None, f"{service} serve did not come up: {output}"
+    assert response.status_code == 200
+    assert response.json()["service"] == service
+    # uvicorn shuts down gracefully on SIGTERM (lifespan end runs), then re-raises the signal.
+    assert "Application shutdown complete" in output
+    assert process.returncode in (0, -signal.SIGTERM)
+
+
+def _wait_for_health(url: str, process: subprocess.Popen[str]) -> httpx.Response | None:
+    deadline = time.monotonic() + 30
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    return None

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+import sqlalchemy
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from storage.engine import DatabaseURLError, create_engine, parse_database_url, ping
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("mysql://root@localhost/db", id="other-database"),
+        pytest.param("postgresql://u@localhost/db", id="postgres-without-psycopg3"),
+        pytest.param("not a url", id="garbage"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_unusable_urls_are_refused_with_a_reason(url: str) -> None:
+    with pytest.raises(DatabaseURLError):
+        parse_database_url(url)
+
+
+def test_engine_reaches_each_backend(engine: Engine) -> None:
+    ping(engine)
+
+
+def test_memory_sqlite_is_one_database_for_every_connection() -> None:
+    engine = create_engine("sqlite://")
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("CREATE TABLE t (x INTEGER)"))
+        connection.execute(sqlalchemy.text("INSERT INTO t VALUES (1)"))
+    with engine.connect() as connection:
+        assert connection.execute(sqlalchemy.text("SELECT x FROM t")).scalar_one() == 1
+
+
+def test_sqlite_file_enforces_foreign_keys(tmp_path: object) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/fk.db")
+    with engine.connect() as connection:
+        assert connection.execute(sqlalchemy.text("PRAGMA foreign_keys")).scalar_one() == 1
+        assert connection.execute(sqlalchemy.text("PRAGMA journal_mode")).scalar_one() == "wal"
+
+
+def test_unreachable_postgres_raises_on_ping() -> None:
+    engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+    with pytest.raises(OperationalError):
+        ping(engine)
