@@ -1,5 +1,6 @@
 # Kexin: the two commands of the README.
 #   make demo   create .venv, install, run the end-to-end demo on embedded defaults
+#   make bench  the benchmarks under bench/ (targets of the issues; exit 1 when one is missed)
 #   make test   install what the tests need (PostgreSQL from Debian's packages when missing),
 #               then ruff format --check, ruff check, mypy (strict), pytest
 PYTHON ?= python3
@@ -39,6 +40,9 @@ pytest: $(STAMP) postgres
 	KEXIN_REQUIRE_POSTGRES=1 $(BIN)/pytest
 
 test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.policy_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

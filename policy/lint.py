@@ -1,0 +1,254 @@
+"""Lint a policy before it is offered: every finding says where, what, and what to do.
+
+Checks: the policy can be read at all (unknown operands and operators, type errors such as a
+date compared to a number, bounds); constraints that can never hold (an end date in the past,
+``count lt 5`` with ``count gt 10``, two different ``eq`` values); permissions and prohibitions
+that collide; duties nobody can fulfil (an action that is not a duty, an ``inform`` without
+anyone to inform, a deadline already past or missing).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Final
+
+from policy.actions import DUTY_ACTIONS, overlap
+from policy.errors import PolicyError
+from policy.jsonld import read_policy
+from policy.model import Atomic, ConflictStrategy, Constraint, Policy, Rule
+from policy.operands import Grade, Value, ValueType, render
+
+DEADLINE_OPERANDS: Final = frozenset({"elapsedTime", "dateTime"})
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    """The policy does not do what it says; do not offer it."""
+    WARNING = "warning"
+    """Probably not what was meant."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    code: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.severity} {self.code} at {self.path or '(policy)'}: {self.message}"
+
+
+def lint(document: object, now: datetime) -> list[Finding]:
+    """Lint a policy given as parsed JSON (or an already read :class:`Policy`)."""
+    if isinstance(document, Policy):
+        policy = document
+    else:
+        try:
+            policy = read_policy(document)
+        except PolicyError as error:
+            return [Finding(Severity.ERROR, "invalid", i.path, i.message) for i in error.issues]
+    findings: list[Finding] = []
+    for rule in policy.rules:
+        findings += _unsatisfiable(rule, now)
+        for duty in rule.duties:
+            findings += _duty(duty, now)
+            findings += _unsatisfiable(duty, now)
+    for obligation in policy.obligations:
+        findings += _duty(obligation, now)
+    findings += _conflicts(policy)
+    if not policy.permissions:
+        findings.append(
+            Finding(Severity.WARNING, "grants-nothing", "", "no permission: nothing can be used")
+        )
+    return findings
+
+
+# --- constraints that can never hold -----------------------------------------------------------
+
+
+def _conjuncts(constraints: tuple[Constraint, ...]) -> Iterator[Atomic]:
+    """The atomic constraints that must all hold (through and / andSequence)."""
+    for constraint in constraints:
+        if isinstance(constraint, Atomic):
+            yield constraint
+        elif constraint.operator in ("and", "andSequence"):
+            yield from _conjuncts(constraint.constraints)
+
+
+_FLOOR: Final[dict[str, float]] = {"count": 1, "elapsedTime": 0}
+"""Values an operand can never go below: count includes the use being decided."""
+
+
+def _number(value: Value) -> float | None:
+    """Ordered values as numbers, so that bounds of any ordered type compare alike."""
+    if isinstance(value, Grade):
+        return value.rank
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int):
+        return value
+    return None
+
+
+@dataclass
+class _Interval:
+    low: float = float("-inf")
+    low_open: bool = False
+    high: float = float("inf")
+    high_open: bool = False
+
+    def raise_low(self, value: float, *, open_: bool) -> None:
+        if value > self.low or (value == self.low and open_):
+            self.low, self.low_open = value, open_
+
+    def lower_high(self, value: float, *, open_: bool) -> None:
+        if value < self.high or (value == self.high and open_):
+            self.high, self.high_open = value, open_
+
+    def empty(self) -> bool:
+        return self.low > self.high or (self.low == self.high and (self.low_open or self.high_open))
+
+
+def _unsatisfiable(rule: Rule, now: datetime) -> list[Finding]:
+    findings: list[Finding] = []
+    by_operand: dict[str, list[Atomic]] = defaultdict(list)
+    for atom in _conjuncts(rule.constraints):
+        by_operand[atom.left.name].append(atom)
+    for name, atoms in by_operand.items():
+        interval = _Interval()
+        if name in _FLOOR:
+            interval.raise_low(_FLOOR[name], open_=False)
+        if atoms[0].left.value_type is ValueType.GRADE:
+            interval.raise_low(Grade.GENERAL.rank, open_=False)
+            interval.lower_high(Grade.CORE.rank, open_=False)
+        equal: set[Value] = set()
+        for atom in atoms:
+            if isinstance(atom.right, tuple):
+                continue
+            if atom.operator == "eq":
+                equal.add(atom.right)
+            number = _number(atom.right)
+            if number is None:
+                continue
+            if atom.operator in ("lt", "lteq", "eq"):
+                interval.lower_high(number, open_=atom.operator == "lt")
+            if atom.operator in ("gt", "gteq", "eq"):
+                interval.raise_low(number, open_=atom.operator == "gt")
+        texts = " and ".join(atom.text for atom in atoms)
+        if len(equal) > 1 or interval.empty():
+            findings.append(
+                Finding(
+                    Severity.ERROR, "unsatisfiable", rule.path,
+                    f"{texts} can never all hold, so this {rule.kind.value} never applies",
+                )
+            )  # fmt: skip
+        elif name == "dateTime" and interval.high <= now.timestamp():
+            ends = datetime.fromtimestamp(interval.high, now.tzinfo)
+            findings.append(
+                Finding(
+                    Severity.ERROR, "expired", rule.path,
+                    f"{texts}: that time ({render(ends)}) has passed, so this "
+                    f"{rule.kind.value} never applies again; set a later date",
+                )
+            )  # fmt: skip
+    return findings
+
+
+# --- duties ------------------------------------------------------------------------------------
+
+
+def _duty(duty: Rule, now: datetime) -> list[Finding]:
+    findings: list[Finding] = []
+    if duty.action not in DUTY_ACTIONS:
+        findings.append(
+            Finding(
+                Severity.ERROR, "unfulfillable-duty", duty.path,
+                f"{duty.action} is not something a party can be obliged to do; duties are "
+                f"{', '.join(sorted(DUTY_ACTIONS))}",
+            )
+        )  # fmt: skip
+    if duty.action == "inform" and duty.informed_party is None:
+        findings.append(
+            Finding(
+                Severity.ERROR, "unfulfillable-duty", duty.path,
+                "inform needs an informedParty: whom to inform",
+            )
+        )  # fmt: skip
+    if duty.action == "compensate" and duty.compensated_party is None:
+        findings.append(
+            Finding(
+                Severity.ERROR, "unfulfillable-duty", duty.path,
+                "compensate needs a compensatedParty: whom to pay",
+            )
+        )  # fmt: skip
+    deadlines = [a for a in _conjuncts(duty.constraints) if a.left.name in DEADLINE_OPERANDS]
+    others = [c for c in duty.constraints if not (isinstance(c, Atomic) and c in deadlines)]
+    for constraint in others:
+        findings.append(
+            Finding(
+                Severity.ERROR, "unfulfillable-duty", constraint.path,
+                "a duty's constraints set its deadline: use elapsedTime or dateTime with lt or "
+                f"lteq; {constraint.text} cannot be tracked",
+            )
+        )  # fmt: skip
+    for atom in deadlines:
+        if atom.operator not in ("lt", "lteq"):
+            findings.append(
+                Finding(
+                    Severity.ERROR, "unfulfillable-duty", atom.path,
+                    f"{atom.text} is not a deadline: use lt or lteq",
+                )
+            )  # fmt: skip
+    if duty.action in ("delete", "compensate") and not deadlines:
+        findings.append(
+            Finding(
+                Severity.WARNING, "no-deadline", duty.path,
+                f"{duty.action} has no deadline, so it can never be found violated; add e.g. "
+                "elapsedTime lteq P30D",
+            )
+        )  # fmt: skip
+    return findings
+
+
+# --- permission / prohibition conflicts --------------------------------------------------------
+
+
+def _conflicts(policy: Policy) -> list[Finding]:
+    findings: list[Finding] = []
+    if policy.conflict is ConflictStrategy.PERM:
+        return findings
+    for permission in policy.permissions:
+        for prohibition in policy.prohibitions:
+            if not overlap(permission.action, prohibition.action):
+                continue
+            targets = {permission.target or policy.target, prohibition.target or policy.target}
+            assignees = {
+                permission.assignee or policy.assignee,
+                prohibition.assignee or policy.assignee,
+            }
+            if len(targets - {None}) > 1 or len(assignees - {None}) > 1:
+                continue
+            unconditional = not permission.constraints and not prohibition.constraints
+            what = (
+                "the policy is void whenever both apply"
+                if policy.conflict is ConflictStrategy.INVALID
+                else "the prohibition wins whenever both apply"
+            )
+            findings.append(
+                Finding(
+                    Severity.ERROR if unconditional else Severity.WARNING, "conflict",
+                    prohibition.path,
+                    f"{prohibition.kind.value} of {prohibition.action} collides with "
+                    f"{permission.path} ({permission.action}): {what} (conflict strategy "
+                    f"{policy.conflict.value}); narrow one of them, or set conflict to perm or "
+                    "prohibit",
+                )
+            )  # fmt: skip
+    return findings

@@ -1,0 +1,365 @@
+"""Left operands: their value types, the operators each accepts, where their value comes from
+(the resolver) and in which scopes they can be decided.
+
+A constraint on an operand that a scope cannot know (``count`` while browsing the catalogue) is
+*deferred* there and decided in a later scope; in a scope that should know it, a value that
+cannot be resolved denies. Credential-derived operands live in our own ``kexin:`` namespace.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import Enum, StrEnum
+from types import MappingProxyType
+from typing import Final
+
+
+class Scope(StrEnum):
+    """Where a decision is taken (EDC's policy scopes, plus the data plane's per request)."""
+
+    CATALOG = "catalog"
+    NEGOTIATION = "negotiation"
+    TRANSFER = "transfer"
+    ACCESS = "access"
+    MONITOR = "monitor"
+
+
+ALL_SCOPES: Final = frozenset(Scope)
+
+
+class ValueType(Enum):
+    TEXT = "an identifier"
+    TERM = "a term of the purpose taxonomy"
+    DATETIME = "an ISO 8601 date-time with a time zone"
+    DURATION = "an ISO 8601 duration in days, hours, minutes or seconds (e.g. P30D)"
+    INTEGER = "a whole number"
+    REGION = "a six-digit administrative division code (GB/T 2260)"
+    GRADE = "a data grade: general, important or core"
+    STATUS = "a credential status: active"
+    ROLES = "a credential role"
+
+
+class Grade(Enum):
+    """Data grades of GB/T 43697-2024, in increasing order of protection."""
+
+    GENERAL = "general"
+    IMPORTANT = "important"
+    CORE = "core"
+
+    @property
+    def rank(self) -> int:
+        return list(Grade).index(self)
+
+
+ORDERED: Final = frozenset(
+    {ValueType.DATETIME, ValueType.DURATION, ValueType.INTEGER, ValueType.GRADE}
+)
+COMPARISON: Final = frozenset({"eq", "neq", "lt", "lteq", "gt", "gteq"})
+EQUALITY: Final = frozenset({"eq", "neq"})
+SET_OPERATORS: Final = frozenset({"isAnyOf", "isNoneOf"})
+
+OPERATORS_FOR: Final[Mapping[ValueType, frozenset[str]]] = MappingProxyType(
+    {
+        ValueType.TEXT: EQUALITY | SET_OPERATORS,
+        ValueType.TERM: EQUALITY | SET_OPERATORS | {"isA"},
+        ValueType.DATETIME: COMPARISON,
+        ValueType.DURATION: COMPARISON,
+        ValueType.INTEGER: COMPARISON,
+        ValueType.REGION: EQUALITY | SET_OPERATORS | {"isPartOf", "hasPart"},
+        ValueType.GRADE: COMPARISON | SET_OPERATORS,
+        ValueType.STATUS: EQUALITY,
+        ValueType.ROLES: frozenset({"hasPart", "isAnyOf", "isAllOf", "isNoneOf"}),
+    }
+)
+
+# --- value parsing ------------------------------------------------------------------------------
+
+_DURATION = re.compile(
+    r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?"
+)
+_REGION = re.compile(r"[1-9]\d{5}")
+_PROVINCES: Final = frozenset(
+    {11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46}
+    | {50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82}
+)
+MAX_TEXT_CHARS: Final = 2048
+
+Value = str | int | datetime | timedelta | Grade | frozenset[str]
+
+
+def parse_duration(text: str) -> timedelta:
+    match = _DURATION.fullmatch(text)
+    if match is None or text in ("P", "PT") or text.endswith("T"):
+        if re.fullmatch(r"P.*\d+[YM].*", text.split("T")[0]):
+            raise ValueError(
+                f"{text!r}: years and months have no fixed length; write days, e.g. P30D"
+            )
+        raise ValueError(f"{text!r} is not an ISO 8601 duration such as P30D or PT12H")
+    parts = {name: float(value) for name, value in match.groupdict().items() if value}
+    return timedelta(**parts)
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    days, rest = divmod(int(seconds), 86400)
+    if rest == 0 and seconds == int(seconds):
+        return f"P{days}D"
+    text = f"P{days}D" if days else "P"
+    hours, rest = divmod(rest, 3600)
+    minutes, whole = divmod(rest, 60)
+    fraction = seconds - int(seconds)
+    text += "T"
+    if hours:
+        text += f"{hours}H"
+    if minutes:
+        text += f"{minutes}M"
+    if whole or fraction:
+        text += f"{whole + fraction:g}S"
+    return text
+
+
+def parse_datetime(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 date-time") from None
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone; add Z or an offset such as +08:00")
+    return value
+
+
+def check_region(text: str) -> str:
+    if not _REGION.fullmatch(text) or int(text[:2]) not in _PROVINCES:
+        raise ValueError(f"{text!r} is not a six-digit administrative division code")
+    return text
+
+
+def region_ancestors(code: str) -> tuple[str, ...]:
+    """``440106`` -> (``440106``, ``440100``, ``440000``): the code and what it is part of."""
+    chain = [code]
+    if code[4:] != "00":
+        chain.append(code[:4] + "00")
+    if code[2:4] != "00":
+        chain.append(code[:2] + "0000")
+    return tuple(chain)
+
+
+def coerce(value_type: ValueType, raw: object) -> Value:
+    """Turn one right-operand value (already unwrapped from JSON-LD) into its typed value."""
+    if isinstance(raw, bool) or raw is None or isinstance(raw, dict | list):
+        raise ValueError(f"expected {value_type.value}, got {raw!r}")
+    if value_type is ValueType.INTEGER:
+        if isinstance(raw, float) and raw.is_integer():
+            raw = int(raw)
+        if isinstance(raw, int):
+            return raw
+        if isinstance(raw, str) and re.fullmatch(r"-?\d{1,18}", raw.strip()):
+            return int(raw)
+        raise ValueError(f"expected {value_type.value}, got {raw!r}")
+    if not isinstance(raw, str):
+        raise ValueError(f"expected {value_type.value}, got {raw!r}")
+    if len(raw) > MAX_TEXT_CHARS:
+        raise ValueError(f"a value is at most {MAX_TEXT_CHARS} characters")
+    match value_type:
+        case ValueType.DATETIME:
+            return parse_datetime(raw)
+        case ValueType.DURATION:
+            return parse_duration(raw)
+        case ValueType.REGION:
+            return check_region(raw)
+        case ValueType.GRADE:
+            try:
+                return Grade(raw)
+            except ValueError:
+                raise ValueError(f"expected {value_type.value}, got {raw!r}") from None
+        case ValueType.STATUS:
+            if raw != "active":
+                raise ValueError(f"expected {value_type.value}, got {raw!r}")
+            return raw
+        case ValueType.TEXT | ValueType.TERM | ValueType.ROLES:
+            if not raw:
+                raise ValueError(f"expected {value_type.value}, got an empty string")
+            return raw
+    raise AssertionError(value_type)  # pragma: no cover - the match is exhaustive
+
+
+def render(value: Value) -> str:
+    """A value as written in a policy (right operands are strings in DSP 2025-1)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, Grade):
+        return value.value
+    if isinstance(value, frozenset):
+        return ",".join(sorted(value))
+    return str(value)
+
+
+# --- the vocabulary a decision uses -------------------------------------------------------------
+
+DEFAULT_PURPOSES: Final[Mapping[str, str | None]] = MappingProxyType(
+    {
+        # purpose -> broader purpose
+        "financial-services": None,
+        "credit-assessment": "financial-services",
+        "risk-control": "financial-services",
+        "anti-money-laundering": "financial-services",
+        "public-administration": None,
+        "regulatory-supervision": "public-administration",
+        "public-service": "public-administration",
+        "city-governance": "public-administration",
+        "healthcare": None,
+        "medical-insurance-claims": "healthcare",
+        "research": None,
+        "statistics": "research",
+        "commercial": None,
+        "marketing": "commercial",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The taxonomies behind ``isA``: which purpose is a narrower form of which."""
+
+    purposes: Mapping[str, str | None] = field(default_factory=lambda: DEFAULT_PURPOSES)
+
+    def purpose_is_a(self, purpose: str, broader: str) -> bool:
+        current: str | None = purpose
+        seen = 0
+        while current is not None and seen <= len(self.purposes):
+            if current == broader:
+                return True
+            current = self.purposes.get(current)
+            seen += 1
+        return False
+
+
+# --- what a decision knows ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CredentialFacts:
+    """What the recipient's verified, unexpired, unrevoked credentials say (from identity/)."""
+
+    membership: bool = False
+    roles: frozenset[str] = frozenset()
+    data_grade: Grade | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a decision may look at. None means unknown: a constraint needing it denies.
+
+    ``now`` is passed in: the library reads no clock.
+    """
+
+    now: datetime
+    recipient: str | None = None
+    purpose: str | None = None
+    spatial: str | None = None
+    target: str | None = None
+    agreement_start: datetime | None = None
+    uses_so_far: int | None = None
+    credentials: CredentialFacts | None = None
+    violated_duties: tuple[str, ...] = ()
+    vocabulary: Vocabulary = field(default_factory=Vocabulary)
+
+
+Resolver = Callable[[Context], Value | None]
+
+
+@dataclass(frozen=True)
+class LeftOperand:
+    name: str
+    value_type: ValueType
+    source: str
+    """Where the value comes from, said for people (explanations, docs, lint)."""
+    scopes: frozenset[Scope]
+    resolve: Resolver
+
+    @property
+    def operators(self) -> frozenset[str]:
+        return OPERATORS_FOR[self.value_type]
+
+
+def _credential(read: Callable[[CredentialFacts], Value | None]) -> Resolver:
+    def resolve(context: Context) -> Value | None:
+        return None if context.credentials is None else read(context.credentials)
+
+    return resolve
+
+
+def _elapsed(context: Context) -> Value | None:
+    if context.agreement_start is None:
+        return None
+    return context.now - context.agreement_start
+
+
+def _count(context: Context) -> Value | None:
+    # The use being decided is counted: "count lteq 3" admits the first, second and third use.
+    return None if context.uses_so_far is None else context.uses_so_far + 1
+
+
+_AFTER_AGREEMENT: Final = frozenset({Scope.TRANSFER, Scope.ACCESS, Scope.MONITOR})
+_WITH_REQUEST: Final = frozenset({Scope.NEGOTIATION, Scope.TRANSFER, Scope.ACCESS})
+
+LEFT_OPERANDS: Final[Mapping[str, LeftOperand]] = MappingProxyType(
+    {
+        operand.name: operand
+        for operand in (
+            LeftOperand(
+                "dateTime", ValueType.DATETIME, "the clock at the decision", ALL_SCOPES,
+                lambda context: context.now,
+            ),
+            LeftOperand(
+                "elapsedTime", ValueType.DURATION, "time since the agreement was concluded",
+                _AFTER_AGREEMENT, _elapsed,
+            ),
+            LeftOperand(
+                "count", ValueType.INTEGER,
+                "number of this use under the agreement (earlier uses + 1)",
+                _AFTER_AGREEMENT, _count,
+            ),
+            LeftOperand(
+                "purpose", ValueType.TERM, "the purpose the consumer declared in its request",
+                _WITH_REQUEST, lambda context: context.purpose,
+            ),
+            LeftOperand(
+                "spatial", ValueType.REGION, "the region where the consumer declared the use",
+                _WITH_REQUEST, lambda context: context.spatial,
+            ),
+            LeftOperand(
+                "recipient", ValueType.TEXT, "the DID of the authenticated counterparty",
+                ALL_SCOPES, lambda context: context.recipient,
+            ),
+            LeftOperand(
+                "kexin:membership", ValueType.STATUS,
+                "the counterparty's MembershipCredential (active while valid and unrevoked)",
+                ALL_SCOPES,
+                _credential(lambda facts: "active" if facts.membership else "none"),
+            ),
+            LeftOperand(
+                "kexin:role", ValueType.ROLES,
+                "role credentials the counterparty holds (e.g. FinancialInstitution)",
+                ALL_SCOPES, _credential(lambda facts: facts.roles),
+            ),
+            LeftOperand(
+                "kexin:dataGrade", ValueType.GRADE,
+                "the highest data grade the counterparty's credential clears it for",
+                ALL_SCOPES, _credential(lambda facts: facts.data_grade),
+            ),
+            LeftOperand(
+                "kexin:region", ValueType.REGION,
+                "the region code in the counterparty's organisation credential",
+                ALL_SCOPES, _credential(lambda facts: facts.region),
+            ),
+        )
+    }
+)  # fmt: skip

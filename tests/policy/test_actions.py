@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import pytest
+
+from policy.actions import includes, overlap
+
+
+@pytest.mark.parametrize("action", ["read", "display", "aggregate", "use", "anonymize"])
+def test_use_includes_consuming_actions(action: str) -> None:
+    assert includes("use", action)
+
+
+@pytest.mark.parametrize("action", ["transfer", "distribute", "sell", "give", "share"])
+def test_use_does_not_imply_handing_data_on(action: str) -> None:
+    assert not includes("use", action)
+
+
+def test_sell_is_a_kind_of_transfer() -> None:
+    assert includes("transfer", "sell")
+    assert not includes("sell", "transfer")
+
+
+def test_a_narrow_rule_does_not_cover_a_broad_request() -> None:
+    assert not includes("read", "use")
+    assert overlap("read", "use")
+    assert not overlap("read", "transfer")

@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from policy.errors import PolicyError
+from policy.jsonld import MAX_CONSTRAINTS, MAX_DEPTH, read_policy, read_policy_text, write_policy
+from policy.model import Atomic, ConflictStrategy, Logical, PolicyType, RuleKind
+from tests.dsp_schemas import errors, example
+from tests.policy.policies import FIRM_LIST, atom, offer
+
+PREFIXED: dict[str, Any] = {
+    "@id": "urn:uuid:offer-1",
+    "@type": "odrl:Offer",
+    "odrl:permission": {
+        "odrl:action": {"@id": "odrl:use"},
+        "odrl:constraint": [
+            {
+                "odrl:leftOperand": {"@id": "kexin:role"},
+                "odrl:operator": {"@id": "odrl:hasPart"},
+                "odrl:rightOperand": "FinancialInstitution",
+            },
+            {
+                "odrl:leftOperand": {"@id": "odrl:purpose"},
+                "odrl:operator": {"@id": "http://www.w3.org/ns/odrl/2/isA"},
+                "odrl:rightOperand": {"@value": "credit-assessment"},
+            },
+            {
+                "odrl:leftOperand": "odrl:elapsedTime",
+                "odrl:operator": "odrl:lteq",
+                "odrl:rightOperand": {"@value": "P30D", "@type": "xsd:duration"},
+            },
+            {
+                "odrl:leftOperand": "odrl:count",
+                "odrl:operator": "odrl:lteq",
+                "odrl:rightOperand": {"@value": 3, "@type": "xsd:integer"},
+            },
+        ],
+        "odrl:duty": {
+            "odrl:action": "odrl:delete",
+            "odrl:constraint": {
+                "odrl:leftOperand": "odrl:elapsedTime",
+                "odrl:operator": "odrl:lteq",
+                "odrl:rightOperand": "P31D",
+            },
+        },
+    },
+}
+
+
+def test_compact_form_is_read_into_typed_rules() -> None:
+    policy = read_policy(FIRM_LIST)
+    assert policy.type is PolicyType.OFFER
+    (permission,) = policy.permissions
+    assert permission.kind is RuleKind.PERMISSION
+    assert [c.text for c in permission.constraints] == [
+        "kexin:role hasPart FinancialInstitution",
+        "purpose isA credit-assessment",
+        "elapsedTime lteq P30D",
+        "count lteq 3",
+    ]
+    (duty,) = permission.duties
+    assert duty.action == "delete"
+    assert duty.path == "permission[0].duty[0]"
+
+
+def test_prefixed_form_reads_to_the_same_policy() -> None:
+    assert read_policy(PREFIXED) == read_policy(FIRM_LIST)
+
+
+def test_written_form_reads_back_to_the_same_policy() -> None:
+    policy = read_policy(FIRM_LIST)
+    assert read_policy(write_policy(policy)) == policy
+
+
+def test_written_offer_validates_against_the_dsp_schema() -> None:
+    written = write_policy(read_policy(FIRM_LIST))
+    assert written["permission"][0]["constraint"][3]["rightOperand"] == "3"
+    assert errors("negotiation/contract-schema.json#/definitions/Offer", written) == []
+
+
+def test_written_agreement_validates_against_the_dsp_schema() -> None:
+    agreement = {
+        **FIRM_LIST,
+        "@type": "Agreement",
+        "target": "urn:uuid:dataset",
+        "assigner": "did:web:bureau",
+        "assignee": "did:web:bank",
+        "timestamp": "2026-11-24T09:00:00Z",
+    }
+    written = write_policy(read_policy(agreement))
+    assert errors("negotiation/contract-schema.json#/definitions/Agreement", written) == []
+
+
+def test_logical_constraints_of_the_spec_example_are_read() -> None:
+    agreement = example("negotiation/contract-agreement-message-full.json")["agreement"]
+    # The example's operands ("partner") are not ones we know: refused with the path.
+    with pytest.raises(PolicyError) as raised:
+        read_policy(agreement)
+    assert any(
+        i.path == "permission[1].constraint[0].and[0].leftOperand" for i in raised.value.issues
+    )
+    # The same shapes with operands we know are read.
+    text = json.dumps(agreement).replace('"partner"', '"recipient"')
+    text = text.replace('"constraint1"', '"recipient"').replace('"constraint2"', '"recipient"')
+    policy = read_policy(json.loads(text))
+    logical = policy.permissions[6].constraints[0]
+    assert isinstance(logical, Logical)
+    assert logical.operator == "or"
+    assert isinstance(logical.constraints[0], Logical)
+    assert {p.constraints[0].operator for p in policy.permissions[1:3]} == {"and", "or"}
+
+
+def test_conflict_strategy_is_read_and_written() -> None:
+    policy = read_policy(offer({"action": "use"}, conflict="perm"))
+    assert policy.conflict is ConflictStrategy.PERM
+    assert write_policy(policy)["conflict"] == "perm"
+
+
+def test_list_operators_take_lists() -> None:
+    policy = read_policy(
+        offer({"action": "use", "constraint": [atom("spatial", "isAnyOf", ["440100", "310000"])]})
+    )
+    constraint = policy.permissions[0].constraints[0]
+    assert isinstance(constraint, Atomic)
+    assert constraint.right == ("440100", "310000")
+
+
+def issues_of(document: object) -> list[str]:
+    with pytest.raises(PolicyError) as raised:
+        read_policy(document)
+    return [str(issue) for issue in raised.value.issues]
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        pytest.param([], "a policy must be a JSON object", id="not-an-object"),
+        pytest.param({"@type": "Offer"}, "a policy needs at least one", id="empty-rule-set"),
+        pytest.param({"@type": "Offer", "permission": []}, "a policy needs at least one", id="empty-list"),
+        pytest.param({"@type": "Contract", "permission": [{"action": "use"}]}, "@type: expected Set, Offer", id="bad-type"),
+        pytest.param(offer({"constraint": []}), "permission[0]: missing action", id="no-action"),
+        pytest.param(offer({"action": "fly"}), "permission[0].action: unknown action 'fly'", id="unknown-action"),
+        pytest.param(offer({"action": 5}), "permission[0].action: expected a name", id="action-not-a-name"),
+        pytest.param(offer({"action": "use", "constraint": [atom("weather", "eq", "sunny")]}), "permission[0].constraint[0].leftOperand: unknown left operand 'weather'", id="unknown-operand"),
+        pytest.param(offer({"action": "use", "constraint": [atom("count", "about", "3")]}), "permission[0].constraint[0].operator: unknown operator 'about'", id="unknown-operator"),
+        pytest.param(offer({"action": "use", "constraint": [atom("dateTime", "lt", 5)]}), "permission[0].constraint[0].rightOperand: expected an ISO 8601 date-time", id="date-compared-to-number"),
+        pytest.param(offer({"action": "use", "constraint": [atom("count", "lteq", "three")]}), "permission[0].constraint[0].rightOperand: expected a whole number", id="count-not-a-number"),
+        pytest.param(offer({"action": "use", "constraint": [atom("purpose", "lt", "research")]}), "permission[0].constraint[0].operator: purpose is a term of the purpose taxonomy: use", id="operator-wrong-for-type"),
+        pytest.param(offer({"action": "use", "constraint": [{"leftOperand": "count", "operator": "lt"}]}), "permission[0].constraint[0]: missing rightOperand", id="missing-right-operand"),
+        pytest.param(offer({"action": "use", "constraint": [{"and": [atom("count", "lt", "3")]}]}), "permission[0].constraint[0].and: and needs at least two", id="lonely-and"),
+        pytest.param(offer({"action": "use", "constraint": [{"and": [], "or": []}]}), "permission[0].constraint[0]: a logical constraint has exactly one operator", id="two-logical-operators"),
+        pytest.param(offer({"action": "use", "constraint": ["count lt 3"]}), "permission[0].constraint[0]: a constraint must be an object", id="constraint-not-object"),
+        pytest.param(offer({"action": "use", "constraint": [atom("count", "lt", {"x": 1})]}), "permission[0].constraint[0].rightOperand: an object right operand must be", id="object-right-operand"),
+        pytest.param(offer({"action": "use", "constraint": [atom("count", "eq", ["1", "2"])]}), "permission[0].constraint[0].rightOperand: eq compares with one value", id="list-for-eq"),
+        pytest.param(offer({"action": "use", "refinement": []}), "permission[0].refinement: refinement is not supported", id="unsupported-feature"),
+        pytest.param(offer({"action": {"rdf:value": "use", "refinement": []}}), "permission[0].action.refinement: action refinements", id="action-refinement"),
+        pytest.param({"@type": "Offer", "prohibition": [{"action": "use", "duty": [{"action": "delete"}]}]}, "prohibition[0].duty: only a permission carries duties", id="duty-on-prohibition"),
+        pytest.param(offer({"action": "use"}, conflict="maybe"), "conflict: expected perm, prohibit or invalid", id="bad-conflict"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_a_typed_error_naming_the_path(document: object, expected: str) -> None:
+    found = issues_of(document)
+    assert any(issue.startswith(expected) for issue in found), found
+
+
+def test_every_issue_is_reported_not_only_the_first() -> None:
+    found = issues_of(
+        offer(
+            {"action": "use", "constraint": [atom("weather", "eq", "x")]},
+            {"action": "fly"},
+        )
+    )
+    assert len(found) == 2
+
+
+def nested(depth: int) -> dict[str, Any]:
+    constraint: dict[str, Any] = atom("count", "lt", "3")
+    for _ in range(depth):
+        constraint = {"and": [constraint, atom("count", "gt", "0")]}
+    return constraint
+
+
+def test_nesting_is_bounded() -> None:
+    read_policy(offer({"action": "use", "constraint": [nested(MAX_DEPTH)]}))
+    found = issues_of(offer({"action": "use", "constraint": [nested(MAX_DEPTH + 1)]}))
+    assert any(f"nest at most {MAX_DEPTH} deep" in issue for issue in found)
+
+
+def test_the_number_of_constraints_is_bounded() -> None:
+    many = [atom("count", "lt", "3")] * (MAX_CONSTRAINTS + 5)
+    found = issues_of(offer({"action": "use", "constraint": many}))
+    assert found == [
+        f"permission[0].constraint[{MAX_CONSTRAINTS}]: more than {MAX_CONSTRAINTS} constraints "
+        "in one policy"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("{", id="truncated"),
+        pytest.param("[" * 100_000 + "]" * 100_000, id="deep-json"),
+        pytest.param(b"\xff\xfe", id="not-utf8"),
+        pytest.param(" " * (2 << 20), id="too-large"),
+    ],
+)
+def test_malformed_text_is_a_typed_error(text: str | bytes) -> None:
+    with pytest.raises(PolicyError):
+        read_policy_text(text)
