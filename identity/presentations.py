@@ -1,0 +1,144 @@
+"""Verifiable presentations (DCP "Verifiable Presentation Protocol", VP as JWT).
+
+The holder answers a ``PresentationQueryMessage`` whose scopes name credential types
+(``org.eclipse.dspace.dcp.vc.type:MembershipCredential``) with a VP JWT signed by one of its
+``authentication`` keys, addressed (``aud``) to the verifier. The verifier checks the VP's
+signature, audience and lifetime, **and then each credential on its own** (signature, trusted
+issuer, expiry, revocation, and that its subject is the holder who signed the VP).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from identity.credentials import (
+    VC_CONTEXT,
+    CredentialType,
+    RevocationCheck,
+    TrustedIssuers,
+    VerifiedCredential,
+    verify_credential,
+)
+from identity.errors import IdentityError, Reason
+from identity.jwt_sign import key_id_of, sign, unverified, verify
+from identity.keys import PrivateKey
+from identity.resolver import DIDResolver
+from identity.tokens import LEEWAY_S
+
+TYPE_SCOPE: Final = "org.eclipse.dspace.dcp.vc.type:"
+VP_TYP: Final = "vp+jwt"
+MAX_VP_BYTES: Final = 256 * 1024
+MAX_CREDENTIALS: Final = 32
+DCP_CONTEXT: Final = "https://w3id.org/dspace-dcp/v1.0/dcp.jsonld"
+
+
+def scope_for(credential_type: CredentialType) -> str:
+    return TYPE_SCOPE + credential_type.value
+
+
+def types_in_scopes(scopes: Iterable[str]) -> frozenset[CredentialType]:
+    """The credential types that DCP scopes ask for; an unknown scope is an error."""
+    found = set()
+    for scope in scopes:
+        name = scope.removeprefix(TYPE_SCOPE)
+        if not scope.startswith(TYPE_SCOPE) or name not in CredentialType.__members__.values():
+            raise IdentityError(Reason.ACCESS_DENIED, f"unsupported scope {scope!r}")
+        found.add(CredentialType(name))
+    return frozenset(found)
+
+
+def issue_presentation(
+    *,
+    holder: str,
+    key: PrivateKey,
+    key_id: str,
+    credentials: Sequence[str],
+    audience: str,
+    now: datetime,
+    lifetime: timedelta = timedelta(minutes=5),
+) -> str:
+    return sign(
+        {
+            "iss": holder,
+            "sub": holder,
+            "aud": audience,
+            "jti": str(uuid.uuid4()),
+            "iat": int(now.timestamp()),
+            "nbf": int(now.timestamp()),
+            "exp": int((now + lifetime).timestamp()),
+            "vp": {
+                "@context": [VC_CONTEXT],
+                "type": ["VerifiablePresentation"],
+                "holder": holder,
+                "verifiableCredential": list(credentials),
+            },
+        },
+        key,
+        key_id,
+        VP_TYP,
+    )
+
+
+@dataclass(frozen=True)
+class VerifiedPresentation:
+    holder: str
+    credentials: tuple[VerifiedCredential, ...]
+    expires_at: datetime
+
+    def types(self) -> frozenset[CredentialType]:
+        return frozenset(c.type for c in self.credentials)
+
+
+async def verify_presentation(
+    token: str,
+    *,
+    audience: str,
+    expected_holder: str,
+    resolver: DIDResolver,
+    trusted: TrustedIssuers,
+    revocation: RevocationCheck,
+    now: datetime,
+) -> VerifiedPresentation:
+    header, claims = unverified(token, MAX_VP_BYTES)
+    holder = claims.get("iss")
+    if holder != expected_holder:
+        raise IdentityError(
+            Reason.SUBJECT_MISMATCH,
+            f"the presentation is signed by {holder!r}, not {expected_holder}",
+        )
+    key_id = key_id_of(header, expected_holder)
+    if key_id is None:
+        raise IdentityError(Reason.MALFORMED_TOKEN, "presentation without kid")
+    document = await resolver.resolve(expected_holder)
+    verified = verify(token, document, key_id, "authentication", audience=audience)
+    expires = verified.get("exp")
+    if not isinstance(expires, int) or now.timestamp() >= expires + LEEWAY_S:
+        raise IdentityError(Reason.EXPIRED_TOKEN, "the presentation has expired")
+    vp: Any = verified.get("vp")
+    if not isinstance(vp, dict) or vp.get("holder", expected_holder) != expected_holder:
+        raise IdentityError(Reason.MALFORMED_TOKEN, "vp claim missing or about another holder")
+    raw_credentials = vp.get("verifiableCredential", [])
+    if not isinstance(raw_credentials, list) or len(raw_credentials) > MAX_CREDENTIALS:
+        raise IdentityError(Reason.MALFORMED_TOKEN, f"at most {MAX_CREDENTIALS} credentials")
+    credentials = []
+    for raw in raw_credentials:
+        if not isinstance(raw, str):
+            raise IdentityError(Reason.INVALID_CREDENTIAL, "only JWT credentials are accepted here")
+        credentials.append(
+            await verify_credential(
+                raw,
+                resolver=resolver,
+                trusted=trusted,
+                revocation=revocation,
+                now=now,
+                expected_subject=expected_holder,
+            )
+        )
+    earliest = min([expires, *(int(c.expires_at.timestamp()) for c in credentials)])
+    return VerifiedPresentation(
+        expected_holder, tuple(credentials), datetime.fromtimestamp(earliest, now.tzinfo)
+    )

@@ -1,0 +1,185 @@
+"""DCP self-issued ID tokens (DCP 1.0, "Base Concepts"), and the access tokens they carry.
+
+Validation follows the specification's steps: ``iss`` equals ``sub``; ``aud`` is us; the key is
+found in the ``sub`` DID document (by ``kid``, which must belong to ``iss``; without ``kid`` only
+a document with exactly one verification method) and has the ``capabilityInvocation``
+relationship; the document's id is ``sub`` (the resolver guarantees it); ``nbf``, ``exp`` and
+``iat`` against our clock with a small leeway; ``jti`` never seen before, in a replay cache that
+outlives a restart (the caller passes it in; services keep it in their database).
+
+The access token in the ``token`` claim is ours to define (DCP leaves it opaque): a JWT the
+holder signs for its own Credential Service, naming the scopes it grants and the one verifier
+allowed to use it, so that a leaked access token is useless to anyone else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final, Protocol
+
+from identity.documents import DIDDocument
+from identity.errors import IdentityError, Reason
+from identity.jwt_sign import key_id_of, sign, unverified, verify
+from identity.keys import PrivateKey
+from identity.resolver import DIDResolver
+
+ID_TOKEN_TYP: Final = "JWT"  # noqa: S105 - a media type, not a secret
+ACCESS_TOKEN_TYP: Final = "kexin-access+jwt"  # noqa: S105 - a media type
+LEEWAY_S: Final = 30
+MAX_ID_TOKEN_BYTES: Final = 8 * 1024
+MAX_TOKEN_AGE_S: Final = 3600
+"""Tokens issued longer ago than this are refused, so that jti values need not be kept longer."""
+
+
+class ReplayCache(Protocol):
+    def first_use(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+        """Record the jti; False if it was already recorded."""
+        ...
+
+
+@dataclass(frozen=True)
+class IdToken:
+    issuer: str
+    jti: str
+    expires_at: datetime
+    token: str | None
+    """The ``token`` claim: an access token for the issuer's Credential Service, if any."""
+
+
+def mint_id_token(
+    *,
+    issuer: str,
+    key: PrivateKey,
+    key_id: str,
+    audience: str,
+    now: datetime,
+    lifetime: timedelta = timedelta(minutes=5),
+    token: str | None = None,
+) -> str:
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "sub": issuer,
+        "aud": audience,
+        "jti": str(uuid.uuid4()),
+        "iat": int(now.timestamp()),
+        "nbf": int(now.timestamp()),
+        "exp": int((now + lifetime).timestamp()),
+    }
+    if token is not None:
+        claims["token"] = token
+    return sign(claims, key, key_id, ID_TOKEN_TYP)
+
+
+def _signing_key_id(header: dict[str, Any], issuer: str, document: DIDDocument) -> str:
+    key_id = key_id_of(header, issuer)
+    if key_id is not None:
+        return key_id
+    if len(document.verification_methods) == 1:
+        return document.verification_methods[0].id
+    raise IdentityError(Reason.MALFORMED_TOKEN, "no kid, and the DID document has several keys")
+
+
+def _check_times(claims: dict[str, Any], now: datetime) -> datetime:
+    timestamp = now.timestamp()
+    expires, issued = claims.get("exp"), claims.get("iat")
+    if not isinstance(expires, int | float) or not isinstance(issued, int | float):
+        raise IdentityError(Reason.MALFORMED_TOKEN, "exp and iat are required numbers")
+    if timestamp >= expires + LEEWAY_S:
+        raise IdentityError(Reason.EXPIRED_TOKEN, "the token has expired")
+    not_before = claims.get("nbf")
+    if not_before is not None and (
+        not isinstance(not_before, int | float) or timestamp + LEEWAY_S < not_before
+    ):
+        raise IdentityError(Reason.EXPIRED_TOKEN, "the token is not valid yet")
+    if issued > timestamp + LEEWAY_S or issued < timestamp - MAX_TOKEN_AGE_S:
+        raise IdentityError(Reason.EXPIRED_TOKEN, "the token's iat is out of range")
+    return datetime.fromtimestamp(expires, now.tzinfo)
+
+
+async def validate_id_token(
+    raw: str, *, audience: str, resolver: DIDResolver, replay: ReplayCache, now: datetime
+) -> IdToken:
+    header, claims = unverified(raw, MAX_ID_TOKEN_BYTES)
+    issuer, subject = claims.get("iss"), claims.get("sub")
+    # 1. iss and sub are the same DID
+    if not isinstance(issuer, str) or issuer != subject:
+        raise IdentityError(Reason.WRONG_SUBJECT, "iss and sub must be the same DID")
+    # 2. aud is the verifier's DID (checked again with the signature)
+    aud = claims.get("aud")
+    if aud != audience and not (isinstance(aud, list) and audience in aud):
+        raise IdentityError(Reason.WRONG_AUDIENCE, f"the token is not for {audience}")
+    # 3. + 4. the key comes from sub's DID document and has capabilityInvocation
+    document = await resolver.resolve(issuer)
+    key_id = _signing_key_id(header, issuer, document)
+    verified = verify(raw, document, key_id, "capabilityInvocation", audience=audience)
+    # 5. nbf, exp, iat
+    expires_at = _check_times(verified, now)
+    # 6. jti never seen before
+    jti = verified.get("jti")
+    if not isinstance(jti, str) or not jti or len(jti) > 200:
+        raise IdentityError(Reason.MALFORMED_TOKEN, "jti is required")
+    if not replay.first_use(issuer, jti, expires_at + timedelta(seconds=LEEWAY_S)):
+        raise IdentityError(Reason.REPLAYED_TOKEN, f"token {jti} was used before")
+    token = verified.get("token")
+    return IdToken(issuer, jti, expires_at, token if isinstance(token, str) else None)
+
+
+@dataclass(frozen=True)
+class AccessGrant:
+    holder: str
+    verifier: str
+    scopes: frozenset[str]
+
+
+def mint_access_token(
+    *,
+    holder: str,
+    key: PrivateKey,
+    key_id: str,
+    verifier: str,
+    scopes: Sequence[str],
+    now: datetime,
+    lifetime: timedelta = timedelta(minutes=5),
+) -> str:
+    return sign(
+        {
+            "iss": holder,
+            "sub": holder,
+            "aud": holder,
+            "verifier": verifier,
+            "scope": " ".join(scopes),
+            "jti": str(uuid.uuid4()),
+            "iat": int(now.timestamp()),
+            "exp": int((now + lifetime).timestamp()),
+        },
+        key,
+        key_id,
+        ACCESS_TOKEN_TYP,
+    )
+
+
+def check_access_token(
+    raw: str, *, holder_document: DIDDocument, verifier: str, now: datetime
+) -> AccessGrant:
+    """The holder's Credential Service checks an access token it issued itself."""
+    holder = holder_document.id
+    try:
+        header, claims = unverified(raw, MAX_ID_TOKEN_BYTES)
+        if header.get("typ") != ACCESS_TOKEN_TYP or claims.get("iss") != holder:
+            raise IdentityError(Reason.ACCESS_DENIED, "not an access token of this holder")
+        key_id = key_id_of(header, holder)
+        if key_id is None:
+            raise IdentityError(Reason.ACCESS_DENIED, "access token without kid")
+        verified = verify(raw, holder_document, key_id, "capabilityInvocation", audience=holder)
+        _check_times(verified, now)
+    except IdentityError as error:
+        raise IdentityError(
+            Reason.ACCESS_DENIED, f"access token refused: {error.message}"
+        ) from None
+    if verified.get("verifier") != verifier:
+        raise IdentityError(Reason.ACCESS_DENIED, f"the access token was not granted to {verifier}")
+    scope = verified.get("scope", "")
+    return AccessGrant(holder, verifier, frozenset(str(scope).split()))
