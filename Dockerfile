@@ -10,5 +10,6 @@ COPY policy policy
 COPY ledger ledger
 COPY matching matching
 COPY storage storage
+COPY service service
 RUN pip install --no-cache-dir . && useradd --system --home /app kexin
 USER kexin

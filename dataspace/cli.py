@@ -24,6 +24,7 @@ from connector.app import create_app as create_connector_app
 from connector.database import migrations as connector_migrations
 from connector.settings import ConnectorSettings
 from dataspace import demo
+from identity.database import migrations as identity_migrations
 from ledger.app import create_app as create_ledger_app
 from ledger.settings import LedgerSettings
 from storage.engine import create_engine
@@ -112,17 +113,20 @@ def ledger_serve(host: HostOption = None, port: PortOption = None) -> None:
 
 class Service(StrEnum):
     CONNECTOR = "connector"
+    IDENTITY = "identity"
 
 
 def _schema(service: Service) -> Migrations:
     match service:
         case Service.CONNECTOR:
             return connector_migrations()
+        case Service.IDENTITY:
+            return identity_migrations()
 
 
 def _database_url(service: Service) -> str:
     match service:
-        case Service.CONNECTOR:
+        case Service.CONNECTOR | Service.IDENTITY:
             return load_settings(ConnectorSettings).database_url
 
 

@@ -37,3 +37,21 @@ class IdentityError(Exception):
 
     def __str__(self) -> str:
         return f"{self.reason.value}: {self.message}"
+
+
+_FORBIDDEN = frozenset(
+    {
+        Reason.ACCESS_DENIED,
+        Reason.UNTRUSTED_ISSUER,
+        Reason.EXPIRED_CREDENTIAL,
+        Reason.REVOKED_CREDENTIAL,
+        Reason.INVALID_CREDENTIAL,
+        Reason.SUBJECT_MISMATCH,
+        Reason.MISSING_CREDENTIAL,
+    }
+)
+
+
+def http_status(reason: Reason) -> int:
+    """401 when the caller's identity is not established, 403 when it is but does not qualify."""
+    return 403 if reason in _FORBIDDEN else 401

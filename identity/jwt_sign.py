@@ -66,10 +66,10 @@ def verify(
     Time claims are not checked here: callers check them against their own clock.
     """
     method = document.method(key_id, relationship)
-    return _decode(token, method.public_key, audience)
+    return verify_with_key(token, method.public_key, audience)
 
 
-def _decode(token: str, key: PublicKey, audience: str | None) -> dict[str, Any]:
+def verify_with_key(token: str, key: PublicKey, audience: str | None) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(
             token,

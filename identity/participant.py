@@ -1,0 +1,71 @@
+"""Everything one participant's identity needs at run time, built once by the hosting service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy.engine import Engine
+
+from identity.credential_service import CredentialService
+from identity.credentials import CredentialType, TrustedIssuers
+from identity.keyring import KeyRing
+from identity.resolver import DIDResolver
+from identity.status import StatusListCache
+from identity.store import CredentialStore, SqlReplayCache
+from identity.sts import SecureTokenService
+from identity.verifier import Verifier
+
+
+@dataclass(frozen=True)
+class Participant:
+    did: str
+    keyring: KeyRing
+    sts: SecureTokenService
+    resolver: DIDResolver
+    replay: SqlReplayCache
+    trusted: TrustedIssuers
+    status: StatusListCache
+    credentials: CredentialStore
+    credential_service: CredentialService
+    verifier: Verifier
+
+
+def build_participant(
+    *,
+    did: str,
+    engine: Engine,
+    passphrase: str,
+    client: httpx.AsyncClient,
+    trusted: TrustedIssuers,
+    required: Collection[CredentialType],
+    allow_http: bool,
+    status_ttl: timedelta,
+    clock: Callable[[], datetime],
+) -> Participant:
+    keyring = KeyRing.load_or_create(engine, did, passphrase, clock())
+    sts = SecureTokenService(keyring, clock)
+    resolver = DIDResolver(client, allow_http=allow_http)
+    replay = SqlReplayCache(engine)
+    status = StatusListCache(client, resolver, ttl_s=status_ttl.total_seconds())
+    store = CredentialStore(engine)
+    return Participant(
+        did=did,
+        keyring=keyring,
+        sts=sts,
+        resolver=resolver,
+        replay=replay,
+        trusted=trusted,
+        status=status,
+        credentials=store,
+        credential_service=CredentialService(
+            keyring=keyring, store=store, resolver=resolver, replay=replay,
+            trusted=trusted, revocation=status, clock=clock,
+        ),
+        verifier=Verifier(
+            sts=sts, resolver=resolver, trusted=trusted, revocation=status, replay=replay,
+            client=client, required=required, cache_ttl=status_ttl, clock=clock,
+        ),
+    )  # fmt: skip

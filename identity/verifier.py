@@ -1,0 +1,141 @@
+"""The verifier side: authenticate a calling participant the DCP way.
+
+1. Validate its self-issued ID token (signature, audience, lifetime, replay).
+2. Unless a verified presentation of that participant is cached, resolve its DID document, find
+   its ``CredentialService``, and query it with our own ID token carrying the caller's access
+   token; verify the returned presentation and each credential in it.
+3. Require the credential types this service needs; cache the result for at most the
+   revocation-list TTL, so that a revocation is noticed once the caches refresh.
+
+The result is a :class:`Peer`: who the caller is and what its credentials say, ready to be the
+credential part of a policy decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from identity.credential_service import bearer
+from identity.credentials import CredentialType, RevocationCheck, TrustedIssuers
+from identity.errors import IdentityError, Reason
+from identity.presentations import (
+    DCP_CONTEXT,
+    MAX_VP_BYTES,
+    VerifiedPresentation,
+    scope_for,
+    verify_presentation,
+)
+from identity.resolver import DIDResolver
+from identity.sts import SecureTokenService
+from identity.tokens import ReplayCache, validate_id_token
+from policy.operands import CredentialFacts
+
+
+@dataclass(frozen=True)
+class Peer:
+    did: str
+    presentation: VerifiedPresentation
+
+    def facts(self) -> CredentialFacts:
+        credentials = self.presentation.credentials
+        roles = frozenset(role for c in credentials if (role := c.type.role) is not None)
+        grades = [c.organisation.data_grade for c in credentials]
+        membership = next((c for c in credentials if c.type is CredentialType.MEMBERSHIP), None)
+        return CredentialFacts(
+            membership=membership is not None,
+            roles=roles,
+            data_grade=max(grades, key=lambda g: g.rank) if grades else None,
+            region=membership.organisation.region if membership else None,
+        )
+
+
+class Verifier:
+    def __init__(
+        self,
+        *,
+        sts: SecureTokenService,
+        resolver: DIDResolver,
+        trusted: TrustedIssuers,
+        revocation: RevocationCheck,
+        replay: ReplayCache,
+        client: httpx.AsyncClient,
+        required: Collection[CredentialType],
+        cache_ttl: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._sts = sts
+        self._resolver = resolver
+        self._trusted = trusted
+        self._revocation = revocation
+        self._replay = replay
+        self._client = client
+        self._required = frozenset(required)
+        self._cache_ttl = cache_ttl
+        self._clock = clock
+        self._cache: dict[str, tuple[datetime, Peer]] = {}
+
+    async def authenticate(self, authorization: str | None) -> Peer:
+        now = self._clock()
+        id_token = await validate_id_token(
+            bearer(authorization), audience=self._sts.did, resolver=self._resolver,
+            replay=self._replay, now=now,
+        )  # fmt: skip
+        cached = self._cache.get(id_token.issuer)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        if id_token.token is None:
+            raise IdentityError(Reason.ACCESS_DENIED, "no token claim: cannot query credentials")
+        presentation = await self._pull(id_token.issuer, id_token.token, now)
+        missing = self._required - presentation.types()
+        if missing:
+            names = ", ".join(sorted(t.value for t in missing))
+            raise IdentityError(Reason.MISSING_CREDENTIAL, f"{id_token.issuer} lacks {names}")
+        peer = Peer(id_token.issuer, presentation)
+        self._cache[id_token.issuer] = (min(now + self._cache_ttl, presentation.expires_at), peer)
+        return peer
+
+    def forget(self, did: str) -> None:
+        self._cache.pop(did, None)
+
+    async def _pull(self, holder: str, access_token: str, now: datetime) -> VerifiedPresentation:
+        document = await self._resolver.resolve(holder)
+        service = document.service("CredentialService")
+        if service is None:
+            raise IdentityError(Reason.UNRESOLVABLE_DID, f"{holder} has no CredentialService")
+        query = {
+            "@context": [DCP_CONTEXT],
+            "type": "PresentationQueryMessage",
+            "scope": [scope_for(t) for t in sorted(self._required)],
+        }
+        headers = {"Authorization": "Bearer " + self._sts.id_token(holder, token=access_token)}
+        url = service.endpoint.rstrip("/") + "/presentations/query"
+        try:
+            response = await self._client.post(url, json=query, headers=headers)
+        except httpx.HTTPError as error:
+            raise IdentityError(Reason.UNRESOLVABLE_DID, f"{url}: {error!r}") from None
+        if response.status_code != httpx.codes.OK or len(response.content) > MAX_VP_BYTES:
+            raise IdentityError(
+                Reason.ACCESS_DENIED,
+                f"{holder}'s Credential Service answered {response.status_code}",
+            )
+        try:
+            body: Any = response.json()
+        except ValueError:
+            raise IdentityError(
+                Reason.MALFORMED_TOKEN, "presentation response is not JSON"
+            ) from None
+        presentations = body.get("presentation") if isinstance(body, dict) else None
+        if not isinstance(presentations, list) or len(presentations) != 1:
+            raise IdentityError(Reason.MALFORMED_TOKEN, "expected exactly one presentation")
+        (token,) = presentations
+        if not isinstance(token, str):
+            raise IdentityError(Reason.MALFORMED_TOKEN, "only JWT presentations are accepted")
+        return await verify_presentation(
+            token, audience=self._sts.did, expected_holder=holder, resolver=self._resolver,
+            trusted=self._trusted, revocation=self._revocation, now=now,
+        )  # fmt: skip

@@ -1,0 +1,66 @@
+"""HTTP plumbing the service apps share: bounded JSON bodies and typed error bodies.
+
+Every refusal leaves as ``{"type": ..., "reason": ..., "message": ...}`` with a 4xx status; a
+malformed or oversized body never reaches a handler as a half-read object.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from identity.credential_service import UnsupportedQueryError
+from identity.errors import IdentityError, http_status
+
+
+class BadRequestError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+        raise BadRequestError(413, "body_too_large", f"a body is at most {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise BadRequestError(413, "body_too_large", f"a body is at most {max_bytes} bytes")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequestError(400, "malformed_json", "the body is not JSON") from None
+
+
+def error_body(kind: str, reason: str, message: str) -> dict[str, str]:
+    return {"type": kind, "reason": reason, "message": message}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def identity_error(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, IdentityError)  # noqa: S101 - registered for this type only
+        return JSONResponse(
+            error_body("IdentityError", error.reason.value, error.message),
+            status_code=http_status(error.reason),
+            headers={"WWW-Authenticate": "Bearer"} if http_status(error.reason) == 401 else None,
+        )
+
+    async def bad_request(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, BadRequestError)  # noqa: S101 - registered for this type only
+        return JSONResponse(
+            error_body("BadRequest", error.reason, error.message), status_code=error.status
+        )
+
+    async def unsupported(_request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse(error_body("NotImplemented", "unsupported", str(error)), 501)
+
+    app.add_exception_handler(IdentityError, identity_error)
+    app.add_exception_handler(BadRequestError, bad_request)
+    app.add_exception_handler(UnsupportedQueryError, unsupported)
