@@ -1,33 +1,101 @@
-"""The broker's app factory (participant registry and federated catalog, as they arrive)."""
+"""The broker's app factory: the data-space authority (credential issuance, revocation, trusted
+issuers) now; the participant registry and federated catalogue as they arrive."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
-from fastapi import FastAPI
+import httpx
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from broker.authority.issuer import LIST_ID, Authority, AuthorityError
+from broker.authority.routes import admin, did_document
+from broker.authority.routes import router as authority_router
+from broker.database import migrations
 from broker.settings import BrokerSettings
+from identity.credentials import CredentialType, TrustedIssuers
+from identity.database import migrations as identity_migrations
+from identity.participant import build_participant
+from identity.resolver import did_web_url
+from service.http import error_body, install_error_handlers
 from storage.engine import create_engine
 from storage.health import check_health
+from storage.migrate import upgrade
 
 
-def create_app(settings: BrokerSettings) -> FastAPI:
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    settings: BrokerSettings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
     engine = create_engine(settings.database_url)
+    schemas = (migrations(), identity_migrations())
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            for schema in schemas:
+                upgrade(engine, schema)
+        async with httpx.AsyncClient(
+            transport=transport, timeout=settings.http_timeout_s
+        ) as client:
+            participant = build_participant(
+                did=settings.authority_id,
+                engine=engine,
+                passphrase=settings.key_passphrase.get_secret_value(),
+                client=client,
+                trusted=TrustedIssuers(
+                    {kind: frozenset({settings.authority_id}) for kind in CredentialType}
+                ),
+                required=(),
+                allow_http=settings.did_web_allow_http,
+                status_ttl=timedelta(seconds=60),
+                clock=clock,
+            )
+            app.state.participant = participant
+            app.state.authority = Authority(
+                engine=engine,
+                participant=participant,
+                client=client,
+                allow={
+                    did: (tuple(grant.types), grant.organisation.organisation())
+                    for did, grant in settings.onboarding_allow.items()
+                },
+                validity=timedelta(days=settings.credential_validity_days),
+                status_url=f"{settings.base_url}/status/{LIST_ID}",
+                clock=clock,
+            )
+            yield
         engine.dispose()
 
-    app = FastAPI(title="Kexin broker", lifespan=lifespan)
+    app = FastAPI(title="Kexin broker", summary="Data-space authority", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
+    install_error_handlers(app)
+
+    async def authority_error(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, AuthorityError)  # noqa: S101 - registered for this type only
+        return JSONResponse(error_body("AuthorityError", error.reason, error.message), error.status)
+
+    app.add_exception_handler(AuthorityError, authority_error)
+    app.include_router(authority_router)
+    app.include_router(admin)
+    if settings.authority_id.startswith("did:web:"):
+        path = urlsplit(did_web_url(settings.authority_id)).path
+        app.add_api_route(path, did_document, methods=["GET"], tags=["authority"])
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
-        report = check_health("broker", engine, None)
+        report = check_health("broker", engine, schemas)
         return JSONResponse(report.body(), status_code=200 if report.ok else 503)
 
     return app

@@ -2,29 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
+import httpx
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from connector.audit import SqlAuditSink
-from connector.database import migrations
+from connector.dcp.routes import did_document
+from connector.dcp.routes import router as dcp_router
+from connector.participant import migrate, participant_for, schemas
 from connector.settings import ConnectorSettings
+from identity.resolver import did_web_url
+from service.http import install_error_handlers
 from storage.engine import create_engine
 from storage.health import check_health
-from storage.migrate import upgrade
 
 
-def create_app(settings: ConnectorSettings) -> FastAPI:
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    settings: ConnectorSettings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
     engine = create_engine(settings.database_url)
-    schema = migrations()
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
-            upgrade(engine, schema)
-        yield
+            migrate(engine)
+        timeout = settings.http_timeout_s
+        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+            app.state.participant = participant_for(settings, engine, client, clock)
+            yield
         engine.dispose()
 
     app = FastAPI(
@@ -35,10 +52,15 @@ def create_app(settings: ConnectorSettings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.audit = SqlAuditSink(engine)
+    install_error_handlers(app)
+    app.include_router(dcp_router)
+    if settings.participant_id.startswith("did:web:"):
+        path = urlsplit(did_web_url(settings.participant_id)).path
+        app.add_api_route(path, did_document, methods=["GET"], tags=["dcp"])
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
-        report = check_health("connector", engine, schema)
+        report = check_health("connector", engine, schemas())
         return JSONResponse(report.body(), status_code=200 if report.ok else 503)
 
     return app

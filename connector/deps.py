@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 
 from connector.settings import ConnectorSettings
+from identity.participant import Participant
 
 
 def get_settings(request: Request) -> ConnectorSettings:
@@ -20,5 +21,11 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
+def get_participant(request: Request) -> Participant:
+    participant: Participant = request.app.state.participant
+    return participant
+
+
 SettingsDep = Annotated[ConnectorSettings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
+ParticipantDep = Annotated[Participant, Depends(get_participant)]

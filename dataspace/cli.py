@@ -7,24 +7,36 @@ option), 78 an invalid setting (one line per variable, no traceback).
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import httpx
 import typer
 import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from broker.app import create_app as create_broker_app
+from broker.database import migrations as broker_migrations
 from broker.settings import BrokerSettings
 from connector.app import create_app as create_connector_app
 from connector.database import migrations as connector_migrations
+from connector.dcp.client import OnboardingError, request_credentials
+from connector.participant import migrate as migrate_connector
+from connector.participant import participant_for
 from connector.settings import ConnectorSettings
 from dataspace import demo
+from identity.credentials import CredentialType
 from identity.database import migrations as identity_migrations
+from identity.errors import IdentityError
+from identity.keyring import KeyRing
+from identity.keys import KeyMaterialError
 from ledger.app import create_app as create_ledger_app
 from ledger.settings import LedgerSettings
 from storage.engine import create_engine
@@ -97,6 +109,58 @@ def connector_serve(host: HostOption = None, port: PortOption = None) -> None:
     uvicorn.run(create_connector_app(settings), host=settings.host, port=settings.port)
 
 
+@connector_cli.command("onboard")
+def connector_onboard(
+    authority: Annotated[str, typer.Option(help="The data-space authority's DID.")],
+    credential: Annotated[
+        list[CredentialType],
+        typer.Option("--type", help="A credential to request (repeatable)."),
+    ],
+) -> None:
+    """Ask the data-space authority for credentials (delivered to this connector when issued)."""
+    settings = load_settings(ConnectorSettings)
+    try:
+        status = asyncio.run(_onboard(settings, authority, credential))
+    except (OnboardingError, IdentityError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"request {status.get('issuerPid')}: {status.get('status')}")
+
+
+async def _onboard(
+    settings: ConnectorSettings, authority: str, types: list[CredentialType]
+) -> dict[str, object]:
+    engine = create_engine(settings.database_url)
+    try:
+        migrate_connector(engine)
+        async with httpx.AsyncClient(timeout=settings.http_timeout_s) as client:
+            participant = participant_for(settings, engine, client, lambda: datetime.now(UTC))
+            return await request_credentials(participant, client, authority, types)
+    finally:
+        engine.dispose()
+
+
+@connector_cli.command("rotate-key")
+def connector_rotate_key() -> None:
+    """Make a new signing key current; the old one stays published for what it signed."""
+    settings = load_settings(ConnectorSettings)
+    engine = create_engine(settings.database_url)
+    try:
+        migrate_connector(engine)
+        ring = KeyRing.rotate(
+            engine,
+            settings.participant_id,
+            settings.key_passphrase.get_secret_value(),
+            datetime.now(UTC),
+        )
+    except KeyMaterialError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"current key: {ring.current.key_id}")
+
+
 @broker_cli.command("serve")
 def broker_serve(host: HostOption = None, port: PortOption = None) -> None:
     """Run the broker (settings: BROKER_* variables)."""
@@ -113,36 +177,50 @@ def ledger_serve(host: HostOption = None, port: PortOption = None) -> None:
 
 class Service(StrEnum):
     CONNECTOR = "connector"
+    BROKER = "broker"
+
+
+class Schema(StrEnum):
+    CONNECTOR = "connector"
+    BROKER = "broker"
     IDENTITY = "identity"
 
 
-def _schema(service: Service) -> Migrations:
+SCHEMAS: dict[Schema, Callable[[], Migrations]] = {
+    Schema.CONNECTOR: connector_migrations,
+    Schema.BROKER: broker_migrations,
+    Schema.IDENTITY: identity_migrations,
+}
+
+
+def _service_database(service: Service) -> tuple[str, tuple[Migrations, ...]]:
+    """A service's database URL (from its settings) and the schemas kept in it."""
     match service:
         case Service.CONNECTOR:
-            return connector_migrations()
-        case Service.IDENTITY:
-            return identity_migrations()
-
-
-def _database_url(service: Service) -> str:
-    match service:
-        case Service.CONNECTOR | Service.IDENTITY:
-            return load_settings(ConnectorSettings).database_url
+            url = load_settings(ConnectorSettings).database_url
+            return url, (connector_migrations(), identity_migrations())
+        case Service.BROKER:
+            url = load_settings(BrokerSettings).database_url
+            return url, (broker_migrations(), identity_migrations())
 
 
 @db_cli.command("upgrade")
 def db_upgrade(service: Service) -> None:
     """Bring a service's database to the newest schema (its *_DATABASE_URL)."""
-    engine = create_engine(_database_url(service))
-    upgrade(engine, _schema(service))
+    url, schemas = _service_database(service)
+    engine = create_engine(url)
+    for schema in schemas:
+        upgrade(engine, schema)
     engine.dispose()
     typer.echo(f"{service.value}: database at the newest revision")
 
 
 @db_cli.command("revision")
-def db_revision(service: Service, message: Annotated[str, typer.Option("--message", "-m")]) -> None:
+def db_revision(
+    schema_name: Schema, message: Annotated[str, typer.Option("--message", "-m")]
+) -> None:
     """For developers: write a new migration from the difference between models and schema."""
-    schema = _schema(service)
+    schema = SCHEMAS[schema_name]()
     with tempfile.TemporaryDirectory() as scratch:
         engine = create_engine(f"sqlite:///{Path(scratch) / 'scratch.db'}")
         upgrade(engine, schema)

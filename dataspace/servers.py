@@ -22,13 +22,19 @@ class ServerStartError(RuntimeError):
     """The server did not come up in time."""
 
 
-@contextmanager
-def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve ``app`` on ``host:port`` (0: any free port) and yield its base URL."""
+def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening socket on ``host:port`` (0: any free port); its port is known at once."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    bound_port = sock.getsockname()[1]
+    return sock
+
+
+@contextmanager
+def serve_in_thread(app: ASGIApp, sock: socket.socket | None = None) -> Iterator[str]:
+    """Serve ``app`` on ``sock`` (default: a new one on a free loopback port); yield its URL."""
+    sock = sock or bind()
+    host, bound_port = sock.getsockname()[:2]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -62,7 +62,8 @@ class CredentialService:
     def holder(self) -> str:
         return self._keyring.owner
 
-    async def _caller(self, authorization: str | None, needed: set[str]) -> str:
+    async def _caller(self, authorization: str | None) -> tuple[str, frozenset[str]]:
+        """The verifier that calls, and the scopes our access token granted it."""
         now = self._clock()
         id_token = await validate_id_token(
             bearer(authorization), audience=self.holder, resolver=self._resolver,
@@ -76,12 +77,12 @@ class CredentialService:
             verifier=id_token.issuer,
             now=now,
         )
-        missing = needed - grant.scopes
-        if missing:
-            raise IdentityError(Reason.ACCESS_DENIED, f"not granted: {' '.join(sorted(missing))}")
-        return id_token.issuer
+        return id_token.issuer, grant.scopes
 
     async def query(self, authorization: str | None, message: Any) -> dict[str, Any]:
+        """Present the credentials asked for that the holder granted this verifier; the
+        verifier learns nothing the holder did not grant, and a query for nothing granted is
+        refused."""
         if not isinstance(message, dict) or message.get("type") != "PresentationQueryMessage":
             raise IdentityError(Reason.MALFORMED_TOKEN, "expected a PresentationQueryMessage")
         if "presentationDefinition" in message:
@@ -91,13 +92,18 @@ class CredentialService:
             raise IdentityError(Reason.MALFORMED_TOKEN, f"scope must list 1 to {MAX_SCOPES} scopes")
         if not all(isinstance(s, str) for s in scopes):
             raise IdentityError(Reason.MALFORMED_TOKEN, "scopes are strings")
-        types = types_in_scopes(scopes)
-        verifier = await self._caller(authorization, set(scopes))
+        types_in_scopes(scopes)  # unknown scopes are refused before anything else
+        verifier, granted = await self._caller(authorization)
+        allowed = types_in_scopes(set(scopes) & granted)
+        if not allowed:
+            raise IdentityError(
+                Reason.ACCESS_DENIED, f"none of the scopes asked for was granted to {verifier}"
+            )
         now = self._clock()
         key = self._keyring.current
         presentation = issue_presentation(
             holder=self.holder, key=key.private_key, key_id=key.key_id,
-            credentials=self._store.tokens(types, now), audience=verifier, now=now,
+            credentials=self._store.tokens(allowed, now), audience=verifier, now=now,
         )  # fmt: skip
         return {
             "@context": [DCP_CONTEXT],
@@ -114,7 +120,9 @@ class CredentialService:
             raise IdentityError(
                 Reason.MALFORMED_TOKEN, f"credentials must list 1 to {MAX_DELIVERED}"
             )
-        issuer = await self._caller(authorization, {WRITE_SCOPE})
+        issuer, granted = await self._caller(authorization)
+        if WRITE_SCOPE not in granted:
+            raise IdentityError(Reason.ACCESS_DENIED, f"{issuer} was not granted {WRITE_SCOPE}")
         now = self._clock()
         verified = []
         for item in items:

@@ -31,6 +31,7 @@ class Participant:
     credentials: CredentialStore
     credential_service: CredentialService
     verifier: Verifier
+    clock: Callable[[], datetime]
 
 
 def build_participant(
@@ -68,4 +69,5 @@ def build_participant(
             sts=sts, resolver=resolver, trusted=trusted, revocation=status, replay=replay,
             client=client, required=required, cache_ttl=status_ttl, clock=clock,
         ),
+        clock=clock,
     )  # fmt: skip

@@ -110,7 +110,8 @@ class Verifier:
         query = {
             "@context": [DCP_CONTEXT],
             "type": "PresentationQueryMessage",
-            "scope": [scope_for(t) for t in sorted(self._required)],
+            # Every type we understand: the holder presents what it granted us, no more.
+            "scope": [scope_for(t) for t in CredentialType],
         }
         headers = {"Authorization": "Bearer " + self._sts.id_token(holder, token=access_token)}
         url = service.endpoint.rstrip("/") + "/presentations/query"

@@ -31,7 +31,7 @@ def create_app(settings: LedgerSettings) -> FastAPI:
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
-        report = check_health("ledger", engine, None)
+        report = check_health("ledger", engine, ())
         return JSONResponse(report.body(), status_code=200 if report.ok else 503)
 
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 
@@ -32,17 +33,16 @@ class HealthReport:
         }
 
 
-def check_health(service: str, engine: Engine, migrations: Migrations | None) -> HealthReport:
+def check_health(service: str, engine: Engine, migrations: Sequence[Migrations]) -> HealthReport:
+    """Reachable, and every schema the service keeps in this database at its newest revision."""
     try:
         ping(engine)
     except SQLAlchemyError:
         return HealthReport(service, database="unreachable", schema="unknown")
-    if migrations is None:
+    if not migrations:
         return HealthReport(service, database="ok", schema="no tables")
     try:
-        at = current(engine, migrations)
+        behind = [m for m in migrations if current(engine, m) != head(m)]
     except SQLAlchemyError:
         return HealthReport(service, database="ok", schema="unknown")
-    return HealthReport(
-        service, database="ok", schema="current" if at == head(migrations) else "not migrated"
-    )
+    return HealthReport(service, database="ok", schema="not migrated" if behind else "current")

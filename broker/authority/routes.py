@@ -1,0 +1,153 @@
+"""The authority's DCP endpoints (credential issuance protocol) and the operator's admin API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from broker.authority.issuer import CredentialRequestMessage, organisation_json
+from broker.authority.store import CredentialRequest, IssuedCredential, RequestStatus
+from broker.deps import AuthorityDep, OperatorDep, ParticipantDep, SettingsDep
+from identity.claims import OrganisationClaims
+from identity.credential_service import bearer
+from identity.documents import DIDDocument, Service
+from identity.presentations import DCP_CONTEXT
+from identity.tokens import IdToken, validate_id_token
+from service.http import read_json
+
+router = APIRouter(tags=["authority"])
+admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[OperatorDep])
+AuthorizationHeader = Annotated[str | None, Header()]
+
+
+def did_document(participant: ParticipantDep, settings: SettingsDep) -> dict[str, Any]:
+    """The authority's DID document; its IssuerService is where credentials are requested."""
+    services = [Service(f"{participant.did}#issuer-service", "IssuerService", settings.base_url)]
+    document: DIDDocument = participant.keyring.document(services)
+    return document.to_json()
+
+
+async def _holder(participant: ParticipantDep, authorization: str | None) -> IdToken:
+    return await validate_id_token(
+        bearer(authorization), audience=participant.did, resolver=participant.resolver,
+        replay=participant.replay, now=participant.clock(),
+    )  # fmt: skip
+
+
+def _status(request: CredentialRequest) -> dict[str, Any]:
+    return {
+        "@context": [DCP_CONTEXT],
+        "type": "CredentialStatus",
+        "issuerPid": request.id,
+        "holderPid": request.holder_pid,
+        "status": request.status,
+    }
+
+
+@router.get("/metadata")
+def metadata(authority: AuthorityDep) -> dict[str, Any]:
+    """DCP IssuerMetadata: which credentials this authority issues."""
+    return authority.metadata()
+
+
+@router.post("/credentials", status_code=201)
+async def request_credentials(
+    request: Request,
+    response: Response,
+    authority: AuthorityDep,
+    participant: ParticipantDep,
+    settings: SettingsDep,
+    authorization: AuthorizationHeader = None,
+) -> dict[str, Any]:
+    """DCP credential request. The ID token's ``token`` claim lets us deliver to the holder."""
+    id_token = await _holder(participant, authorization)
+    message = CredentialRequestMessage.parse(await read_json(request, settings.max_body_bytes))
+    created = await authority.receive(id_token.issuer, id_token.token, message)
+    response.headers["Location"] = f"/requests/{created.id}"
+    return _status(created)
+
+
+@router.get("/requests/{request_id}")
+async def request_status(
+    request_id: str, authority: AuthorityDep, participant: ParticipantDep,
+    authorization: AuthorizationHeader = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Only the holder that made a request may read its status."""
+    id_token = await _holder(participant, authorization)
+    return _status(authority.request(request_id, holder=id_token.issuer))
+
+
+@router.get("/status/{list_id}", response_class=PlainTextResponse)
+def status_list(list_id: str, authority: AuthorityDep) -> PlainTextResponse:
+    """The StatusList2021Credential (a VC JWT) for revocation checks."""
+    return PlainTextResponse(authority.status_list(list_id), media_type="application/vc+jwt")
+
+
+@router.get("/trusted-issuers")
+def trusted_issuers(authority: AuthorityDep) -> dict[str, list[str]]:
+    """Which issuer is trusted for which credential type in this data space."""
+    return authority.trusted_issuers()
+
+
+class Approval(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    organisation: OrganisationClaims
+
+
+class Rejection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+def _request_view(request: CredentialRequest) -> dict[str, Any]:
+    return {
+        **_status(request),
+        "holder": request.holder,
+        "credentialTypes": request.credential_types.split(),
+        "statedOrganisation": organisation_json(request),
+        "reason": request.reason,
+        "createdAt": request.created_at.isoformat(),
+    }
+
+
+def _credential_view(credential: IssuedCredential) -> dict[str, Any]:
+    return {
+        "id": credential.id,
+        "holder": credential.holder,
+        "type": credential.credential_type,
+        "issuedAt": credential.issued_at.isoformat(),
+        "expiresAt": credential.expires_at.isoformat(),
+        "revoked": credential.revoked_at is not None,
+    }
+
+
+@admin.get("/requests")
+def list_requests(
+    authority: AuthorityDep, status: RequestStatus | None = None
+) -> list[dict[str, Any]]:
+    return [_request_view(r) for r in authority.requests(status)]
+
+
+@admin.post("/requests/{request_id}/approve")
+async def approve(request_id: str, approval: Approval, authority: AuthorityDep) -> dict[str, Any]:
+    """Issue the requested credentials with these organisation claims, and deliver them."""
+    return _request_view(await authority.approve(request_id, approval.organisation.organisation()))
+
+
+@admin.post("/requests/{request_id}/reject")
+def reject(request_id: str, rejection: Rejection, authority: AuthorityDep) -> dict[str, Any]:
+    return _request_view(authority.reject(request_id, rejection.reason))
+
+
+@admin.get("/credentials")
+def list_credentials(authority: AuthorityDep, holder: str | None = None) -> list[dict[str, Any]]:
+    return [_credential_view(c) for c in authority.credentials(holder)]
+
+
+@admin.post("/credentials/{credential_id}/revoke")
+def revoke(credential_id: str, authority: AuthorityDep) -> dict[str, Any]:
+    """Revoke: the status list flips now; verifiers see it once their cache refreshes."""
+    return _credential_view(authority.revoke(credential_id))

@@ -1,0 +1,47 @@
+"""This connector's identity at run time, built from its settings (by the app and the CLI)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy.engine import Engine
+
+from connector.database import migrations
+from connector.settings import ConnectorSettings
+from identity.credentials import TrustedIssuers
+from identity.database import migrations as identity_migrations
+from identity.participant import Participant, build_participant
+from storage.migrate import Migrations, upgrade
+
+
+def schemas() -> tuple[Migrations, ...]:
+    """The schemas the connector keeps in its database."""
+    return migrations(), identity_migrations()
+
+
+def migrate(engine: Engine) -> None:
+    for schema in schemas():
+        upgrade(engine, schema)
+
+
+def participant_for(
+    settings: ConnectorSettings,
+    engine: Engine,
+    client: httpx.AsyncClient,
+    clock: Callable[[], datetime],
+) -> Participant:
+    return build_participant(
+        did=settings.participant_id,
+        engine=engine,
+        passphrase=settings.key_passphrase.get_secret_value(),
+        client=client,
+        trusted=TrustedIssuers(
+            {kind: frozenset(dids) for kind, dids in settings.trusted_issuers.items()}
+        ),
+        required=settings.required_credentials,
+        allow_http=settings.did_web_allow_http,
+        status_ttl=timedelta(seconds=settings.status_list_ttl_s),
+        clock=clock,
+    )

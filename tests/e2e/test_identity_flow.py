@@ -1,0 +1,135 @@
+"""Issue 3's end-to-end test, on real loopback servers: the authority onboards two connectors;
+A calls B with a self-issued token; B pulls A's presentation from A's Credential Service and
+accepts; after the operator revokes A's membership, B refuses A once its caches refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from broker.app import create_app as create_broker
+from connector.app import create_app as create_connector
+from connector.dcp.client import request_credentials
+from connector.participant import participant_for
+from connector.settings import ConnectorSettings
+from dataspace.servers import bind, serve_in_thread
+from identity.credentials import CredentialType
+from identity.presentations import scope_for
+from storage.engine import create_engine
+from tests.participants import (
+    ADMIN_KEY,
+    BANK_ORG,
+    BUREAU_ORG,
+    authority_settings,
+    connector_settings,
+    did_for,
+)
+
+TTL_S = 0.3
+
+
+@dataclass
+class Space:
+    authority: str
+    authority_url: str
+    bureau: ConnectorSettings
+    bank: ConnectorSettings
+    bank_url: str
+
+
+@pytest.fixture
+def space(tmp_path: Path) -> Iterator[Space]:
+    authority_sock, bureau_sock, bank_sock = bind(), bind(), bind()
+    authority = did_for(authority_sock, "authority")
+    bureau = connector_settings(bureau_sock, tmp_path, "bureau", authority, ttl_s=TTL_S)
+    bank = connector_settings(bank_sock, tmp_path, "bank", authority, ttl_s=TTL_S)
+    allow = {
+        bureau.participant_id: {"types": ["MembershipCredential", "PublicDataHolderCredential"], "organisation": BUREAU_ORG},
+        bank.participant_id: {"types": ["MembershipCredential", "FinancialInstitutionCredential"], "organisation": BANK_ORG},
+    }  # fmt: skip
+    with ExitStack() as stack:
+        authority_url = stack.enter_context(
+            serve_in_thread(create_broker(authority_settings(authority_sock, tmp_path, allow)), authority_sock)
+        )  # fmt: skip
+        stack.enter_context(serve_in_thread(create_connector(bureau), bureau_sock))
+        bank_url = stack.enter_context(serve_in_thread(create_connector(bank), bank_sock))
+        yield Space(authority, authority_url, bureau, bank, bank_url)
+
+
+async def onboard(settings: ConnectorSettings, authority: str, types: list[CredentialType]) -> dict[str, object]:  # fmt: skip
+    engine = create_engine(settings.database_url)
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            participant = participant_for(settings, engine, client, lambda: datetime.now(UTC))
+            return await request_credentials(participant, client, authority, types)
+    finally:
+        engine.dispose()
+
+
+async def call(caller: ConnectorSettings, target: str, url: str) -> httpx.Response:
+    """``caller`` calls ``url`` on ``target`` with a fresh self-issued token (as its STS mints)."""
+    engine = create_engine(caller.database_url)
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            participant = participant_for(caller, engine, client, lambda: datetime.now(UTC))
+            token = participant.sts.bearer_for(target, [scope_for(kind) for kind in CredentialType])
+            return await client.get(url, headers={"Authorization": f"Bearer {token}"})
+    finally:
+        engine.dispose()
+
+
+def test_onboarding_authentication_and_revocation(space: Space) -> None:
+    for settings, role in ((space.bureau, CredentialType.PUBLIC_DATA_HOLDER), (space.bank, CredentialType.FINANCIAL_INSTITUTION)):  # fmt: skip
+        status = asyncio.run(onboard(settings, space.authority, [CredentialType.MEMBERSHIP, role]))
+        assert status["status"] == "ISSUED", status
+
+    # A (the bureau) calls B (the bank); B pulls A's presentation and accepts.
+    response = asyncio.run(
+        call(space.bureau, space.bank.participant_id, f"{space.bank_url}/identity/peer")
+    )
+    assert response.status_code == 200, response.text
+    peer = response.json()
+    assert peer["participant"] == space.bureau.participant_id
+    assert peer["membership"] is True
+    assert peer["roles"] == ["PublicDataHolder"]
+    assert peer["dataGrade"] == "important"
+    assert peer["region"] == "440100"
+    assert {c["issuer"] for c in peer["credentials"]} == {space.authority}
+
+    # The operator revokes A's membership.
+    admin = {"X-Api-Key": ADMIN_KEY}
+    issued = httpx.get(f"{space.authority_url}/admin/credentials", params={"holder": space.bureau.participant_id}, headers=admin).json()  # fmt: skip
+    membership = next(c for c in issued if c["type"] == "MembershipCredential")
+    revoked = httpx.post(
+        f"{space.authority_url}/admin/credentials/{membership['id']}/revoke", headers=admin
+    )
+    assert revoked.status_code == 200
+    assert revoked.json()["revoked"] is True
+
+    time.sleep(TTL_S * 2)  # B's presentation cache and status-list cache refresh
+    refused = asyncio.run(
+        call(space.bureau, space.bank.participant_id, f"{space.bank_url}/identity/peer")
+    )
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "type": "IdentityError",
+        "reason": "revoked_credential",
+        "message": f"MembershipCredential of {space.bureau.participant_id} is revoked",
+    }
+
+    # The bank, not revoked, is still accepted by the bureau... and by itself nothing changed.
+    bureau_url = space.bureau.base_url
+    assert (
+        asyncio.run(
+            call(space.bank, space.bureau.participant_id, f"{bureau_url}/identity/peer")
+        ).status_code
+        == 200
+    )

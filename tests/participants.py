@@ -1,0 +1,63 @@
+"""Settings for an authority and participants on loopback, shared by the multi-party tests."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from broker.settings import BrokerSettings
+from connector.settings import ConnectorSettings
+from identity.credentials import CredentialType
+
+PASSPHRASE = "correct horse battery staple"
+ADMIN_KEY = "operator-key-0123456789"
+BUREAU_ORG = {
+    "name": "广州市政务服务数据管理局",
+    "creditCode": "11440100MB2C12345P",
+    "region": "440100",
+    "dataGrade": "important",
+}
+BANK_ORG = {
+    "name": "广州示例银行股份有限公司",
+    "creditCode": "91440101MA59XKQ72B",
+    "region": "440106",
+    "dataGrade": "general",
+}
+
+
+def did_for(sock: socket.socket, name: str) -> str:
+    port = sock.getsockname()[1]
+    return f"did:web:127.0.0.1%3A{port}:{name}"
+
+
+def url_for(sock: socket.socket) -> str:
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def authority_settings(
+    sock: socket.socket, folder: Path, allow: dict[str, Any] | None = None
+) -> BrokerSettings:
+    return BrokerSettings(
+        authority_id=did_for(sock, "authority"),
+        public_url=url_for(sock),
+        database_url=f"sqlite:///{folder / 'broker.db'}",
+        key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
+        admin_api_key=ADMIN_KEY,  # type: ignore[arg-type]
+        onboarding_allow=allow or {},
+        did_web_allow_http=True,
+    )
+
+
+def connector_settings(
+    sock: socket.socket, folder: Path, name: str, authority: str, ttl_s: float = 60.0
+) -> ConnectorSettings:
+    return ConnectorSettings(
+        participant_id=did_for(sock, name),
+        public_url=url_for(sock),
+        database_url=f"sqlite:///{folder / f'{name}.db'}",
+        key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
+        trusted_issuers={kind: [authority] for kind in CredentialType},
+        did_web_allow_http=True,
+        status_list_ttl_s=ttl_s,
+    )
