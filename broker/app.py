@@ -24,7 +24,7 @@ from identity.resolver import did_web_url
 from service.http import error_body, install_error_handlers
 from storage.engine import create_engine
 from storage.health import check_health
-from storage.migrate import upgrade
+from storage.migrate import require_current, upgrade
 
 
 def utc_now() -> datetime:
@@ -45,6 +45,8 @@ def create_app(
         if settings.migrate_on_start:
             for schema in schemas:
                 upgrade(engine, schema)
+        else:
+            require_current(engine, schemas, "dataspace db upgrade broker")
         async with httpx.AsyncClient(
             transport=transport, timeout=settings.http_timeout_s
         ) as client:

@@ -20,6 +20,7 @@ from identity.resolver import did_web_url
 from service.http import install_error_handlers
 from storage.engine import create_engine
 from storage.health import check_health
+from storage.migrate import require_current
 
 
 def utc_now() -> datetime:
@@ -38,6 +39,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             migrate(engine)
+        else:
+            require_current(engine, schemas(), "dataspace db upgrade connector")
         timeout = settings.http_timeout_s
         async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
             app.state.participant = participant_for(settings, engine, client, clock)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -13,6 +14,7 @@ from connector.settings import ConnectorSettings
 from identity.credentials import TrustedIssuers
 from identity.database import migrations as identity_migrations
 from identity.participant import Participant, build_participant
+from storage.engine import create_engine
 from storage.migrate import Migrations, upgrade
 
 
@@ -45,3 +47,18 @@ def participant_for(
         status_ttl=timedelta(seconds=settings.status_list_ttl_s),
         clock=clock,
     )
+
+
+@asynccontextmanager
+async def standalone(
+    settings: ConnectorSettings,
+) -> AsyncIterator[tuple[Participant, httpx.AsyncClient]]:
+    """This connector's identity outside its server (the CLI's onboarding and key commands):
+    the same database, keys and settings, with its own HTTP client."""
+    engine = create_engine(settings.database_url)
+    try:
+        migrate(engine)
+        async with httpx.AsyncClient(timeout=settings.http_timeout_s) as client:
+            yield participant_for(settings, engine, client, lambda: datetime.now(UTC)), client
+    finally:
+        engine.dispose()

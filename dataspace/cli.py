@@ -16,7 +16,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import httpx
 import typer
 import uvicorn
 from pydantic import ValidationError
@@ -29,7 +28,7 @@ from connector.app import create_app as create_connector_app
 from connector.database import migrations as connector_migrations
 from connector.dcp.client import OnboardingError, request_credentials
 from connector.participant import migrate as migrate_connector
-from connector.participant import participant_for
+from connector.participant import standalone
 from connector.settings import ConnectorSettings
 from dataspace import demo
 from identity.credentials import CredentialType
@@ -130,14 +129,8 @@ def connector_onboard(
 async def _onboard(
     settings: ConnectorSettings, authority: str, types: list[CredentialType]
 ) -> dict[str, object]:
-    engine = create_engine(settings.database_url)
-    try:
-        migrate_connector(engine)
-        async with httpx.AsyncClient(timeout=settings.http_timeout_s) as client:
-            participant = participant_for(settings, engine, client, lambda: datetime.now(UTC))
-            return await request_credentials(participant, client, authority, types)
-    finally:
-        engine.dispose()
+    async with standalone(settings) as (participant, client):
+        return await request_credentials(participant, client, authority, types)
 
 
 @connector_cli.command("rotate-key")

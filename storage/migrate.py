@@ -113,3 +113,16 @@ def run_environment(context: EnvironmentContext) -> None:
         with context.begin_transaction():
             context.run_migrations()
         connection.commit()
+
+
+class SchemaNotCurrentError(RuntimeError):
+    """A service started on a database whose schema is behind its code."""
+
+
+def require_current(engine: Engine, schemas: tuple[Migrations, ...], command_hint: str) -> None:
+    behind = [m.name for m in schemas if current(engine, m) != head(m)]
+    if behind:
+        names = ", ".join(behind)
+        raise SchemaNotCurrentError(
+            f"schema not at the newest revision ({names}): run `{command_hint}`"
+        )

@@ -1,4 +1,6 @@
-"""Settings for an authority and participants on loopback, shared by the multi-party tests."""
+"""Settings for an authority and participants on loopback, shared by the multi-party tests.
+
+The organisations are the demo's, so that tests and demo describe the same data space."""
 
 from __future__ import annotations
 
@@ -8,22 +10,11 @@ from typing import Any
 
 from broker.settings import BrokerSettings
 from connector.settings import ConnectorSettings
+from dataspace.demo import BANK_ORG, BUREAU_ORG
 from identity.credentials import CredentialType
 
 PASSPHRASE = "correct horse battery staple"
 ADMIN_KEY = "operator-key-0123456789"
-BUREAU_ORG = {
-    "name": "广州市政务服务数据管理局",
-    "creditCode": "11440100MB2C12345P",
-    "region": "440100",
-    "dataGrade": "important",
-}
-BANK_ORG = {
-    "name": "广州示例银行股份有限公司",
-    "creditCode": "91440101MA59XKQ72B",
-    "region": "440106",
-    "dataGrade": "general",
-}
 
 
 def did_for(sock: socket.socket, name: str) -> str:
@@ -61,3 +52,6 @@ def connector_settings(
         did_web_allow_http=True,
         status_list_ttl_s=ttl_s,
     )
+
+
+__all__ = ["BANK_ORG", "BUREAU_ORG"]

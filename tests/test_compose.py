@@ -4,12 +4,14 @@ database named in a URL is created by the init script, and the Dockerfile copies
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 from typer.testing import CliRunner
 
@@ -66,7 +68,15 @@ def test_every_variable_is_read_and_valid(service: str, monkeypatch: pytest.Monk
         monkeypatch.setenv(name, str(value))
     settings = cls()
     for name, value in environment.items():
-        assert str(getattr(settings, name.removeprefix(prefix).lower())) == str(value)
+        read = getattr(settings, name.removeprefix(prefix).lower())
+        if isinstance(read, bool):
+            assert read is (str(value).lower() == "true")
+        elif isinstance(read, SecretStr):
+            assert read.get_secret_value() == value
+        elif isinstance(read, str | int):
+            assert str(read) == str(value)
+        elif isinstance(read, dict):  # JSON settings: every entry arrived
+            assert len(read) == len(json.loads(value))
 
 
 def test_every_database_in_a_url_is_created_by_the_init_script() -> None:

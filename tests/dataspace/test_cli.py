@@ -13,8 +13,24 @@ from typer.testing import CliRunner
 
 from dataspace.cli import EXIT_CONFIG, app
 from tests.loopback import free_port
+from tests.participants import ADMIN_KEY, PASSPHRASE
 
 runner = CliRunner()
+
+VALID_ENV = {
+    "CONNECTOR_PARTICIPANT_ID": "did:web:127.0.0.1:bank",
+    "CONNECTOR_KEY_PASSPHRASE": PASSPHRASE,
+    "BROKER_AUTHORITY_ID": "did:web:127.0.0.1:authority",
+    "BROKER_KEY_PASSPHRASE": PASSPHRASE,
+    "BROKER_ADMIN_API_KEY": ADMIN_KEY,
+}
+
+
+@pytest.fixture(autouse=True)
+def valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every required setting present and valid; each test spoils the one it is about."""
+    for name, value in VALID_ENV.items():
+        monkeypatch.setenv(name, value)
 
 
 def test_help_lists_every_service() -> None:
@@ -60,7 +76,6 @@ def test_usage_errors_exit_2_with_a_usage_message(args: list[str]) -> None:
 def test_an_invalid_setting_is_one_line_naming_the_variable(
     env: dict[str, str], variable: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CONNECTOR_PARTICIPANT_ID", "did:web:bank")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     result = runner.invoke(app, ["connector", "serve"])
@@ -97,7 +112,6 @@ def test_invalid_settings_of_other_services(
 def test_db_upgrade_migrates_the_configured_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CONNECTOR_PARTICIPANT_ID", "did:web:bank")
     monkeypatch.setenv("CONNECTOR_DATABASE_URL", f"sqlite:///{tmp_path / 'c.db'}")
     result = runner.invoke(app, ["db", "upgrade", "connector"])
     assert result.exit_code == 0, result.output
@@ -110,7 +124,7 @@ def test_serve_runs_a_real_server_that_answers_health(service: str, tmp_path: Pa
     prefix = service.upper()
     env = {
         **os.environ,
-        "CONNECTOR_PARTICIPANT_ID": "did:web:127.0.0.1:bank",
+        **VALID_ENV,
         f"{prefix}_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
     }
     with subprocess.Popen(

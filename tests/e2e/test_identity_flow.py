@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -18,12 +17,11 @@ import pytest
 from broker.app import create_app as create_broker
 from connector.app import create_app as create_connector
 from connector.dcp.client import request_credentials
-from connector.participant import participant_for
+from connector.participant import standalone
 from connector.settings import ConnectorSettings
 from dataspace.servers import bind, serve_in_thread
 from identity.credentials import CredentialType
 from identity.presentations import scope_for
-from storage.engine import create_engine
 from tests.participants import (
     ADMIN_KEY,
     BANK_ORG,
@@ -65,25 +63,15 @@ def space(tmp_path: Path) -> Iterator[Space]:
 
 
 async def onboard(settings: ConnectorSettings, authority: str, types: list[CredentialType]) -> dict[str, object]:  # fmt: skip
-    engine = create_engine(settings.database_url)
-    try:
-        async with httpx.AsyncClient(timeout=10) as client:
-            participant = participant_for(settings, engine, client, lambda: datetime.now(UTC))
-            return await request_credentials(participant, client, authority, types)
-    finally:
-        engine.dispose()
+    async with standalone(settings) as (participant, client):
+        return await request_credentials(participant, client, authority, types)
 
 
 async def call(caller: ConnectorSettings, target: str, url: str) -> httpx.Response:
     """``caller`` calls ``url`` on ``target`` with a fresh self-issued token (as its STS mints)."""
-    engine = create_engine(caller.database_url)
-    try:
-        async with httpx.AsyncClient(timeout=10) as client:
-            participant = participant_for(caller, engine, client, lambda: datetime.now(UTC))
-            token = participant.sts.bearer_for(target, [scope_for(kind) for kind in CredentialType])
-            return await client.get(url, headers={"Authorization": f"Bearer {token}"})
-    finally:
-        engine.dispose()
+    async with standalone(caller) as (participant, client):
+        token = participant.sts.bearer_for(target, [scope_for(kind) for kind in CredentialType])
+        return await client.get(url, headers={"Authorization": f"Bearer {token}"})
 
 
 def test_onboarding_authentication_and_revocation(space: Space) -> None:
