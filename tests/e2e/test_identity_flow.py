@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +43,8 @@ class Space:
     bank_url: str
 
 
-@pytest.fixture
-def space(tmp_path: Path) -> Iterator[Space]:
+@contextmanager
+def start_space(tmp_path: Path, *, allow_list: bool) -> Iterator[Space]:
     authority_sock, bureau_sock, bank_sock = bind(), bind(), bind()
     authority = did_for(authority_sock, "authority")
     bureau = connector_settings(bureau_sock, tmp_path, "bureau", authority, ttl_s=TTL_S)
@@ -52,7 +52,7 @@ def space(tmp_path: Path) -> Iterator[Space]:
     allow = {
         bureau.participant_id: {"types": ["MembershipCredential", "PublicDataHolderCredential"], "organisation": BUREAU_ORG},
         bank.participant_id: {"types": ["MembershipCredential", "FinancialInstitutionCredential"], "organisation": BANK_ORG},
-    }  # fmt: skip
+    } if allow_list else {}  # fmt: skip
     with ExitStack() as stack:
         authority_url = stack.enter_context(
             serve_in_thread(create_broker(authority_settings(authority_sock, tmp_path, allow)), authority_sock)
@@ -60,6 +60,19 @@ def space(tmp_path: Path) -> Iterator[Space]:
         stack.enter_context(serve_in_thread(create_connector(bureau), bureau_sock))
         bank_url = stack.enter_context(serve_in_thread(create_connector(bank), bank_sock))
         yield Space(authority, authority_url, bureau, bank, bank_url)
+
+
+@pytest.fixture
+def space(tmp_path: Path) -> Iterator[Space]:
+    with start_space(tmp_path, allow_list=True) as started:
+        yield started
+
+
+@pytest.fixture
+def closed_space(tmp_path: Path) -> Iterator[Space]:
+    """No allow-list: every request waits for the operator."""
+    with start_space(tmp_path, allow_list=False) as started:
+        yield started
 
 
 async def onboard(settings: ConnectorSettings, authority: str, types: list[CredentialType]) -> dict[str, object]:  # fmt: skip
@@ -121,3 +134,138 @@ def test_onboarding_authentication_and_revocation(space: Space) -> None:
         ).status_code
         == 200
     )
+
+
+async def holder_get(holder: ConnectorSettings, authority: str, url: str) -> httpx.Response:
+    async with standalone(holder) as (participant, client):
+        token = participant.sts.id_token(authority)
+        return await client.get(url, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_operator_approval_flow(closed_space: Space) -> None:
+    space = closed_space
+    status = asyncio.run(onboard(space.bank, space.authority, [CredentialType.MEMBERSHIP]))
+    assert status["status"] == "RECEIVED"
+    request_id = status["issuerPid"]
+
+    # only the holder may read its request's status
+    own = asyncio.run(
+        holder_get(space.bank, space.authority, f"{space.authority_url}/requests/{request_id}")
+    )
+    assert own.json()["status"] == "RECEIVED"
+    other = asyncio.run(
+        holder_get(space.bureau, space.authority, f"{space.authority_url}/requests/{request_id}")
+    )
+    assert other.status_code == 404
+
+    # nothing yet: the bank cannot authenticate
+    before = asyncio.run(
+        call(space.bank, space.bureau.participant_id, f"{space.bureau.base_url}/identity/peer")
+    )
+    assert before.status_code == 403
+    assert before.json()["reason"] == "missing_credential"
+
+    admin = {"X-Api-Key": ADMIN_KEY}
+    pending = httpx.get(
+        f"{space.authority_url}/admin/requests", params={"status": "RECEIVED"}, headers=admin
+    ).json()
+    assert [r["holder"] for r in pending] == [space.bank.participant_id]
+    bad = httpx.post(
+        f"{space.authority_url}/admin/requests/{request_id}/approve",
+        json={"organisation": {**BANK_ORG, "creditCode": "91440101MA59XKQ72C"}},
+        headers=admin,
+    )
+    assert bad.status_code == 422
+    approved = httpx.post(
+        f"{space.authority_url}/admin/requests/{request_id}/approve",
+        json={"organisation": BANK_ORG},
+        headers=admin,
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "ISSUED"
+    again = httpx.post(
+        f"{space.authority_url}/admin/requests/{request_id}/approve",
+        json={"organisation": BANK_ORG},
+        headers=admin,
+    )
+    assert again.status_code == 409
+
+    after = asyncio.run(
+        call(space.bank, space.bureau.participant_id, f"{space.bureau.base_url}/identity/peer")
+    )
+    assert after.status_code == 200, after.text
+    assert after.json()["membership"] is True
+
+
+def test_operator_rejection(closed_space: Space) -> None:
+    space = closed_space
+    status = asyncio.run(onboard(space.bureau, space.authority, [CredentialType.REGULATOR]))
+    admin = {"X-Api-Key": ADMIN_KEY}
+    rejected = httpx.post(
+        f"{space.authority_url}/admin/requests/{status['issuerPid']}/reject",
+        json={"reason": "not a regulator"},
+        headers=admin,
+    )
+    assert rejected.json()["status"] == "REJECTED"
+    assert rejected.json()["reason"] == "not a regulator"
+    assert httpx.get(f"{space.authority_url}/admin/credentials", headers=admin).json() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        pytest.param({"type": "Nonsense"}, "malformed_message", id="wrong-type"),
+        pytest.param(
+            {
+                "type": "CredentialRequestMessage",
+                "holderPid": "x",
+                "credentials": [{"id": "PassportCredential"}],
+            },
+            "unknown_credential",
+            id="unknown-credential",
+        ),
+        pytest.param(
+            {"type": "CredentialRequestMessage", "credentials": [{"id": "MembershipCredential"}]},
+            "malformed_message",
+            id="no-holder-pid",
+        ),
+        pytest.param(
+            {"type": "CredentialRequestMessage", "holderPid": "x", "credentials": []},
+            "malformed_message",
+            id="no-credentials",
+        ),
+    ],
+)
+def test_bad_credential_requests_are_refused_and_nothing_stored(
+    closed_space: Space, body: dict[str, object], reason: str
+) -> None:
+    async def send() -> httpx.Response:
+        async with standalone(closed_space.bank) as (participant, client):
+            token = participant.sts.id_token(closed_space.authority, token="grant")
+            return await client.post(
+                f"{closed_space.authority_url}/credentials",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+
+    response = asyncio.run(send())
+    assert response.status_code == 400
+    assert response.json()["reason"] == reason
+    assert (
+        httpx.get(
+            f"{closed_space.authority_url}/admin/requests", headers={"X-Api-Key": ADMIN_KEY}
+        ).json()
+        == []
+    )
+
+
+def test_a_credential_request_without_a_valid_token_is_refused(closed_space: Space) -> None:
+    response = httpx.post(
+        f"{closed_space.authority_url}/credentials",
+        json={"type": "CredentialRequestMessage"},
+        headers={"Authorization": "Bearer nonsense"},
+    )
+    assert response.status_code == 401
+    assert response.json()["reason"] == "malformed_token"
+    missing = httpx.post(f"{closed_space.authority_url}/credentials", json={})
+    assert missing.status_code == 401

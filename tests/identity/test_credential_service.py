@@ -1,0 +1,186 @@
+"""The holder's Credential Service: it presents only what the holder granted, to the verifier it
+granted it to, and stores a delivery only when every credential in it verifies."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+from identity.credential_service import CredentialService, UnsupportedQueryError
+from identity.credentials import CredentialType
+from identity.errors import IdentityError, Reason
+from identity.presentations import scope_for
+from identity.store import CredentialStore, SqlReplayCache
+from identity.sts import WRITE_SCOPE, SecureTokenService
+from tests.identity.world import AUTHORITY, BANK, BUREAU, NOW, ROGUE, World, engine_for, trusted
+
+T = TypeVar("T")
+MEMBERSHIP = scope_for(CredentialType.MEMBERSHIP)
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+@pytest.fixture
+def world() -> World:
+    world = World()
+    for did in (AUTHORITY, BANK, BUREAU, ROGUE):
+        world.add(did)
+    return world
+
+
+def service(world: World, store: CredentialStore, client: Any) -> CredentialService:
+    resolver = world.resolver(client)
+    return CredentialService(
+        keyring=world.rings[BANK], store=store, resolver=resolver, replay=SqlReplayCache(engine_for()),
+        trusted=trusted(), revocation=world.status(client, resolver), clock=lambda: NOW,
+    )  # fmt: skip
+
+
+def sts(world: World, did: str) -> SecureTokenService:
+    return SecureTokenService(world.rings[did], lambda: NOW)
+
+
+def bearer_from(world: World, caller: str, scopes: list[str]) -> str:
+    """``caller`` presents an access token that the bank granted it for ``scopes``."""
+    grant = sts(world, BANK).access_token(caller, scopes)
+    return "Bearer " + sts(world, caller).id_token(BANK, token=grant)
+
+
+def delivery(*tokens: str) -> dict[str, Any]:
+    return {"type": "CredentialMessage", "credentials": [{"credentialType": "x", "format": "jwt", "payload": t} for t in tokens]}  # fmt: skip
+
+
+def query(*scopes: str) -> dict[str, Any]:
+    return {"type": "PresentationQueryMessage", "scope": list(scopes)}
+
+
+def test_a_delivery_is_stored_and_presented_to_the_granted_verifier(world: World) -> None:
+    store = CredentialStore(world.engines[BANK])
+    membership, _ = world.issue(BANK)
+
+    async def flow() -> dict[str, Any]:
+        async with world.client() as client:
+            cs = service(world, store, client)
+            assert (
+                await cs.deliver(bearer_from(world, AUTHORITY, [WRITE_SCOPE]), delivery(membership))
+                == 1
+            )
+            return await cs.query(bearer_from(world, BUREAU, [MEMBERSHIP]), query(MEMBERSHIP))
+
+    answer = run(flow())
+    assert answer["type"] == "PresentationResponseMessage"
+    assert len(answer["presentation"]) == 1
+
+
+def test_a_delivery_with_one_bad_credential_stores_nothing(world: World) -> None:
+    store = CredentialStore(world.engines[BANK])
+    good, _ = world.issue(BANK)
+    someone_elses, _ = world.issue(BUREAU)
+
+    async def flow() -> None:
+        async with world.client() as client:
+            await service(world, store, client).deliver(
+                bearer_from(world, AUTHORITY, [WRITE_SCOPE]), delivery(good, someone_elses)
+            )
+
+    with pytest.raises(IdentityError) as raised:
+        run(flow())
+    assert raised.value.reason is Reason.SUBJECT_MISMATCH
+    assert store.types() == frozenset()
+
+
+def test_a_delivery_needs_the_write_grant_and_the_issuers_own_credentials(world: World) -> None:
+    store = CredentialStore(world.engines[BANK])
+    membership, _ = world.issue(BANK)
+
+    async def deliver(caller: str, scopes: list[str]) -> int:
+        async with world.client() as client:
+            return await service(world, store, client).deliver(
+                bearer_from(world, caller, scopes), delivery(membership)
+            )
+
+    with pytest.raises(IdentityError) as without_grant:
+        run(deliver(AUTHORITY, [MEMBERSHIP]))
+    assert without_grant.value.reason is Reason.ACCESS_DENIED
+    with pytest.raises(IdentityError) as relayed:
+        run(deliver(ROGUE, [WRITE_SCOPE]))  # a valid credential, delivered by someone else
+    assert relayed.value.reason is Reason.UNTRUSTED_ISSUER
+    assert store.types() == frozenset()
+
+
+def test_a_query_beyond_the_grant_presents_only_what_was_granted(world: World) -> None:
+    store = CredentialStore(world.engines[BANK])
+    membership, _ = world.issue(BANK)
+    licence, _ = world.issue(BANK, CredentialType.FINANCIAL_INSTITUTION)
+
+    async def flow() -> dict[str, Any]:
+        async with world.client() as client:
+            cs = service(world, store, client)
+            await cs.deliver(
+                bearer_from(world, AUTHORITY, [WRITE_SCOPE]), delivery(membership, licence)
+            )
+            return await cs.query(
+                bearer_from(world, BUREAU, [MEMBERSHIP]),
+                query(MEMBERSHIP, scope_for(CredentialType.FINANCIAL_INSTITUTION)),
+            )
+
+    answer = run(flow())
+    import jwt
+
+    vp = jwt.decode(answer["presentation"][0], options={"verify_signature": False})
+    assert len(vp["vp"]["verifiableCredential"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        pytest.param(
+            query(scope_for(CredentialType.REGULATOR)), Reason.ACCESS_DENIED, id="not-granted"
+        ),
+        pytest.param(query("org.example:other"), Reason.ACCESS_DENIED, id="unknown-scope"),
+        pytest.param({"type": "PresentationQueryMessage"}, Reason.MALFORMED_TOKEN, id="no-scope"),
+        pytest.param(
+            {"type": "Other", "scope": [MEMBERSHIP]}, Reason.MALFORMED_TOKEN, id="wrong-type"
+        ),
+    ],
+)
+def test_bad_queries(world: World, message: dict[str, Any], reason: Reason) -> None:
+    async def flow() -> None:
+        async with world.client() as client:
+            await service(world, CredentialStore(world.engines[BANK]), client).query(
+                bearer_from(world, BUREAU, [MEMBERSHIP]), message
+            )
+
+    with pytest.raises(IdentityError) as raised:
+        run(flow())
+    assert raised.value.reason is reason
+
+
+def test_an_access_token_granted_to_another_verifier_is_refused(world: World) -> None:
+    grant = sts(world, BANK).access_token(BUREAU, [MEMBERSHIP])
+    stolen = "Bearer " + sts(world, ROGUE).id_token(BANK, token=grant)
+
+    async def flow() -> None:
+        async with world.client() as client:
+            await service(world, CredentialStore(world.engines[BANK]), client).query(
+                stolen, query(MEMBERSHIP)
+            )
+
+    with pytest.raises(IdentityError, match=r"not granted to did:web:rogue\.test"):
+        run(flow())
+
+
+def test_presentation_definitions_are_not_supported(world: World) -> None:
+    async def flow() -> None:
+        async with world.client() as client:
+            await service(world, CredentialStore(world.engines[BANK]), client).query(
+                None, {"type": "PresentationQueryMessage", "presentationDefinition": {}}
+            )
+
+    with pytest.raises(UnsupportedQueryError):
+        run(flow())

@@ -1,0 +1,213 @@
+"""Credentials and presentations: each credential is verified on its own, inside a presentation
+too (signature, trusted issuer, expiry, revocation, subject == holder)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Coroutine
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import pytest
+
+from identity.credentials import (
+    CredentialType,
+    VerifiedCredential,
+    check_credit_code,
+    verify_credential,
+)
+from identity.errors import IdentityError, Reason
+from identity.presentations import (
+    VerifiedPresentation,
+    issue_presentation,
+    types_in_scopes,
+    verify_presentation,
+)
+from tests.identity.world import AUTHORITY, BANK, BUREAU, NOW, ROGUE, World, trusted
+
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+@pytest.fixture
+def world() -> World:
+    world = World()
+    for did in (AUTHORITY, BANK, BUREAU, ROGUE):
+        world.add(did)
+    return world
+
+
+async def check(
+    world: World, token: str, subject: str | None = BANK, *issuers: str
+) -> VerifiedCredential:
+    async with world.client() as client:
+        resolver = world.resolver(client)
+        return await verify_credential(
+            token, resolver=resolver, trusted=trusted(*issuers), revocation=world.status(client, resolver),
+            now=NOW, expected_subject=subject,
+        )  # fmt: skip
+
+
+def refused(world: World, token: str, reason: Reason, subject: str | None = BANK) -> None:
+    with pytest.raises(IdentityError) as raised:
+        run(check(world, token, subject))
+    assert raised.value.reason is reason, raised.value
+
+
+def tamper(token: str, change: Any) -> str:
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    change(claims)
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{forged}.{signature}"
+
+
+def test_a_valid_credential(world: World) -> None:
+    token, entry = world.issue(BANK, CredentialType.FINANCIAL_INSTITUTION)
+    verified = run(check(world, token))
+    assert (verified.type, verified.issuer, verified.subject) == (
+        CredentialType.FINANCIAL_INSTITUTION,
+        AUTHORITY,
+        BANK,
+    )
+    assert verified.organisation.credit_code == "91440101MA59XKQ72B"
+    assert verified.status == entry
+
+
+def test_credential_from_an_untrusted_issuer(world: World) -> None:
+    token, _ = world.issue(BANK, issuer=ROGUE)
+    refused(world, token, Reason.UNTRUSTED_ISSUER)
+
+
+def test_trust_is_per_credential_type() -> None:
+    from identity.credentials import TrustedIssuers
+
+    issuers = TrustedIssuers({CredentialType.MEMBERSHIP: frozenset({AUTHORITY})})
+    issuers.check(CredentialType.MEMBERSHIP, AUTHORITY)
+    with pytest.raises(IdentityError, match="RegulatorCredential"):
+        issuers.check(CredentialType.REGULATOR, AUTHORITY)
+
+
+def test_expired_credential(world: World) -> None:
+    token, _ = world.issue(BANK, expires_at=NOW - timedelta(minutes=5))
+    refused(world, token, Reason.EXPIRED_CREDENTIAL)
+
+
+def test_revoked_credential(world: World) -> None:
+    token, entry = world.issue(BANK)
+    world.revoke(entry)
+    refused(world, token, Reason.REVOKED_CREDENTIAL)
+
+
+def test_a_status_list_that_cannot_be_fetched_fails_closed(world: World) -> None:
+    token, _ = world.issue(BANK)
+    world.status_up = False
+    refused(world, token, Reason.STATUS_UNAVAILABLE)
+
+
+def test_tampered_credential(world: World) -> None:
+    token, _ = world.issue(BANK)
+    forged = tamper(token, lambda c: c["vc"]["credentialSubject"].update(dataGrade="core"))
+    refused(world, forged, Reason.INVALID_CREDENTIAL)
+
+
+def test_credential_about_someone_else(world: World) -> None:
+    token, _ = world.issue(BUREAU)
+    refused(world, token, Reason.SUBJECT_MISMATCH)
+
+
+def test_credential_signed_with_a_key_the_issuer_does_not_list(world: World) -> None:
+    token, _ = world.issue(BANK, issuer=ROGUE)
+    forged = tamper(token, lambda c: c.update(iss=AUTHORITY))
+    header = json.loads(base64.urlsafe_b64decode(forged.split(".")[0] + "=="))
+    assert header["kid"].startswith(ROGUE)
+    refused(world, forged, Reason.FOREIGN_KEY)
+
+
+@pytest.mark.parametrize("code", ["91440300708461136T", "91110000802100433B", "91350100M000100Y43"])
+def test_real_credit_codes_pass_the_gb_32100_check(code: str) -> None:
+    assert check_credit_code(code) == code
+
+
+@pytest.mark.parametrize(
+    "code", ["91440300708461136U", "9144030070846113", "91440300708461136I", "914403007084611360"]
+)
+def test_bad_credit_codes(code: str) -> None:
+    with pytest.raises(ValueError, match=r"credit code|check character"):
+        check_credit_code(code)
+
+
+# --- presentations -----------------------------------------------------------------------------
+
+
+async def present(world: World, holder: str, credentials: list[str], audience: str = BUREAU) -> VerifiedPresentation:  # fmt: skip
+    key = world.rings[holder].current
+    token = issue_presentation(holder=holder, key=key.private_key, key_id=key.key_id, credentials=credentials, audience=audience, now=NOW)  # fmt: skip
+    async with world.client() as client:
+        resolver = world.resolver(client)
+        return await verify_presentation(
+            token, audience=BUREAU, expected_holder=holder, resolver=resolver, trusted=trusted(),
+            revocation=world.status(client, resolver), now=NOW,
+        )  # fmt: skip
+
+
+def test_a_presentation_with_two_credentials(world: World) -> None:
+    membership, _ = world.issue(BANK)
+    licence, _ = world.issue(BANK, CredentialType.FINANCIAL_INSTITUTION)
+    verified = run(present(world, BANK, [membership, licence]))
+    assert verified.types() == {CredentialType.MEMBERSHIP, CredentialType.FINANCIAL_INSTITUTION}
+
+
+def test_a_presentation_carrying_a_tampered_credential(world: World) -> None:
+    membership, _ = world.issue(BANK)
+    licence, _ = world.issue(BANK, CredentialType.MEMBERSHIP)
+    forged = tamper(
+        licence, lambda c: c["vc"].update(type=["VerifiableCredential", "RegulatorCredential"])
+    )
+    with pytest.raises(IdentityError) as raised:
+        run(present(world, BANK, [membership, forged]))
+    assert raised.value.reason is Reason.INVALID_CREDENTIAL
+
+
+def test_a_presentation_whose_signer_is_not_the_credential_subject(world: World) -> None:
+    bureau_membership, _ = world.issue(BUREAU)
+    with pytest.raises(IdentityError) as raised:
+        run(present(world, BANK, [bureau_membership]))
+    assert raised.value.reason is Reason.SUBJECT_MISMATCH
+
+
+def test_a_presentation_for_another_verifier(world: World) -> None:
+    membership, _ = world.issue(BANK)
+    with pytest.raises(IdentityError) as raised:
+        run(present(world, BANK, [membership], audience="did:web:elsewhere.test"))
+    assert raised.value.reason is Reason.WRONG_AUDIENCE
+
+
+def test_a_presentation_with_a_revoked_credential(world: World) -> None:
+    membership, entry = world.issue(BANK)
+    world.revoke(entry)
+    with pytest.raises(IdentityError) as raised:
+        run(present(world, BANK, [membership]))
+    assert raised.value.reason is Reason.REVOKED_CREDENTIAL
+
+
+def test_old_keys_still_verify_what_they_signed_after_rotation(world: World) -> None:
+    membership, _ = world.issue(BANK)  # signed with the authority's key-1
+    world.rotate(AUTHORITY)
+    assert run(check(world, membership)).issuer == AUTHORITY
+    newer, _ = world.issue(BANK)
+    assert world.rings[AUTHORITY].current.key_id.endswith("#key-2")
+    assert run(check(world, newer)).issuer == AUTHORITY
+
+
+def test_scopes() -> None:
+    assert types_in_scopes(["org.eclipse.dspace.dcp.vc.type:MembershipCredential"]) == {
+        CredentialType.MEMBERSHIP
+    }
+    with pytest.raises(IdentityError, match="unsupported scope"):
+        types_in_scopes(["org.eclipse.dspace.dcp.vc.id:1234"])
