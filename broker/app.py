@@ -62,6 +62,7 @@ def create_app(
                 allow_http=settings.did_web_allow_http,
                 status_ttl=timedelta(seconds=60),
                 clock=clock,
+                key_type=settings.key_type,
             )
             app.state.participant = participant
             app.state.authority = Authority(

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from identity.claims import OrganisationClaims
 from identity.credentials import CredentialType
 from identity.did import DID
-from identity.keys import MIN_PASSPHRASE_CHARS
+from identity.keys import MIN_PASSPHRASE_CHARS, KeyType
 from storage.engine import DatabaseURL
 
 MIN_API_KEY_CHARS = 16
@@ -38,6 +38,8 @@ class BrokerSettings(BaseSettings):
     database_url: DatabaseURL = "sqlite:///broker.db"
     migrate_on_start: bool = True
     key_passphrase: SecretStr = Field(min_length=MIN_PASSPHRASE_CHARS)
+    key_type: KeyType = KeyType.ED25519
+    """Ed25519 or P-256, for keys generated from now on (existing keys stay until rotated)."""
     admin_api_key: SecretStr = Field(min_length=MIN_API_KEY_CHARS)
     """The operator's key for the admin API (header X-Api-Key)."""
     onboarding_allow: dict[DID, OnboardingGrant] = Field(default_factory=dict)

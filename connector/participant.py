@@ -46,6 +46,7 @@ def participant_for(
         allow_http=settings.did_web_allow_http,
         status_ttl=timedelta(seconds=settings.status_list_ttl_s),
         clock=clock,
+        key_type=settings.key_type,
     )
 
 

@@ -7,7 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from identity.credentials import CredentialType
 from identity.did import DID
-from identity.keys import MIN_PASSPHRASE_CHARS
+from identity.keys import MIN_PASSPHRASE_CHARS, KeyType
 from storage.engine import DatabaseURL
 
 
@@ -24,6 +24,8 @@ class ConnectorSettings(BaseSettings):
     migrate_on_start: bool = True
     """Bring the database schema to the newest revision when the app starts."""
     key_passphrase: SecretStr = Field(min_length=MIN_PASSPHRASE_CHARS)
+    key_type: KeyType = KeyType.ED25519
+    """Ed25519 or P-256, for keys generated from now on (existing keys stay until rotated)."""
     """Encrypts this participant's private keys at rest."""
     trusted_issuers: dict[CredentialType, list[DID]] = Field(default_factory=dict)
     """JSON: which issuers are trusted for which credential type. Empty: nobody is trusted."""

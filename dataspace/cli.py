@@ -145,6 +145,7 @@ def connector_rotate_key() -> None:
             settings.participant_id,
             settings.key_passphrase.get_secret_value(),
             datetime.now(UTC),
+            settings.key_type,
         )
     except KeyMaterialError as error:
         typer.echo(f"error: {error}", err=True)

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from identity.credential_service import CredentialService
 from identity.credentials import CredentialType, TrustedIssuers
 from identity.keyring import KeyRing
+from identity.keys import KeyType
 from identity.resolver import DIDResolver
 from identity.status import StatusListCache
 from identity.store import CredentialStore, SqlReplayCache
@@ -45,8 +46,9 @@ def build_participant(
     allow_http: bool,
     status_ttl: timedelta,
     clock: Callable[[], datetime],
+    key_type: KeyType = KeyType.ED25519,
 ) -> Participant:
-    keyring = KeyRing.load_or_create(engine, did, passphrase, clock())
+    keyring = KeyRing.load_or_create(engine, did, passphrase, clock(), key_type)
     sts = SecureTokenService(keyring, clock)
     resolver = DIDResolver(client, allow_http=allow_http)
     replay = SqlReplayCache(engine)

@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from identity.database import SeenToken
 from identity.errors import IdentityError, Reason
+from identity.keys import KeyType
 from identity.store import SqlReplayCache
 from identity.tokens import IdToken, mint_id_token, validate_id_token
 from tests.identity.world import BANK, BUREAU, NOW, World, engine_for
@@ -159,3 +160,28 @@ def test_without_kid_only_a_single_key_document_is_accepted(world: World) -> Non
         jwt.encode(claims, world.rings[BANK].current.private_key, algorithm="EdDSA"),
         Reason.MALFORMED_TOKEN,
     )
+
+
+def test_p256_participants_mint_and_validate_es256_tokens() -> None:
+    world = World()
+    world.add("did:web:p256.test", key_type=KeyType.P256)
+    world.add(BUREAU)
+    key = world.rings["did:web:p256.test"].current
+    token = mint_id_token(
+        issuer="did:web:p256.test", key=key.private_key, key_id=key.key_id, audience=BUREAU, now=NOW
+    )
+    assert jwt.get_unverified_header(token)["alg"] == "ES256"
+    assert run(validate(world, token, SqlReplayCache(engine_for()))).issuer == "did:web:p256.test"
+
+
+def test_the_replay_cache_on_each_database(engine: Any) -> None:
+    from identity.database import migrations
+    from storage.migrate import upgrade
+
+    upgrade(engine, migrations())
+    cache = SqlReplayCache(engine)
+    assert cache.first_use(BANK, "jti-1", NOW + timedelta(minutes=5))
+    assert not cache.first_use(BANK, "jti-1", NOW + timedelta(minutes=5))
+    assert cache.first_use(BUREAU, "jti-1", NOW + timedelta(minutes=5))  # per issuer
+    cache.purge(NOW + timedelta(minutes=10))
+    assert cache.first_use(BANK, "jti-1", NOW + timedelta(minutes=15))

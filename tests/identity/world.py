@@ -14,6 +14,7 @@ from identity.credentials import CredentialType, Organisation, TrustedIssuers, i
 from identity.database import migrations
 from identity.documents import Service
 from identity.keyring import KeyRing
+from identity.keys import KeyType
 from identity.resolver import DIDResolver, did_web_url
 from identity.status import LIST_BITS, StatusEntry, StatusListCache, issue_status_list, set_bit
 from identity.store import SqlReplayCache
@@ -62,9 +63,11 @@ class World:
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.MockTransport(self.handle))
 
-    def add(self, did: str, services: tuple[Service, ...] = ()) -> KeyRing:
+    def add(
+        self, did: str, services: tuple[Service, ...] = (), key_type: KeyType = KeyType.ED25519
+    ) -> KeyRing:
         engine = engine_for()
-        ring = KeyRing.load_or_create(engine, did, PASSPHRASE, NOW)
+        ring = KeyRing.load_or_create(engine, did, PASSPHRASE, NOW, key_type)
         self.rings[did], self.engines[did] = ring, engine
         self.publish(did, services)
         return ring
