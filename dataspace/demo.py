@@ -87,7 +87,6 @@ NOT_BUILT_YET = (
     "data plane: policy-enforcing transfers and the data contracts API",
     "ledger: anchoring audit events on an EVM chain, inclusion proofs",
     "matching: private set intersection between two connectors",
-    "identity: LD-proof credentials through didkit (JWT credentials run above)",
 )
 
 
