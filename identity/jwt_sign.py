@@ -6,7 +6,9 @@ found in the signer's DID document; ``alg: none`` and HMAC never verify.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import jwt
@@ -16,6 +18,22 @@ from identity.errors import IdentityError, Reason
 from identity.keys import PrivateKey, PublicKey, algorithm_of
 
 MAX_TOKEN_BYTES: Final = 64 * 1024
+
+
+def self_issued_claims(
+    issuer: str, audience: str, now: datetime, lifetime: timedelta
+) -> dict[str, Any]:
+    """The registered claims of a token a party issues about itself: ``iss`` = ``sub``, a fresh
+    ``jti``, and ``iat``/``nbf``/``exp`` from ``now``."""
+    return {
+        "iss": issuer,
+        "sub": issuer,
+        "aud": audience,
+        "jti": str(uuid.uuid4()),
+        "iat": int(now.timestamp()),
+        "nbf": int(now.timestamp()),
+        "exp": int((now + lifetime).timestamp()),
+    }
 
 
 def sign(claims: Mapping[str, Any], key: PrivateKey, key_id: str, typ: str) -> str:

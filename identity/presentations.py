@@ -9,7 +9,6 @@ issuer, expiry, revocation, and that its subject is the holder who signed the VP
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,7 +23,7 @@ from identity.credentials import (
     verify_credential,
 )
 from identity.errors import IdentityError, Reason
-from identity.jwt_sign import key_id_of, sign, unverified, verify
+from identity.jwt_sign import key_id_of, self_issued_claims, sign, unverified, verify
 from identity.keys import PrivateKey
 from identity.resolver import DIDResolver
 from identity.tokens import LEEWAY_S
@@ -61,26 +60,14 @@ def issue_presentation(
     now: datetime,
     lifetime: timedelta = timedelta(minutes=5),
 ) -> str:
-    return sign(
-        {
-            "iss": holder,
-            "sub": holder,
-            "aud": audience,
-            "jti": str(uuid.uuid4()),
-            "iat": int(now.timestamp()),
-            "nbf": int(now.timestamp()),
-            "exp": int((now + lifetime).timestamp()),
-            "vp": {
-                "@context": [VC_CONTEXT],
-                "type": ["VerifiablePresentation"],
-                "holder": holder,
-                "verifiableCredential": list(credentials),
-            },
-        },
-        key,
-        key_id,
-        VP_TYP,
-    )
+    claims = self_issued_claims(holder, audience, now, lifetime)
+    claims["vp"] = {
+        "@context": [VC_CONTEXT],
+        "type": ["VerifiablePresentation"],
+        "holder": holder,
+        "verifiableCredential": list(credentials),
+    }
+    return sign(claims, key, key_id, VP_TYP)
 
 
 @dataclass(frozen=True)

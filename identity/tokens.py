@@ -14,7 +14,6 @@ allowed to use it, so that a leaked access token is useless to anyone else.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +21,7 @@ from typing import Any, Final, Protocol
 
 from identity.documents import DIDDocument
 from identity.errors import IdentityError, Reason
-from identity.jwt_sign import key_id_of, sign, unverified, verify
+from identity.jwt_sign import key_id_of, self_issued_claims, sign, unverified, verify
 from identity.keys import PrivateKey
 from identity.resolver import DIDResolver
 
@@ -59,15 +58,7 @@ def mint_id_token(
     lifetime: timedelta = timedelta(minutes=5),
     token: str | None = None,
 ) -> str:
-    claims: dict[str, Any] = {
-        "iss": issuer,
-        "sub": issuer,
-        "aud": audience,
-        "jti": str(uuid.uuid4()),
-        "iat": int(now.timestamp()),
-        "nbf": int(now.timestamp()),
-        "exp": int((now + lifetime).timestamp()),
-    }
+    claims = self_issued_claims(issuer, audience, now, lifetime)
     if token is not None:
         claims["token"] = token
     return sign(claims, key, key_id, ID_TOKEN_TYP)
@@ -144,21 +135,10 @@ def mint_access_token(
     now: datetime,
     lifetime: timedelta = timedelta(minutes=5),
 ) -> str:
-    return sign(
-        {
-            "iss": holder,
-            "sub": holder,
-            "aud": holder,
-            "verifier": verifier,
-            "scope": " ".join(scopes),
-            "jti": str(uuid.uuid4()),
-            "iat": int(now.timestamp()),
-            "exp": int((now + lifetime).timestamp()),
-        },
-        key,
-        key_id,
-        ACCESS_TOKEN_TYP,
-    )
+    # Addressed to the holder itself: only its own Credential Service accepts it.
+    claims = self_issued_claims(holder, holder, now, lifetime)
+    claims.update(verifier=verifier, scope=" ".join(scopes))
+    return sign(claims, key, key_id, ACCESS_TOKEN_TYP)
 
 
 def check_access_token(
