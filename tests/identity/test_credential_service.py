@@ -3,9 +3,7 @@ granted it to, and stores a delivery only when every credential in it verifies."
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -15,14 +13,19 @@ from identity.errors import IdentityError, Reason
 from identity.presentations import scope_for
 from identity.store import CredentialStore, SqlReplayCache
 from identity.sts import WRITE_SCOPE, SecureTokenService
-from tests.identity.world import AUTHORITY, BANK, BUREAU, NOW, ROGUE, World, engine_for, trusted
+from tests.identity.world import (
+    AUTHORITY,
+    BANK,
+    BUREAU,
+    NOW,
+    ROGUE,
+    World,
+    engine_for,
+    run,
+    trusted,
+)
 
-T = TypeVar("T")
 MEMBERSHIP = scope_for(CredentialType.MEMBERSHIP)
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
 
 
 @pytest.fixture

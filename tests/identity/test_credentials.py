@@ -3,12 +3,10 @@ too (signature, trusted issuer, expiry, revocation, subject == holder)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-from collections.abc import Coroutine
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -25,13 +23,7 @@ from identity.presentations import (
     types_in_scopes,
     verify_presentation,
 )
-from tests.identity.world import AUTHORITY, BANK, BUREAU, NOW, ROGUE, World, trusted
-
-T = TypeVar("T")
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
+from tests.identity.world import AUTHORITY, BANK, BUREAU, NOW, ROGUE, World, run, trusted
 
 
 @pytest.fixture

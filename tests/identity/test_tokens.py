@@ -3,10 +3,8 @@ input refused with its own reason, and a refused token is not recorded as seen."
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import jwt
 import pytest
@@ -18,13 +16,7 @@ from identity.errors import IdentityError, Reason
 from identity.keys import KeyType
 from identity.store import SqlReplayCache
 from identity.tokens import IdToken, mint_id_token, validate_id_token
-from tests.identity.world import BANK, BUREAU, NOW, World, engine_for
-
-T = TypeVar("T")
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
+from tests.identity.world import BANK, BUREAU, NOW, World, engine_for, run
 
 
 @pytest.fixture

@@ -3,9 +3,12 @@ network is replaced, by an httpx.MockTransport that serves DID documents and sta
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -22,6 +25,7 @@ from policy.operands import Grade
 from storage.engine import create_engine
 from storage.migrate import upgrade
 
+T = TypeVar("T")
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 PASSPHRASE = "correct horse battery staple"
 AUTHORITY = "did:web:authority.test"
@@ -117,3 +121,8 @@ def trusted(*issuers: str) -> TrustedIssuers:
 
 def replay_cache(engine: Engine | None = None) -> SqlReplayCache:
     return SqlReplayCache(engine or engine_for())
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run one coroutine to completion (these tests are synchronous)."""
+    return asyncio.run(coroutine)
