@@ -1,0 +1,36 @@
+"""Settings every service that hosts a participant's identity reads (connector, broker).
+
+Each service subclasses this with its own ``env_prefix`` and its own defaults for ``port`` and
+``database_url``.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings
+
+from identity.keys import MIN_PASSPHRASE_CHARS, KeyType
+from storage.engine import DatabaseURL
+
+
+class ParticipantServiceSettings(BaseSettings):
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    public_url: str | None = None
+    """Where others reach this service; default ``http://{host}:{port}``."""
+    database_url: DatabaseURL
+    migrate_on_start: bool = True
+    """Bring the database schemas to the newest revision when the app starts; when false, the
+    app refuses to start on an old schema and names the command to run."""
+    key_passphrase: SecretStr = Field(min_length=MIN_PASSPHRASE_CHARS)
+    """Encrypts the participant's private keys at rest."""
+    key_type: KeyType = KeyType.ED25519
+    """Ed25519 or P-256, for keys generated from now on (existing keys stay until rotated)."""
+    did_web_allow_http: bool = False
+    """Resolve did:web over plain HTTP (loopback or a private network only)."""
+    http_timeout_s: float = Field(default=10.0, gt=0)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
