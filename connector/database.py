@@ -17,6 +17,7 @@ class ConnectorBase(SQLModel, registry=registry()):
 def migrations() -> Migrations:
     # Every module that defines connector tables, so that the metadata is complete.
     from connector import audit  # noqa: F401
+    from connector.catalog import store  # noqa: F401
 
     return Migrations(
         name="connector",
