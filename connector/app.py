@@ -8,16 +8,20 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from connector.audit import SqlAuditSink
+from connector.catalog.routes import router as catalog_router
 from connector.dcp.routes import did_document
 from connector.dcp.routes import router as dcp_router
+from connector.deps import ManagementError
+from connector.management.routes import router as management_router
 from connector.participant import migrate, participant_for, schemas
+from connector.protocol import DspError
 from connector.settings import ConnectorSettings
 from identity.resolver import did_web_url
-from service.http import install_error_handlers
+from service.http import error_body, install_error_handlers
 from storage.engine import create_engine
 from storage.health import check_health
 from storage.migrate import require_current
@@ -56,7 +60,22 @@ def create_app(
     app.state.engine = engine
     app.state.audit = SqlAuditSink(engine)
     install_error_handlers(app)
+
+    async def dsp_error(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, DspError)  # noqa: S101 - registered for this type only
+        return JSONResponse(error.body(), status_code=error.status)
+
+    async def management_error(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ManagementError)  # noqa: S101 - registered for this type only
+        return JSONResponse(
+            error_body("ManagementError", error.reason, error.message), error.status
+        )
+
+    app.add_exception_handler(DspError, dsp_error)
+    app.add_exception_handler(ManagementError, management_error)
     app.include_router(dcp_router)
+    app.include_router(catalog_router)
+    app.include_router(management_router)
     if settings.participant_id.startswith("did:web:"):
         path = urlsplit(did_web_url(settings.participant_id)).path
         app.add_api_route(path, did_document, methods=["GET"], tags=["dcp"])

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
 
+from connector.protocol import DspError
 from connector.settings import ConnectorSettings
+from identity.errors import IdentityError, http_status
 from identity.participant import Participant
+from identity.verifier import Peer
 
 
 def get_settings(request: Request) -> ConnectorSettings:
@@ -24,6 +29,40 @@ def get_engine(request: Request) -> Engine:
 def get_participant(request: Request) -> Participant:
     participant: Participant = request.app.state.participant
     return participant
+
+
+def peer_dependency(error_type: str) -> Callable[..., Awaitable[Peer]]:
+    """A dependency that authenticates the calling participant the DCP way; a failure becomes
+    a typed DSP error (``error_type``) with the identity layer's reason code."""
+
+    async def authenticate(
+        request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> Peer:
+        participant = get_participant(request)
+        try:
+            return await participant.verifier.authenticate(authorization)
+        except IdentityError as error:
+            raise DspError(
+                http_status(error.reason), error_type, error.reason.value, error.message
+            ) from None
+
+    return authenticate
+
+
+def require_manager(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    configured = get_settings(request).management_api_key
+    if configured is None:
+        raise ManagementError(401, "disabled", "set CONNECTOR_MANAGEMENT_API_KEY to use this API")
+    if x_api_key is None or not hmac.compare_digest(
+        x_api_key.encode(), configured.get_secret_value().encode()
+    ):
+        raise ManagementError(401, "not_authorized", "the management API needs its X-Api-Key")
+
+
+class ManagementError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
 
 
 SettingsDep = Annotated[ConnectorSettings, Depends(get_settings)]

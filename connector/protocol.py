@@ -73,3 +73,36 @@ def pid_field(alias: str) -> Any:
 
 def optional_pid_field(alias: str) -> Any:
     return Field(default=None, alias=alias, min_length=1, max_length=MAX_PID_CHARS)
+
+
+class DspError(Exception):
+    """A refusal to answer with a typed DSP error body (CatalogError, ContractNegotiationError,
+    TransferError) and a 4xx status."""
+
+    def __init__(
+        self,
+        status: int,
+        error_type: str,
+        code: str,
+        reason: str,
+        *,
+        provider_pid: str | None = None,
+        consumer_pid: str | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.error_type = error_type
+        self.code = code
+        self.reason = reason
+        self.provider_pid = provider_pid
+        self.consumer_pid = consumer_pid
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"@context": [DSP_CONTEXT], "@type": self.error_type}
+        if self.provider_pid is not None:
+            body["providerPid"] = self.provider_pid
+        if self.consumer_pid is not None:
+            body["consumerPid"] = self.consumer_pid
+        body["code"] = self.code
+        body["reason"] = [self.reason]
+        return body

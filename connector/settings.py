@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from identity.credentials import CredentialType
@@ -26,3 +26,6 @@ class ConnectorSettings(ParticipantServiceSettings):
     """What a calling participant must present before anything else is considered."""
     status_list_ttl_s: float = Field(default=60.0, gt=0)
     """How long revocation lists and verified presentations are cached."""
+    management_api_key: SecretStr | None = Field(default=None, min_length=16)
+    """Key for the management API (header X-Api-Key); unset, the management API refuses all."""
+    catalog_page_size: int = Field(default=100, ge=1, le=1000)

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from identity.credential_service import UnsupportedQueryError
@@ -61,6 +62,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unsupported(_request: Request, error: Exception) -> JSONResponse:
         return JSONResponse(error_body("NotImplemented", "unsupported", str(error)), 501)
 
+    async def invalid_request(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)  # noqa: S101 - registered for this type
+        problems = [
+            f"{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}"
+            for problem in error.errors()
+        ]
+        body = error_body("BadRequest", "invalid_request", "; ".join(problems))
+        return JSONResponse(body, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(IdentityError, identity_error)
     app.add_exception_handler(BadRequestError, bad_request)
     app.add_exception_handler(UnsupportedQueryError, unsupported)

@@ -41,7 +41,12 @@ def authority_settings(
 
 
 def connector_settings(
-    sock: socket.socket, folder: Path, name: str, authority: str, ttl_s: float = 60.0
+    sock: socket.socket,
+    folder: Path,
+    name: str,
+    authority: str,
+    ttl_s: float = 60.0,
+    page_size: int = 100,
 ) -> ConnectorSettings:
     return ConnectorSettings(
         participant_id=did_for(sock, name),
@@ -51,6 +56,8 @@ def connector_settings(
         trusted_issuers={kind: [authority] for kind in CredentialType},
         did_web_allow_http=True,
         status_list_ttl_s=ttl_s,
+        management_api_key=ADMIN_KEY,  # type: ignore[arg-type]
+        catalog_page_size=page_size,
     )
 
 

@@ -1,0 +1,293 @@
+"""The data holder's management API (API key from settings, header X-Api-Key): assets, policy
+definitions (linted before they are stored), contract definitions. Paginated and filtered
+lists. The data address of an asset is shown here, never in the catalogue."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from connector.catalog.store import Asset, ContractDefinition, PolicyDefinition
+from connector.deps import EngineDep, ManagementError, ParticipantDep, require_manager
+from policy.jsonld import read_policy, write_policy
+from policy.lint import Severity, lint
+from policy.operands import Grade, check_region
+
+router = APIRouter(
+    prefix="/management/v1", tags=["management"], dependencies=[Depends(require_manager)]
+)
+Identifier = Annotated[str, Field(min_length=1, max_length=300)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class DataAddressIn(Model):
+    """Where the data is: a local file, an HTTP backend, or a SQL query on a configured database."""
+
+    type: Literal["file", "http", "sql"]
+    path: str | None = None
+    url: str | None = None
+    query: str | None = Field(default=None, max_length=10_000)
+    database: str | None = Field(default=None, max_length=100)
+
+    @model_validator(mode="after")
+    def _complete(self) -> DataAddressIn:
+        needed = {"file": ("path",), "http": ("url",), "sql": ("query", "database")}[self.type]
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.type} data address needs {', '.join(missing)}")
+        if self.type == "file" and not str(self.path).startswith("/"):
+            raise ValueError("a file path must be absolute")
+        if self.type == "http" and not str(self.url).startswith(("http://", "https://")):
+            raise ValueError("an HTTP data address needs an http(s) URL")
+        return self
+
+
+class AssetIn(Model):
+    id: Identifier
+    title_zh: str | None = Field(default=None, alias="titleZh", max_length=300)
+    title_en: str | None = Field(default=None, alias="titleEn", max_length=300)
+    description_zh: str | None = Field(default=None, alias="descriptionZh", max_length=10_000)
+    description_en: str | None = Field(default=None, alias="descriptionEn", max_length=10_000)
+    keywords: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=50
+    )
+    domain: str | None = Field(default=None, max_length=100)
+    data_grade: Grade = Field(alias="dataGrade")
+    personal_information: bool = Field(default=False, alias="personalInformation")
+    region: str | None = None
+    version: str | None = Field(default=None, max_length=50)
+    data_address: DataAddressIn = Field(alias="dataAddress")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        return None if value is None else check_region(value)
+
+    @model_validator(mode="after")
+    def _titled(self) -> AssetIn:
+        if not (self.title_zh or self.title_en):
+            raise ValueError("an asset needs a title in Chinese or English")
+        return self
+
+
+class PolicyDefinitionIn(Model):
+    id: Identifier
+    policy: dict[str, Any]
+
+
+class AssetSelector(Model):
+    asset_ids: list[Identifier] | None = Field(default=None, alias="assetIds", max_length=1000)
+    domain: str | None = None
+    region: str | None = None
+    data_grade: Grade | None = Field(default=None, alias="dataGrade")
+
+
+class ContractDefinitionIn(Model):
+    id: Identifier
+    access_policy_id: Identifier = Field(alias="accessPolicyId")
+    contract_policy_id: Identifier = Field(alias="contractPolicyId")
+    asset_selector: AssetSelector = Field(default_factory=AssetSelector, alias="assetSelector")
+
+
+def asset_view(asset: Asset) -> dict[str, Any]:
+    return {
+        "id": asset.id,
+        "titleZh": asset.title_zh,
+        "titleEn": asset.title_en,
+        "descriptionZh": asset.description_zh,
+        "descriptionEn": asset.description_en,
+        "keywords": json.loads(asset.keywords),
+        "domain": asset.domain,
+        "dataGrade": asset.data_grade,
+        "personalInformation": asset.personal_information,
+        "region": asset.region,
+        "version": asset.version,
+        "dataAddress": json.loads(asset.data_address),
+        "createdAt": asset.created_at.isoformat(),
+    }
+
+
+def _conflict(kind: str, identifier: str) -> ManagementError:
+    return ManagementError(409, "exists", f"{kind} {identifier} exists already")
+
+
+def _page(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
+    return {
+        "items": items[:limit],
+        "offset": offset,
+        "next": offset + limit if len(items) > limit else None,
+    }
+
+
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+@router.post("/assets", status_code=201)
+def create_asset(body: AssetIn, engine: EngineDep, participant: ParticipantDep) -> dict[str, Any]:
+    asset = Asset(
+        id=body.id,
+        title_zh=body.title_zh,
+        title_en=body.title_en,
+        description_zh=body.description_zh,
+        description_en=body.description_en,
+        keywords=json.dumps(body.keywords, ensure_ascii=False),
+        domain=body.domain,
+        data_grade=body.data_grade.value,
+        personal_information=body.personal_information,
+        region=body.region,
+        version=body.version,
+        data_address=body.data_address.model_dump_json(exclude_none=True),
+        created_at=participant.clock(),
+    )
+    with Session(engine) as session:
+        session.add(asset)
+        try:
+            session.commit()
+        except IntegrityError:
+            raise _conflict("asset", body.id) from None
+        session.refresh(asset)
+        return asset_view(asset)
+
+
+@router.get("/assets")
+def list_assets(
+    engine: EngineDep,
+    offset: Offset = 0,
+    limit: Limit = 50,
+    domain: str | None = None,
+    region: str | None = None,
+    data_grade: Annotated[Grade | None, Query(alias="dataGrade")] = None,
+) -> dict[str, Any]:
+    query = select(Asset).order_by(col(Asset.id))
+    if domain is not None:
+        query = query.where(Asset.domain == domain)
+    if region is not None:
+        query = query.where(Asset.region == region)
+    if data_grade is not None:
+        query = query.where(Asset.data_grade == data_grade.value)
+    with Session(engine) as session:
+        rows = session.exec(query.offset(offset).limit(limit + 1)).all()
+    return _page([asset_view(a) for a in rows], offset, limit)
+
+
+@router.get("/assets/{asset_id:path}")
+def get_asset(asset_id: str, engine: EngineDep) -> dict[str, Any]:
+    with Session(engine) as session:
+        asset = session.get(Asset, asset_id)
+    if asset is None:
+        raise ManagementError(404, "not_found", f"no asset {asset_id}")
+    return asset_view(asset)
+
+
+@router.delete("/assets/{asset_id:path}", status_code=204)
+def delete_asset(asset_id: str, engine: EngineDep) -> Response:
+    with Session(engine) as session:
+        asset = session.get(Asset, asset_id)
+        if asset is None:
+            raise ManagementError(404, "not_found", f"no asset {asset_id}")
+        session.delete(asset)
+        session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/policydefinitions", status_code=201)
+def create_policy(
+    body: PolicyDefinitionIn, engine: EngineDep, participant: ParticipantDep
+) -> dict[str, Any]:
+    """Lint first: a policy with errors is refused with the findings; warnings are returned."""
+    findings = lint(body.policy, participant.clock())
+    errors = [f for f in findings if f.severity is Severity.ERROR]
+    if errors:
+        raise ManagementError(
+            400,
+            "policy_rejected",
+            "; ".join(str(f) for f in errors),
+        )
+    written = write_policy(read_policy(body.policy))
+    record = PolicyDefinition(
+        id=body.id, policy=json.dumps(written, ensure_ascii=False), created_at=participant.clock()
+    )
+    with Session(engine) as session:
+        session.add(record)
+        try:
+            session.commit()
+        except IntegrityError:
+            raise _conflict("policy definition", body.id) from None
+    return {"id": body.id, "policy": written, "warnings": [str(f) for f in findings]}
+
+
+@router.get("/policydefinitions")
+def list_policies(engine: EngineDep, offset: Offset = 0, limit: Limit = 50) -> dict[str, Any]:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(PolicyDefinition)
+            .order_by(col(PolicyDefinition.id))
+            .offset(offset)
+            .limit(limit + 1)
+        ).all()
+    return _page([{"id": r.id, "policy": json.loads(r.policy)} for r in rows], offset, limit)
+
+
+@router.post("/contractdefinitions", status_code=201)
+def create_contract_definition(
+    body: ContractDefinitionIn, engine: EngineDep, participant: ParticipantDep
+) -> dict[str, Any]:
+    selector = body.asset_selector.model_dump(by_alias=True, exclude_none=True, mode="json")
+    with Session(engine) as session:
+        for policy_id in (body.access_policy_id, body.contract_policy_id):
+            if session.get(PolicyDefinition, policy_id) is None:
+                raise ManagementError(404, "not_found", f"no policy definition {policy_id}")
+        session.add(
+            ContractDefinition(
+                id=body.id,
+                access_policy_id=body.access_policy_id,
+                contract_policy_id=body.contract_policy_id,
+                asset_selector=json.dumps(selector),
+                created_at=participant.clock(),
+            )
+        )
+        try:
+            session.commit()
+        except IntegrityError:
+            raise _conflict("contract definition", body.id) from None
+    return {
+        "id": body.id,
+        "accessPolicyId": body.access_policy_id,
+        "contractPolicyId": body.contract_policy_id,
+        "assetSelector": selector,
+    }
+
+
+@router.get("/contractdefinitions")
+def list_contract_definitions(
+    engine: EngineDep, offset: Offset = 0, limit: Limit = 50
+) -> dict[str, Any]:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(ContractDefinition)
+            .order_by(col(ContractDefinition.id))
+            .offset(offset)
+            .limit(limit + 1)
+        ).all()
+    return _page(
+        [
+            {
+                "id": r.id,
+                "accessPolicyId": r.access_policy_id,
+                "contractPolicyId": r.contract_policy_id,
+                "assetSelector": json.loads(r.asset_selector),
+            }
+            for r in rows
+        ],
+        offset,
+        limit,
+    )

@@ -1,0 +1,192 @@
+"""The data holder's management API: keyed, validated, typed refusals, nothing half-stored."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from connector.app import create_app
+from connector.settings import ConnectorSettings
+from tests.participants import ADMIN_KEY, PASSPHRASE
+from tests.policy.policies import FIRM_LIST, atom
+
+KEY = {"X-Api-Key": ADMIN_KEY}
+
+
+def asset(identifier: str = "urn:kexin:asset:firm-list", **changes: Any) -> dict[str, Any]:
+    return {
+        "id": identifier,
+        "titleZh": "企业名录",
+        "titleEn": "Firm list",
+        "keywords": ["企业", "firms"],
+        "domain": "city-governance",
+        "dataGrade": "important",
+        "personalInformation": False,
+        "region": "440100",
+        "version": "2026-11",
+        "dataAddress": {"type": "file", "path": "/srv/data/firms.csv"},
+        **changes,
+    }
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    settings = ConnectorSettings(
+        participant_id="did:web:127.0.0.1%3A8181:bureau",
+        database_url=f"sqlite:///{tmp_path / 'c.db'}",
+        key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
+        management_api_key=ADMIN_KEY,  # type: ignore[arg-type]
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def test_the_api_needs_its_key(client: TestClient) -> None:
+    refused = client.get("/management/v1/assets")
+    assert refused.status_code == 401
+    assert refused.json()["type"] == "ManagementError"
+    assert (
+        client.get(
+            "/management/v1/assets", headers={"X-Api-Key": "wrong-key-0123456789"}
+        ).status_code
+        == 401
+    )
+
+
+def test_without_a_configured_key_the_api_is_closed(tmp_path: Path) -> None:
+    settings = ConnectorSettings(
+        participant_id="did:web:x",
+        database_url=f"sqlite:///{tmp_path / 'c.db'}",
+        key_passphrase=PASSPHRASE,
+    )  # type: ignore[arg-type]
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/management/v1/assets", headers=KEY).json()["reason"] == "disabled"
+
+
+def test_assets_are_created_listed_filtered_and_deleted(client: TestClient) -> None:
+    created = client.post("/management/v1/assets", json=asset(), headers=KEY)
+    assert created.status_code == 201
+    assert created.json()["dataAddress"] == {"type": "file", "path": "/srv/data/firms.csv"}
+    assert client.post("/management/v1/assets", json=asset(), headers=KEY).status_code == 409
+    for index in range(3):
+        client.post(
+            "/management/v1/assets",
+            json=asset(f"urn:kexin:asset:{index}", region="310000"),
+            headers=KEY,
+        )
+    page = client.get("/management/v1/assets", params={"limit": 2}, headers=KEY).json()
+    assert [a["id"] for a in page["items"]] == ["urn:kexin:asset:0", "urn:kexin:asset:1"]
+    assert page["next"] == 2
+    shanghai = client.get("/management/v1/assets", params={"region": "310000"}, headers=KEY).json()
+    assert len(shanghai["items"]) == 3
+    assert shanghai["next"] is None
+    assert (
+        client.get("/management/v1/assets/urn:kexin:asset:firm-list", headers=KEY).json()["titleZh"]
+        == "企业名录"
+    )
+    assert (
+        client.delete("/management/v1/assets/urn:kexin:asset:firm-list", headers=KEY).status_code
+        == 204
+    )
+    assert (
+        client.get("/management/v1/assets/urn:kexin:asset:firm-list", headers=KEY).status_code
+        == 404
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        pytest.param({"region": "999999"}, "administrative division", id="bad-region"),
+        pytest.param({"titleZh": None, "titleEn": None}, "needs a title", id="no-title"),
+        pytest.param({"dataGrade": "secret"}, "dataGrade", id="bad-grade"),
+        pytest.param(
+            {"dataAddress": {"type": "file", "path": "relative.csv"}},
+            "absolute",
+            id="relative-path",
+        ),
+        pytest.param(
+            {"dataAddress": {"type": "sql", "query": "select 1"}},
+            "needs database",
+            id="sql-without-database",
+        ),
+        pytest.param({"dataAddress": {"type": "ftp"}}, "dataAddress", id="unknown-address-type"),
+        pytest.param({"unexpected": 1}, "unexpected", id="unknown-field"),
+    ],
+)
+def test_bad_assets_are_refused_with_a_typed_body_and_not_stored(
+    client: TestClient, changes: dict[str, Any], message: str
+) -> None:
+    refused = client.post("/management/v1/assets", json=asset(**changes), headers=KEY)
+    assert refused.status_code == 422
+    assert refused.json()["type"] == "BadRequest"
+    assert message in refused.json()["message"]
+    assert client.get("/management/v1/assets", headers=KEY).json()["items"] == []
+
+
+def test_policies_are_linted_before_they_are_stored(client: TestClient) -> None:
+    stored = client.post(
+        "/management/v1/policydefinitions",
+        json={"id": "firm-list", "policy": FIRM_LIST},
+        headers=KEY,
+    )
+    assert stored.status_code == 201
+    assert stored.json()["warnings"] == []
+    unknown = {
+        **FIRM_LIST,
+        "permission": [{"action": "use", "constraint": [atom("weather", "eq", "sunny")]}],
+    }
+    refused = client.post(
+        "/management/v1/policydefinitions", json={"id": "bad", "policy": unknown}, headers=KEY
+    )
+    assert refused.status_code == 400
+    assert refused.json()["reason"] == "policy_rejected"
+    assert "permission[0].constraint[0].leftOperand" in refused.json()["message"]
+    impossible = {
+        **FIRM_LIST,
+        "permission": [
+            {"action": "use", "constraint": [atom("count", "lt", "5"), atom("count", "gt", "10")]}
+        ],
+    }
+    assert (
+        client.post(
+            "/management/v1/policydefinitions",
+            json={"id": "bad", "policy": impossible},
+            headers=KEY,
+        ).json()["reason"]
+        == "policy_rejected"
+    )
+    listed = client.get("/management/v1/policydefinitions", headers=KEY).json()["items"]
+    assert [p["id"] for p in listed] == ["firm-list"]
+
+
+def test_contract_definitions_need_existing_policies(client: TestClient) -> None:
+    client.post(
+        "/management/v1/policydefinitions",
+        json={"id": "firm-list", "policy": FIRM_LIST},
+        headers=KEY,
+    )
+    missing = client.post(
+        "/management/v1/contractdefinitions",
+        json={"id": "cd", "accessPolicyId": "nope", "contractPolicyId": "firm-list"},
+        headers=KEY,
+    )
+    assert missing.status_code == 404
+    created = client.post(
+        "/management/v1/contractdefinitions",
+        json={
+            "id": "cd",
+            "accessPolicyId": "firm-list",
+            "contractPolicyId": "firm-list",
+            "assetSelector": {"region": "440100"},
+        },
+        headers=KEY,
+    )
+    assert created.status_code == 201
+    assert client.get("/management/v1/contractdefinitions", headers=KEY).json()["items"][0][
+        "assetSelector"
+    ] == {"region": "440100"}

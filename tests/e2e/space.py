@@ -1,0 +1,83 @@
+"""A data space on loopback for multi-party tests: the authority and two connectors (a city
+bureau and a bank) as real servers, with helpers to onboard and to call as a participant."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from broker.app import create_app as create_broker
+from connector.app import create_app as create_connector
+from connector.dcp.client import request_credentials
+from connector.participant import standalone
+from connector.settings import ConnectorSettings
+from dataspace.servers import bind, serve_in_thread
+from identity.credentials import CredentialType
+from identity.presentations import scope_for
+from tests.participants import BANK_ORG, BUREAU_ORG, authority_settings, connector_settings, did_for
+
+TTL_S = 0.3
+
+
+@dataclass
+class Space:
+    authority: str
+    authority_url: str
+    bureau: ConnectorSettings
+    bank: ConnectorSettings
+    bank_url: str
+
+
+@contextmanager
+def start_space(tmp_path: Path, *, allow_list: bool) -> Iterator[Space]:
+    authority_sock, bureau_sock, bank_sock = bind(), bind(), bind()
+    authority = did_for(authority_sock, "authority")
+    bureau = connector_settings(
+        bureau_sock, tmp_path, "bureau", authority, ttl_s=TTL_S, page_size=2
+    )
+    bank = connector_settings(bank_sock, tmp_path, "bank", authority, ttl_s=TTL_S)
+    allow = {
+        bureau.participant_id: {"types": ["MembershipCredential", "PublicDataHolderCredential"], "organisation": BUREAU_ORG},
+        bank.participant_id: {"types": ["MembershipCredential", "FinancialInstitutionCredential"], "organisation": BANK_ORG},
+    } if allow_list else {}  # fmt: skip
+    with ExitStack() as stack:
+        authority_url = stack.enter_context(
+            serve_in_thread(create_broker(authority_settings(authority_sock, tmp_path, allow)), authority_sock)
+        )  # fmt: skip
+        stack.enter_context(serve_in_thread(create_connector(bureau), bureau_sock))
+        bank_url = stack.enter_context(serve_in_thread(create_connector(bank), bank_sock))
+        yield Space(authority, authority_url, bureau, bank, bank_url)
+
+
+@pytest.fixture
+def space(tmp_path: Path) -> Iterator[Space]:
+    with start_space(tmp_path, allow_list=True) as started:
+        yield started
+
+
+@pytest.fixture
+def closed_space(tmp_path: Path) -> Iterator[Space]:
+    """No allow-list: every request waits for the operator."""
+    with start_space(tmp_path, allow_list=False) as started:
+        yield started
+
+
+async def onboard(settings: ConnectorSettings, authority: str, types: list[CredentialType]) -> dict[str, object]:  # fmt: skip
+    async with standalone(settings) as (participant, client):
+        return await request_credentials(participant, client, authority, types)
+
+
+async def call(
+    caller: ConnectorSettings, target: str, url: str, *, method: str = "GET", body: object = None
+) -> httpx.Response:
+    """``caller`` calls ``url`` on ``target`` with a fresh self-issued token (as its STS mints)."""
+    async with standalone(caller) as (participant, client):
+        token = participant.sts.bearer_for(target, [scope_for(kind) for kind in CredentialType])
+        return await client.request(
+            method, url, json=body, headers={"Authorization": f"Bearer {token}"}
+        )

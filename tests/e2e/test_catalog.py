@@ -1,0 +1,166 @@
+"""The DSP catalogue over real servers: the city bureau offers datasets; the bank, authenticated
+by DCP, sees exactly the offers whose access policy admits its verified credentials."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from identity.credentials import CredentialType
+from tests.dsp_schemas import errors
+from tests.e2e.space import Space, call, onboard
+from tests.participants import ADMIN_KEY
+from tests.policy.policies import FIRM_LIST, atom
+
+KEY = {"X-Api-Key": ADMIN_KEY}
+DSP = "https://w3id.org/dspace/2025/1/context.jsonld"
+REQUEST = {"@context": [DSP], "@type": "CatalogRequestMessage"}
+
+
+def access(left: str, operator: str, right: str) -> dict[str, Any]:
+    return {
+        "@type": "Set",
+        "permission": [{"action": "use", "constraint": [atom(left, operator, right)]}],
+    }
+
+
+def publish(space: Space) -> None:
+    base = space.bureau.base_url + "/management/v1"
+    for name, region in (
+        ("firm-list", "440100"),
+        ("health-claims", "440100"),
+        ("open-stats", "440000"),
+    ):
+        created = httpx.post(
+            f"{base}/assets",
+            headers=KEY,
+            json={
+                "id": f"urn:kexin:asset:{name}",
+                "titleEn": name,
+                "dataGrade": "general",
+                "region": region,
+                "dataAddress": {"type": "file", "path": f"/srv/{name}.csv"},
+            },
+        )
+        assert created.status_code == 201, created.text
+    for identifier, policy in (
+        ("banks", access("kexin:role", "hasPart", "FinancialInstitution")),
+        ("regulators", access("kexin:role", "hasPart", "Regulator")),
+        ("members", access("kexin:membership", "eq", "active")),
+        ("firm-terms", FIRM_LIST),
+    ):
+        assert (
+            httpx.post(
+                f"{base}/policydefinitions", headers=KEY, json={"id": identifier, "policy": policy}
+            ).status_code
+            == 201
+        )
+    for identifier, access_id, asset in (
+        ("cd-banks", "banks", "firm-list"),
+        ("cd-regulators", "regulators", "health-claims"),
+        ("cd-members", "members", "open-stats"),
+    ):
+        created = httpx.post(
+            f"{base}/contractdefinitions",
+            headers=KEY,
+            json={
+                "id": identifier,
+                "accessPolicyId": access_id,
+                "contractPolicyId": "firm-terms",
+                "assetSelector": {"assetIds": [f"urn:kexin:asset:{asset}"]},
+            },
+        )
+        assert created.status_code == 201, created.text
+
+
+def bank_asks(
+    space: Space, path: str, *, method: str = "POST", body: object = REQUEST
+) -> httpx.Response:
+    return asyncio.run(
+        call(
+            space.bank,
+            space.bureau.participant_id,
+            f"{space.bureau.base_url}{path}",
+            method=method,
+            body=body,
+        )
+    )
+
+
+def onboard_both(space: Space) -> None:
+    asyncio.run(
+        onboard(
+            space.bank,
+            space.authority,
+            [CredentialType.MEMBERSHIP, CredentialType.FINANCIAL_INSTITUTION],
+        )
+    )
+    asyncio.run(
+        onboard(
+            space.bureau,
+            space.authority,
+            [CredentialType.MEMBERSHIP, CredentialType.PUBLIC_DATA_HOLDER],
+        )
+    )
+
+
+def test_the_bank_sees_only_what_its_credentials_admit(space: Space) -> None:
+    onboard_both(space)
+    publish(space)
+    first = bank_asks(space, "/dsp/catalog/request")
+    assert first.status_code == 200, first.text
+    catalog = first.json()
+    assert errors("catalog/catalog-schema.json", catalog) == []
+    assert catalog["participantId"] == space.bureau.participant_id
+    assert [d["@id"] for d in catalog["dataset"]] == [
+        "urn:kexin:asset:firm-list"
+    ]  # health-claims hidden
+    (offer,) = catalog["dataset"][0]["hasPolicy"]
+    assert "target" not in offer
+    assert offer["assigner"] == space.bureau.participant_id
+    assert 'rel="next"' in first.headers["Link"]
+
+    second = bank_asks(space, "/dsp/catalog/request?continuationToken=2")
+    assert [d["@id"] for d in second.json()["dataset"]] == ["urn:kexin:asset:open-stats"]
+    assert 'rel="previous"' in second.headers["Link"]
+    assert 'rel="next"' not in second.headers["Link"]
+
+    dataset = bank_asks(
+        space, "/dsp/catalog/datasets/urn:kexin:asset:firm-list", method="GET", body=None
+    )
+    assert dataset.status_code == 200
+    assert errors("catalog/dataset-schema.json", dataset.json()) == []
+    hidden = bank_asks(
+        space, "/dsp/catalog/datasets/urn:kexin:asset:health-claims", method="GET", body=None
+    )
+    assert hidden.status_code == 404
+    assert hidden.json()["@type"] == "CatalogError"
+    assert errors("catalog/catalog-error-schema.json", hidden.json()) == []
+
+
+def test_catalog_refusals_are_typed(space: Space) -> None:
+    onboard_both(space)
+    unauthenticated = httpx.post(f"{space.bureau.base_url}/dsp/catalog/request", json=REQUEST)
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.json()["@type"] == "CatalogError"
+    assert unauthenticated.json()["code"] == "malformed_token"
+    filtered = bank_asks(
+        space, "/dsp/catalog/request", body={**REQUEST, "filter": [{"keyword": "firms"}]}
+    )
+    assert filtered.status_code == 400
+    assert filtered.json()["code"] == "unsupported_filter"
+    wrong = bank_asks(
+        space, "/dsp/catalog/request", body={**REQUEST, "@type": "DatasetRequestMessage"}
+    )
+    assert wrong.status_code == 400
+    assert wrong.json()["code"] == "malformed_message"
+    assert bank_asks(space, "/dsp/catalog/request?continuationToken=-1").status_code == 400
+
+
+def test_an_empty_catalog_has_no_dataset_key(space: Space) -> None:
+    onboard_both(space)
+    catalog = bank_asks(space, "/dsp/catalog/request").json()
+    assert "dataset" not in catalog
+    assert errors("catalog/catalog-schema.json", catalog) == []
