@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from connector.app import create_app
 from connector.settings import ConnectorSettings
@@ -61,8 +62,8 @@ def test_without_a_configured_key_the_api_is_closed(tmp_path: Path) -> None:
     settings = ConnectorSettings(
         participant_id="did:web:x",
         database_url=f"sqlite:///{tmp_path / 'c.db'}",
-        key_passphrase=PASSPHRASE,
-    )  # type: ignore[arg-type]
+        key_passphrase=SecretStr(PASSPHRASE),
+    )
     with TestClient(create_app(settings)) as client:
         assert client.get("/management/v1/assets", headers=KEY).json()["reason"] == "disabled"
 
