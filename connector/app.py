@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -17,6 +19,10 @@ from connector.dcp.routes import did_document
 from connector.dcp.routes import router as dcp_router
 from connector.deps import ManagementError
 from connector.management.routes import router as management_router
+from connector.negotiation.process import Negotiations
+from connector.negotiation.routes import consumer as negotiation_consumer
+from connector.negotiation.routes import provider as negotiation_provider
+from connector.outbox import Outbox
 from connector.participant import migrate, participant_for, schemas
 from connector.protocol import DspError
 from connector.settings import ConnectorSettings
@@ -47,8 +53,26 @@ def create_app(
             require_current(engine, schemas(), "dataspace db upgrade connector")
         timeout = settings.http_timeout_s
         async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
-            app.state.participant = participant_for(settings, engine, client, clock)
-            yield
+            participant = participant_for(settings, engine, client, clock)
+            outbox = Outbox(engine, participant, client, clock)
+            app.state.participant = participant
+            app.state.outbox = outbox
+            app.state.negotiations = Negotiations(
+                engine=engine,
+                me=participant.did,
+                base_url=settings.base_url,
+                outbox=outbox,
+                audit=app.state.audit,
+                clock=clock,
+                manual_approval=settings.negotiation_approval == "manual",
+            )
+            worker = asyncio.create_task(outbox.run())
+            try:
+                yield
+            finally:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
         engine.dispose()
 
     app = FastAPI(
@@ -75,6 +99,8 @@ def create_app(
     app.add_exception_handler(ManagementError, management_error)
     app.include_router(dcp_router)
     app.include_router(catalog_router)
+    app.include_router(negotiation_provider)
+    app.include_router(negotiation_consumer)
     app.include_router(management_router)
     if settings.participant_id.startswith("did:web:"):
         path = urlsplit(did_web_url(settings.participant_id)).path

@@ -16,8 +16,12 @@ class ConnectorBase(SQLModel, registry=registry()):
 
 def migrations() -> Migrations:
     # Every module that defines connector tables, so that the metadata is complete.
-    from connector import audit  # noqa: F401
+    from connector import (
+        audit,  # noqa: F401
+        outbox,  # noqa: F401
+    )
     from connector.catalog import store  # noqa: F401
+    from connector.negotiation import store as negotiation_store  # noqa: F401
 
     return Migrations(
         name="connector",

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
 
+from connector.negotiation.process import Negotiations
 from connector.protocol import DspError
 from connector.settings import ConnectorSettings
 from identity.errors import IdentityError, http_status
@@ -65,6 +66,12 @@ class ManagementError(Exception):
         self.status, self.reason, self.message = status, reason, message
 
 
+def get_negotiations(request: Request) -> Negotiations:
+    negotiations: Negotiations = request.app.state.negotiations
+    return negotiations
+
+
 SettingsDep = Annotated[ConnectorSettings, Depends(get_settings)]
+NegotiationsDep = Annotated[Negotiations, Depends(get_negotiations)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ParticipantDep = Annotated[Participant, Depends(get_participant)]

@@ -75,6 +75,9 @@ def optional_pid_field(alias: str) -> Any:
     return Field(default=None, alias=alias, min_length=1, max_length=MAX_PID_CHARS)
 
 
+PROCESS_ERRORS: Final = frozenset({"ContractNegotiationError", "TransferError"})
+
+
 class DspError(Exception):
     """A refusal to answer with a typed DSP error body (CatalogError, ContractNegotiationError,
     TransferError) and a 4xx status."""
@@ -99,10 +102,11 @@ class DspError(Exception):
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"@context": [DSP_CONTEXT], "@type": self.error_type}
-        if self.provider_pid is not None:
-            body["providerPid"] = self.provider_pid
-        if self.consumer_pid is not None:
-            body["consumerPid"] = self.consumer_pid
+        if self.error_type in PROCESS_ERRORS:
+            # The schemas require both pids; one we do not know (an unknown process) is sent
+            # empty rather than made up.
+            body["providerPid"] = self.provider_pid or ""
+            body["consumerPid"] = self.consumer_pid or ""
         body["code"] = self.code
         body["reason"] = [self.reason]
         return body

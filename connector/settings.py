@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -29,3 +31,6 @@ class ConnectorSettings(ParticipantServiceSettings):
     management_api_key: SecretStr | None = Field(default=None, min_length=16)
     """Key for the management API (header X-Api-Key); unset, the management API refuses all."""
     catalog_page_size: int = Field(default=100, ge=1, le=1000)
+    negotiation_approval: Literal["auto", "manual"] = "auto"
+    """Provider side: agree at once when the contract policy admits the consumer, or hold the
+    request for a person (management API) to approve."""

@@ -47,6 +47,7 @@ def connector_settings(
     authority: str,
     ttl_s: float = 60.0,
     page_size: int = 100,
+    approval: str = "auto",
 ) -> ConnectorSettings:
     return ConnectorSettings(
         participant_id=did_for(sock, name),
@@ -58,6 +59,7 @@ def connector_settings(
         status_list_ttl_s=ttl_s,
         management_api_key=ADMIN_KEY,  # type: ignore[arg-type]
         catalog_page_size=page_size,
+        negotiation_approval=approval,  # type: ignore[arg-type]
     )
 
 

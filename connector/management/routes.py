@@ -13,7 +13,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connector.catalog.store import Asset, ContractDefinition, PolicyDefinition
-from connector.deps import EngineDep, ManagementError, ParticipantDep, require_manager
+from connector.deps import (
+    EngineDep,
+    ManagementError,
+    NegotiationsDep,
+    ParticipantDep,
+    require_manager,
+)
+from connector.negotiation.machine import Role, State
+from connector.negotiation.store import ContractNegotiationRecord
+from connector.protocol import DspError
 from policy.jsonld import read_policy, write_policy
 from policy.lint import Severity, lint
 from policy.operands import Grade, check_region
@@ -285,6 +294,131 @@ def list_contract_definitions(
                 "accessPolicyId": r.access_policy_id,
                 "contractPolicyId": r.contract_policy_id,
                 "assetSelector": json.loads(r.asset_selector),
+            }
+            for r in rows
+        ],
+        offset,
+        limit,
+    )
+
+
+# --- negotiations ----------------------------------------------------------------------------
+
+
+class NegotiationIn(Model):
+    counter_party_id: str = Field(alias="counterPartyId", min_length=1, max_length=2048)
+    """The provider's DID."""
+    counter_party_address: str = Field(alias="counterPartyAddress", min_length=1, max_length=2048)
+    """The provider's DSP base URL (the catalogue's DataService endpointURL)."""
+    offer: dict[str, Any]
+    """The offer as the provider's catalogue showed it."""
+    target: Identifier
+    """The dataset the offer is for."""
+    purpose: str | None = Field(default=None, max_length=200)
+
+
+class TerminationIn(Model):
+    code: str = Field(default="terminated", min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+def negotiation_view(record: ContractNegotiationRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "role": record.role,
+        "state": record.state,
+        "consumerPid": record.consumer_pid,
+        "providerPid": record.provider_pid,
+        "counterPartyId": record.counterparty,
+        "assetId": record.asset_id,
+        "purpose": record.purpose,
+        "onHold": record.on_hold,
+        "agreementId": record.agreement_id,
+        "agreement": json.loads(record.agreement) if record.agreement else None,
+        "terminationCode": record.termination_code,
+        "terminationReason": record.termination_reason,
+        "createdAt": record.created_at.isoformat(),
+        "updatedAt": record.updated_at.isoformat(),
+    }
+
+
+def _as_management(error: DspError) -> ManagementError:
+    # Our own operator's illegal move is a conflict with the negotiation's state (409).
+    status = 409 if error.code == "illegal_transition" else error.status
+    return ManagementError(status, error.code, error.reason)
+
+
+@router.post("/negotiations", status_code=201)
+def start_negotiation(body: NegotiationIn, negotiations: NegotiationsDep) -> dict[str, Any]:
+    try:
+        record = negotiations.request(
+            body.counter_party_id, body.counter_party_address, body.offer, body.target, body.purpose
+        )
+    except DspError as error:
+        raise _as_management(error) from None
+    return negotiation_view(record)
+
+
+@router.get("/negotiations")
+def list_negotiations(
+    negotiations: NegotiationsDep,
+    offset: Offset = 0,
+    limit: Limit = 50,
+    role: Role | None = None,
+    state: State | None = None,
+) -> dict[str, Any]:
+    rows = negotiations.list(role=role, state=state, offset=offset, limit=limit + 1)
+    return _page([negotiation_view(r) for r in rows], offset, limit)
+
+
+@router.get("/negotiations/{negotiation_id:path}/state")
+def negotiation_state(negotiation_id: str, engine: EngineDep) -> dict[str, Any]:
+    return {"state": _negotiation(engine, negotiation_id).state}
+
+
+@router.get("/negotiations/{negotiation_id:path}")
+def get_negotiation(negotiation_id: str, engine: EngineDep) -> dict[str, Any]:
+    return negotiation_view(_negotiation(engine, negotiation_id))
+
+
+def _negotiation(engine: Any, negotiation_id: str) -> ContractNegotiationRecord:
+    with Session(engine) as session:
+        record = session.get(ContractNegotiationRecord, negotiation_id)
+    if record is None:
+        raise ManagementError(404, "not_found", f"no negotiation {negotiation_id}")
+    return record
+
+
+@router.post("/negotiations/{negotiation_id:path}/terminate")
+def terminate_negotiation(
+    negotiation_id: str, body: TerminationIn, negotiations: NegotiationsDep
+) -> dict[str, Any]:
+    try:
+        return negotiation_view(negotiations.terminate(negotiation_id, body.code, body.reason))
+    except DspError as error:
+        raise _as_management(error) from None
+
+
+@router.post("/negotiations/{negotiation_id:path}/approve")
+def approve_negotiation(negotiation_id: str, negotiations: NegotiationsDep) -> dict[str, Any]:
+    try:
+        return negotiation_view(negotiations.approve(negotiation_id))
+    except DspError as error:
+        raise _as_management(error) from None
+
+
+@router.get("/agreements")
+def list_agreements(
+    negotiations: NegotiationsDep, offset: Offset = 0, limit: Limit = 50
+) -> dict[str, Any]:
+    rows = negotiations.list(role=None, state=State.FINALIZED, offset=offset, limit=limit + 1)
+    return _page(
+        [
+            {
+                "agreement": json.loads(r.agreement or "null"),
+                "negotiationId": r.id,
+                "role": r.role,
+                "counterPartyId": r.counterparty,
             }
             for r in rows
         ],

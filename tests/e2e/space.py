@@ -34,11 +34,11 @@ class Space:
 
 
 @contextmanager
-def start_space(tmp_path: Path, *, allow_list: bool) -> Iterator[Space]:
+def start_space(tmp_path: Path, *, allow_list: bool, approval: str = "auto") -> Iterator[Space]:
     authority_sock, bureau_sock, bank_sock = bind(), bind(), bind()
     authority = did_for(authority_sock, "authority")
     bureau = connector_settings(
-        bureau_sock, tmp_path, "bureau", authority, ttl_s=TTL_S, page_size=2
+        bureau_sock, tmp_path, "bureau", authority, ttl_s=TTL_S, page_size=2, approval=approval
     )
     bank = connector_settings(bank_sock, tmp_path, "bank", authority, ttl_s=TTL_S)
     allow = {
@@ -81,3 +81,10 @@ async def call(
         return await client.request(
             method, url, json=body, headers={"Authorization": f"Bearer {token}"}
         )
+
+
+@pytest.fixture
+def held_space(tmp_path: Path) -> Iterator[Space]:
+    """The bureau holds every admitted contract request for a person to approve."""
+    with start_space(tmp_path, allow_list=True, approval="manual") as started:
+        yield started

@@ -1,0 +1,596 @@
+"""Contract negotiation in both roles: what happens when a message arrives or a person moves.
+
+Each step loads the negotiation (404 if it is unknown or belongs to another participant), asks
+the pure table for the next state (400 and nothing changed if the move is illegal), and commits
+the new state together with the message it causes (the outbox sends it). Every state change and
+every refusal is written to the audit log.
+
+Provider: a request must name an offer this party may see, unchanged; the contract policy then
+decides in the negotiation scope, on the consumer's verified credentials and declared purpose.
+Admitted, the provider agrees at once (or holds the request for a person, if so configured);
+refused, it terminates with the policy's reasons. A verification is finalized at once.
+Consumer: an agreement must be exactly the offer it requested (policy.agreement); it is then
+verified at once. Terminations carry and keep their code and reason.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from connector.audit import AuditRecord, AuditSink, Outcome
+from connector.catalog.offers import admitted_definitions, offer_document, parse_offer_id
+from connector.catalog.store import Asset, ContractDefinition, PolicyDefinition
+from connector.negotiation.machine import Event, ProtocolError, Role, State, next_state
+from connector.negotiation.messages import (
+    ContractAgreementMessage,
+    ContractAgreementVerificationMessage,
+    ContractNegotiation,
+    ContractNegotiationEventMessage,
+    ContractNegotiationTerminationMessage,
+    ContractOfferMessage,
+    ContractRequestMessage,
+)
+from connector.negotiation.store import ContractNegotiationRecord
+from connector.outbox import Handlers, Outbox, OutboxMessage, enqueue
+from connector.protocol import DspError, MessageError
+from identity.verifier import Peer
+from policy.agreement import agreement_differences
+from policy.errors import PolicyError
+from policy.evaluate import evaluate
+from policy.jsonld import read_policy
+from policy.model import Policy
+from policy.operands import Context, Scope
+
+ERROR_TYPE = "ContractNegotiationError"
+MAX_REASON_CHARS = 2000
+
+
+def _error(
+    status: int,
+    code: str,
+    reason: str,
+    record: ContractNegotiationRecord | None = None,
+    *,
+    provider_pid: str | None = None,
+    consumer_pid: str | None = None,
+) -> DspError:
+    return DspError(
+        status,
+        ERROR_TYPE,
+        code,
+        reason,
+        provider_pid=record.provider_pid if record else provider_pid,
+        consumer_pid=record.consumer_pid if record else consumer_pid,
+    )
+
+
+def _join(base: str, path: str) -> str:
+    """Callback addresses work with and without a trailing slash (HTTPS binding)."""
+    return base.rstrip("/") + path
+
+
+def _read_policy(document: Any, what: str) -> Policy:
+    try:
+        return read_policy(document)
+    except PolicyError as error:
+        raise _error(400, "malformed_policy", f"{what}: {error}") from None
+
+
+@dataclass
+class Negotiations:
+    engine: Engine
+    me: str
+    base_url: str
+    outbox: Outbox
+    audit: AuditSink
+    clock: Callable[[], datetime]
+    manual_approval: bool = False
+
+    def __post_init__(self) -> None:
+        self.outbox.register(
+            "negotiation.request",
+            Handlers(on_sent=self._on_request_sent, on_failed=self._on_failed),
+        )
+        for kind in (
+            "negotiation.agreement",
+            "negotiation.verification",
+            "negotiation.finalized",
+            "negotiation.accepted",
+        ):
+            self.outbox.register(kind, Handlers(on_failed=self._on_failed))
+        self.outbox.register("negotiation.termination", Handlers())
+
+    # --- shared steps -------------------------------------------------------------------------
+
+    def _record(
+        self,
+        action: str,
+        record: ContractNegotiationRecord | None,
+        counterparty: str | None,
+        outcome: Outcome,
+        reason: str | None = None,
+    ) -> None:
+        self.audit.record(
+            AuditRecord(
+                actor=self.me,
+                action=action,
+                outcome=outcome,
+                occurred_at=self.clock(),
+                counterparty=counterparty,
+                subject=record.id if record else None,
+                reason=reason,
+            )
+        )
+
+    def _refuse(
+        self,
+        action: str,
+        peer: str | None,
+        error: DspError,
+        record: ContractNegotiationRecord | None = None,
+    ) -> DspError:
+        self._record(action, record, peer, Outcome.REFUSED, f"{error.code}: {error.reason}")
+        return error
+
+    def load(self, session: Session, role: Role, peer: str, pid: str) -> ContractNegotiationRecord:
+        record = session.get(ContractNegotiationRecord, pid)
+        if record is None or record.role != role.value or record.counterparty != peer:
+            # Unknown, or another participant's: the same answer (HTTPS binding: 404).
+            raise _error(
+                404,
+                "not_found",
+                f"no contract negotiation {pid}",
+                consumer_pid=pid if role is Role.CONSUMER else None,
+                provider_pid=pid if role is Role.PROVIDER else None,
+            )
+        return record
+
+    def _move(self, record: ContractNegotiationRecord, event: Event, sender: Role) -> None:
+        try:
+            record.state = next_state(State(record.state), event, sender).value
+        except ProtocolError as error:
+            raise _error(400, "illegal_transition", str(error), record) from None
+        record.updated_at = self.clock()
+
+    def _send(
+        self,
+        session: Session,
+        record: ContractNegotiationRecord,
+        kind: str,
+        path: str,
+        body: dict[str, Any],
+    ) -> None:
+        enqueue(
+            session,
+            process_id=record.id,
+            kind=kind,
+            audience=record.counterparty,
+            url=_join(record.counterparty_address, path),
+            body=body,
+            now=self.clock(),
+        )
+
+    def _commit(
+        self,
+        session: Session,
+        record: ContractNegotiationRecord,
+        action: str,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        session.add(record)
+        session.commit()
+        session.refresh(record)
+        self.outbox.wake()
+        self._record(
+            action, record, record.counterparty, Outcome.ACCEPTED, reason or f"now {record.state}"
+        )
+        return self.ack(record)
+
+    @staticmethod
+    def ack(record: ContractNegotiationRecord) -> dict[str, Any]:
+        return ContractNegotiation.build(
+            providerPid=record.provider_pid or "unknown",
+            consumerPid=record.consumer_pid or "unknown",
+            state=record.state,
+        ).dump()
+
+    def _terminate(
+        self,
+        session: Session,
+        record: ContractNegotiationRecord,
+        sender: Role,
+        code: str,
+        reasons: list[str],
+    ) -> None:
+        self._move(record, Event.TERMINATE, sender)
+        record.termination_code = code
+        record.termination_reason = "\n".join(reasons)[:MAX_REASON_CHARS]
+        if record.provider_pid and record.consumer_pid:
+            message = ContractNegotiationTerminationMessage.build(
+                providerPid=record.provider_pid,
+                consumerPid=record.consumer_pid,
+                code=code,
+                reason=reasons[:20],
+            ).dump()
+            path = (
+                f"/negotiations/{record.consumer_pid}/termination"
+                if sender is Role.PROVIDER
+                else f"/negotiations/{record.provider_pid}/termination"
+            )
+            self._send(session, record, "negotiation.termination", path, message)
+
+    # --- provider -----------------------------------------------------------------------------
+
+    def _our_offer(
+        self, session: Session, peer: Peer, offer: dict[str, Any]
+    ) -> tuple[ContractDefinition, PolicyDefinition, Asset]:
+        ids = parse_offer_id(str(offer.get("@id", "")))
+        definition = session.get(ContractDefinition, ids[0]) if ids else None
+        asset = session.get(Asset, ids[1]) if ids else None
+        contract = (
+            session.get(PolicyDefinition, definition.contract_policy_id) if definition else None
+        )
+        if (
+            ids is None
+            or definition is None
+            or asset is None
+            or contract is None
+            or not definition.selects(asset)
+        ):
+            raise _error(400, "unknown_offer", f"no offer {offer.get('@id')!r} here")
+        visible = admitted_definitions(self.engine, peer.did, peer.facts(), self.clock())
+        if definition.id not in {item.definition.id for item in visible}:
+            raise _error(400, "unknown_offer", f"no offer {offer.get('@id')!r} here")
+        return definition, contract, asset
+
+    def receive_request(
+        self, peer: Peer, message: ContractRequestMessage
+    ) -> tuple[int, dict[str, Any]]:
+        """A ContractRequestMessage: initial (201, a new negotiation) or a counter-request."""
+        action = "ContractRequestMessage"
+        try:
+            with Session(self.engine) as session:
+                if message.provider_pid is not None:
+                    return 200, self._counter_request(session, peer, message)
+                duplicate = session.exec(
+                    select(ContractNegotiationRecord).where(
+                        ContractNegotiationRecord.role == Role.PROVIDER.value,
+                        ContractNegotiationRecord.counterparty == peer.did,
+                        ContractNegotiationRecord.consumer_pid == message.consumer_pid,
+                    )
+                ).first()
+                if duplicate is not None:
+                    raise _error(
+                        400,
+                        "duplicate_pid",
+                        f"consumerPid {message.consumer_pid} is in use",
+                        consumer_pid=message.consumer_pid,
+                    )
+                definition, contract, asset = self._our_offer(session, peer, message.offer)
+                ours = _read_policy(
+                    {**offer_document(definition, contract, asset.id, self.me), "target": asset.id},
+                    "our offer",
+                )
+                theirs = _read_policy(message.offer, "offer")
+                differences = agreement_differences(ours, theirs)
+                if message.offer.get("target") != asset.id:
+                    differences.append(f"target is not {asset.id}")
+                if differences:
+                    raise _error(
+                        400,
+                        "tampered_offer",
+                        "; ".join(differences),
+                        consumer_pid=message.consumer_pid,
+                    )
+                now = self.clock()
+                purpose = message.model_extra.get("kexin:purpose") if message.model_extra else None
+                record = ContractNegotiationRecord(
+                    id=f"urn:uuid:{uuid.uuid4()}",
+                    role=Role.PROVIDER.value,
+                    state=next_state(None, Event.REQUEST, Role.CONSUMER).value,
+                    consumer_pid=message.consumer_pid,
+                    counterparty=peer.did,
+                    counterparty_address=str(message.callback_address),
+                    offer=json.dumps(message.offer, ensure_ascii=False),
+                    asset_id=asset.id,
+                    contract_definition_id=definition.id,
+                    purpose=purpose if isinstance(purpose, str) else None,
+                    created_at=now,
+                    updated_at=now,
+                )
+                record.provider_pid = record.id
+                acknowledged = self.ack(record)
+                self._decide(session, record, peer, ours)
+                self._commit(session, record, action)
+                return 201, acknowledged
+        except DspError as error:
+            raise self._refuse(action, peer.did, error) from None
+
+    def _counter_request(
+        self, session: Session, peer: Peer, message: ContractRequestMessage
+    ) -> dict[str, Any]:
+        record = self.load(session, Role.PROVIDER, peer.did, str(message.provider_pid))
+        if record.consumer_pid != message.consumer_pid:
+            raise _error(
+                400, "pid_mismatch", "consumerPid does not belong to this negotiation", record
+            )
+        self._move(record, Event.REQUEST, Role.CONSUMER)
+        ours = _read_policy(json.loads(record.offer), "our offer")
+        changed = agreement_differences(ours, _read_policy(message.offer, "offer"))
+        if changed:  # new terms: a person decides
+            record.offer, record.on_hold = json.dumps(message.offer, ensure_ascii=False), True
+        else:
+            self._decide(session, record, peer, ours)
+        return self._commit(session, record, "ContractRequestMessage")
+
+    def _decide(
+        self, session: Session, record: ContractNegotiationRecord, peer: Peer, offer: Policy
+    ) -> None:
+        context = Context(
+            now=self.clock(),
+            recipient=peer.did,
+            credentials=peer.facts(),
+            target=record.asset_id,
+            purpose=record.purpose,
+        )
+        decision = evaluate(offer, context, Scope.NEGOTIATION)
+        if not decision.allowed:
+            self._terminate(session, record, Role.PROVIDER, "policy_denied", list(decision.reasons))
+        elif self.manual_approval:
+            record.on_hold = True
+        else:
+            self._agree(session, record)
+
+    def _agree(self, session: Session, record: ContractNegotiationRecord) -> None:
+        self._move(record, Event.AGREE, Role.PROVIDER)
+        offer = json.loads(record.offer)
+        agreement = {
+            **{k: v for k, v in offer.items() if k not in ("@context", "@id", "@type", "assignee")},
+            "@id": f"urn:uuid:{uuid.uuid4()}",
+            "@type": "Agreement",
+            "target": record.asset_id,
+            "assigner": self.me,
+            "assignee": record.counterparty,
+            "timestamp": self.clock().astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        record.agreement, record.agreement_id, record.on_hold = (
+            json.dumps(agreement, ensure_ascii=False),
+            agreement["@id"],
+            False,
+        )
+        message = ContractAgreementMessage.build(
+            providerPid=record.provider_pid, consumerPid=record.consumer_pid, agreement=agreement
+        ).dump()
+        self._send(
+            session,
+            record,
+            "negotiation.agreement",
+            f"/negotiations/{record.consumer_pid}/agreement",
+            message,
+        )
+
+    def receive_verification(
+        self, peer: Peer, provider_pid: str, message: ContractAgreementVerificationMessage
+    ) -> dict[str, Any]:
+        action = "ContractAgreementVerificationMessage"
+        try:
+            with Session(self.engine) as session:
+                record = self.load(session, Role.PROVIDER, peer.did, provider_pid)
+                self._check_pids(record, message.provider_pid, message.consumer_pid)
+                self._move(record, Event.VERIFY, Role.CONSUMER)
+                self._move(record, Event.FINALIZE, Role.PROVIDER)
+                finalized = ContractNegotiationEventMessage.build(
+                    providerPid=record.provider_pid,
+                    consumerPid=record.consumer_pid,
+                    eventType="FINALIZED",
+                ).dump()
+                self._send(
+                    session,
+                    record,
+                    "negotiation.finalized",
+                    f"/negotiations/{record.consumer_pid}/events",
+                    finalized,
+                )
+                return self._commit(session, record, action)
+        except DspError as error:
+            raise self._refuse(action, peer.did, error) from None
+
+    def receive_event(
+        self, peer: Peer, role: Role, pid: str, message: ContractNegotiationEventMessage
+    ) -> dict[str, Any]:
+        """Provider: ACCEPTED from the consumer. Consumer: FINALIZED from the provider."""
+        action = f"ContractNegotiationEventMessage:{message.event_type}"
+        sender = Role.CONSUMER if role is Role.PROVIDER else Role.PROVIDER
+        try:
+            with Session(self.engine) as session:
+                record = self.load(session, role, peer.did, pid)
+                self._check_pids(record, message.provider_pid, message.consumer_pid)
+                self._move(record, message.event, sender)
+                if message.event is Event.ACCEPT:
+                    self._decide(
+                        session, record, peer, _read_policy(json.loads(record.offer), "offer")
+                    )
+                return self._commit(session, record, action)
+        except DspError as error:
+            raise self._refuse(action, peer.did, error) from None
+
+    def receive_termination(
+        self, peer: Peer, role: Role, pid: str, message: ContractNegotiationTerminationMessage
+    ) -> dict[str, Any]:
+        action = "ContractNegotiationTerminationMessage"
+        sender = Role.CONSUMER if role is Role.PROVIDER else Role.PROVIDER
+        try:
+            with Session(self.engine) as session:
+                record = self.load(session, role, peer.did, pid)
+                self._check_pids(record, message.provider_pid, message.consumer_pid)
+                self._move(record, Event.TERMINATE, sender)
+                record.termination_code = message.code
+                record.termination_reason = (
+                    "\n".join(str(r) for r in message.reason or [])[:MAX_REASON_CHARS] or None
+                )
+                return self._commit(
+                    session, record, action, f"terminated by {sender.value}: {message.code}"
+                )
+        except DspError as error:
+            raise self._refuse(action, peer.did, error) from None
+
+    def _check_pids(
+        self, record: ContractNegotiationRecord, provider_pid: str, consumer_pid: str
+    ) -> None:
+        if record.provider_pid is None and record.role == Role.CONSUMER.value:
+            record.provider_pid = provider_pid  # the agreement may overtake the ACK of our request
+        if (record.provider_pid, record.consumer_pid) != (provider_pid, consumer_pid):
+            raise _error(400, "pid_mismatch", "the pids do not belong to one negotiation", record)
+
+    # --- consumer -----------------------------------------------------------------------------
+
+    def request(
+        self, provider: str, address: str, offer: dict[str, Any], target: str, purpose: str | None
+    ) -> ContractNegotiationRecord:
+        """Start a negotiation (management API): send a ContractRequestMessage."""
+        _read_policy({**offer, "target": target}, "offer")
+        now = self.clock()
+        with Session(self.engine) as session:
+            record = ContractNegotiationRecord(
+                id=f"urn:uuid:{uuid.uuid4()}",
+                role=Role.CONSUMER.value,
+                state=next_state(None, Event.REQUEST, Role.CONSUMER).value,
+                counterparty=provider,
+                counterparty_address=address,
+                offer=json.dumps({**offer, "target": target}, ensure_ascii=False),
+                asset_id=target,
+                purpose=purpose,
+                created_at=now,
+                updated_at=now,
+            )
+            record.consumer_pid = record.id
+            body = ContractRequestMessage.build(
+                consumerPid=record.consumer_pid,
+                offer={**offer, "target": target},
+                callbackAddress=f"{self.base_url}/dsp/callback",
+                **({"kexin:purpose": purpose} if purpose else {}),
+            ).dump()
+            self._send(session, record, "negotiation.request", "/negotiations/request", body)
+            self._commit(session, record, "ContractRequestMessage")
+            return record
+
+    def _on_request_sent(self, message: OutboxMessage, response: httpx.Response) -> None:
+        try:
+            ack = ContractNegotiation.read(response.json())
+        except (ValueError, MessageError) as error:
+            self._on_failed(message, f"the provider's answer is not a ContractNegotiation: {error}")
+            return
+        with Session(self.engine) as session:
+            record = session.get(ContractNegotiationRecord, message.process_id)
+            if record is not None and record.provider_pid is None:
+                record.provider_pid = ack.provider_pid
+                session.add(record)
+                session.commit()
+
+    def receive_agreement(
+        self, peer: Peer, consumer_pid: str, message: ContractAgreementMessage
+    ) -> dict[str, Any]:
+        action = "ContractAgreementMessage"
+        try:
+            with Session(self.engine) as session:
+                record = self.load(session, Role.CONSUMER, peer.did, consumer_pid)
+                self._check_pids(record, message.provider_pid, message.consumer_pid)
+                agreement = _read_policy(message.agreement, "agreement")
+                differences = agreement_differences(
+                    _read_policy(json.loads(record.offer), "offer"), agreement
+                )
+                if agreement.target != record.asset_id:
+                    differences.append(f"target is not {record.asset_id}")
+                if agreement.assignee != self.me or agreement.assigner != record.counterparty:
+                    differences.append("assigner and assignee must be the provider and us")
+                if differences:
+                    raise _error(400, "agreement_mismatch", "; ".join(differences), record)
+                self._move(record, Event.AGREE, Role.PROVIDER)
+                record.agreement = json.dumps(message.agreement, ensure_ascii=False)
+                record.agreement_id = agreement.uid
+                self._move(record, Event.VERIFY, Role.CONSUMER)
+                verification = ContractAgreementVerificationMessage.build(
+                    providerPid=record.provider_pid, consumerPid=record.consumer_pid
+                ).dump()
+                self._send(
+                    session,
+                    record,
+                    "negotiation.verification",
+                    f"/negotiations/{record.provider_pid}/agreement/verification",
+                    verification,
+                )
+                return self._commit(session, record, action)
+        except DspError as error:
+            raise self._refuse(action, peer.did, error) from None
+
+    def receive_offer(
+        self, peer: Peer, consumer_pid: str, message: ContractOfferMessage
+    ) -> dict[str, Any]:
+        """A counter-offer from the provider: a person decides (manual move)."""
+        action = "ContractOfferMessage"
+        try:
+            with Session(self.engine) as session:
+                record = self.load(session, Role.CONSUMER, peer.did, consumer_pid)
+                self._check_pids(record, message.provider_pid, consumer_pid)
+                _read_policy(message.offer, "offer")
+                self._move(record, Event.OFFER, Role.PROVIDER)
+                record.offer = json.dumps(message.offer, ensure_ascii=False)
+                return self._commit(session, record, action)
+        except DspError as error:
+            raise self._refuse(action, peer.did, error) from None
+
+    # --- people -------------------------------------------------------------------------------
+
+    def terminate(self, negotiation_id: str, code: str, reason: str) -> ContractNegotiationRecord:
+        with Session(self.engine) as session:
+            record = session.get(ContractNegotiationRecord, negotiation_id)
+            if record is None:
+                raise _error(404, "not_found", f"no contract negotiation {negotiation_id}")
+            self._terminate(session, record, Role(record.role), code, [reason])
+            self._commit(session, record, "terminate", f"{code}: {reason}")
+            return record
+
+    def approve(self, negotiation_id: str) -> ContractNegotiationRecord:
+        """A person agrees to a request held for approval (its policy admitted the consumer)."""
+        with Session(self.engine) as session:
+            record = session.get(ContractNegotiationRecord, negotiation_id)
+            if record is None or record.role != Role.PROVIDER.value or not record.on_hold:
+                raise _error(
+                    409, "not_on_hold", f"negotiation {negotiation_id} is not waiting for approval"
+                )
+            self._agree(session, record)
+            self._commit(session, record, "approve")
+            return record
+
+    def _on_failed(self, message: OutboxMessage, error: str) -> None:
+        """A message the counterparty refused: the two sides no longer agree; terminate."""
+        with Session(self.engine) as session:
+            record = session.get(ContractNegotiationRecord, message.process_id)
+            if record is None or State(record.state) in (State.FINALIZED, State.TERMINATED):
+                return
+            self._terminate(
+                session, record, Role(record.role), "delivery_failed", [f"{message.kind}: {error}"]
+            )
+            self._commit(session, record, "delivery_failed", error)
+
+    def list(
+        self, *, role: Role | None, state: State | None, offset: int, limit: int
+    ) -> list[ContractNegotiationRecord]:
+        query = select(ContractNegotiationRecord).order_by(
+            col(ContractNegotiationRecord.created_at)
+        )
+        if role is not None:
+            query = query.where(ContractNegotiationRecord.role == role.value)
+        if state is not None:
+            query = query.where(ContractNegotiationRecord.state == state.value)
+        with Session(self.engine) as session:
+            return list(session.exec(query.offset(offset).limit(limit)).all())

@@ -1,0 +1,192 @@
+"""The persisted outbox: every outbound DSP message is written in the same transaction as the
+state change that causes it, and delivered by a worker with retries and exponential backoff.
+A crash between the two loses nothing; after a restart the worker sends what is pending.
+
+Delivery outcomes: 2xx sent (an ``on_sent`` handler may read the answer, e.g. the providerPid
+of an initial request); 408, 429, 5xx and network errors are retried; any other 4xx, or too
+many attempts, fails the message, and its ``on_failed`` handler ends the process it belongs to
+(both sides must agree on the state; a refused message means they no longer do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final
+
+import httpx
+from sqlalchemy import Column, DateTime, Text
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, col, select
+
+from connector.database import ConnectorBase
+from identity.credentials import CredentialType
+from identity.participant import Participant
+from identity.presentations import scope_for
+
+MAX_ATTEMPTS: Final = 8
+BACKOFF_BASE_S: Final = 0.5
+BACKOFF_MAX_S: Final = 60.0
+RETRIED_STATUSES: Final = frozenset({408, 425, 429})
+
+
+class Delivery(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboxMessage(ConnectorBase, table=True):
+    __tablename__ = "outbox_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    process_id: str = Field(max_length=100, index=True)
+    kind: str = Field(max_length=100)
+    """What sent it, so that the right handler sees the answer (e.g. ``negotiation.request``)."""
+    audience: str = Field(max_length=2048)
+    url: str = Field(max_length=4096)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default=Delivery.PENDING, max_length=20, index=True)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
+    )
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+def enqueue(
+    session: Session,
+    *,
+    process_id: str,
+    kind: str,
+    audience: str,
+    url: str,
+    body: dict[str, Any],
+    now: datetime,
+) -> None:
+    """Add a message to the caller's transaction: it is sent only if that transaction commits."""
+    session.add(
+        OutboxMessage(
+            process_id=process_id, kind=kind, audience=audience, url=url,
+            body=json.dumps(body, ensure_ascii=False), next_attempt_at=now, created_at=now,
+        )
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Handlers:
+    on_sent: Callable[[OutboxMessage, httpx.Response], None] | None = None
+    on_failed: Callable[[OutboxMessage, str], None] | None = None
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempts - 1)))
+
+
+class Outbox:
+    def __init__(
+        self,
+        engine: Engine,
+        participant: Participant,
+        client: httpx.AsyncClient,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._engine = engine
+        self._participant = participant
+        self._client = client
+        self._clock = clock
+        self._handlers: dict[str, Handlers] = {}
+        self._wake = asyncio.Event()
+
+    def register(self, kind: str, handlers: Handlers) -> None:
+        self._handlers[kind] = handlers
+
+    def wake(self) -> None:
+        """Tell the worker that something was enqueued (call after the commit)."""
+        self._wake.set()
+
+    def _due(self) -> list[OutboxMessage]:
+        with Session(self._engine) as session:
+            return list(
+                session.exec(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.status == Delivery.PENDING)
+                    .where(col(OutboxMessage.next_attempt_at) <= self._clock())
+                    .order_by(col(OutboxMessage.id))
+                    .limit(100)
+                ).all()
+            )
+
+    def _next_due_at(self) -> datetime | None:
+        with Session(self._engine) as session:
+            pending = session.exec(
+                select(OutboxMessage.next_attempt_at)
+                .where(OutboxMessage.status == Delivery.PENDING)
+                .order_by(col(OutboxMessage.next_attempt_at))
+                .limit(1)
+            ).first()
+        if pending is None:
+            return None
+        return pending if pending.tzinfo else pending.replace(tzinfo=UTC)
+
+    async def deliver_due(self) -> int:
+        """Send every message that is due, oldest first; returns how many were attempted."""
+        messages = self._due()
+        for message in messages:
+            await self._deliver(message)
+        return len(messages)
+
+    async def _deliver(self, message: OutboxMessage) -> None:
+        scopes = [scope_for(kind) for kind in CredentialType]
+        headers = {
+            "Authorization": "Bearer " + self._participant.sts.bearer_for(message.audience, scopes)
+        }
+        error: str | None = None
+        retry = False
+        response: httpx.Response | None = None
+        try:
+            response = await self._client.post(
+                message.url,
+                content=message.body,
+                headers={**headers, "Content-Type": "application/json"},
+            )
+        except httpx.HTTPError as failure:
+            error, retry = f"{type(failure).__name__}: {failure}", True
+        if response is not None and not response.is_success:
+            error = f"{response.status_code}: {response.text[:500]}"
+            retry = response.status_code >= 500 or response.status_code in RETRIED_STATUSES
+        handlers = self._handlers.get(message.kind, Handlers())
+        with Session(self._engine) as session:
+            stored = session.get(OutboxMessage, message.id)
+            assert stored is not None  # noqa: S101 - read a moment ago, never deleted
+            stored.attempts += 1
+            stored.last_error = error
+            if error is None:
+                stored.status = Delivery.SENT
+            elif retry and stored.attempts < MAX_ATTEMPTS:
+                stored.next_attempt_at = self._clock() + backoff(stored.attempts)
+            else:
+                stored.status = Delivery.FAILED
+            session.add(stored)
+            session.commit()
+            session.refresh(stored)
+        if stored.status == Delivery.SENT and handlers.on_sent and response is not None:
+            handlers.on_sent(stored, response)
+        if stored.status == Delivery.FAILED and handlers.on_failed:
+            handlers.on_failed(stored, error or "failed")
+
+    async def run(self) -> None:
+        """The worker: deliver what is due; sleep until woken or until the next retry is due."""
+        while True:
+            self._wake.clear()
+            await self.deliver_due()
+            due = self._next_due_at()
+            timeout = None if due is None else max(0.0, (due - self._clock()).total_seconds())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
