@@ -22,6 +22,7 @@ def migrations() -> Migrations:
     )
     from connector.catalog import store  # noqa: F401
     from connector.negotiation import store as negotiation_store  # noqa: F401
+    from connector.transfer import store as transfer_store  # noqa: F401
 
     return Migrations(
         name="connector",

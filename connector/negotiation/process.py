@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,10 +25,10 @@ import httpx
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from connector.audit import AuditRecord, AuditSink, Outcome
+from connector.audit import AuditSink
 from connector.catalog.offers import admitted_definitions, offer_document, parse_offer_id
 from connector.catalog.store import Asset, ContractDefinition, PolicyDefinition
-from connector.negotiation.machine import Event, ProtocolError, Role, State, next_state
+from connector.negotiation.machine import Event, Role, State, next_state
 from connector.negotiation.messages import (
     ContractAgreementMessage,
     ContractAgreementVerificationMessage,
@@ -40,7 +39,8 @@ from connector.negotiation.messages import (
     ContractRequestMessage,
 )
 from connector.negotiation.store import ContractNegotiationRecord
-from connector.outbox import Handlers, Outbox, OutboxMessage, enqueue
+from connector.outbox import Handlers, Outbox, OutboxMessage
+from connector.processes import ProcessSteps
 from connector.protocol import DspError, MessageError
 from identity.verifier import Peer
 from policy.agreement import agreement_differences
@@ -54,146 +54,47 @@ ERROR_TYPE = "ContractNegotiationError"
 MAX_REASON_CHARS = 2000
 
 
-def _error(
-    status: int,
-    code: str,
-    reason: str,
-    record: ContractNegotiationRecord | None = None,
-    *,
-    provider_pid: str | None = None,
-    consumer_pid: str | None = None,
-) -> DspError:
-    return DspError(
-        status,
-        ERROR_TYPE,
-        code,
-        reason,
-        provider_pid=record.provider_pid if record else provider_pid,
-        consumer_pid=record.consumer_pid if record else consumer_pid,
-    )
-
-
-def _join(base: str, path: str) -> str:
-    """Callback addresses work with and without a trailing slash (HTTPS binding)."""
-    return base.rstrip("/") + path
-
-
 def _read_policy(document: Any, what: str) -> Policy:
     try:
         return read_policy(document)
     except PolicyError as error:
-        raise _error(400, "malformed_policy", f"{what}: {error}") from None
+        raise DspError(400, ERROR_TYPE, "malformed_policy", f"{what}: {error}") from None
 
 
-@dataclass
-class Negotiations:
-    engine: Engine
-    me: str
-    base_url: str
-    outbox: Outbox
-    audit: AuditSink
-    clock: Callable[[], datetime]
-    manual_approval: bool = False
+class Negotiations(ProcessSteps[ContractNegotiationRecord]):
+    record_type = ContractNegotiationRecord
+    error_type = ERROR_TYPE
+    noun = "contract negotiation"
 
-    def __post_init__(self) -> None:
-        self.outbox.register(
-            "negotiation.request",
-            Handlers(on_sent=self._on_request_sent, on_failed=self._on_failed),
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        me: str,
+        base_url: str,
+        outbox: Outbox,
+        audit: AuditSink,
+        clock: Callable[[], datetime],
+        manual_approval: bool = False,
+    ) -> None:
+        super().__init__(
+            engine=engine,
+            me=me,
+            base_url=base_url,
+            outbox=outbox,
+            audit=audit,
+            clock=clock,
+            next_state=next_state,
+            state_type=State,
         )
-        for kind in (
-            "negotiation.agreement",
-            "negotiation.verification",
-            "negotiation.finalized",
-            "negotiation.accepted",
-        ):
+        self.manual_approval = manual_approval
+        on_request = Handlers(on_sent=self._on_request_sent, on_failed=self._on_failed)
+        self.outbox.register("negotiation.request", on_request)
+        for kind in ("negotiation.agreement", "negotiation.verification", "negotiation.finalized"):
             self.outbox.register(kind, Handlers(on_failed=self._on_failed))
         self.outbox.register("negotiation.termination", Handlers())
 
     # --- shared steps -------------------------------------------------------------------------
-
-    def _record(
-        self,
-        action: str,
-        record: ContractNegotiationRecord | None,
-        counterparty: str | None,
-        outcome: Outcome,
-        reason: str | None = None,
-    ) -> None:
-        self.audit.record(
-            AuditRecord(
-                actor=self.me,
-                action=action,
-                outcome=outcome,
-                occurred_at=self.clock(),
-                counterparty=counterparty,
-                subject=record.id if record else None,
-                reason=reason,
-            )
-        )
-
-    def _refuse(
-        self,
-        action: str,
-        peer: str | None,
-        error: DspError,
-        record: ContractNegotiationRecord | None = None,
-    ) -> DspError:
-        self._record(action, record, peer, Outcome.REFUSED, f"{error.code}: {error.reason}")
-        return error
-
-    def load(self, session: Session, role: Role, peer: str, pid: str) -> ContractNegotiationRecord:
-        record = session.get(ContractNegotiationRecord, pid)
-        if record is None or record.role != role.value or record.counterparty != peer:
-            # Unknown, or another participant's: the same answer (HTTPS binding: 404).
-            raise _error(
-                404,
-                "not_found",
-                f"no contract negotiation {pid}",
-                consumer_pid=pid if role is Role.CONSUMER else None,
-                provider_pid=pid if role is Role.PROVIDER else None,
-            )
-        return record
-
-    def _move(self, record: ContractNegotiationRecord, event: Event, sender: Role) -> None:
-        try:
-            record.state = next_state(State(record.state), event, sender).value
-        except ProtocolError as error:
-            raise _error(400, "illegal_transition", str(error), record) from None
-        record.updated_at = self.clock()
-
-    def _send(
-        self,
-        session: Session,
-        record: ContractNegotiationRecord,
-        kind: str,
-        path: str,
-        body: dict[str, Any],
-    ) -> None:
-        enqueue(
-            session,
-            process_id=record.id,
-            kind=kind,
-            audience=record.counterparty,
-            url=_join(record.counterparty_address, path),
-            body=body,
-            now=self.clock(),
-        )
-
-    def _commit(
-        self,
-        session: Session,
-        record: ContractNegotiationRecord,
-        action: str,
-        reason: str | None = None,
-    ) -> dict[str, Any]:
-        session.add(record)
-        session.commit()
-        session.refresh(record)
-        self.outbox.wake()
-        self._record(
-            action, record, record.counterparty, Outcome.ACCEPTED, reason or f"now {record.state}"
-        )
-        return self.ack(record)
 
     @staticmethod
     def ack(record: ContractNegotiationRecord) -> dict[str, Any]:
@@ -211,7 +112,7 @@ class Negotiations:
         code: str,
         reasons: list[str],
     ) -> None:
-        self._move(record, Event.TERMINATE, sender)
+        self.move(record, Event.TERMINATE, sender)
         record.termination_code = code
         record.termination_reason = "\n".join(reasons)[:MAX_REASON_CHARS]
         if record.provider_pid and record.consumer_pid:
@@ -226,7 +127,7 @@ class Negotiations:
                 if sender is Role.PROVIDER
                 else f"/negotiations/{record.provider_pid}/termination"
             )
-            self._send(session, record, "negotiation.termination", path, message)
+            self.send(session, record, "negotiation.termination", path, message)
 
     # --- provider -----------------------------------------------------------------------------
 
@@ -246,10 +147,10 @@ class Negotiations:
             or contract is None
             or not definition.selects(asset)
         ):
-            raise _error(400, "unknown_offer", f"no offer {offer.get('@id')!r} here")
+            raise self.error(400, "unknown_offer", f"no offer {offer.get('@id')!r} here")
         visible = admitted_definitions(self.engine, peer.did, peer.facts(), self.clock())
         if definition.id not in {item.definition.id for item in visible}:
-            raise _error(400, "unknown_offer", f"no offer {offer.get('@id')!r} here")
+            raise self.error(400, "unknown_offer", f"no offer {offer.get('@id')!r} here")
         return definition, contract, asset
 
     def receive_request(
@@ -269,7 +170,7 @@ class Negotiations:
                     )
                 ).first()
                 if duplicate is not None:
-                    raise _error(
+                    raise self.error(
                         400,
                         "duplicate_pid",
                         f"consumerPid {message.consumer_pid} is in use",
@@ -285,7 +186,7 @@ class Negotiations:
                 if message.offer.get("target") != asset.id:
                     differences.append(f"target is not {asset.id}")
                 if differences:
-                    raise _error(
+                    raise self.error(
                         400,
                         "tampered_offer",
                         "; ".join(differences),
@@ -310,27 +211,28 @@ class Negotiations:
                 record.provider_pid = record.id
                 acknowledged = self.ack(record)
                 self._decide(session, record, peer, ours)
-                self._commit(session, record, action)
+                self.commit(session, record, action)
                 return 201, acknowledged
         except DspError as error:
-            raise self._refuse(action, peer.did, error) from None
+            raise self.refuse(action, peer.did, error) from None
 
     def _counter_request(
         self, session: Session, peer: Peer, message: ContractRequestMessage
     ) -> dict[str, Any]:
         record = self.load(session, Role.PROVIDER, peer.did, str(message.provider_pid))
         if record.consumer_pid != message.consumer_pid:
-            raise _error(
+            raise self.error(
                 400, "pid_mismatch", "consumerPid does not belong to this negotiation", record
             )
-        self._move(record, Event.REQUEST, Role.CONSUMER)
+        self.move(record, Event.REQUEST, Role.CONSUMER)
         ours = _read_policy(json.loads(record.offer), "our offer")
         changed = agreement_differences(ours, _read_policy(message.offer, "offer"))
         if changed:  # new terms: a person decides
             record.offer, record.on_hold = json.dumps(message.offer, ensure_ascii=False), True
         else:
             self._decide(session, record, peer, ours)
-        return self._commit(session, record, "ContractRequestMessage")
+        self.commit(session, record, "ContractRequestMessage")
+        return self.ack(record)
 
     def _decide(
         self, session: Session, record: ContractNegotiationRecord, peer: Peer, offer: Policy
@@ -351,7 +253,7 @@ class Negotiations:
             self._agree(session, record)
 
     def _agree(self, session: Session, record: ContractNegotiationRecord) -> None:
-        self._move(record, Event.AGREE, Role.PROVIDER)
+        self.move(record, Event.AGREE, Role.PROVIDER)
         offer = json.loads(record.offer)
         agreement = {
             **{k: v for k, v in offer.items() if k not in ("@context", "@id", "@type", "assignee")},
@@ -370,7 +272,7 @@ class Negotiations:
         message = ContractAgreementMessage.build(
             providerPid=record.provider_pid, consumerPid=record.consumer_pid, agreement=agreement
         ).dump()
-        self._send(
+        self.send(
             session,
             record,
             "negotiation.agreement",
@@ -385,24 +287,25 @@ class Negotiations:
         try:
             with Session(self.engine) as session:
                 record = self.load(session, Role.PROVIDER, peer.did, provider_pid)
-                self._check_pids(record, message.provider_pid, message.consumer_pid)
-                self._move(record, Event.VERIFY, Role.CONSUMER)
-                self._move(record, Event.FINALIZE, Role.PROVIDER)
+                self.check_pids(record, message.provider_pid, message.consumer_pid)
+                self.move(record, Event.VERIFY, Role.CONSUMER)
+                self.move(record, Event.FINALIZE, Role.PROVIDER)
                 finalized = ContractNegotiationEventMessage.build(
                     providerPid=record.provider_pid,
                     consumerPid=record.consumer_pid,
                     eventType="FINALIZED",
                 ).dump()
-                self._send(
+                self.send(
                     session,
                     record,
                     "negotiation.finalized",
                     f"/negotiations/{record.consumer_pid}/events",
                     finalized,
                 )
-                return self._commit(session, record, action)
+                self.commit(session, record, action)
+                return self.ack(record)
         except DspError as error:
-            raise self._refuse(action, peer.did, error) from None
+            raise self.refuse(action, peer.did, error) from None
 
     def receive_event(
         self, peer: Peer, role: Role, pid: str, message: ContractNegotiationEventMessage
@@ -413,15 +316,16 @@ class Negotiations:
         try:
             with Session(self.engine) as session:
                 record = self.load(session, role, peer.did, pid)
-                self._check_pids(record, message.provider_pid, message.consumer_pid)
-                self._move(record, message.event, sender)
+                self.check_pids(record, message.provider_pid, message.consumer_pid)
+                self.move(record, message.event, sender)
                 if message.event is Event.ACCEPT:
                     self._decide(
                         session, record, peer, _read_policy(json.loads(record.offer), "offer")
                     )
-                return self._commit(session, record, action)
+                self.commit(session, record, action)
+                return self.ack(record)
         except DspError as error:
-            raise self._refuse(action, peer.did, error) from None
+            raise self.refuse(action, peer.did, error) from None
 
     def receive_termination(
         self, peer: Peer, role: Role, pid: str, message: ContractNegotiationTerminationMessage
@@ -431,25 +335,17 @@ class Negotiations:
         try:
             with Session(self.engine) as session:
                 record = self.load(session, role, peer.did, pid)
-                self._check_pids(record, message.provider_pid, message.consumer_pid)
-                self._move(record, Event.TERMINATE, sender)
+                self.check_pids(record, message.provider_pid, message.consumer_pid)
+                self.move(record, Event.TERMINATE, sender)
                 record.termination_code = message.code
                 record.termination_reason = (
                     "\n".join(str(r) for r in message.reason or [])[:MAX_REASON_CHARS] or None
                 )
-                return self._commit(
-                    session, record, action, f"terminated by {sender.value}: {message.code}"
-                )
+                reason = f"terminated by {sender.value}: {message.code}"
+                self.commit(session, record, action, reason)
+                return self.ack(record)
         except DspError as error:
-            raise self._refuse(action, peer.did, error) from None
-
-    def _check_pids(
-        self, record: ContractNegotiationRecord, provider_pid: str, consumer_pid: str
-    ) -> None:
-        if record.provider_pid is None and record.role == Role.CONSUMER.value:
-            record.provider_pid = provider_pid  # the agreement may overtake the ACK of our request
-        if (record.provider_pid, record.consumer_pid) != (provider_pid, consumer_pid):
-            raise _error(400, "pid_mismatch", "the pids do not belong to one negotiation", record)
+            raise self.refuse(action, peer.did, error) from None
 
     # --- consumer -----------------------------------------------------------------------------
 
@@ -479,8 +375,8 @@ class Negotiations:
                 callbackAddress=f"{self.base_url}/dsp/callback",
                 **({"kexin:purpose": purpose} if purpose else {}),
             ).dump()
-            self._send(session, record, "negotiation.request", "/negotiations/request", body)
-            self._commit(session, record, "ContractRequestMessage")
+            self.send(session, record, "negotiation.request", "/negotiations/request", body)
+            self.commit(session, record, "ContractRequestMessage")
             return record
 
     def _on_request_sent(self, message: OutboxMessage, response: httpx.Response) -> None:
@@ -503,7 +399,7 @@ class Negotiations:
         try:
             with Session(self.engine) as session:
                 record = self.load(session, Role.CONSUMER, peer.did, consumer_pid)
-                self._check_pids(record, message.provider_pid, message.consumer_pid)
+                self.check_pids(record, message.provider_pid, message.consumer_pid)
                 agreement = _read_policy(message.agreement, "agreement")
                 differences = agreement_differences(
                     _read_policy(json.loads(record.offer), "offer"), agreement
@@ -513,24 +409,25 @@ class Negotiations:
                 if agreement.assignee != self.me or agreement.assigner != record.counterparty:
                     differences.append("assigner and assignee must be the provider and us")
                 if differences:
-                    raise _error(400, "agreement_mismatch", "; ".join(differences), record)
-                self._move(record, Event.AGREE, Role.PROVIDER)
+                    raise self.error(400, "agreement_mismatch", "; ".join(differences), record)
+                self.move(record, Event.AGREE, Role.PROVIDER)
                 record.agreement = json.dumps(message.agreement, ensure_ascii=False)
                 record.agreement_id = agreement.uid
-                self._move(record, Event.VERIFY, Role.CONSUMER)
+                self.move(record, Event.VERIFY, Role.CONSUMER)
                 verification = ContractAgreementVerificationMessage.build(
                     providerPid=record.provider_pid, consumerPid=record.consumer_pid
                 ).dump()
-                self._send(
+                self.send(
                     session,
                     record,
                     "negotiation.verification",
                     f"/negotiations/{record.provider_pid}/agreement/verification",
                     verification,
                 )
-                return self._commit(session, record, action)
+                self.commit(session, record, action)
+                return self.ack(record)
         except DspError as error:
-            raise self._refuse(action, peer.did, error) from None
+            raise self.refuse(action, peer.did, error) from None
 
     def receive_offer(
         self, peer: Peer, consumer_pid: str, message: ContractOfferMessage
@@ -540,13 +437,14 @@ class Negotiations:
         try:
             with Session(self.engine) as session:
                 record = self.load(session, Role.CONSUMER, peer.did, consumer_pid)
-                self._check_pids(record, message.provider_pid, consumer_pid)
+                self.check_pids(record, message.provider_pid, consumer_pid)
                 _read_policy(message.offer, "offer")
-                self._move(record, Event.OFFER, Role.PROVIDER)
+                self.move(record, Event.OFFER, Role.PROVIDER)
                 record.offer = json.dumps(message.offer, ensure_ascii=False)
-                return self._commit(session, record, action)
+                self.commit(session, record, action)
+                return self.ack(record)
         except DspError as error:
-            raise self._refuse(action, peer.did, error) from None
+            raise self.refuse(action, peer.did, error) from None
 
     # --- people -------------------------------------------------------------------------------
 
@@ -554,9 +452,9 @@ class Negotiations:
         with Session(self.engine) as session:
             record = session.get(ContractNegotiationRecord, negotiation_id)
             if record is None:
-                raise _error(404, "not_found", f"no contract negotiation {negotiation_id}")
+                raise self.error(404, "not_found", f"no contract negotiation {negotiation_id}")
             self._terminate(session, record, Role(record.role), code, [reason])
-            self._commit(session, record, "terminate", f"{code}: {reason}")
+            self.commit(session, record, "terminate", f"{code}: {reason}")
             return record
 
     def approve(self, negotiation_id: str) -> ContractNegotiationRecord:
@@ -564,11 +462,11 @@ class Negotiations:
         with Session(self.engine) as session:
             record = session.get(ContractNegotiationRecord, negotiation_id)
             if record is None or record.role != Role.PROVIDER.value or not record.on_hold:
-                raise _error(
+                raise self.error(
                     409, "not_on_hold", f"negotiation {negotiation_id} is not waiting for approval"
                 )
             self._agree(session, record)
-            self._commit(session, record, "approve")
+            self.commit(session, record, "approve")
             return record
 
     def _on_failed(self, message: OutboxMessage, error: str) -> None:
@@ -580,7 +478,7 @@ class Negotiations:
             self._terminate(
                 session, record, Role(record.role), "delivery_failed", [f"{message.kind}: {error}"]
             )
-            self._commit(session, record, "delivery_failed", error)
+            self.commit(session, record, "delivery_failed", error)
 
     def list(
         self, *, role: Role | None, state: State | None, offset: int, limit: int

@@ -1,0 +1,155 @@
+"""What the negotiation and transfer processes do the same way: load a process (404 when unknown
+or another participant's), move it through its protocol table (400 and nothing changed when the
+move is illegal), enqueue the message it causes in the same transaction, commit, and audit every
+state change and every refusal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from connector.audit import AuditRecord, AuditSink, Outcome
+from connector.negotiation.machine import ProtocolError, Role
+from connector.outbox import Outbox, enqueue
+from connector.protocol import DspError
+
+
+class ProcessRecord(Protocol):
+    id: str
+    role: str
+    state: str
+    consumer_pid: str | None
+    provider_pid: str | None
+    counterparty: str
+    counterparty_address: str
+    updated_at: datetime
+
+
+R = TypeVar("R", bound=ProcessRecord)
+
+
+def join(base: str, path: str) -> str:
+    """Callback addresses work with and without a trailing slash (HTTPS bindings)."""
+    return base.rstrip("/") + path
+
+
+class ProcessSteps(Generic[R]):
+    record_type: type[R]
+    error_type: str
+    noun: str
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        me: str,
+        base_url: str,
+        outbox: Outbox,
+        audit: AuditSink,
+        clock: Callable[[], datetime],
+        next_state: Callable[[Any, Any, Role], Any],
+        state_type: Callable[[str], Any],
+    ) -> None:
+        self.engine = engine
+        self.me = me
+        self.base_url = base_url
+        self.outbox = outbox
+        self.audit = audit
+        self.clock = clock
+        self._next_state = next_state
+        self._state_type = state_type
+
+    def error(
+        self,
+        status: int,
+        code: str,
+        reason: str,
+        record: R | None = None,
+        *,
+        provider_pid: str | None = None,
+        consumer_pid: str | None = None,
+    ) -> DspError:
+        return DspError(
+            status,
+            self.error_type,
+            code,
+            reason,
+            provider_pid=record.provider_pid if record else provider_pid,
+            consumer_pid=record.consumer_pid if record else consumer_pid,
+        )
+
+    def audit_event(
+        self,
+        action: str,
+        record: R | None,
+        counterparty: str | None,
+        outcome: Outcome,
+        reason: str | None = None,
+    ) -> None:
+        self.audit.record(
+            AuditRecord(
+                actor=self.me,
+                action=action,
+                outcome=outcome,
+                occurred_at=self.clock(),
+                counterparty=counterparty,
+                subject=record.id if record else None,
+                reason=reason,
+            )
+        )
+
+    def refuse(
+        self, action: str, peer: str | None, error: DspError, record: R | None = None
+    ) -> DspError:
+        self.audit_event(action, record, peer, Outcome.REFUSED, f"{error.code}: {error.reason}")
+        return error
+
+    def load(self, session: Session, role: Role, peer: str, pid: str) -> R:
+        record = session.get(self.record_type, pid)
+        if record is None or record.role != role.value or record.counterparty != peer:
+            # Unknown, or another participant's: the same answer (HTTPS bindings: 404).
+            mine = pid if role is Role.PROVIDER else None
+            theirs = pid if role is Role.CONSUMER else None
+            raise self.error(
+                404, "not_found", f"no {self.noun} {pid}", provider_pid=mine, consumer_pid=theirs
+            )
+        return record
+
+    def move(self, record: R, event: Any, sender: Role) -> None:
+        try:
+            record.state = self._next_state(self._state_type(record.state), event, sender).value
+        except ProtocolError as error:
+            raise self.error(400, "illegal_transition", str(error), record) from None
+        record.updated_at = self.clock()
+
+    def send(self, session: Session, record: R, kind: str, path: str, body: dict[str, Any]) -> None:
+        enqueue(
+            session,
+            process_id=record.id,
+            kind=kind,
+            audience=record.counterparty,
+            url=join(record.counterparty_address, path),
+            body=body,
+            now=self.clock(),
+        )
+
+    def commit(self, session: Session, record: R, action: str, reason: str | None = None) -> None:
+        session.add(record)
+        session.commit()
+        session.refresh(record)
+        self.outbox.wake()
+        self.audit_event(
+            action, record, record.counterparty, Outcome.ACCEPTED, reason or f"now {record.state}"
+        )
+
+    def check_pids(self, record: R, provider_pid: str, consumer_pid: str) -> None:
+        if record.provider_pid is None and record.role == Role.CONSUMER.value:
+            record.provider_pid = provider_pid  # a callback may overtake the ACK of our request
+        if (record.provider_pid, record.consumer_pid) != (provider_pid, consumer_pid):
+            raise self.error(
+                400, "pid_mismatch", f"the pids do not belong to one {self.noun}", record
+            )
