@@ -26,6 +26,9 @@ from connector.outbox import Outbox
 from connector.participant import migrate, participant_for, schemas
 from connector.protocol import DspError
 from connector.settings import ConnectorSettings
+from connector.transfer.process import Transfers
+from connector.transfer.routes import consumer as transfer_consumer
+from connector.transfer.routes import provider as transfer_provider
 from identity.resolver import did_web_url
 from service.http import error_body, install_error_handlers
 from storage.engine import create_engine
@@ -66,6 +69,14 @@ def create_app(
                 clock=clock,
                 manual_approval=settings.negotiation_approval == "manual",
             )
+            app.state.transfers = Transfers(
+                engine=engine,
+                me=participant.did,
+                base_url=settings.base_url,
+                outbox=outbox,
+                audit=app.state.audit,
+                clock=clock,
+            )
             worker = asyncio.create_task(outbox.run())
             try:
                 yield
@@ -101,6 +112,8 @@ def create_app(
     app.include_router(catalog_router)
     app.include_router(negotiation_provider)
     app.include_router(negotiation_consumer)
+    app.include_router(transfer_provider)
+    app.include_router(transfer_consumer)
     app.include_router(management_router)
     if settings.participant_id.startswith("did:web:"):
         path = urlsplit(did_web_url(settings.participant_id)).path

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from connector.negotiation.process import Negotiations
 from connector.protocol import DspError
 from connector.settings import ConnectorSettings
+from connector.transfer.process import Transfers
 from identity.errors import IdentityError, http_status
 from identity.participant import Participant
 from identity.verifier import Peer
@@ -71,7 +72,13 @@ def get_negotiations(request: Request) -> Negotiations:
     return negotiations
 
 
+def get_transfers(request: Request) -> Transfers:
+    transfers: Transfers = request.app.state.transfers
+    return transfers
+
+
 SettingsDep = Annotated[ConnectorSettings, Depends(get_settings)]
+TransfersDep = Annotated[Transfers, Depends(get_transfers)]
 NegotiationsDep = Annotated[Negotiations, Depends(get_negotiations)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ParticipantDep = Annotated[Participant, Depends(get_participant)]

@@ -18,11 +18,15 @@ from connector.deps import (
     ManagementError,
     NegotiationsDep,
     ParticipantDep,
+    TransfersDep,
     require_manager,
 )
 from connector.negotiation.machine import Role, State
 from connector.negotiation.store import ContractNegotiationRecord
 from connector.protocol import DspError
+from connector.transfer.machine import Event as TransferEvent
+from connector.transfer.machine import State as TransferState
+from connector.transfer.store import TransferProcessRecord
 from policy.jsonld import read_policy, write_policy
 from policy.lint import Severity, lint
 from policy.operands import Grade, check_region
@@ -425,3 +429,108 @@ def list_agreements(
         offset,
         limit,
     )
+
+
+# --- transfers -------------------------------------------------------------------------------
+
+
+class TransferIn(Model):
+    counter_party_id: str = Field(alias="counterPartyId", min_length=1, max_length=2048)
+    counter_party_address: str = Field(alias="counterPartyAddress", min_length=1, max_length=2048)
+    agreement_id: Identifier = Field(alias="agreementId")
+    format: Literal["HttpData-PULL", "HttpData-PUSH"] = "HttpData-PULL"
+    data_address: dict[str, Any] | None = Field(default=None, alias="dataAddress")
+
+
+class MoveIn(Model):
+    code: str | None = Field(default=None, max_length=200)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+def transfer_view(record: TransferProcessRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "role": record.role,
+        "state": record.state,
+        "consumerPid": record.consumer_pid,
+        "providerPid": record.provider_pid,
+        "counterPartyId": record.counterparty,
+        "agreementId": record.agreement_id,
+        "format": record.format,
+        "dataAddress": json.loads(record.data_address) if record.data_address else None,
+        "terminationCode": record.termination_code,
+        "terminationReason": record.termination_reason,
+        "createdAt": record.created_at.isoformat(),
+        "updatedAt": record.updated_at.isoformat(),
+    }
+
+
+@router.post("/transfers", status_code=201)
+def start_transfer(body: TransferIn, transfers: TransfersDep) -> dict[str, Any]:
+    try:
+        record = transfers.request(
+            body.counter_party_id,
+            body.counter_party_address,
+            body.agreement_id,
+            body.format,
+            body.data_address,
+        )
+    except DspError as error:
+        raise _as_management(error) from None
+    return transfer_view(record)
+
+
+@router.get("/transfers")
+def list_transfers(
+    transfers: TransfersDep,
+    offset: Offset = 0,
+    limit: Limit = 50,
+    role: Role | None = None,
+    state: TransferState | None = None,
+) -> dict[str, Any]:
+    return _page(
+        [
+            transfer_view(r)
+            for r in transfers.list(role=role, state=state, offset=offset, limit=limit + 1)
+        ],
+        offset,
+        limit,
+    )
+
+
+@router.get("/transfers/{transfer_id:path}")
+def get_transfer(transfer_id: str, engine: EngineDep) -> dict[str, Any]:
+    with Session(engine) as session:
+        record = session.get(TransferProcessRecord, transfer_id)
+    if record is None:
+        raise ManagementError(404, "not_found", f"no transfer {transfer_id}")
+    return transfer_view(record)
+
+
+def _transfer_move(
+    transfers: Any, transfer_id: str, event: TransferEvent, body: MoveIn
+) -> dict[str, Any]:
+    try:
+        return transfer_view(transfers.act(transfer_id, event, body.code, body.reason))
+    except DspError as error:
+        raise _as_management(error) from None
+
+
+@router.post("/transfers/{transfer_id:path}/suspend")
+def suspend_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -> dict[str, Any]:
+    return _transfer_move(transfers, transfer_id, TransferEvent.SUSPEND, body)
+
+
+@router.post("/transfers/{transfer_id:path}/resume")
+def resume_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -> dict[str, Any]:
+    return _transfer_move(transfers, transfer_id, TransferEvent.START, body)
+
+
+@router.post("/transfers/{transfer_id:path}/complete")
+def complete_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -> dict[str, Any]:
+    return _transfer_move(transfers, transfer_id, TransferEvent.COMPLETE, body)
+
+
+@router.post("/transfers/{transfer_id:path}/terminate")
+def terminate_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -> dict[str, Any]:
+    return _transfer_move(transfers, transfer_id, TransferEvent.TERMINATE, body)

@@ -1,0 +1,437 @@
+"""Transfer processes in both roles (DSP 2025-1 Transfer Process Protocol).
+
+Provider: a request must name an agreement FINALIZED with this same consumer; the agreement's
+policy decides again in the transfer scope (time since the agreement, earlier transfers under
+it as its count, the declared purpose, the consumer's credentials now). Admitted, the transfer
+starts at once; refused, it is terminated with the policy's reasons. A repeated request for the
+same ``consumerPid`` changes nothing and is answered again (idempotent), with a new start
+message when the transfer is running. Either side, or a person through the management API, may
+suspend, resume, complete or terminate, as the protocol table allows.
+
+The data address of a pull transfer comes from the data plane, which is not built yet: start
+messages carry none until it is (a consumer's push address is kept as received).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import httpx
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from connector.audit import AuditSink
+from connector.negotiation.machine import Role
+from connector.negotiation.machine import State as NegotiationState
+from connector.negotiation.store import ContractNegotiationRecord
+from connector.outbox import Handlers, Outbox, OutboxMessage
+from connector.processes import ProcessSteps
+from connector.protocol import DspError, MessageError
+from connector.transfer.machine import Event, State, next_state
+from connector.transfer.messages import (
+    DataAddress,
+    TransferCompletionMessage,
+    TransferProcess,
+    TransferRequestMessage,
+    TransferStartMessage,
+    TransferSuspensionMessage,
+    TransferTerminationMessage,
+)
+from connector.transfer.store import TransferProcessRecord
+from identity.verifier import Peer
+from policy.evaluate import evaluate
+from policy.jsonld import read_policy
+from policy.operands import Context, Scope
+
+ERROR_TYPE: Final = "TransferError"
+FORMATS: Final = frozenset({"HttpData-PULL", "HttpData-PUSH"})
+MAX_REASON_CHARS: Final = 2000
+VERB: Final = {
+    Event.START: "start",
+    Event.SUSPEND: "suspension",
+    Event.COMPLETE: "completion",
+    Event.TERMINATE: "termination",
+}
+USED: Final = (State.STARTED.value, State.SUSPENDED.value, State.COMPLETED.value)
+
+
+def _reasons(reason: list[Any] | None) -> str | None:
+    return "\n".join(str(r) for r in reason or [])[:MAX_REASON_CHARS] or None
+
+
+class Transfers(ProcessSteps[TransferProcessRecord]):
+    record_type = TransferProcessRecord
+    error_type = ERROR_TYPE
+    noun = "transfer process"
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        me: str,
+        base_url: str,
+        outbox: Outbox,
+        audit: AuditSink,
+        clock: Callable[[], datetime],
+    ) -> None:
+        super().__init__(
+            engine=engine,
+            me=me,
+            base_url=base_url,
+            outbox=outbox,
+            audit=audit,
+            clock=clock,
+            next_state=next_state,
+            state_type=State,
+        )
+        self.outbox.register(
+            "transfer.request", Handlers(on_sent=self._on_request_sent, on_failed=self._on_failed)
+        )
+        for event in (Event.START, Event.SUSPEND, Event.COMPLETE):
+            self.outbox.register(f"transfer.{VERB[event]}", Handlers(on_failed=self._on_failed))
+        self.outbox.register("transfer.termination", Handlers())
+
+    @staticmethod
+    def ack(record: TransferProcessRecord) -> dict[str, Any]:
+        return TransferProcess.build(
+            providerPid=record.provider_pid or "",
+            consumerPid=record.consumer_pid or "",
+            state=record.state,
+        ).dump()
+
+    def _path(self, record: TransferProcessRecord, event: Event) -> str:
+        """Where a message goes: the consumer's callback paths, or the provider's paths."""
+        if record.role == Role.PROVIDER.value:
+            return f"/transfers/{record.consumer_pid}/{VERB[event]}"
+        return f"/transfers/{record.provider_pid}/{VERB[event]}"
+
+    def _send_move(
+        self, session: Session, record: TransferProcessRecord, event: Event, **extra: Any
+    ) -> None:
+        """Move as ourselves and tell the other side."""
+        self.move(record, event, Role(record.role))
+        pids = {"providerPid": record.provider_pid, "consumerPid": record.consumer_pid}
+        message: dict[str, Any]
+        match event:
+            case Event.START:
+                message = TransferStartMessage.build(**pids, **extra).dump()
+            case Event.SUSPEND:
+                message = TransferSuspensionMessage.build(**pids, **extra).dump()
+            case Event.COMPLETE:
+                message = TransferCompletionMessage.build(**pids).dump()
+            case _:
+                message = TransferTerminationMessage.build(**pids, **extra).dump()
+                record.termination_code = extra.get("code")
+                record.termination_reason = _reasons(extra.get("reason"))
+        self.send(session, record, f"transfer.{VERB[event]}", self._path(record, event), message)
+
+    # --- provider -----------------------------------------------------------------------------
+
+    def receive_request(
+        self, peer: Peer, message: TransferRequestMessage
+    ) -> tuple[int, dict[str, Any]]:
+        action = "TransferRequestMessage"
+        try:
+            with Session(self.engine) as session:
+                existing = session.exec(
+                    select(TransferProcessRecord).where(
+                        TransferProcessRecord.role == Role.PROVIDER.value,
+                        TransferProcessRecord.counterparty == peer.did,
+                        TransferProcessRecord.consumer_pid == message.consumer_pid,
+                    )
+                ).first()
+                if existing is not None:  # idempotent per consumerPid
+                    if existing.state == State.STARTED.value:
+                        self._send_move(session, existing, Event.START)
+                    self.commit(session, existing, action, "repeated request")
+                    return 200, self.ack(existing)
+                negotiation = self._agreement(
+                    session, peer, message.agreement_id, message.consumer_pid
+                )
+                if message.format not in FORMATS:
+                    raise self.error(
+                        400,
+                        "unsupported_format",
+                        f"format {message.format!r} is not offered",
+                        consumer_pid=message.consumer_pid,
+                    )
+                if message.format == "HttpData-PUSH" and message.data_address is None:
+                    raise self.error(
+                        400,
+                        "malformed_message",
+                        "a push transfer needs a dataAddress",
+                        consumer_pid=message.consumer_pid,
+                    )
+                if not message.callback_address.startswith(("http://", "https://")):
+                    raise self.error(
+                        400,
+                        "unrecoverable",
+                        "callbackAddress is not an HTTP(S) URL",
+                        consumer_pid=message.consumer_pid,
+                    )
+                now = self.clock()
+                record = TransferProcessRecord(
+                    id=f"urn:uuid:{uuid.uuid4()}",
+                    role=Role.PROVIDER.value,
+                    state=next_state(None, Event.REQUEST, Role.CONSUMER).value,
+                    consumer_pid=message.consumer_pid,
+                    counterparty=peer.did,
+                    counterparty_address=message.callback_address,
+                    agreement_id=message.agreement_id,
+                    format=message.format,
+                    data_address=message.data_address.model_dump_json(by_alias=True)
+                    if message.data_address
+                    else None,
+                    created_at=now,
+                    updated_at=now,
+                )
+                record.provider_pid = record.id
+                acknowledged = self.ack(record)
+                decision = self._decide(session, record, peer, negotiation)
+                if decision is None:
+                    self._send_move(session, record, Event.START)
+                else:
+                    self._send_move(
+                        session, record, Event.TERMINATE, code="policy_denied", reason=decision[:20]
+                    )
+                self.commit(session, record, action)
+                return 201, acknowledged
+        except DspError as error:
+            raise self.refuse(action, peer.did, error) from None
+
+    def _agreement(
+        self, session: Session, peer: Peer, agreement_id: str, consumer_pid: str
+    ) -> ContractNegotiationRecord:
+        negotiation = session.exec(
+            select(ContractNegotiationRecord).where(
+                ContractNegotiationRecord.role == Role.PROVIDER.value,
+                ContractNegotiationRecord.counterparty == peer.did,
+                ContractNegotiationRecord.agreement_id == agreement_id,
+                ContractNegotiationRecord.state == NegotiationState.FINALIZED.value,
+            )
+        ).first()
+        if negotiation is None or negotiation.agreement is None:
+            raise self.error(
+                400,
+                "unknown_agreement",
+                f"no finalized agreement {agreement_id} with {peer.did}",
+                consumer_pid=consumer_pid,
+            )
+        return negotiation
+
+    def _decide(
+        self,
+        session: Session,
+        record: TransferProcessRecord,
+        peer: Peer,
+        negotiation: ContractNegotiationRecord,
+    ) -> list[str] | None:
+        """None when the agreement's policy admits the transfer now, else the reasons."""
+        uses = session.exec(
+            select(func.count())
+            .select_from(TransferProcessRecord)
+            .where(
+                TransferProcessRecord.agreement_id == record.agreement_id,
+                TransferProcessRecord.role == Role.PROVIDER.value,
+                col(TransferProcessRecord.state).in_(USED),
+                TransferProcessRecord.id != record.id,
+            )
+        ).one()
+        started = (
+            negotiation.updated_at
+            if negotiation.updated_at.tzinfo
+            else negotiation.updated_at.replace(tzinfo=UTC)
+        )
+        context = Context(
+            now=self.clock(),
+            recipient=peer.did,
+            credentials=peer.facts(),
+            target=negotiation.asset_id,
+            purpose=negotiation.purpose,
+            agreement_start=started,
+            uses_so_far=uses,
+        )
+        decision = evaluate(
+            read_policy(json.loads(str(negotiation.agreement))), context, Scope.TRANSFER
+        )
+        return None if decision.allowed else list(decision.reasons)
+
+    def receive(
+        self,
+        peer: Peer,
+        role: Role,
+        pid: str,
+        message: TransferStartMessage
+        | TransferSuspensionMessage
+        | TransferCompletionMessage
+        | TransferTerminationMessage,
+    ) -> dict[str, Any]:
+        """A start, suspension, completion or termination from the other side."""
+        action = message.TYPE
+        sender = Role.CONSUMER if role is Role.PROVIDER else Role.PROVIDER
+        try:
+            with Session(self.engine) as session:
+                record = self.load(session, role, peer.did, pid)
+                self.check_pids(record, message.provider_pid, message.consumer_pid)
+                self.move(record, message.event, sender)
+                if isinstance(message, TransferStartMessage) and message.data_address is not None:
+                    record.data_address = message.data_address.model_dump_json(by_alias=True)
+                if isinstance(message, TransferSuspensionMessage | TransferTerminationMessage):
+                    record.termination_code, record.termination_reason = (
+                        message.code,
+                        _reasons(message.reason),
+                    )
+                if isinstance(message, TransferStartMessage) and role is Role.PROVIDER:
+                    self._answer_resumption(session, record, peer)
+                self.commit(session, record, action)
+                return self.ack(record)
+        except DspError as error:
+            raise self.refuse(action, peer.did, error) from None
+
+    def _answer_resumption(
+        self, session: Session, record: TransferProcessRecord, peer: Peer
+    ) -> None:
+        """The consumer asked to resume: the policy decides again, and we start or terminate."""
+        negotiation = self._agreement(session, peer, record.agreement_id, str(record.consumer_pid))
+        reasons = self._decide(session, record, peer, negotiation)
+        if reasons is None:
+            self._send_move(session, record, Event.START)
+        else:
+            self._send_move(
+                session, record, Event.TERMINATE, code="policy_denied", reason=reasons[:20]
+            )
+
+    # --- consumer -----------------------------------------------------------------------------
+
+    def request(
+        self,
+        provider: str,
+        address: str,
+        agreement_id: str,
+        data_format: str,
+        data_address: dict[str, Any] | None,
+    ) -> TransferProcessRecord:
+        with Session(self.engine) as session:
+            negotiation = session.exec(
+                select(ContractNegotiationRecord).where(
+                    ContractNegotiationRecord.role == Role.CONSUMER.value,
+                    ContractNegotiationRecord.counterparty == provider,
+                    ContractNegotiationRecord.agreement_id == agreement_id,
+                    ContractNegotiationRecord.state == NegotiationState.FINALIZED.value,
+                )
+            ).first()
+            if negotiation is None:
+                raise self.error(
+                    404,
+                    "unknown_agreement",
+                    f"no finalized agreement {agreement_id} with {provider}",
+                )
+            try:
+                address_model = (
+                    DataAddress.model_validate(data_address) if data_address is not None else None
+                )
+            except ValueError as error:
+                raise self.error(400, "malformed_message", f"dataAddress: {error}") from None
+            now = self.clock()
+            record = TransferProcessRecord(
+                id=f"urn:uuid:{uuid.uuid4()}",
+                role=Role.CONSUMER.value,
+                state=next_state(None, Event.REQUEST, Role.CONSUMER).value,
+                counterparty=provider,
+                counterparty_address=address,
+                agreement_id=agreement_id,
+                format=data_format,
+                data_address=address_model.model_dump_json(by_alias=True)
+                if address_model
+                else None,
+                created_at=now,
+                updated_at=now,
+            )
+            record.consumer_pid = record.id
+            body = TransferRequestMessage.build(
+                consumerPid=record.consumer_pid,
+                agreementId=agreement_id,
+                format=data_format,
+                callbackAddress=f"{self.base_url}/dsp/callback",
+                **(
+                    {"dataAddress": address_model.model_dump(by_alias=True)}
+                    if address_model
+                    else {}
+                ),
+            ).dump()
+            self.send(session, record, "transfer.request", "/transfers/request", body)
+            self.commit(session, record, "TransferRequestMessage")
+            return record
+
+    def _on_request_sent(self, message: OutboxMessage, response: httpx.Response) -> None:
+        try:
+            ack = TransferProcess.read(response.json())
+        except (ValueError, MessageError) as error:
+            self._on_failed(message, f"the provider's answer is not a TransferProcess: {error}")
+            return
+        with Session(self.engine) as session:
+            record = session.get(TransferProcessRecord, message.process_id)
+            if record is not None and record.provider_pid is None:
+                record.provider_pid = ack.provider_pid
+                session.add(record)
+                session.commit()
+
+    # --- people -------------------------------------------------------------------------------
+
+    def act(
+        self, transfer_id: str, event: Event, code: str | None = None, reason: str | None = None
+    ) -> TransferProcessRecord:
+        """A person suspends, resumes (START), completes or terminates, as our own role."""
+        with Session(self.engine) as session:
+            record = session.get(TransferProcessRecord, transfer_id)
+            if record is None:
+                raise self.error(404, "not_found", f"no transfer process {transfer_id}")
+            if record.provider_pid is None or record.consumer_pid is None:
+                raise self.error(
+                    409,
+                    "not_acknowledged",
+                    "the provider has not acknowledged this transfer yet",
+                    record,
+                )
+            extra: dict[str, Any] = {}
+            if event in (Event.SUSPEND, Event.TERMINATE):
+                extra = {"code": code or "by_operator", "reason": [reason or "by the operator"]}
+            self._send_move(session, record, event, **extra)
+            self.commit(session, record, f"{VERB[event]} by operator", reason)
+            return record
+
+    def _on_failed(self, message: OutboxMessage, error: str) -> None:
+        with Session(self.engine) as session:
+            record = session.get(TransferProcessRecord, message.process_id)
+            if record is None or State(record.state) in (State.COMPLETED, State.TERMINATED):
+                return
+            if record.provider_pid is None:  # never acknowledged: nothing to tell the other side
+                self.move(record, Event.TERMINATE, Role(record.role))
+                record.termination_code, record.termination_reason = (
+                    "delivery_failed",
+                    f"{message.kind}: {error}"[:MAX_REASON_CHARS],
+                )
+            else:
+                self._send_move(
+                    session,
+                    record,
+                    Event.TERMINATE,
+                    code="delivery_failed",
+                    reason=[f"{message.kind}: {error}"],
+                )
+            self.commit(session, record, "delivery_failed", error)
+
+    def list(
+        self, *, role: Role | None, state: State | None, offset: int, limit: int
+    ) -> list[TransferProcessRecord]:
+        query = select(TransferProcessRecord).order_by(col(TransferProcessRecord.created_at))
+        if role is not None:
+            query = query.where(TransferProcessRecord.role == role.value)
+        if state is not None:
+            query = query.where(TransferProcessRecord.state == state.value)
+        with Session(self.engine) as session:
+            return list(session.exec(query.offset(offset).limit(limit)).all())

@@ -1,0 +1,92 @@
+"""DSP 2025-1 transfer process endpoints (Transfer Process HTTPS Binding): provider paths under
+``/dsp/transfers`` and consumer callbacks under ``/dsp/callback/transfers``. Every request is
+authenticated (DCP); the work is done by ``process.Transfers``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from sqlmodel import Session
+
+from connector.deps import SettingsDep, TransfersDep, peer_dependency
+from connector.negotiation.machine import Role
+from connector.protocol import DspError, DspMessage, MessageError
+from connector.transfer.messages import (
+    TransferCompletionMessage,
+    TransferRequestMessage,
+    TransferStartMessage,
+    TransferSuspensionMessage,
+    TransferTerminationMessage,
+)
+from connector.transfer.process import ERROR_TYPE
+from identity.verifier import Peer
+from service.http import read_json
+
+provider = APIRouter(prefix="/dsp/transfers", tags=["dsp transfer"])
+consumer = APIRouter(prefix="/dsp/callback/transfers", tags=["dsp transfer callbacks"])
+PeerDep = Annotated[Peer, Depends(peer_dependency(ERROR_TYPE))]
+M = TypeVar("M", bound=DspMessage)
+Moves = (
+    ("start", TransferStartMessage),
+    ("completion", TransferCompletionMessage),
+    ("termination", TransferTerminationMessage),
+    ("suspension", TransferSuspensionMessage),
+)
+
+
+async def _read(request: Request, model: type[M], max_bytes: int) -> M:
+    try:
+        return model.read(await read_json(request, max_bytes))
+    except MessageError as error:
+        raise DspError(400, ERROR_TYPE, "malformed_message", str(error)) from None
+
+
+@provider.get("/{provider_pid}")
+def get_provider_transfer(
+    provider_pid: str, peer: PeerDep, transfers: TransfersDep
+) -> dict[str, Any]:
+    with Session(transfers.engine) as session:
+        return transfers.ack(transfers.load(session, Role.PROVIDER, peer.did, provider_pid))
+
+
+@consumer.get("/{consumer_pid}")
+def get_consumer_transfer(
+    consumer_pid: str, peer: PeerDep, transfers: TransfersDep
+) -> dict[str, Any]:
+    with Session(transfers.engine) as session:
+        return transfers.ack(transfers.load(session, Role.CONSUMER, peer.did, consumer_pid))
+
+
+@provider.post("/request", status_code=201)
+async def request(
+    http: Request, peer: PeerDep, transfers: TransfersDep, settings: SettingsDep
+) -> JSONResponse:
+    message = await _read(http, TransferRequestMessage, settings.max_body_bytes)
+    status, body = transfers.receive_request(peer, message)
+    return JSONResponse(body, status_code=status)
+
+
+def _route(router: APIRouter, role: Role, verb: str, model: type[Any]) -> None:
+    own = "provider_pid" if role is Role.PROVIDER else "consumer_pid"
+
+    async def move(
+        pid: str, http: Request, peer: PeerDep, transfers: TransfersDep, settings: SettingsDep
+    ) -> dict[str, Any]:
+        message = await _read(http, model, settings.max_body_bytes)
+        if getattr(message, own) != pid:
+            raise DspError(
+                400, ERROR_TYPE, "pid_mismatch", "the pid in the path and in the message differ"
+            )
+        return transfers.receive(peer, role, pid, message)
+
+    move.__name__ = f"{role.value}_{verb}"
+    router.add_api_route(
+        f"/{{pid}}/{verb}", move, methods=["POST"], name=f"{role.value} transfer {verb}"
+    )
+
+
+for _verb, _model in Moves:
+    _route(provider, Role.PROVIDER, _verb, _model)
+    _route(consumer, Role.CONSUMER, _verb, _model)
