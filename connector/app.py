@@ -7,13 +7,14 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from connector.audit import SqlAuditSink
+from connector.audit import AuditRecord, Outcome, SqlAuditSink
 from connector.catalog.routes import router as catalog_router
 from connector.dcp.routes import did_document
 from connector.dcp.routes import router as dcp_router
@@ -24,7 +25,7 @@ from connector.negotiation.routes import consumer as negotiation_consumer
 from connector.negotiation.routes import provider as negotiation_provider
 from connector.outbox import Outbox
 from connector.participant import migrate, participant_for, schemas
-from connector.protocol import DspError
+from connector.protocol import DSP_VERSION, DspError
 from connector.settings import ConnectorSettings
 from connector.transfer.process import Transfers
 from connector.transfer.routes import consumer as transfer_consumer
@@ -96,9 +97,34 @@ def create_app(
     app.state.audit = SqlAuditSink(engine)
     install_error_handlers(app)
 
-    async def dsp_error(_request: Request, error: Exception) -> JSONResponse:
+    async def dsp_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, DspError)  # noqa: S101 - registered for this type only
+        if not error.audited:  # refused before a process could say who asked
+            app.state.audit.record(
+                AuditRecord(
+                    actor=settings.participant_id,
+                    action=f"{request.method} {request.url.path}",
+                    outcome=Outcome.REFUSED,
+                    occurred_at=clock(),
+                    reason=f"{error.code}: {error.reason}",
+                )
+            )
         return JSONResponse(error.body(), status_code=error.status)
+
+    @app.get("/.well-known/dspace-version", tags=["dsp"])
+    def dspace_version() -> dict[str, Any]:
+        """Unauthenticated: the protocol versions spoken here, and where (DSP 2025-1)."""
+        return {
+            "protocolVersions": [
+                {
+                    "version": DSP_VERSION,
+                    "path": "/dsp",
+                    "binding": "HTTPS",
+                    "identifierType": "did:web",
+                    "auth": {"protocol": "DCP", "version": "1.0", "profile": ["vc11-sl2021/jwt"]},
+                }
+            ]
+        }
 
     async def management_error(_request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, ManagementError)  # noqa: S101 - registered for this type only

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
 
 from connector.negotiation.process import Negotiations
-from connector.protocol import DspError
+from connector.protocol import DspError, DspMessage, MessageError
 from connector.settings import ConnectorSettings
 from connector.transfer.process import Transfers
 from identity.errors import IdentityError, http_status
 from identity.participant import Participant
 from identity.verifier import Peer
+from service.http import BadRequestError, read_json
 
 
 def get_settings(request: Request) -> ConnectorSettings:
@@ -75,6 +76,20 @@ def get_negotiations(request: Request) -> Negotiations:
 def get_transfers(request: Request) -> Transfers:
     transfers: Transfers = request.app.state.transfers
     return transfers
+
+
+M = TypeVar("M", bound=DspMessage)
+
+
+async def read_message(request: Request, model: type[M], error_type: str) -> M:
+    """The body as a DSP message, or a typed DSP error (413 too large, 400 otherwise)."""
+    try:
+        body = await read_json(request, get_settings(request).max_body_bytes)
+        return model.read(body)
+    except BadRequestError as error:
+        raise DspError(error.status, error_type, error.reason, error.message) from None
+    except MessageError as error:
+        raise DspError(400, error_type, "malformed_message", str(error)) from None
 
 
 SettingsDep = Annotated[ConnectorSettings, Depends(get_settings)]

@@ -106,6 +106,7 @@ class ProcessSteps(Generic[R]):
         self, action: str, peer: str | None, error: DspError, record: R | None = None
     ) -> DspError:
         self.audit_event(action, record, peer, Outcome.REFUSED, f"{error.code}: {error.reason}")
+        error.audited = True
         return error
 
     def load(self, session: Session, role: Role, peer: str, pid: str) -> R:

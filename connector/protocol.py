@@ -99,6 +99,8 @@ class DspError(Exception):
         self.reason = reason
         self.provider_pid = provider_pid
         self.consumer_pid = consumer_pid
+        self.audited = False
+        """Set once the refusal is in the audit log (with its counterparty)."""
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"@context": [DSP_CONTEXT], "@type": self.error_type}

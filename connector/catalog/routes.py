@@ -16,10 +16,9 @@ from sqlmodel import Session
 from connector.catalog import messages
 from connector.catalog.offers import admitted_definitions, offers_for
 from connector.catalog.store import Asset, assets_page
-from connector.deps import EngineDep, ParticipantDep, SettingsDep, peer_dependency
-from connector.protocol import DSP_CONTEXT, DspError, MessageError
+from connector.deps import EngineDep, ParticipantDep, SettingsDep, peer_dependency, read_message
+from connector.protocol import DSP_CONTEXT, DspError
 from identity.verifier import Peer
-from service.http import read_json
 
 router = APIRouter(prefix="/dsp/catalog", tags=["dsp catalog"])
 PeerDep = Annotated[Peer, Depends(peer_dependency("CatalogError"))]
@@ -43,12 +42,7 @@ async def request_catalog(
     engine: EngineDep,
     continuation_token: Annotated[str | None, Query(alias="continuationToken")] = None,
 ) -> dict[str, Any]:
-    try:
-        message = messages.CatalogRequestMessage.read(
-            await read_json(request, settings.max_body_bytes)
-        )
-    except MessageError as error:
-        raise DspError(400, "CatalogError", "malformed_message", str(error)) from None
+    message = await read_message(request, messages.CatalogRequestMessage, "CatalogError")
     if message.filter:
         raise DspError(
             400, "CatalogError", "unsupported_filter", "catalog filters are not supported"

@@ -4,13 +4,13 @@ Every request is authenticated (DCP); the work is done by ``process.Negotiations
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
-from connector.deps import NegotiationsDep, SettingsDep, peer_dependency
+from connector.deps import NegotiationsDep, SettingsDep, peer_dependency, read_message
 from connector.negotiation.machine import Role
 from connector.negotiation.messages import (
     ContractAgreementMessage,
@@ -21,21 +21,12 @@ from connector.negotiation.messages import (
     ContractRequestMessage,
 )
 from connector.negotiation.process import ERROR_TYPE
-from connector.protocol import DspError, DspMessage, MessageError
+from connector.protocol import DspError
 from identity.verifier import Peer
-from service.http import read_json
 
 provider = APIRouter(prefix="/dsp/negotiations", tags=["dsp negotiation"])
 consumer = APIRouter(prefix="/dsp/callback/negotiations", tags=["dsp negotiation callbacks"])
 PeerDep = Annotated[Peer, Depends(peer_dependency(ERROR_TYPE))]
-M = TypeVar("M", bound=DspMessage)
-
-
-async def _read(request: Request, model: type[M], max_bytes: int) -> M:
-    try:
-        return model.read(await read_json(request, max_bytes))
-    except MessageError as error:
-        raise DspError(400, ERROR_TYPE, "malformed_message", str(error)) from None
 
 
 def _same(path_pid: str, message_pid: str | None) -> None:
@@ -57,7 +48,7 @@ def get_negotiation(
 async def request(
     http: Request, peer: PeerDep, negotiations: NegotiationsDep, settings: SettingsDep
 ) -> JSONResponse:
-    message = await _read(http, ContractRequestMessage, settings.max_body_bytes)
+    message = await read_message(http, ContractRequestMessage, ERROR_TYPE)
     if message.provider_pid is not None:
         raise DspError(
             400, ERROR_TYPE, "malformed_message", "an initial request has no providerPid"
@@ -74,7 +65,7 @@ async def counter_request(
     negotiations: NegotiationsDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    message = await _read(http, ContractRequestMessage, settings.max_body_bytes)
+    message = await read_message(http, ContractRequestMessage, ERROR_TYPE)
     _same(provider_pid, message.provider_pid)
     status, body = negotiations.receive_request(peer, message)
     return JSONResponse(body, status_code=status)
@@ -88,7 +79,7 @@ async def provider_event(
     negotiations: NegotiationsDep,
     settings: SettingsDep,
 ) -> dict[str, Any]:
-    message = await _read(http, ContractNegotiationEventMessage, settings.max_body_bytes)
+    message = await read_message(http, ContractNegotiationEventMessage, ERROR_TYPE)
     _same(provider_pid, message.provider_pid)
     return negotiations.receive_event(peer, Role.PROVIDER, provider_pid, message)
 
@@ -101,7 +92,7 @@ async def verification(
     negotiations: NegotiationsDep,
     settings: SettingsDep,
 ) -> dict[str, Any]:
-    message = await _read(http, ContractAgreementVerificationMessage, settings.max_body_bytes)
+    message = await read_message(http, ContractAgreementVerificationMessage, ERROR_TYPE)
     _same(provider_pid, message.provider_pid)
     return negotiations.receive_verification(peer, provider_pid, message)
 
@@ -114,7 +105,7 @@ async def provider_termination(
     negotiations: NegotiationsDep,
     settings: SettingsDep,
 ) -> dict[str, Any]:
-    message = await _read(http, ContractNegotiationTerminationMessage, settings.max_body_bytes)
+    message = await read_message(http, ContractNegotiationTerminationMessage, ERROR_TYPE)
     _same(provider_pid, message.provider_pid)
     return negotiations.receive_termination(peer, Role.PROVIDER, provider_pid, message)
 
@@ -127,7 +118,7 @@ async def offer(
     negotiations: NegotiationsDep,
     settings: SettingsDep,
 ) -> dict[str, Any]:
-    message = await _read(http, ContractOfferMessage, settings.max_body_bytes)
+    message = await read_message(http, ContractOfferMessage, ERROR_TYPE)
     _same(consumer_pid, message.consumer_pid)
     return negotiations.receive_offer(peer, consumer_pid, message)
 
@@ -140,7 +131,7 @@ async def agreement(
     negotiations: NegotiationsDep,
     settings: SettingsDep,
 ) -> dict[str, Any]:
-    message = await _read(http, ContractAgreementMessage, settings.max_body_bytes)
+    message = await read_message(http, ContractAgreementMessage, ERROR_TYPE)
     _same(consumer_pid, message.consumer_pid)
     return negotiations.receive_agreement(peer, consumer_pid, message)
 
@@ -153,7 +144,7 @@ async def consumer_event(
     negotiations: NegotiationsDep,
     settings: SettingsDep,
 ) -> dict[str, Any]:
-    message = await _read(http, ContractNegotiationEventMessage, settings.max_body_bytes)
+    message = await read_message(http, ContractNegotiationEventMessage, ERROR_TYPE)
     _same(consumer_pid, message.consumer_pid)
     return negotiations.receive_event(peer, Role.CONSUMER, consumer_pid, message)
 
@@ -166,6 +157,6 @@ async def consumer_termination(
     negotiations: NegotiationsDep,
     settings: SettingsDep,
 ) -> dict[str, Any]:
-    message = await _read(http, ContractNegotiationTerminationMessage, settings.max_body_bytes)
+    message = await read_message(http, ContractNegotiationTerminationMessage, ERROR_TYPE)
     _same(consumer_pid, message.consumer_pid)
     return negotiations.receive_termination(peer, Role.CONSUMER, consumer_pid, message)

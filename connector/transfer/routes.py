@@ -4,15 +4,15 @@ authenticated (DCP); the work is done by ``process.Transfers``."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
-from connector.deps import SettingsDep, TransfersDep, peer_dependency
+from connector.deps import SettingsDep, TransfersDep, peer_dependency, read_message
 from connector.negotiation.machine import Role
-from connector.protocol import DspError, DspMessage, MessageError
+from connector.protocol import DspError
 from connector.transfer.messages import (
     TransferCompletionMessage,
     TransferRequestMessage,
@@ -22,25 +22,16 @@ from connector.transfer.messages import (
 )
 from connector.transfer.process import ERROR_TYPE
 from identity.verifier import Peer
-from service.http import read_json
 
 provider = APIRouter(prefix="/dsp/transfers", tags=["dsp transfer"])
 consumer = APIRouter(prefix="/dsp/callback/transfers", tags=["dsp transfer callbacks"])
 PeerDep = Annotated[Peer, Depends(peer_dependency(ERROR_TYPE))]
-M = TypeVar("M", bound=DspMessage)
 Moves = (
     ("start", TransferStartMessage),
     ("completion", TransferCompletionMessage),
     ("termination", TransferTerminationMessage),
     ("suspension", TransferSuspensionMessage),
 )
-
-
-async def _read(request: Request, model: type[M], max_bytes: int) -> M:
-    try:
-        return model.read(await read_json(request, max_bytes))
-    except MessageError as error:
-        raise DspError(400, ERROR_TYPE, "malformed_message", str(error)) from None
 
 
 @provider.get("/{provider_pid}")
@@ -63,7 +54,7 @@ def get_consumer_transfer(
 async def request(
     http: Request, peer: PeerDep, transfers: TransfersDep, settings: SettingsDep
 ) -> JSONResponse:
-    message = await _read(http, TransferRequestMessage, settings.max_body_bytes)
+    message = await read_message(http, TransferRequestMessage, ERROR_TYPE)
     status, body = transfers.receive_request(peer, message)
     return JSONResponse(body, status_code=status)
 
@@ -74,7 +65,7 @@ def _route(router: APIRouter, role: Role, verb: str, model: type[Any]) -> None:
     async def move(
         pid: str, http: Request, peer: PeerDep, transfers: TransfersDep, settings: SettingsDep
     ) -> dict[str, Any]:
-        message = await _read(http, model, settings.max_body_bytes)
+        message = await read_message(http, model, ERROR_TYPE)
         if getattr(message, own) != pid:
             raise DspError(
                 400, ERROR_TYPE, "pid_mismatch", "the pid in the path and in the message differ"
