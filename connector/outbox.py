@@ -33,6 +33,8 @@ MAX_ATTEMPTS: Final = 8
 BACKOFF_BASE_S: Final = 0.5
 BACKOFF_MAX_S: Final = 60.0
 RETRIED_STATUSES: Final = frozenset({408, 425, 429})
+CONCURRENCY: Final = 16
+"""Processes whose messages are sent at the same time."""
 
 
 class Delivery(StrEnum):
@@ -136,13 +138,24 @@ class Outbox:
         return pending if pending.tzinfo else pending.replace(tzinfo=UTC)
 
     async def deliver_due(self) -> int:
-        """Send every message that is due, oldest first; returns how many were attempted."""
-        messages = self._due()
-        for message in messages:
-            await self._deliver(message)
-        return len(messages)
+        """Send what is due: processes in parallel (at most ``CONCURRENCY`` at once), each
+        process's messages strictly in order; returns how many were attempted."""
+        by_process: dict[str, list[OutboxMessage]] = {}
+        for message in self._due():
+            by_process.setdefault(message.process_id, []).append(message)
+        gate = asyncio.Semaphore(CONCURRENCY)
 
-    async def _deliver(self, message: OutboxMessage) -> None:
+        async def in_order(messages: list[OutboxMessage]) -> None:
+            async with gate:
+                for message in messages:
+                    if not await self._deliver(message):
+                        return  # a later message must not overtake one that is retried
+
+        await asyncio.gather(*(in_order(messages) for messages in by_process.values()))
+        return sum(len(messages) for messages in by_process.values())
+
+    async def _deliver(self, message: OutboxMessage) -> bool:
+        """Attempt one message; True when it is settled (sent or failed), False when retried."""
         scopes = [scope_for(kind) for kind in CredentialType]
         headers = {
             "Authorization": "Bearer " + self._participant.sts.bearer_for(message.audience, scopes)
@@ -180,6 +193,7 @@ class Outbox:
             handlers.on_sent(stored, response)
         if stored.status == Delivery.FAILED and handlers.on_failed:
             handlers.on_failed(stored, error or "failed")
+        return stored.status != Delivery.PENDING
 
     async def run(self) -> None:
         """The worker: deliver what is due; sleep until woken or until the next retry is due."""

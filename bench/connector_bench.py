@@ -1,0 +1,317 @@
+"""Connector benchmarks (issue: with two connectors on loopback, request -> FINALIZED p50 <= 100 ms
+and >= 30 negotiations per second sustained; first catalogue page of 100 out of 10,000 assets
+p50 <= 100 ms).
+
+Set-up: two connectors (a city bureau providing, a bank consuming), each its own process started
+as in production (``dataspace connector serve``), on loopback, SQLite files in WAL mode, DCP
+authentication on every DSP message (presentations cached after the first); the authority runs
+in this process for onboarding. Two cores for everything, the benchmark's client included.
+
+- negotiation latency: one negotiation at a time, from the management call that starts it to
+  FINALIZED on the consumer's side (its database polled every 1 ms).
+- throughput: 150 negotiations started at once; negotiations finalized per second until the last.
+- catalogue: the bank asks for the first page (100 datasets) of a catalogue of 10,000 assets,
+  each admitted by an access policy on the bank's membership credential.
+
+Run: ``make bench`` (or ``.venv/bin/python -m bench.connector_bench``). Exits 1 if a target is
+missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from sqlmodel import Session
+
+from broker.app import create_app as create_broker
+from broker.settings import BrokerSettings, OnboardingGrant
+from connector.catalog.store import Asset, ContractDefinition, PolicyDefinition
+from connector.dcp.client import request_credentials
+from connector.negotiation.store import ContractNegotiationRecord
+from connector.participant import standalone
+from connector.settings import ConnectorSettings
+from dataspace.demo import BANK_ORG, BUREAU_ORG, FIRM_LIST_OFFER
+from dataspace.servers import bind, serve_in_thread
+from identity.credentials import CredentialType
+from identity.presentations import scope_for
+from storage.engine import create_engine
+
+LATENCY_TARGET_MS = 100.0
+THROUGHPUT_TARGET = 30.0
+CATALOG_TARGET_MS = 100.0
+ASSETS = 10_000
+KEY = "benchmark-operator-key"
+PASSPHRASE = SecretStr("benchmark passphrase, throw-away")
+
+
+def did(sock: Any, name: str) -> str:
+    return f"did:web:127.0.0.1%3A{sock.getsockname()[1]}:{name}"
+
+
+def connector(sock: Any, folder: Path, name: str, authority: str) -> ConnectorSettings:
+    return ConnectorSettings(
+        participant_id=did(sock, name),
+        public_url=f"http://127.0.0.1:{sock.getsockname()[1]}",
+        port=sock.getsockname()[1],
+        database_url=f"sqlite:///{folder / f'{name}.db'}",
+        key_passphrase=PASSPHRASE,
+        management_api_key=SecretStr(KEY),
+        trusted_issuers={kind: [authority] for kind in CredentialType},
+        did_web_allow_http=True,
+    )
+
+
+def seed(settings: ConnectorSettings, now: datetime) -> None:
+    """10,000 assets, a members-only access policy and the firm-list terms, straight into the DB."""
+    engine = create_engine(settings.database_url)
+    members = {
+        "@type": "Set",
+        "permission": [
+            {
+                "action": "use",
+                "constraint": [
+                    {"leftOperand": "kexin:membership", "operator": "eq", "rightOperand": "active"}
+                ],
+            }
+        ],
+    }
+    with Session(engine) as session:
+        session.add(PolicyDefinition(id="members", policy=json.dumps(members), created_at=now))
+        session.add(
+            PolicyDefinition(id="firm-terms", policy=json.dumps(FIRM_LIST_OFFER), created_at=now)
+        )
+        session.commit()
+        session.add(
+            ContractDefinition(
+                id="all",
+                access_policy_id="members",
+                contract_policy_id="firm-terms",
+                asset_selector="{}",
+                created_at=now,
+            )
+        )
+        for index in range(ASSETS):
+            session.add(
+                Asset(
+                    id=f"urn:kexin:asset:{index:05d}",
+                    title_en=f"dataset {index}",
+                    title_zh=f"数据集 {index}",
+                    keywords='["bench"]',
+                    data_grade="general",
+                    region="440100",
+                    data_address='{"type": "file", "path": "/srv/x.csv"}',
+                    created_at=now,
+                )
+            )
+        session.commit()
+    engine.dispose()
+
+
+@contextmanager
+def serve_process(settings: ConnectorSettings) -> Iterator[None]:
+    """``dataspace connector serve`` with these settings, until the block ends."""
+    env = {**os.environ, **settings_environment(settings)}
+    with subprocess.Popen(
+        [sys.executable, "-m", "dataspace", "connector", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as process:
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{settings.base_url}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{settings.participant_id} did not start")
+                time.sleep(0.1)
+            yield
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def settings_environment(settings: ConnectorSettings) -> dict[str, str]:
+    values = settings.model_dump(mode="json")
+    values["key_passphrase"] = settings.key_passphrase.get_secret_value()
+    values["management_api_key"] = KEY
+    return {
+        f"CONNECTOR_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
+        for name, value in values.items()
+        if value is not None
+    }
+
+
+def finalized(engine: Any, negotiation_id: str) -> bool:
+    with Session(engine) as session:
+        record = session.get(ContractNegotiationRecord, negotiation_id)
+        return record is not None and record.state in ("FINALIZED", "TERMINATED")
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="kexin-bench-") as scratch, ExitStack() as servers:
+        folder = Path(scratch)
+        authority_sock, bureau_sock, bank_sock = bind(), bind(), bind()
+        authority = did(authority_sock, "authority")
+        bureau, bank = (
+            connector(bureau_sock, folder, "bureau", authority),
+            connector(bank_sock, folder, "bank", authority),
+        )
+        broker = BrokerSettings(
+            authority_id=authority,
+            public_url=f"http://127.0.0.1:{authority_sock.getsockname()[1]}",
+            database_url=f"sqlite:///{folder / 'broker.db'}",
+            key_passphrase=PASSPHRASE,
+            admin_api_key=SecretStr(KEY),
+            did_web_allow_http=True,
+            onboarding_allow={
+                bureau.participant_id: OnboardingGrant.model_validate(
+                    {"types": ["MembershipCredential"], "organisation": BUREAU_ORG}
+                ),
+                bank.participant_id: OnboardingGrant.model_validate(
+                    {
+                        "types": ["MembershipCredential", "FinancialInstitutionCredential"],
+                        "organisation": BANK_ORG,
+                    }
+                ),
+            },
+        )
+        servers.enter_context(serve_in_thread(create_broker(broker), authority_sock))
+        for settings, sock in ((bureau, bureau_sock), (bank, bank_sock)):
+            sock.close()
+            servers.enter_context(serve_process(settings))
+
+        async def onboard(settings: ConnectorSettings, types: list[CredentialType]) -> None:
+            async with standalone(settings) as (participant, client):
+                await request_credentials(participant, client, authority, types)
+
+        asyncio.run(onboard(bureau, [CredentialType.MEMBERSHIP]))
+        asyncio.run(
+            onboard(bank, [CredentialType.MEMBERSHIP, CredentialType.FINANCIAL_INSTITUTION])
+        )
+        seed(bureau, datetime.now(UTC))
+
+        # --- catalogue: first page of 100 out of 10,000 --------------------------------------
+        async def tokens(count: int) -> list[str]:
+            async with standalone(bank) as (participant, _client):
+                scopes = [scope_for(kind) for kind in CredentialType]
+                return [
+                    participant.sts.bearer_for(bureau.participant_id, scopes) for _ in range(count)
+                ]
+
+        request = {
+            "@context": ["https://w3id.org/dspace/2025/1/context.jsonld"],
+            "@type": "CatalogRequestMessage",
+        }
+        catalog_times = []
+        with httpx.Client(timeout=30) as client:
+            for token in asyncio.run(tokens(41)):
+                start = time.perf_counter()
+                response = client.post(
+                    f"{bureau.base_url}/dsp/catalog/request",
+                    json=request,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                catalog_times.append((time.perf_counter() - start) * 1e3)
+                assert response.status_code == 200, response.text[:300]
+                assert len(response.json()["dataset"]) == 100
+        catalog_p50 = statistics.median(catalog_times[1:])
+
+        # --- negotiation latency ------------------------------------------------------------
+        with httpx.Client(timeout=30) as client:
+            token = asyncio.run(tokens(1))[0]
+            page = client.post(
+                f"{bureau.base_url}/dsp/catalog/request",
+                json=request,
+                headers={"Authorization": f"Bearer {token}"},
+            ).json()
+        offer = page["dataset"][0]["hasPolicy"][0]
+        target = page["dataset"][0]["@id"]
+        start_body = {
+            "counterPartyId": bureau.participant_id,
+            "counterPartyAddress": f"{bureau.base_url}/dsp",
+            "offer": offer,
+            "target": target,
+            "purpose": "credit-assessment",
+        }
+        bank_engine = create_engine(bank.database_url)
+        latencies = []
+        with httpx.Client(timeout=30, headers={"X-Api-Key": KEY}) as client:
+            for _ in range(31):
+                start = time.perf_counter()
+                started = client.post(
+                    f"{bank.base_url}/management/v1/negotiations", json=start_body
+                ).json()
+                while not finalized(bank_engine, started["id"]):
+                    time.sleep(0.001)
+                latencies.append((time.perf_counter() - start) * 1e3)
+        latency_p50, latency_p95 = (
+            statistics.median(latencies[1:]),
+            sorted(latencies[1:])[int(0.95 * 30)],
+        )
+
+        # --- throughput ---------------------------------------------------------------------
+        count = 150
+        with (
+            httpx.Client(timeout=60, headers={"X-Api-Key": KEY}) as client,
+            ThreadPoolExecutor(8) as pool,
+        ):
+            start = time.perf_counter()
+            ids = list(
+                pool.map(
+                    lambda _: client.post(
+                        f"{bank.base_url}/management/v1/negotiations", json=start_body
+                    ).json()["id"],
+                    range(count),
+                )
+            )
+            deadline = time.monotonic() + 120
+            while not all(finalized(bank_engine, i) for i in ids) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            elapsed = time.perf_counter() - start
+        with Session(bank_engine) as session:
+            states = [session.get(ContractNegotiationRecord, i) for i in ids]
+        done = sum(1 for r in states if r is not None and r.state == "FINALIZED")
+        rate = done / elapsed
+        bank_engine.dispose()
+
+    print(
+        f"catalogue, first page of 100 out of {ASSETS:,} assets: p50 {catalog_p50:.1f} ms "
+        f"(target <= {CATALOG_TARGET_MS:.0f} ms)"
+    )
+    print(
+        f"negotiation, request -> FINALIZED: p50 {latency_p50:.1f} ms, p95 {latency_p95:.1f} ms "
+        f"(target p50 <= {LATENCY_TARGET_MS:.0f} ms)"
+    )
+    print(f"negotiations sustained: {done} of {count} FINALIZED in {elapsed:.2f} s = {rate:.1f}/s "
+          f"(target >= {THROUGHPUT_TARGET:.0f}/s)")  # fmt: skip
+    ok = (
+        catalog_p50 <= CATALOG_TARGET_MS
+        and latency_p50 <= LATENCY_TARGET_MS
+        and rate >= THROUGHPUT_TARGET
+        and done == count
+    )
+    print("connector targets met" if ok else "connector targets MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
