@@ -4,19 +4,23 @@ What runs: the broker (hosting the data-space authority), the ledger service and
 participants' connectors start as real servers with did:web identities; both connectors are
 onboarded by the authority's allow-list and receive their credentials; the bank authenticates to
 the city bureau the DCP way (self-issued token, presentation pulled from its Credential Service,
-every credential verified); the bureau's ODRL offer of its firm list is decided on the bank's
-verified credentials (allowed three times, refused the fourth); the operator revokes the bank's
-licence credential and the bureau refuses the bank once its caches refresh. The demo then says
-plainly which parts are not built yet instead of pretending to run them.
+every credential verified); the bureau publishes its firm list with an ODRL offer; the bank reads
+the catalogue, negotiates (the contract policy decides on the bank's verified credentials and
+declared purpose) to an agreement, and requests transfers under it: three run, the fourth is
+refused by the agreement's count limit; the operator revokes the bank's licence credential and
+the bureau refuses the bank once its caches refresh. The demo then says plainly which parts are
+not built yet instead of pretending to run them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +31,14 @@ from broker.settings import BrokerSettings, OnboardingGrant
 from connector.app import create_app as create_connector_app
 from connector.dcp.client import request_credentials
 from connector.participant import standalone
+from connector.protocol import DSP_CONTEXT
 from connector.settings import ConnectorSettings
 from dataspace.servers import bind, serve_in_thread
 from identity.credentials import CredentialType
 from identity.presentations import scope_for
 from ledger.app import create_app as create_ledger_app
 from ledger.settings import LedgerSettings
-from policy.evaluate import evaluate
-from policy.jsonld import read_policy
 from policy.lint import lint
-from policy.operands import Context, CredentialFacts, Grade, Scope
 
 Say = Callable[[str], object]
 CACHE_TTL_S = 1.0
@@ -82,9 +84,8 @@ FIRM_LIST_OFFER = {
     ],
 }
 NOT_BUILT_YET = (
-    "connector: DSP catalog, contract negotiation and transfer between two participants",
-    "policy enforcement inside the connectors (the policy library runs on its own above)",
-    "data plane: policy-enforcing transfers and the data contracts API",
+    "data plane: the data itself (transfers above are the DSP control plane only)",
+    "data contracts API for applications, webhooks, the conformance-testing mode",
     "ledger: anchoring audit events on an EVM chain, inclusion proofs",
     "matching: private set intersection between two connectors",
 )
@@ -110,6 +111,7 @@ def run(say: Say) -> int:
                 trusted_issuers={kind: [authority] for kind in CredentialType},
                 did_web_allow_http=True,
                 status_list_ttl_s=CACHE_TTL_S,
+                management_api_key=MANAGER_KEY,  # type: ignore[arg-type]
             )
             for name in ("bureau", "bank")
         )
@@ -154,7 +156,9 @@ def run(say: Say) -> int:
                 f"  {name:<24} {base_url}  health: {body['status']} "
                 f"(database {body['database']}, schema {body['schema']})"
             )
-        failures += not asyncio.run(run_identity(say, authority, broker.base_url, bureau, bank))
+        failures += not asyncio.run(onboard_and_verify(say, authority, bureau, bank))
+        failures += not run_exchange(say, bureau, bank)
+        failures += not asyncio.run(revoke_and_check(say, broker.base_url, bureau, bank))
     say("Not built yet, so not part of this run:")
     for part in NOT_BUILT_YET:
         say(f"  - {part}")
@@ -176,8 +180,8 @@ async def verified_by(caller: ConnectorSettings, target: ConnectorSettings) -> h
         )
 
 
-async def run_identity(
-    say: Say, authority: str, broker_url: str, bureau: ConnectorSettings, bank: ConnectorSettings
+async def onboard_and_verify(
+    say: Say, authority: str, bureau: ConnectorSettings, bank: ConnectorSettings
 ) -> bool:
     say(f"Identity: the data-space authority is {authority}")
     for settings, role in (
@@ -198,8 +202,12 @@ async def run_identity(
         f"  the bureau verified the bank: membership {peer['membership']}, roles {peer['roles']}, "
         f"grade {peer['dataGrade']}, region {peer['region']}"
     )
-    ok = run_policy(say, peer)
+    return True
 
+
+async def revoke_and_check(
+    say: Say, broker_url: str, bureau: ConnectorSettings, bank: ConnectorSettings
+) -> bool:
     admin = {"X-Api-Key": OPERATOR_KEY}
     async with httpx.AsyncClient(base_url=broker_url, headers=admin, timeout=10) as operator:
         issued = (
@@ -212,35 +220,138 @@ async def run_identity(
     refused = await verified_by(bank, bureau)
     reason = refused.json().get("reason")
     say(f"  after the caches refresh the bureau answers {refused.status_code}: {reason}")
-    return ok and refused.status_code == httpx.codes.FORBIDDEN and reason == "revoked_credential"
+    return refused.status_code == httpx.codes.FORBIDDEN and reason == "revoked_credential"
 
 
-def run_policy(say: Say, peer: dict[str, Any]) -> bool:
-    """The bureau's offer of its firm list, decided on the bank's verified credentials."""
-    now = datetime.now(UTC)
-    say("Policy: the city bureau offers its firm list to licensed banks, for credit assessment,")
-    say("        30 days, at most 3 downloads, deleted within 31 days")
-    findings = lint(FIRM_LIST_OFFER, now)
-    say(f"  lint: {len(findings)} finding(s)" + "".join(f"\n    {f}" for f in findings))
-    policy = read_policy(FIRM_LIST_OFFER)
-    facts = CredentialFacts(
-        membership=peer["membership"],
-        roles=frozenset(peer["roles"]),
-        data_grade=Grade(peer["dataGrade"]) if peer["dataGrade"] else None,
-        region=peer["region"],
-    )
-    outcomes = []
-    for uses_so_far in range(4):
-        context = Context(
-            now=now,
-            recipient=peer["participant"],
-            purpose="credit-assessment",
-            agreement_start=now - timedelta(days=2),
-            uses_so_far=uses_so_far,
-            credentials=facts,
+MANAGER_KEY = "kexin-demo-management-key"
+
+
+async def read_catalog(bank: ConnectorSettings, bureau: ConnectorSettings) -> dict[str, Any]:
+    """The bank asks for the bureau's catalogue (DCP-authenticated)."""
+    async with standalone(bank) as (participant, client):
+        scopes = [scope_for(kind) for kind in CredentialType]
+        token = participant.sts.bearer_for(bureau.participant_id, scopes)
+        response = await client.post(
+            f"{bureau.base_url}/dsp/catalog/request",
+            json={"@context": [DSP_CONTEXT], "@type": "CatalogRequestMessage"},
+            headers={"Authorization": f"Bearer {token}"},
         )
-        decision = evaluate(policy, context, Scope.ACCESS, "read")
-        outcomes.append(decision.allowed)
-        verdict = "allowed" if decision.allowed else "refused"
-        say(f"  download {uses_so_far + 1} by the bank: {verdict}: {decision.reasons[-1]}")
-    return not findings and outcomes == [True, True, True, False]
+        catalog: dict[str, Any] = response.json()
+        return catalog
+
+
+def settled(client: httpx.Client, url: str, states: tuple[str, ...]) -> bool:
+    state: str = client.get(url).json()["state"]
+    return state in states
+
+
+def poll(check: Callable[[], bool], timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def run_exchange(say: Say, bureau: ConnectorSettings, bank: ConnectorSettings) -> bool:
+    """The bureau publishes, the bank finds, negotiates and transfers; policy decides each step."""
+    headers = {"X-Api-Key": MANAGER_KEY}
+    publish = httpx.Client(base_url=f"{bureau.base_url}/management/v1", headers=headers, timeout=10)
+    manage = httpx.Client(base_url=f"{bank.base_url}/management/v1", headers=headers, timeout=10)
+    findings = lint(FIRM_LIST_OFFER, datetime.now(UTC))
+    say("Exchange: the city bureau offers its firm list to licensed banks, for credit assessment,")
+    say(
+        "          30 days, at most 3 transfers, deleted within 31 days"
+        f" (lint: {len(findings)} finding(s))"
+    )
+    publish.post(
+        "/assets",
+        json={
+            "id": "urn:kexin:asset:firm-list",
+            "titleZh": "企业名录",
+            "titleEn": "Firm list",
+            "dataGrade": "important",
+            "region": "440100",
+            "dataAddress": {"type": "file", "path": "/srv/firms.csv"},
+        },
+    )
+    publish.post(
+        "/policydefinitions",
+        json={
+            "id": "banks",
+            "policy": {
+                "@type": "Set",
+                "permission": [
+                    {
+                        "action": "use",
+                        "constraint": [
+                            {
+                                "leftOperand": "kexin:role",
+                                "operator": "hasPart",
+                                "rightOperand": "FinancialInstitution",
+                            }
+                        ],
+                    }
+                ],
+            },
+        },
+    )
+    publish.post("/policydefinitions", json={"id": "firm-terms", "policy": FIRM_LIST_OFFER})
+    publish.post(
+        "/contractdefinitions",
+        json={
+            "id": "firm-list",
+            "accessPolicyId": "banks",
+            "contractPolicyId": "firm-terms",
+            "assetSelector": {"assetIds": ["urn:kexin:asset:firm-list"]},
+        },
+    )
+    catalog = asyncio.run(read_catalog(bank, bureau))
+    datasets = catalog.get("dataset", [])
+    say(f"  the bank reads the bureau's catalogue: {[d['@id'] for d in datasets]}")
+    if not datasets:
+        return False
+    started = manage.post(
+        "/negotiations",
+        json={
+            "counterPartyId": bureau.participant_id,
+            "counterPartyAddress": f"{bureau.base_url}/dsp",
+            "offer": datasets[0]["hasPolicy"][0],
+            "target": datasets[0]["@id"],
+            "purpose": "credit-assessment",
+        },
+    ).json()
+    poll(
+        lambda: (
+            manage.get(f"/negotiations/{started['id']}").json()["state"]
+            in ("FINALIZED", "TERMINATED")
+        )
+    )
+    negotiation = manage.get(f"/negotiations/{started['id']}").json()
+    say(f"  negotiation for credit assessment: {negotiation['state']}")
+    say(f"  agreement {negotiation['agreementId']}")
+    if negotiation["state"] != "FINALIZED":
+        return False
+    outcomes = []
+    for number in range(1, 5):
+        transfer = manage.post(
+            "/transfers",
+            json={
+                "counterPartyId": bureau.participant_id,
+                "counterPartyAddress": f"{bureau.base_url}/dsp",
+                "agreementId": negotiation["agreementId"],
+            },
+        ).json()
+        transfer_url = f"/transfers/{transfer['id']}"
+        poll(partial(settled, manage, transfer_url, ("STARTED", "TERMINATED")))
+        view = manage.get(transfer_url).json()
+        outcomes.append(view["state"])
+        if view["state"] == "STARTED":
+            manage.post(f"{transfer_url}/complete", json={})
+            poll(partial(settled, manage, transfer_url, ("COMPLETED",)))
+            say(f"  transfer {number}: started, completed")
+        else:
+            reason = (view["terminationReason"] or "").splitlines()[-1]
+            say(f"  transfer {number}: refused ({view['terminationCode']}): {reason}")
+    return not findings and outcomes == ["STARTED", "STARTED", "STARTED", "TERMINATED"]
