@@ -257,8 +257,24 @@ def poll(check: Callable[[], bool], timeout_s: float = 20.0) -> bool:
 def run_exchange(say: Say, bureau: ConnectorSettings, bank: ConnectorSettings) -> bool:
     """The bureau publishes, the bank finds, negotiates and transfers; policy decides each step."""
     headers = {"X-Api-Key": MANAGER_KEY}
-    publish = httpx.Client(base_url=f"{bureau.base_url}/management/v1", headers=headers, timeout=10)
-    manage = httpx.Client(base_url=f"{bank.base_url}/management/v1", headers=headers, timeout=10)
+    with (
+        httpx.Client(
+            base_url=f"{bureau.base_url}/management/v1", headers=headers, timeout=10
+        ) as publish,
+        httpx.Client(
+            base_url=f"{bank.base_url}/management/v1", headers=headers, timeout=10
+        ) as manage,
+    ):
+        return exchange(say, bureau, bank, publish, manage)
+
+
+def exchange(
+    say: Say,
+    bureau: ConnectorSettings,
+    bank: ConnectorSettings,
+    publish: httpx.Client,
+    manage: httpx.Client,
+) -> bool:
     findings = lint(FIRM_LIST_OFFER, datetime.now(UTC))
     say("Exchange: the city bureau offers its firm list to licensed banks, for credit assessment,")
     say(
