@@ -23,13 +23,15 @@ from connector.management.routes import router as management_router
 from connector.negotiation.process import Negotiations
 from connector.negotiation.routes import consumer as negotiation_consumer
 from connector.negotiation.routes import provider as negotiation_provider
-from connector.outbox import Outbox
+from connector.outbox import Handlers, Outbox
 from connector.participant import migrate, participant_for, schemas
 from connector.protocol import DSP_VERSION, DspError
 from connector.settings import ConnectorSettings
 from connector.transfer.process import Transfers
 from connector.transfer.routes import consumer as transfer_consumer
 from connector.transfer.routes import provider as transfer_provider
+from connector.webhooks import KIND as WEBHOOK
+from connector.webhooks import Webhook
 from identity.resolver import did_web_url
 from service.http import error_body, install_error_handlers
 from storage.engine import create_engine
@@ -59,6 +61,10 @@ def create_app(
         async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
             participant = participant_for(settings, engine, client, clock)
             outbox = Outbox(engine, participant, client, clock)
+            webhook = None
+            if settings.webhook_url is not None and settings.webhook_secret is not None:
+                webhook = Webhook(settings.webhook_url, settings.webhook_secret.get_secret_value())
+                outbox.register(WEBHOOK, Handlers(headers=webhook.headers))
             app.state.participant = participant
             app.state.outbox = outbox
             app.state.negotiations = Negotiations(
@@ -69,6 +75,7 @@ def create_app(
                 audit=app.state.audit,
                 clock=clock,
                 manual_approval=settings.negotiation_approval == "manual",
+                webhook=webhook,
             )
             app.state.transfers = Transfers(
                 engine=engine,
@@ -77,6 +84,7 @@ def create_app(
                 outbox=outbox,
                 audit=app.state.audit,
                 clock=clock,
+                webhook=webhook,
             )
             worker = asyncio.create_task(outbox.run())
             try:

@@ -85,6 +85,8 @@ def enqueue(
 class Handlers:
     on_sent: Callable[[OutboxMessage, httpx.Response], None] | None = None
     on_failed: Callable[[OutboxMessage, str], None] | None = None
+    headers: Callable[[OutboxMessage], dict[str, str]] | None = None
+    """How to authorize the message; default: a DCP self-issued token for its audience."""
 
 
 def backoff(attempts: int) -> timedelta:
@@ -154,12 +156,15 @@ class Outbox:
         await asyncio.gather(*(in_order(messages) for messages in by_process.values()))
         return sum(len(messages) for messages in by_process.values())
 
+    def _dcp_headers(self, message: OutboxMessage) -> dict[str, str]:
+        scopes = [scope_for(kind) for kind in CredentialType]
+        token = self._participant.sts.bearer_for(message.audience, scopes)
+        return {"Authorization": f"Bearer {token}"}
+
     async def _deliver(self, message: OutboxMessage) -> bool:
         """Attempt one message; True when it is settled (sent or failed), False when retried."""
-        scopes = [scope_for(kind) for kind in CredentialType]
-        headers = {
-            "Authorization": "Bearer " + self._participant.sts.bearer_for(message.audience, scopes)
-        }
+        handlers = self._handlers.get(message.kind, Handlers())
+        headers = (handlers.headers or self._dcp_headers)(message)
         error: str | None = None
         retry = False
         response: httpx.Response | None = None
@@ -174,7 +179,6 @@ class Outbox:
         if response is not None and not response.is_success:
             error = f"{response.status_code}: {response.text[:500]}"
             retry = response.status_code >= 500 or response.status_code in RETRIED_STATUSES
-        handlers = self._handlers.get(message.kind, Handlers())
         with Session(self._engine) as session:
             stored = session.get(OutboxMessage, message.id)
             assert stored is not None  # noqa: S101 - read a moment ago, never deleted

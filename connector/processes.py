@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -16,6 +17,8 @@ from connector.audit import AuditRecord, AuditSink, Outcome
 from connector.negotiation.machine import ProtocolError, Role
 from connector.outbox import Outbox, enqueue
 from connector.protocol import DspError
+from connector.webhooks import KIND as WEBHOOK
+from connector.webhooks import Webhook, event
 
 
 class ProcessRecord(Protocol):
@@ -30,6 +33,12 @@ class ProcessRecord(Protocol):
 
 
 R = TypeVar("R", bound=ProcessRecord)
+
+
+def _state_changed(record: object) -> bool:
+    """New, or its state differs from what was loaded."""
+    status = inspect(record)
+    return bool(status.transient or status.pending or status.attrs["state"].history.has_changes())
 
 
 def join(base: str, path: str) -> str:
@@ -53,6 +62,7 @@ class ProcessSteps(Generic[R]):
         clock: Callable[[], datetime],
         next_state: Callable[[Any, Any, Role], Any],
         state_type: Callable[[str], Any],
+        webhook: Webhook | None = None,
     ) -> None:
         self.engine = engine
         self.me = me
@@ -62,6 +72,7 @@ class ProcessSteps(Generic[R]):
         self.clock = clock
         self._next_state = next_state
         self._state_type = state_type
+        self.webhook = webhook
 
     def error(
         self,
@@ -140,6 +151,16 @@ class ProcessSteps(Generic[R]):
 
     def commit(self, session: Session, record: R, action: str, reason: str | None = None) -> None:
         session.add(record)
+        if self.webhook is not None and _state_changed(record):
+            enqueue(
+                session,
+                process_id=record.id,
+                kind=WEBHOOK,
+                audience="",
+                url=self.webhook.url,
+                body=event(self.noun.split()[-1], record, self.clock()),
+                now=self.clock(),
+            )
         session.commit()
         session.refresh(record)
         self.outbox.wake()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from identity.credentials import CredentialType
@@ -14,6 +14,16 @@ from storage.engine import DatabaseURL
 
 
 class ConnectorSettings(ParticipantServiceSettings):
+    @model_validator(mode="after")
+    def _webhook_complete(self) -> ConnectorSettings:
+        if (self.webhook_url is None) != (self.webhook_secret is None):
+            raise ValueError("set webhook_url and webhook_secret together")
+        if self.webhook_url is not None and not self.webhook_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError("webhook_url must be an http(s) URL")
+        return self
+
     model_config = SettingsConfigDict(env_prefix="CONNECTOR_", frozen=True, extra="forbid")
 
     participant_id: DID
@@ -31,6 +41,10 @@ class ConnectorSettings(ParticipantServiceSettings):
     management_api_key: SecretStr | None = Field(default=None, min_length=16)
     """Key for the management API (header X-Api-Key); unset, the management API refuses all."""
     catalog_page_size: int = Field(default=100, ge=1, le=1000)
+    webhook_url: str | None = None
+    """Where the data holder's application hears of every state change (POST, JSON)."""
+    webhook_secret: SecretStr | None = Field(default=None, min_length=16)
+    """Signs each webhook body (X-Kexin-Signature: sha256=HMAC); required with webhook_url."""
     negotiation_approval: Literal["auto", "manual"] = "auto"
     """Provider side: agree at once when the contract policy admits the consumer, or hold the
     request for a person (management API) to approve."""

@@ -77,9 +77,14 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
     except ValidationError as error:
         prefix = str(cls.model_config.get("env_prefix", ""))
         for problem in error.errors():
-            field = str(problem["loc"][0]).upper() if problem["loc"] else ""
             message = str(problem["msg"]).removeprefix("Value error, ")
-            typer.echo(f"error: invalid setting {prefix}{field}: {message}", err=True)
+            if problem["loc"]:
+                typer.echo(
+                    f"error: invalid setting {prefix}{str(problem['loc'][0]).upper()}: {message}",
+                    err=True,
+                )
+            else:  # a rule across several settings; the message names them
+                typer.echo(f"error: invalid settings ({prefix}*): {message}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
 
 

@@ -14,6 +14,7 @@ from dataspace.demo import BANK_ORG, BUREAU_ORG
 from identity.credentials import CredentialType
 
 PASSPHRASE = "correct horse battery staple"
+WEBHOOK_SECRET = "webhook-secret-0123456789"
 ADMIN_KEY = "operator-key-0123456789"
 
 
@@ -48,6 +49,7 @@ def connector_settings(
     ttl_s: float = 60.0,
     page_size: int = 100,
     approval: str = "auto",
+    webhook_url: str | None = None,
 ) -> ConnectorSettings:
     return ConnectorSettings(
         participant_id=did_for(sock, name),
@@ -60,6 +62,8 @@ def connector_settings(
         management_api_key=ADMIN_KEY,  # type: ignore[arg-type]
         catalog_page_size=page_size,
         negotiation_approval=approval,  # type: ignore[arg-type]
+        webhook_url=webhook_url,
+        webhook_secret=WEBHOOK_SECRET if webhook_url else None,  # type: ignore[arg-type]
     )
 
 

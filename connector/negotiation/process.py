@@ -42,6 +42,7 @@ from connector.negotiation.store import ContractNegotiationRecord
 from connector.outbox import Handlers, Outbox, OutboxMessage
 from connector.processes import ProcessSteps
 from connector.protocol import DspError, MessageError
+from connector.webhooks import Webhook
 from identity.verifier import Peer
 from policy.agreement import agreement_differences
 from policy.errors import PolicyError
@@ -76,6 +77,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
         audit: AuditSink,
         clock: Callable[[], datetime],
         manual_approval: bool = False,
+        webhook: Webhook | None = None,
     ) -> None:
         super().__init__(
             engine=engine,
@@ -86,6 +88,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
             clock=clock,
             next_state=next_state,
             state_type=State,
+            webhook=webhook,
         )
         self.manual_approval = manual_approval
         on_request = Handlers(on_sent=self._on_request_sent, on_failed=self._on_failed)

@@ -42,6 +42,7 @@ from connector.transfer.messages import (
     TransferTerminationMessage,
 )
 from connector.transfer.store import TransferProcessRecord
+from connector.webhooks import Webhook
 from identity.verifier import Peer
 from policy.evaluate import evaluate
 from policy.jsonld import read_policy
@@ -77,6 +78,7 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
         outbox: Outbox,
         audit: AuditSink,
         clock: Callable[[], datetime],
+        webhook: Webhook | None = None,
     ) -> None:
         super().__init__(
             engine=engine,
@@ -87,6 +89,7 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
             clock=clock,
             next_state=next_state,
             state_type=State,
+            webhook=webhook,
         )
         self.outbox.register(
             "transfer.request", Handlers(on_sent=self._on_request_sent, on_failed=self._on_failed)

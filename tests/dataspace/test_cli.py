@@ -155,3 +155,12 @@ def _wait_for_health(url: str, process: subprocess.Popen[str]) -> httpx.Response
         except httpx.TransportError:
             time.sleep(0.1)
     return None
+
+
+def test_settings_that_belong_together_are_named_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTOR_WEBHOOK_URL", "https://app.example.cn/hooks")
+    result = runner.invoke(app, ["connector", "serve"])
+    assert result.exit_code == EXIT_CONFIG
+    assert result.output.strip() == (
+        "error: invalid settings (CONNECTOR_*): set webhook_url and webhook_secret together"
+    )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request
 
 from broker.app import create_app as create_broker
 from connector.app import create_app as create_connector
@@ -34,13 +35,17 @@ class Space:
 
 
 @contextmanager
-def start_space(tmp_path: Path, *, allow_list: bool, approval: str = "auto") -> Iterator[Space]:
+def start_space(
+    tmp_path: Path, *, allow_list: bool, approval: str = "auto", bank_webhook: str | None = None
+) -> Iterator[Space]:
     authority_sock, bureau_sock, bank_sock = bind(), bind(), bind()
     authority = did_for(authority_sock, "authority")
     bureau = connector_settings(
         bureau_sock, tmp_path, "bureau", authority, ttl_s=TTL_S, page_size=2, approval=approval
     )
-    bank = connector_settings(bank_sock, tmp_path, "bank", authority, ttl_s=TTL_S)
+    bank = connector_settings(
+        bank_sock, tmp_path, "bank", authority, ttl_s=TTL_S, webhook_url=bank_webhook
+    )
     allow = {
         bureau.participant_id: {"types": ["MembershipCredential", "PublicDataHolderCredential"], "organisation": BUREAU_ORG},
         bank.participant_id: {"types": ["MembershipCredential", "FinancialInstitutionCredential"], "organisation": BANK_ORG},
@@ -88,3 +93,30 @@ def held_space(tmp_path: Path) -> Iterator[Space]:
     """The bureau holds every admitted contract request for a person to approve."""
     with start_space(tmp_path, allow_list=True, approval="manual") as started:
         yield started
+
+
+Hooks = list[tuple[dict[str, str], bytes]]
+
+
+def receiver(events: Hooks) -> FastAPI:
+    """The data holder's application: it records every webhook it receives."""
+    app = FastAPI()
+
+    @app.post("/hook")
+    async def hook(request: Request) -> dict[str, str]:
+        events.append((dict(request.headers), await request.body()))
+        return {}
+
+    return app
+
+
+@pytest.fixture
+def hooked_space(tmp_path: Path) -> Iterator[tuple[Space, Hooks]]:
+    """The bank's connector tells its application (a receiver on loopback) of every change."""
+    events: Hooks = []
+    sock = bind()
+    with (
+        serve_in_thread(receiver(events), sock) as url,
+        start_space(tmp_path, allow_list=True, bank_webhook=f"{url}/hook") as started,
+    ):
+        yield started, events
