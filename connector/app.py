@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -38,6 +39,8 @@ from storage.engine import create_engine
 from storage.health import check_health
 from storage.migrate import require_current
 
+log = logging.getLogger("kexin.connector")
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -60,7 +63,17 @@ def create_app(
         timeout = settings.http_timeout_s
         async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
             participant = participant_for(settings, engine, client, clock)
-            outbox = Outbox(engine, participant, client, clock)
+            static_tokens = {}
+            if settings.conformance_token and settings.conformance_participant_id:
+                log.warning(
+                    "CONFORMANCE-TESTING MODE IS ON: a static bearer token stands for %s instead "
+                    "of DCP. Never run a production connector like this.",
+                    settings.conformance_participant_id,
+                )
+                static_tokens[settings.conformance_participant_id] = (
+                    settings.conformance_token.get_secret_value()
+                )
+            outbox = Outbox(engine, participant, client, clock, static_tokens)
             webhook = None
             if settings.webhook_url is not None and settings.webhook_secret is not None:
                 webhook = Webhook(settings.webhook_url, settings.webhook_secret.get_secret_value())

@@ -100,7 +100,10 @@ class Outbox:
         participant: Participant,
         client: httpx.AsyncClient,
         clock: Callable[[], datetime],
+        static_tokens: dict[str, str] | None = None,
     ) -> None:
+        self._static_tokens = static_tokens or {}
+        """Conformance-testing mode: audience DID -> the static token sent instead of DCP."""
         self._engine = engine
         self._participant = participant
         self._client = client
@@ -157,6 +160,9 @@ class Outbox:
         return sum(len(messages) for messages in by_process.values())
 
     def _dcp_headers(self, message: OutboxMessage) -> dict[str, str]:
+        static = self._static_tokens.get(message.audience)
+        if static is not None:
+            return {"Authorization": f"Bearer {static}"}
         scopes = [scope_for(kind) for kind in CredentialType]
         token = self._participant.sts.bearer_for(message.audience, scopes)
         return {"Authorization": f"Bearer {token}"}

@@ -15,13 +15,16 @@ from storage.engine import DatabaseURL
 
 class ConnectorSettings(ParticipantServiceSettings):
     @model_validator(mode="after")
-    def _webhook_complete(self) -> ConnectorSettings:
+    def _complete(self) -> ConnectorSettings:
+        """Settings that only make sense together."""
         if (self.webhook_url is None) != (self.webhook_secret is None):
             raise ValueError("set webhook_url and webhook_secret together")
         if self.webhook_url is not None and not self.webhook_url.startswith(
             ("http://", "https://")
         ):
             raise ValueError("webhook_url must be an http(s) URL")
+        if (self.conformance_token is None) != (self.conformance_participant_id is None):
+            raise ValueError("set conformance_token and conformance_participant_id together")
         return self
 
     model_config = SettingsConfigDict(env_prefix="CONNECTOR_", frozen=True, extra="forbid")
@@ -45,6 +48,11 @@ class ConnectorSettings(ParticipantServiceSettings):
     """Where the data holder's application hears of every state change (POST, JSON)."""
     webhook_secret: SecretStr | None = Field(default=None, min_length=16)
     """Signs each webhook body (X-Kexin-Signature: sha256=HMAC); required with webhook_url."""
+    conformance_token: SecretStr | None = Field(default=None, min_length=16)
+    """Conformance-testing mode (off unless this and conformance_participant_id are set): this
+    static bearer token stands for conformance_participant_id instead of DCP, so that an
+    external test kit can play the other party. Never in production; logged loudly."""
+    conformance_participant_id: DID | None = None
     negotiation_approval: Literal["auto", "manual"] = "auto"
     """Provider side: agree at once when the contract policy admits the consumer, or hold the
     request for a person (management API) to approve."""
