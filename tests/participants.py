@@ -50,11 +50,12 @@ def connector_settings(
     page_size: int = 100,
     approval: str = "auto",
     webhook_url: str | None = None,
+    database_url: str | None = None,
 ) -> ConnectorSettings:
     return ConnectorSettings(
         participant_id=did_for(sock, name),
         public_url=url_for(sock),
-        database_url=f"sqlite:///{folder / f'{name}.db'}",
+        database_url=database_url or f"sqlite:///{folder / f'{name}.db'}",
         key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
         trusted_issuers={kind: [authority] for kind in CredentialType},
         did_web_allow_http=True,

@@ -36,15 +36,34 @@ class Space:
 
 @contextmanager
 def start_space(
-    tmp_path: Path, *, allow_list: bool, approval: str = "auto", bank_webhook: str | None = None
+    tmp_path: Path,
+    *,
+    allow_list: bool,
+    approval: str = "auto",
+    bank_webhook: str | None = None,
+    databases: tuple[str, str] | None = None,
 ) -> Iterator[Space]:
+    """``databases``: the bureau's and the bank's database URLs (default: SQLite files)."""
     authority_sock, bureau_sock, bank_sock = bind(), bind(), bind()
     authority = did_for(authority_sock, "authority")
     bureau = connector_settings(
-        bureau_sock, tmp_path, "bureau", authority, ttl_s=TTL_S, page_size=2, approval=approval
+        bureau_sock,
+        tmp_path,
+        "bureau",
+        authority,
+        ttl_s=TTL_S,
+        page_size=2,
+        approval=approval,
+        database_url=databases[0] if databases else None,
     )
     bank = connector_settings(
-        bank_sock, tmp_path, "bank", authority, ttl_s=TTL_S, webhook_url=bank_webhook
+        bank_sock,
+        tmp_path,
+        "bank",
+        authority,
+        ttl_s=TTL_S,
+        webhook_url=bank_webhook,
+        database_url=databases[1] if databases else None,
     )
     allow = {
         bureau.participant_id: {"types": ["MembershipCredential", "PublicDataHolderCredential"], "organisation": BUREAU_ORG},
@@ -120,3 +139,16 @@ def hooked_space(tmp_path: Path) -> Iterator[tuple[Space, Hooks]]:
         start_space(tmp_path, allow_list=True, bank_webhook=f"{url}/hook") as started,
     ):
         yield started, events
+
+
+@pytest.fixture
+def postgres_space(tmp_path: Path, postgres_admin_url: str) -> Iterator[Space]:
+    """Both connectors on their own databases of a real PostgreSQL server."""
+    import uuid
+
+    from tests import postgres
+
+    bureau = postgres.create_database(postgres_admin_url, f"bureau_{uuid.uuid4().hex[:12]}")
+    bank = postgres.create_database(postgres_admin_url, f"bank_{uuid.uuid4().hex[:12]}")
+    with start_space(tmp_path, allow_list=True, databases=(bureau, bank)) as started:
+        yield started
