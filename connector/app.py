@@ -88,6 +88,7 @@ def create_app(
                 audit=app.state.audit,
                 clock=clock,
                 manual_approval=settings.negotiation_approval == "manual",
+                manual_verification=settings.agreement_verification == "manual",
                 webhook=webhook,
             )
             app.state.transfers = Transfers(

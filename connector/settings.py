@@ -54,5 +54,7 @@ class ConnectorSettings(ParticipantServiceSettings):
     external test kit can play the other party. Never in production; logged loudly."""
     conformance_participant_id: DID | None = None
     negotiation_approval: Literal["auto", "manual"] = "auto"
+    agreement_verification: Literal["auto", "manual"] = "auto"
+    """Consumer side: verify an agreement that equals the offer at once, or wait for a person."""
     """Provider side: agree at once when the contract policy admits the consumer, or hold the
     request for a person (management API) to approve."""

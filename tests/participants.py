@@ -51,6 +51,7 @@ def connector_settings(
     approval: str = "auto",
     webhook_url: str | None = None,
     database_url: str | None = None,
+    verification: str = "auto",
 ) -> ConnectorSettings:
     return ConnectorSettings(
         participant_id=did_for(sock, name),
@@ -63,6 +64,7 @@ def connector_settings(
         management_api_key=ADMIN_KEY,  # type: ignore[arg-type]
         catalog_page_size=page_size,
         negotiation_approval=approval,  # type: ignore[arg-type]
+        agreement_verification=verification,  # type: ignore[arg-type]
         webhook_url=webhook_url,
         webhook_secret=WEBHOOK_SECRET if webhook_url else None,  # type: ignore[arg-type]
     )

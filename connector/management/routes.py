@@ -411,6 +411,35 @@ def approve_negotiation(negotiation_id: str, negotiations: NegotiationsDep) -> d
         raise _as_management(error) from None
 
 
+class CounterIn(Model):
+    offer: dict[str, Any]
+    """The new terms (the target stays the negotiation's)."""
+
+
+@router.post("/negotiations/{negotiation_id:path}/accept")
+def accept_offer(negotiation_id: str, negotiations: NegotiationsDep) -> dict[str, Any]:
+    try:
+        return negotiation_view(negotiations.accept(negotiation_id))
+    except DspError as error:
+        raise _as_management(error) from None
+
+
+@router.post("/negotiations/{negotiation_id:path}/counter")
+def counter(negotiation_id: str, body: CounterIn, negotiations: NegotiationsDep) -> dict[str, Any]:
+    try:
+        return negotiation_view(negotiations.counter(negotiation_id, body.offer))
+    except DspError as error:
+        raise _as_management(error) from None
+
+
+@router.post("/negotiations/{negotiation_id:path}/verify")
+def verify_agreement(negotiation_id: str, negotiations: NegotiationsDep) -> dict[str, Any]:
+    try:
+        return negotiation_view(negotiations.verify(negotiation_id))
+    except DspError as error:
+        raise _as_management(error) from None
+
+
 @router.get("/agreements")
 def list_agreements(
     negotiations: NegotiationsDep, offset: Offset = 0, limit: Limit = 50

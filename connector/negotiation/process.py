@@ -77,6 +77,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
         audit: AuditSink,
         clock: Callable[[], datetime],
         manual_approval: bool = False,
+        manual_verification: bool = False,
         webhook: Webhook | None = None,
     ) -> None:
         super().__init__(
@@ -91,9 +92,16 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
             webhook=webhook,
         )
         self.manual_approval = manual_approval
+        self.manual_verification = manual_verification
         on_request = Handlers(on_sent=self._on_request_sent, on_failed=self._on_failed)
         self.outbox.register("negotiation.request", on_request)
-        for kind in ("negotiation.agreement", "negotiation.verification", "negotiation.finalized"):
+        for kind in (
+            "negotiation.agreement",
+            "negotiation.verification",
+            "negotiation.finalized",
+            "negotiation.offer",
+            "negotiation.accepted",
+        ):
             self.outbox.register(kind, Handlers(on_failed=self._on_failed))
         self.outbox.register("negotiation.termination", Handlers())
 
@@ -416,21 +424,20 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
                 self.move(record, Event.AGREE, Role.PROVIDER)
                 record.agreement = json.dumps(message.agreement, ensure_ascii=False)
                 record.agreement_id = agreement.uid
-                self.move(record, Event.VERIFY, Role.CONSUMER)
-                verification = ContractAgreementVerificationMessage.build(
-                    providerPid=record.provider_pid, consumerPid=record.consumer_pid
-                ).dump()
-                self.send(
-                    session,
-                    record,
-                    "negotiation.verification",
-                    f"/negotiations/{record.provider_pid}/agreement/verification",
-                    verification,
-                )
+                if not self.manual_verification:
+                    self._verify(session, record)
                 self.commit(session, record, action)
                 return self.ack(record)
         except DspError as error:
             raise self.refuse(action, peer.did, error) from None
+
+    def _verify(self, session: Session, record: ContractNegotiationRecord) -> None:
+        self.move(record, Event.VERIFY, Role.CONSUMER)
+        verification = ContractAgreementVerificationMessage.build(
+            providerPid=record.provider_pid, consumerPid=record.consumer_pid
+        ).dump()
+        path = f"/negotiations/{record.provider_pid}/agreement/verification"
+        self.send(session, record, "negotiation.verification", path, verification)
 
     def receive_offer(
         self, peer: Peer, consumer_pid: str, message: ContractOfferMessage
@@ -458,6 +465,80 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
                 raise self.error(404, "not_found", f"no contract negotiation {negotiation_id}")
             self._terminate(session, record, Role(record.role), code, [reason])
             self.commit(session, record, "terminate", f"{code}: {reason}")
+            return record
+
+    def _own(self, session: Session, negotiation_id: str, role: Role) -> ContractNegotiationRecord:
+        record = session.get(ContractNegotiationRecord, negotiation_id)
+        if record is None or record.role != role.value:
+            raise self.error(404, "not_found", f"no {role.value} negotiation {negotiation_id}")
+        if record.provider_pid is None or record.consumer_pid is None:
+            raise self.error(
+                409, "not_acknowledged", "the other side has not acknowledged yet", record
+            )
+        return record
+
+    def verify(self, negotiation_id: str) -> ContractNegotiationRecord:
+        """Consumer, manual mode: verify an agreement a person has read."""
+        with Session(self.engine) as session:
+            record = self._own(session, negotiation_id, Role.CONSUMER)
+            self._verify(session, record)
+            self.commit(session, record, "verify")
+            return record
+
+    def accept(self, negotiation_id: str) -> ContractNegotiationRecord:
+        """Consumer: accept the provider's (counter-)offer as it stands."""
+        with Session(self.engine) as session:
+            record = self._own(session, negotiation_id, Role.CONSUMER)
+            self.move(record, Event.ACCEPT, Role.CONSUMER)
+            accepted = ContractNegotiationEventMessage.build(
+                providerPid=record.provider_pid,
+                consumerPid=record.consumer_pid,
+                eventType="ACCEPTED",
+            ).dump()
+            self.send(
+                session,
+                record,
+                "negotiation.accepted",
+                f"/negotiations/{record.provider_pid}/events",
+                accepted,
+            )
+            self.commit(session, record, "accept")
+            return record
+
+    def counter(self, negotiation_id: str, offer: dict[str, Any]) -> ContractNegotiationRecord:
+        """Either side proposes other terms: the consumer a counter-request to an offer, the
+        provider a counter-offer to a request it holds. The target stays the same."""
+        with Session(self.engine) as session:
+            record = session.get(ContractNegotiationRecord, negotiation_id)
+            if record is None:
+                raise self.error(404, "not_found", f"no contract negotiation {negotiation_id}")
+            record = self._own(session, negotiation_id, Role(record.role))
+            terms = {**offer, "target": record.asset_id}
+            _read_policy(terms, "offer")
+            pids = {"providerPid": record.provider_pid, "consumerPid": record.consumer_pid}
+            if record.role == Role.CONSUMER.value:
+                self.move(record, Event.REQUEST, Role.CONSUMER)
+                message = ContractRequestMessage.build(**pids, offer=terms).dump()
+                self.send(
+                    session,
+                    record,
+                    "negotiation.request",
+                    f"/negotiations/{record.provider_pid}/request",
+                    message,
+                )
+            else:
+                self.move(record, Event.OFFER, Role.PROVIDER)
+                message = ContractOfferMessage.build(**pids, offer=terms).dump()
+                self.send(
+                    session,
+                    record,
+                    "negotiation.offer",
+                    f"/negotiations/{record.consumer_pid}/offers",
+                    message,
+                )
+                record.on_hold = False
+            record.offer = json.dumps(terms, ensure_ascii=False)
+            self.commit(session, record, "counter")
             return record
 
     def approve(self, negotiation_id: str) -> ContractNegotiationRecord:

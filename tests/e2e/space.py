@@ -42,6 +42,7 @@ def start_space(
     approval: str = "auto",
     bank_webhook: str | None = None,
     databases: tuple[str, str] | None = None,
+    bank_verification: str = "auto",
 ) -> Iterator[Space]:
     """``databases``: the bureau's and the bank's database URLs (default: SQLite files)."""
     authority_sock, bureau_sock, bank_sock = bind(), bind(), bind()
@@ -64,6 +65,7 @@ def start_space(
         ttl_s=TTL_S,
         webhook_url=bank_webhook,
         database_url=databases[1] if databases else None,
+        verification=bank_verification,
     )
     allow = {
         bureau.participant_id: {"types": ["MembershipCredential", "PublicDataHolderCredential"], "organisation": BUREAU_ORG},
@@ -151,4 +153,13 @@ def postgres_space(tmp_path: Path, postgres_admin_url: str) -> Iterator[Space]:
     bureau = postgres.create_database(postgres_admin_url, f"bureau_{uuid.uuid4().hex[:12]}")
     bank = postgres.create_database(postgres_admin_url, f"bank_{uuid.uuid4().hex[:12]}")
     with start_space(tmp_path, allow_list=True, databases=(bureau, bank)) as started:
+        yield started
+
+
+@pytest.fixture
+def manual_space(tmp_path: Path) -> Iterator[Space]:
+    """People decide on both sides: the bureau holds requests, the bank verifies by hand."""
+    with start_space(
+        tmp_path, allow_list=True, approval="manual", bank_verification="manual"
+    ) as started:
         yield started

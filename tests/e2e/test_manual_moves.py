@@ -1,0 +1,100 @@
+"""Every move of the negotiation table can be made by a person through the management API:
+counter-offers and counter-requests, acceptance, approval, verification."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import httpx
+
+from tests.e2e.space import Space
+from tests.e2e.test_negotiation import KEY, negotiate, provider_side, ready, state_of, wait_for
+
+
+def act(
+    base_url: str, negotiation_id: str, verb: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    response = httpx.post(
+        f"{base_url}/management/v1/negotiations/{negotiation_id}/{verb}", headers=KEY, json=body
+    )
+    assert response.status_code == 200, response.text
+    view: dict[str, Any] = response.json()
+    return view
+
+
+def with_count(offer: dict[str, Any], limit: str) -> dict[str, Any]:
+    changed = copy.deepcopy(offer)
+    changed["permission"][0]["constraint"][3]["rightOperand"] = limit
+    return changed
+
+
+def count_of(agreement: dict[str, Any]) -> str:
+    limit: str = agreement["permission"][0]["constraint"][3]["rightOperand"]
+    return limit
+
+
+def test_the_provider_counters_the_consumer_accepts_a_person_approves(held_space: Space) -> None:
+    space = held_space
+    offer = ready(space)
+    negotiation = negotiate(space, offer)
+    wait_for(lambda: provider_side(space)["onHold"] is True)
+    act(
+        space.bureau.base_url,
+        provider_side(space)["id"],
+        "counter",
+        {"offer": with_count(offer, "2")},
+    )
+    wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "OFFERED")
+    act(space.bank.base_url, negotiation["id"], "accept")
+    wait_for(
+        lambda: (
+            provider_side(space)["state"] == "ACCEPTED" and provider_side(space)["onHold"] is True
+        )
+    )
+    act(space.bureau.base_url, provider_side(space)["id"], "approve")
+    wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "FINALIZED")
+    assert count_of(state_of(space.bank.base_url, negotiation["id"])["agreement"]) == "2"
+
+
+def test_the_consumer_counters_and_the_provider_agrees_to_the_new_terms(held_space: Space) -> None:
+    space = held_space
+    offer = ready(space)
+    negotiation = negotiate(space, offer)
+    wait_for(lambda: provider_side(space)["onHold"] is True)
+    act(
+        space.bureau.base_url,
+        provider_side(space)["id"],
+        "counter",
+        {"offer": with_count(offer, "2")},
+    )
+    wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "OFFERED")
+    act(space.bank.base_url, negotiation["id"], "counter", {"offer": with_count(offer, "1")})
+    wait_for(
+        lambda: (
+            provider_side(space)["state"] == "REQUESTED" and provider_side(space)["onHold"] is True
+        )
+    )
+    act(space.bureau.base_url, provider_side(space)["id"], "approve")
+    wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "FINALIZED")
+    assert count_of(provider_side(space)["agreement"]) == "1"
+
+
+def test_a_person_verifies_the_agreement(manual_space: Space) -> None:
+    space = manual_space
+    negotiation = negotiate(space, ready(space))
+    wait_for(lambda: provider_side(space)["onHold"] is True)
+    act(space.bureau.base_url, provider_side(space)["id"], "approve")
+    wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "AGREED")
+    act(space.bank.base_url, negotiation["id"], "verify")
+    wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "FINALIZED")
+
+
+def test_a_move_the_table_does_not_allow_is_a_conflict(space: Space) -> None:
+    negotiation = negotiate(space, ready(space))
+    wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "FINALIZED")
+    response = httpx.post(
+        f"{space.bank.base_url}/management/v1/negotiations/{negotiation['id']}/accept", headers=KEY
+    )
+    assert response.status_code == 409
+    assert response.json()["reason"] == "illegal_transition"
