@@ -169,8 +169,11 @@ class ProcessSteps(Generic[R]):
         )
 
     def check_pids(self, record: R, provider_pid: str, consumer_pid: str) -> None:
+        # A message may overtake the ACK that would have told us the other side's pid.
         if record.provider_pid is None and record.role == Role.CONSUMER.value:
-            record.provider_pid = provider_pid  # a callback may overtake the ACK of our request
+            record.provider_pid = provider_pid
+        if record.consumer_pid is None and record.role == Role.PROVIDER.value:
+            record.consumer_pid = consumer_pid
         if (record.provider_pid, record.consumer_pid) != (provider_pid, consumer_pid):
             raise self.error(
                 400, "pid_mismatch", f"the pids do not belong to one {self.noun}", record

@@ -411,15 +411,43 @@ def approve_negotiation(negotiation_id: str, negotiations: NegotiationsDep) -> d
         raise _as_management(error) from None
 
 
+class OfferIn(Model):
+    counter_party_id: str = Field(alias="counterPartyId", min_length=1, max_length=2048)
+    """The consumer's DID."""
+    counter_party_address: str = Field(alias="counterPartyAddress", min_length=1, max_length=2048)
+    """The consumer's DSP callback base URL."""
+    offer_id: str = Field(alias="offerId", min_length=1, max_length=1000)
+    """One of our offers, as the catalogue shows it."""
+
+
+@router.post("/negotiations/offers", status_code=201)
+def offer_to(body: OfferIn, negotiations: NegotiationsDep) -> dict[str, Any]:
+    """Provider: start a negotiation by offering to a participant."""
+    try:
+        record = negotiations.offer(
+            body.counter_party_id, body.counter_party_address, body.offer_id
+        )
+    except DspError as error:
+        raise _as_management(error) from None
+    return negotiation_view(record)
+
+
 class CounterIn(Model):
     offer: dict[str, Any]
     """The new terms (the target stays the negotiation's)."""
 
 
+class AcceptIn(Model):
+    purpose: str | None = Field(default=None, max_length=200)
+    """The purpose the consumer declares (the offer's policy may require one)."""
+
+
 @router.post("/negotiations/{negotiation_id:path}/accept")
-def accept_offer(negotiation_id: str, negotiations: NegotiationsDep) -> dict[str, Any]:
+def accept_offer(
+    negotiation_id: str, negotiations: NegotiationsDep, body: AcceptIn | None = None
+) -> dict[str, Any]:
     try:
-        return negotiation_view(negotiations.accept(negotiation_id))
+        return negotiation_view(negotiations.accept(negotiation_id, body.purpose if body else None))
     except DspError as error:
         raise _as_management(error) from None
 

@@ -94,6 +94,8 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
         self.manual_approval = manual_approval
         self.manual_verification = manual_verification
         on_request = Handlers(on_sent=self._on_request_sent, on_failed=self._on_failed)
+        on_offer = Handlers(on_sent=self._on_offer_sent, on_failed=self._on_failed)
+        self.outbox.register("negotiation.initial_offer", on_offer)
         self.outbox.register("negotiation.request", on_request)
         for kind in (
             "negotiation.agreement",
@@ -329,6 +331,9 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
                 record = self.load(session, role, peer.did, pid)
                 self.check_pids(record, message.provider_pid, message.consumer_pid)
                 self.move(record, message.event, sender)
+                purpose = (message.model_extra or {}).get("kexin:purpose")
+                if message.event is Event.ACCEPT and isinstance(purpose, str):
+                    record.purpose = purpose[:200]
                 if message.event is Event.ACCEPT:
                     self._decide(
                         session, record, peer, _read_policy(json.loads(record.offer), "offer")
@@ -389,6 +394,91 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
             self.send(session, record, "negotiation.request", "/negotiations/request", body)
             self.commit(session, record, "ContractRequestMessage")
             return record
+
+    def offer(self, consumer: str, address: str, offer_id: str) -> ContractNegotiationRecord:
+        """Provider: start a negotiation by offering one of our offers to a participant."""
+        with Session(self.engine) as session:
+            ids = parse_offer_id(offer_id)
+            definition = session.get(ContractDefinition, ids[0]) if ids else None
+            asset = session.get(Asset, ids[1]) if ids else None
+            contract = (
+                session.get(PolicyDefinition, definition.contract_policy_id) if definition else None
+            )
+            if (
+                definition is None
+                or asset is None
+                or contract is None
+                or not definition.selects(asset)
+            ):
+                raise self.error(404, "unknown_offer", f"no offer {offer_id}")
+            terms = {**offer_document(definition, contract, asset.id, self.me), "target": asset.id}
+            now = self.clock()
+            record = ContractNegotiationRecord(
+                id=f"urn:uuid:{uuid.uuid4()}",
+                role=Role.PROVIDER.value,
+                state=next_state(None, Event.OFFER, Role.PROVIDER).value,
+                counterparty=consumer,
+                counterparty_address=address,
+                offer=json.dumps(terms, ensure_ascii=False),
+                asset_id=asset.id,
+                contract_definition_id=definition.id,
+                created_at=now,
+                updated_at=now,
+            )
+            record.provider_pid = record.id
+            body = ContractOfferMessage.build(
+                providerPid=record.provider_pid, offer=terms, callbackAddress=f"{self.base_url}/dsp"
+            ).dump()
+            self.send(session, record, "negotiation.initial_offer", "/negotiations/offers", body)
+            self.commit(session, record, "ContractOfferMessage")
+            return record
+
+    def _on_offer_sent(self, message: OutboxMessage, response: httpx.Response) -> None:
+        try:
+            ack = ContractNegotiation.read(response.json())
+        except (ValueError, MessageError) as error:
+            self._on_failed(message, f"the consumer's answer is not a ContractNegotiation: {error}")
+            return
+        with Session(self.engine) as session:
+            record = session.get(ContractNegotiationRecord, message.process_id)
+            if record is not None and record.consumer_pid is None:
+                record.consumer_pid = ack.consumer_pid
+                session.add(record)
+                session.commit()
+
+    def receive_initial_offer(
+        self, peer: Peer, message: ContractOfferMessage
+    ) -> tuple[int, dict[str, Any]]:
+        """Consumer: a provider offers to negotiate: a new negotiation, OFFERED, for a person."""
+        action = "ContractOfferMessage"
+        try:
+            target = message.offer.get("target")
+            if message.consumer_pid is not None or not isinstance(target, str) or not target:
+                raise self.error(
+                    400,
+                    "malformed_message",
+                    "an initial offer has no consumerPid and names its target",
+                )
+            _read_policy(message.offer, "offer")
+            now = self.clock()
+            with Session(self.engine) as session:
+                record = ContractNegotiationRecord(
+                    id=f"urn:uuid:{uuid.uuid4()}",
+                    role=Role.CONSUMER.value,
+                    state=next_state(None, Event.OFFER, Role.PROVIDER).value,
+                    provider_pid=message.provider_pid,
+                    counterparty=peer.did,
+                    counterparty_address=str(message.callback_address),
+                    offer=json.dumps(message.offer, ensure_ascii=False),
+                    asset_id=target,
+                    created_at=now,
+                    updated_at=now,
+                )
+                record.consumer_pid = record.id
+                self.commit(session, record, action)
+                return 201, self.ack(record)
+        except DspError as error:
+            raise self.refuse(action, peer.did, error) from None
 
     def _on_request_sent(self, message: OutboxMessage, response: httpx.Response) -> None:
         try:
@@ -485,15 +575,18 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
             self.commit(session, record, "verify")
             return record
 
-    def accept(self, negotiation_id: str) -> ContractNegotiationRecord:
-        """Consumer: accept the provider's (counter-)offer as it stands."""
+    def accept(self, negotiation_id: str, purpose: str | None = None) -> ContractNegotiationRecord:
+        """Consumer: accept the provider's (counter-)offer as it stands, declaring a purpose."""
         with Session(self.engine) as session:
             record = self._own(session, negotiation_id, Role.CONSUMER)
             self.move(record, Event.ACCEPT, Role.CONSUMER)
+            record.purpose = purpose or record.purpose
+            declared = {"kexin:purpose": record.purpose} if record.purpose else {}
             accepted = ContractNegotiationEventMessage.build(
                 providerPid=record.provider_pid,
                 consumerPid=record.consumer_pid,
                 eventType="ACCEPTED",
+                **declared,
             ).dump()
             self.send(
                 session,

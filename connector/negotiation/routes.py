@@ -110,6 +110,16 @@ async def provider_termination(
     return negotiations.receive_termination(peer, Role.PROVIDER, provider_pid, message)
 
 
+@consumer.post("/offers", status_code=201)
+async def initial_offer(
+    http: Request, peer: PeerDep, negotiations: NegotiationsDep
+) -> JSONResponse:
+    """A provider starts a negotiation with us (Contract Negotiation HTTPS Binding)."""
+    message = await read_message(http, ContractOfferMessage, ERROR_TYPE)
+    status, body = negotiations.receive_initial_offer(peer, message)
+    return JSONResponse(body, status_code=status)
+
+
 @consumer.post("/{consumer_pid}/offers")
 async def offer(
     consumer_pid: str,

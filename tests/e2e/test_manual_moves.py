@@ -98,3 +98,51 @@ def test_a_move_the_table_does_not_allow_is_a_conflict(space: Space) -> None:
     )
     assert response.status_code == 409
     assert response.json()["reason"] == "illegal_transition"
+
+
+def offered_to_the_bank(space: Space) -> str:
+    """The bureau offers its firm list to the bank; returns the bank's negotiation id."""
+    offer = ready(space)
+    started = httpx.post(
+        f"{space.bureau.base_url}/management/v1/negotiations/offers",
+        headers=KEY,
+        json={
+            "counterPartyId": space.bank.participant_id,
+            "counterPartyAddress": f"{space.bank.base_url}/dsp/callback",
+            "offerId": offer["@id"],
+        },
+    )
+    assert started.status_code == 201, started.text
+    assert started.json()["state"] == "OFFERED"
+
+    def banks() -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = httpx.get(
+            f"{space.bank.base_url}/management/v1/negotiations", headers=KEY
+        ).json()["items"]
+        return items
+
+    wait_for(lambda: [n["state"] for n in banks()] == ["OFFERED"])
+    (consumer,) = banks()
+    assert consumer["assetId"] == "urn:kexin:asset:firm-list"
+    wait_for(lambda: provider_side(space)["consumerPid"] is not None)
+    negotiation_id: str = consumer["id"]
+    return negotiation_id
+
+
+def test_the_provider_starts_a_negotiation_and_the_consumer_accepts_for_a_purpose(
+    space: Space,
+) -> None:
+    negotiation_id = offered_to_the_bank(space)
+    act(space.bank.base_url, negotiation_id, "accept", {"purpose": "credit-assessment"})
+    wait_for(lambda: state_of(space.bank.base_url, negotiation_id)["state"] == "FINALIZED")
+    assert provider_side(space)["state"] == "FINALIZED"
+    assert provider_side(space)["purpose"] == "credit-assessment"
+
+
+def test_accepting_without_the_purpose_the_policy_needs_is_refused(space: Space) -> None:
+    negotiation_id = offered_to_the_bank(space)
+    act(space.bank.base_url, negotiation_id, "accept")
+    wait_for(lambda: state_of(space.bank.base_url, negotiation_id)["state"] == "TERMINATED")
+    refused = state_of(space.bank.base_url, negotiation_id)
+    assert refused["terminationCode"] == "policy_denied"
+    assert "purpose isA credit-assessment: no value known" in refused["terminationReason"]
