@@ -44,6 +44,8 @@ class ConnectorSettings(ParticipantServiceSettings):
     management_api_key: SecretStr | None = Field(default=None, min_length=16)
     """Key for the management API (header X-Api-Key); unset, the management API refuses all."""
     catalog_page_size: int = Field(default=100, ge=1, le=1000)
+    sql_sources: dict[str, DatabaseURL] = Field(default_factory=dict)
+    """JSON: the databases a SQL data address may name (name -> URL); none by default."""
     webhook_url: str | None = None
     """Where the data holder's application hears of every state change (POST, JSON)."""
     webhook_secret: SecretStr | None = Field(default=None, min_length=16)

@@ -18,6 +18,7 @@ from connector.deps import (
     ManagementError,
     NegotiationsDep,
     ParticipantDep,
+    SettingsDep,
     TransfersDep,
     require_manager,
 )
@@ -145,7 +146,15 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 
 
 @router.post("/assets", status_code=201)
-def create_asset(body: AssetIn, engine: EngineDep, participant: ParticipantDep) -> dict[str, Any]:
+def create_asset(
+    body: AssetIn, engine: EngineDep, participant: ParticipantDep, settings: SettingsDep
+) -> dict[str, Any]:
+    database = body.data_address.database
+    if body.data_address.type == "sql" and database not in settings.sql_sources:
+        known = ", ".join(sorted(settings.sql_sources)) or "none (set CONNECTOR_SQL_SOURCES)"
+        raise ManagementError(
+            400, "unknown_database", f"no SQL source {database!r}; configured: {known}"
+        )
     asset = Asset(
         id=body.id,
         title_zh=body.title_zh,

@@ -191,3 +191,29 @@ def test_contract_definitions_need_existing_policies(client: TestClient) -> None
     assert client.get("/management/v1/contractdefinitions", headers=KEY).json()["items"][0][
         "assetSelector"
     ] == {"region": "440100"}
+
+
+def test_a_sql_data_address_must_name_a_configured_database(client: TestClient) -> None:
+    sql = {"type": "sql", "query": "select * from firms", "database": "registry"}
+    refused = client.post("/management/v1/assets", json=asset(dataAddress=sql), headers=KEY)
+    assert refused.status_code == 400
+    assert refused.json()["reason"] == "unknown_database"
+    assert client.get("/management/v1/assets", headers=KEY).json()["items"] == []
+
+
+def test_a_configured_sql_source_is_accepted(tmp_path: Path) -> None:
+    settings = ConnectorSettings(
+        participant_id="did:web:x",
+        database_url=f"sqlite:///{tmp_path / 'c.db'}",
+        key_passphrase=SecretStr(PASSPHRASE),
+        management_api_key=SecretStr(ADMIN_KEY),
+        sql_sources={"registry": f"sqlite:///{tmp_path / 'registry.db'}"},
+    )
+    with TestClient(create_app(settings)) as client:
+        sql = {"type": "sql", "query": "select * from firms", "database": "registry"}
+        assert (
+            client.post(
+                "/management/v1/assets", json=asset(dataAddress=sql), headers=KEY
+            ).status_code
+            == 201
+        )
