@@ -79,6 +79,7 @@ def create_app(
                 webhook = Webhook(settings.webhook_url, settings.webhook_secret.get_secret_value())
                 outbox.register(WEBHOOK, Handlers(headers=webhook.headers))
             app.state.participant = participant
+            app.state.client = client
             app.state.outbox = outbox
             app.state.negotiations = Negotiations(
                 engine=engine,

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+import httpx
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -24,10 +25,12 @@ from connector.deps import (
 )
 from connector.negotiation.machine import Role, State
 from connector.negotiation.store import ContractNegotiationRecord
-from connector.protocol import DspError
+from connector.protocol import DSP_CONTEXT, DspError
 from connector.transfer.machine import Event as TransferEvent
 from connector.transfer.machine import State as TransferState
 from connector.transfer.store import TransferProcessRecord
+from identity.credentials import CredentialType
+from identity.presentations import scope_for
 from policy.jsonld import read_policy, write_policy
 from policy.lint import Severity, lint
 from policy.operands import Grade, check_region
@@ -600,3 +603,43 @@ def complete_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -
 @router.post("/transfers/{transfer_id:path}/terminate")
 def terminate_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -> dict[str, Any]:
     return _transfer_move(transfers, transfer_id, TransferEvent.TERMINATE, body)
+
+
+# --- the catalogue of a peer -----------------------------------------------------------------
+
+
+class CatalogRequestIn(Model):
+    counter_party_id: str = Field(alias="counterPartyId", min_length=1, max_length=2048)
+    counter_party_address: str = Field(alias="counterPartyAddress", min_length=1, max_length=2048)
+    """The peer's DSP base URL."""
+    continuation_token: str | None = Field(default=None, alias="continuationToken", max_length=100)
+
+
+@router.post("/catalog/request")
+async def request_catalog(
+    body: CatalogRequestIn, participant: ParticipantDep, request: Request
+) -> dict[str, Any]:
+    """Ask a peer for its catalogue (DCP-authenticated); the answer is returned as received."""
+    scopes = [scope_for(kind) for kind in CredentialType]
+    token = participant.sts.bearer_for(body.counter_party_id, scopes)
+    url = body.counter_party_address.rstrip("/") + "/catalog/request"
+    params = {"continuationToken": body.continuation_token} if body.continuation_token else None
+    client: httpx.AsyncClient = request.app.state.client
+    try:
+        response = await client.post(
+            url,
+            params=params,
+            headers={"Authorization": f"Bearer {token}"},
+            json={"@context": [DSP_CONTEXT], "@type": "CatalogRequestMessage"},
+        )
+    except httpx.HTTPError as error:
+        raise ManagementError(502, "peer_unreachable", f"{url}: {error!r}") from None
+    if response.status_code != httpx.codes.OK:
+        raise ManagementError(
+            502, "peer_refused", f"{url} answered {response.status_code}: {response.text[:500]}"
+        )
+    try:
+        catalog: dict[str, Any] = response.json()
+    except ValueError:
+        raise ManagementError(502, "peer_refused", f"{url} did not answer JSON") from None
+    return {"catalog": catalog, "next": response.links.get("next", {}).get("url")}

@@ -189,6 +189,15 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
                         f"consumerPid {message.consumer_pid} is in use",
                         consumer_pid=message.consumer_pid,
                     )
+                if not str(message.callback_address).startswith(("http://", "https://")):
+                    # "If the address is not understood, the Provider MUST return an
+                    # UNRECOVERABLE error" (Contract Negotiation Protocol)
+                    raise self.error(
+                        400,
+                        "unrecoverable",
+                        "callbackAddress is not an HTTP(S) URL",
+                        consumer_pid=message.consumer_pid,
+                    )
                 definition, contract, asset = self._our_offer(session, peer, message.offer)
                 ours = _read_policy(
                     {**offer_document(definition, contract, asset.id, self.me), "target": asset.id},

@@ -164,3 +164,29 @@ def test_an_empty_catalog_has_no_dataset_key(space: Space) -> None:
     catalog = bank_asks(space, "/dsp/catalog/request").json()
     assert "dataset" not in catalog
     assert errors("catalog/catalog-schema.json", catalog) == []
+
+
+def test_the_management_api_asks_a_peer_for_its_catalogue(space: Space) -> None:
+    onboard_both(space)
+    publish(space)
+    answer = httpx.post(
+        f"{space.bank.base_url}/management/v1/catalog/request",
+        headers=KEY,
+        json={
+            "counterPartyId": space.bureau.participant_id,
+            "counterPartyAddress": f"{space.bureau.base_url}/dsp",
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    assert [d["@id"] for d in answer.json()["catalog"]["dataset"]] == ["urn:kexin:asset:firm-list"]
+    assert answer.json()["next"].endswith("continuationToken=2")
+    unreachable = httpx.post(
+        f"{space.bank.base_url}/management/v1/catalog/request",
+        headers=KEY,
+        json={
+            "counterPartyId": space.bureau.participant_id,
+            "counterPartyAddress": "http://127.0.0.1:1/dsp",
+        },
+    )
+    assert unreachable.status_code == 502
+    assert unreachable.json()["reason"] == "peer_unreachable"
