@@ -99,6 +99,7 @@ def create_app(
                 outbox=outbox,
                 audit=app.state.audit,
                 clock=clock,
+                manual_start=settings.transfer_approval == "manual",
                 webhook=webhook,
             )
             worker = asyncio.create_task(outbox.run())

@@ -55,8 +55,11 @@ class ConnectorSettings(ParticipantServiceSettings):
     static bearer token stands for conformance_participant_id instead of DCP, so that an
     external test kit can play the other party. Never in production; logged loudly."""
     conformance_participant_id: DID | None = None
+    transfer_approval: Literal["auto", "manual"] = "auto"
+    """Provider side: start a transfer the agreement's policy admits at once, or hold it for a
+    person to start."""
     negotiation_approval: Literal["auto", "manual"] = "auto"
     agreement_verification: Literal["auto", "manual"] = "auto"
     """Consumer side: verify an agreement that equals the offer at once, or wait for a person."""
-    """Provider side: agree at once when the contract policy admits the consumer, or hold the
-    request for a person (management API) to approve."""
+    """Provider side: agree at once when the contract policy admits the consumer and finalize
+    once the consumer verifies, or hold both steps for a person (approve, finalize)."""

@@ -52,6 +52,7 @@ def connector_settings(
     webhook_url: str | None = None,
     database_url: str | None = None,
     verification: str = "auto",
+    transfer_approval: str = "auto",
 ) -> ConnectorSettings:
     return ConnectorSettings(
         participant_id=did_for(sock, name),
@@ -65,6 +66,7 @@ def connector_settings(
         catalog_page_size=page_size,
         negotiation_approval=approval,  # type: ignore[arg-type]
         agreement_verification=verification,  # type: ignore[arg-type]
+        transfer_approval=transfer_approval,  # type: ignore[arg-type]
         webhook_url=webhook_url,
         webhook_secret=WEBHOOK_SECRET if webhook_url else None,  # type: ignore[arg-type]
     )

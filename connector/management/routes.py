@@ -472,6 +472,14 @@ def counter(negotiation_id: str, body: CounterIn, negotiations: NegotiationsDep)
         raise _as_management(error) from None
 
 
+@router.post("/negotiations/{negotiation_id:path}/finalize")
+def finalize_agreement(negotiation_id: str, negotiations: NegotiationsDep) -> dict[str, Any]:
+    try:
+        return negotiation_view(negotiations.finalize(negotiation_id))
+    except DspError as error:
+        raise _as_management(error) from None
+
+
 @router.post("/negotiations/{negotiation_id:path}/verify")
 def verify_agreement(negotiation_id: str, negotiations: NegotiationsDep) -> dict[str, Any]:
     try:
@@ -526,6 +534,7 @@ def transfer_view(record: TransferProcessRecord) -> dict[str, Any]:
         "counterPartyId": record.counterparty,
         "agreementId": record.agreement_id,
         "format": record.format,
+        "onHold": record.on_hold,
         "dataAddress": json.loads(record.data_address) if record.data_address else None,
         "terminationCode": record.termination_code,
         "terminationReason": record.termination_reason,
@@ -583,6 +592,12 @@ def _transfer_move(
         return transfer_view(transfers.act(transfer_id, event, body.code, body.reason))
     except DspError as error:
         raise _as_management(error) from None
+
+
+@router.post("/transfers/{transfer_id:path}/start")
+def start_held_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -> dict[str, Any]:
+    """Provider, manual mode: start a transfer held for a person (its policy admitted it)."""
+    return _transfer_move(transfers, transfer_id, TransferEvent.START, body)
 
 
 @router.post("/transfers/{transfer_id:path}/suspend")

@@ -311,23 +311,31 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
                 record = self.load(session, Role.PROVIDER, peer.did, provider_pid)
                 self.check_pids(record, message.provider_pid, message.consumer_pid)
                 self.move(record, Event.VERIFY, Role.CONSUMER)
-                self.move(record, Event.FINALIZE, Role.PROVIDER)
-                finalized = ContractNegotiationEventMessage.build(
-                    providerPid=record.provider_pid,
-                    consumerPid=record.consumer_pid,
-                    eventType="FINALIZED",
-                ).dump()
-                self.send(
-                    session,
-                    record,
-                    "negotiation.finalized",
-                    f"/negotiations/{record.consumer_pid}/events",
-                    finalized,
-                )
+                if self.manual_approval:
+                    record.on_hold = True  # a person finalizes
+                else:
+                    self._finalize(session, record)
                 self.commit(session, record, action)
                 return self.ack(record)
         except DspError as error:
             raise self.refuse(action, peer.did, error) from None
+
+    def _finalize(self, session: Session, record: ContractNegotiationRecord) -> None:
+        self.move(record, Event.FINALIZE, Role.PROVIDER)
+        record.on_hold = False
+        finalized = ContractNegotiationEventMessage.build(
+            providerPid=record.provider_pid, consumerPid=record.consumer_pid, eventType="FINALIZED"
+        ).dump()
+        path = f"/negotiations/{record.consumer_pid}/events"
+        self.send(session, record, "negotiation.finalized", path, finalized)
+
+    def finalize(self, negotiation_id: str) -> ContractNegotiationRecord:
+        """Provider, manual mode: finalize a verified agreement."""
+        with Session(self.engine) as session:
+            record = self._own(session, negotiation_id, Role.PROVIDER)
+            self._finalize(session, record)
+            self.commit(session, record, "finalize")
+            return record
 
     def receive_event(
         self, peer: Peer, role: Role, pid: str, message: ContractNegotiationEventMessage

@@ -78,6 +78,7 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
         outbox: Outbox,
         audit: AuditSink,
         clock: Callable[[], datetime],
+        manual_start: bool = False,
         webhook: Webhook | None = None,
     ) -> None:
         super().__init__(
@@ -91,6 +92,7 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
             state_type=State,
             webhook=webhook,
         )
+        self.manual_start = manual_start
         self.outbox.register(
             "transfer.request", Handlers(on_sent=self._on_request_sent, on_failed=self._on_failed)
         )
@@ -195,7 +197,9 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
                 record.provider_pid = record.id
                 acknowledged = self.ack(record)
                 decision = self._decide(session, record, peer, negotiation)
-                if decision is None:
+                if decision is None and self.manual_start:
+                    record.on_hold = True
+                elif decision is None:
                     self._send_move(session, record, Event.START)
                 else:
                     self._send_move(
@@ -404,6 +408,7 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
             if event in (Event.SUSPEND, Event.TERMINATE):
                 extra = {"code": code or "by_operator", "reason": [reason or "by the operator"]}
             self._send_move(session, record, event, **extra)
+            record.on_hold = False
             self.commit(session, record, f"{VERB[event]} by operator", reason)
             return record
 

@@ -26,6 +26,8 @@ class TransferProcessRecord(ConnectorBase, table=True):
     format: str = Field(max_length=200)
     data_address: str | None = Field(default=None, sa_column=Column(Text))
     """JSON: the consumer's push address, or the provider's pull address once started."""
+    on_hold: bool = False
+    """Provider: admitted by the policy, waiting for a person to start it."""
     termination_code: str | None = Field(default=None, max_length=200)
     termination_reason: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

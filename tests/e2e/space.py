@@ -55,6 +55,7 @@ def start_space(
         ttl_s=TTL_S,
         page_size=2,
         approval=approval,
+        transfer_approval=approval,
         database_url=databases[0] if databases else None,
     )
     bank = connector_settings(

@@ -9,7 +9,16 @@ from typing import Any
 import httpx
 
 from tests.e2e.space import Space
-from tests.e2e.test_negotiation import KEY, negotiate, provider_side, ready, state_of, wait_for
+from tests.e2e.test_negotiation import (
+    KEY,
+    finalize_when_verified,
+    negotiate,
+    provider_side,
+    ready,
+    state_of,
+    wait_for,
+)
+from tests.e2e.test_transfer import bureau_transfers, in_state, transfer
 
 
 def act(
@@ -53,6 +62,7 @@ def test_the_provider_counters_the_consumer_accepts_a_person_approves(held_space
         )
     )
     act(space.bureau.base_url, provider_side(space)["id"], "approve")
+    finalize_when_verified(space)
     wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "FINALIZED")
     assert count_of(state_of(space.bank.base_url, negotiation["id"])["agreement"]) == "2"
 
@@ -76,6 +86,7 @@ def test_the_consumer_counters_and_the_provider_agrees_to_the_new_terms(held_spa
         )
     )
     act(space.bureau.base_url, provider_side(space)["id"], "approve")
+    finalize_when_verified(space)
     wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "FINALIZED")
     assert count_of(provider_side(space)["agreement"]) == "1"
 
@@ -87,7 +98,28 @@ def test_a_person_verifies_the_agreement(manual_space: Space) -> None:
     act(space.bureau.base_url, provider_side(space)["id"], "approve")
     wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "AGREED")
     act(space.bank.base_url, negotiation["id"], "verify")
+    finalize_when_verified(space)
     wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "FINALIZED")
+
+
+def test_a_person_starts_a_held_transfer(manual_space: Space) -> None:
+    space = manual_space
+    negotiation = negotiate(space, ready(space))
+    wait_for(lambda: provider_side(space)["onHold"] is True)
+    act(space.bureau.base_url, provider_side(space)["id"], "approve")
+    wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "AGREED")
+    act(space.bank.base_url, negotiation["id"], "verify")
+    finalize_when_verified(space)
+    wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "FINALIZED")
+    view = transfer(space, state_of(space.bank.base_url, negotiation["id"])["agreementId"])
+    wait_for(lambda: [t["onHold"] for t in bureau_transfers(space)] == [True])
+    (held,) = bureau_transfers(space)
+    assert held["state"] == "REQUESTED"
+    started = httpx.post(
+        f"{space.bureau.base_url}/management/v1/transfers/{held['id']}/start", headers=KEY, json={}
+    )
+    assert started.status_code == 200, started.text
+    in_state(space, view["id"], "STARTED")
 
 
 def test_a_move_the_table_does_not_allow_is_a_conflict(space: Space) -> None:

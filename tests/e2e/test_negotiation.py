@@ -187,6 +187,20 @@ def test_illegal_moves_by_the_peer_change_nothing(space: Space) -> None:
     assert refused.status_code == 409
 
 
+def finalize_when_verified(space: Space) -> None:
+    """In manual mode the provider holds a verified agreement: a person finalizes it."""
+    wait_for(
+        lambda: (
+            provider_side(space)["state"] == "VERIFIED" and provider_side(space)["onHold"] is True
+        )
+    )
+    finalized = httpx.post(
+        f"{space.bureau.base_url}/management/v1/negotiations/{provider_side(space)['id']}/finalize",
+        headers=KEY,
+    )
+    assert finalized.status_code == 200, finalized.text
+
+
 def test_a_held_request_waits_for_the_operator_who_approves_it(held_space: Space) -> None:
     space = held_space
     negotiation = negotiate(space, ready(space))
@@ -198,6 +212,7 @@ def test_a_held_request_waits_for_the_operator_who_approves_it(held_space: Space
         headers=KEY,
     )
     assert approved.status_code == 200, approved.text
+    finalize_when_verified(space)
     wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "FINALIZED")
     again = httpx.post(
         f"{space.bureau.base_url}/management/v1/negotiations/{provider_side(space)['id']}/approve",
