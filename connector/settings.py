@@ -44,6 +44,9 @@ class ConnectorSettings(ParticipantServiceSettings):
     management_api_key: SecretStr | None = Field(default=None, min_length=16)
     """Key for the management API (header X-Api-Key); unset, the management API refuses all."""
     catalog_page_size: int = Field(default=100, ge=1, le=1000)
+    scenario_domains: list[str] = Field(default_factory=list)
+    """JSON: the scenario domains an asset's ``domain`` must be one of (the city-governance
+    plan's list); empty: not checked."""
     sql_sources: dict[str, DatabaseURL] = Field(default_factory=dict)
     """JSON: the databases a SQL data address may name (name -> URL); none by default."""
     webhook_url: str | None = None

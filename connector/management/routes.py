@@ -152,6 +152,9 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 def create_asset(
     body: AssetIn, engine: EngineDep, participant: ParticipantDep, settings: SettingsDep
 ) -> dict[str, Any]:
+    domains = settings.scenario_domains
+    if domains and body.domain not in domains:
+        raise ManagementError(400, "unknown_domain", f"domain must be one of {', '.join(domains)}")
     database = body.data_address.database
     if body.data_address.type == "sql" and database not in settings.sql_sources:
         known = ", ".join(sorted(settings.sql_sources)) or "none (set CONNECTOR_SQL_SOURCES)"

@@ -217,3 +217,24 @@ def test_a_configured_sql_source_is_accepted(tmp_path: Path) -> None:
             ).status_code
             == 201
         )
+
+
+def test_a_configured_domain_list_is_enforced(tmp_path: Path) -> None:
+    settings = ConnectorSettings(
+        participant_id="did:web:x",
+        database_url=f"sqlite:///{tmp_path / 'c.db'}",
+        key_passphrase=SecretStr(PASSPHRASE),
+        management_api_key=SecretStr(ADMIN_KEY),
+        scenario_domains=["city-governance", "financial-services"],
+    )
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/management/v1/assets", json=asset(), headers=KEY).status_code == 201
+        refused = client.post(
+            "/management/v1/assets", json=asset("urn:kexin:asset:2", domain="tourism"), headers=KEY
+        )
+        assert refused.status_code == 400
+        assert refused.json()["reason"] == "unknown_domain"
+        missing = client.post(
+            "/management/v1/assets", json=asset("urn:kexin:asset:3", domain=None), headers=KEY
+        )
+        assert missing.status_code == 400
