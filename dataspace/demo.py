@@ -85,7 +85,7 @@ FIRM_LIST_OFFER = {
 }
 NOT_BUILT_YET = (
     "data plane: the data itself (transfers above are the DSP control plane only)",
-    "data contracts API for applications, webhooks, the conformance-testing mode",
+    "data contracts API for applications (one call from dataset to data)",
     "ledger: anchoring audit events on an EVM chain, inclusion proofs",
     "matching: private set intersection between two connectors",
 )
