@@ -9,14 +9,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+import httpx
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from connector.audit import AuditRecord, AuditSink, Outcome
 from connector.negotiation.machine import ProtocolError, Role
-from connector.outbox import Outbox, enqueue
-from connector.protocol import DspError
+from connector.outbox import Outbox, OutboxMessage, enqueue
+from connector.protocol import DspError, DspMessage, MessageError
 from connector.webhooks import KIND as WEBHOOK
 from connector.webhooks import Webhook, event
 
@@ -48,6 +49,8 @@ def join(base: str, path: str) -> str:
 
 class ProcessSteps(Generic[R]):
     record_type: type[R]
+    ack_type: type[DspMessage]
+    """The ACK message of this protocol (ContractNegotiation, TransferProcess)."""
     error_type: str
     noun: str
 
@@ -167,6 +170,27 @@ class ProcessSteps(Generic[R]):
         self.audit_event(
             action, record, record.counterparty, Outcome.ACCEPTED, reason or f"now {record.state}"
         )
+
+    def on_ack(self, message: OutboxMessage, response: httpx.Response) -> None:
+        """The answer to a message that created a process on the other side: learn its pid."""
+        try:
+            ack = self.ack_type.read(response.json())
+        except (ValueError, MessageError) as error:
+            self.on_failed(message, f"the answer is not a {self.ack_type.TYPE}: {error}")
+            return
+        with Session(self.engine) as session:
+            record = session.get(self.record_type, message.process_id)
+            if record is None:
+                return
+            if record.provider_pid is None:
+                record.provider_pid = getattr(ack, "provider_pid", None)
+            if record.consumer_pid is None:
+                record.consumer_pid = getattr(ack, "consumer_pid", None)
+            session.add(record)
+            session.commit()
+
+    def on_failed(self, message: OutboxMessage, error: str) -> None:
+        raise NotImplementedError  # each protocol ends its process its own way
 
     def check_pids(self, record: R, provider_pid: str, consumer_pid: str) -> None:
         # A message may overtake the ACK that would have told us the other side's pid.

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -41,7 +40,7 @@ from connector.negotiation.messages import (
 from connector.negotiation.store import ContractNegotiationRecord
 from connector.outbox import Handlers, Outbox, OutboxMessage
 from connector.processes import ProcessSteps
-from connector.protocol import DspError, MessageError
+from connector.protocol import DspError
 from connector.webhooks import Webhook
 from identity.verifier import Peer
 from policy.agreement import agreement_differences
@@ -63,6 +62,7 @@ def _read_policy(document: Any, what: str) -> Policy:
 
 
 class Negotiations(ProcessSteps[ContractNegotiationRecord]):
+    ack_type = ContractNegotiation
     record_type = ContractNegotiationRecord
     error_type = ERROR_TYPE
     noun = "contract negotiation"
@@ -93,10 +93,9 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
         )
         self.manual_approval = manual_approval
         self.manual_verification = manual_verification
-        on_request = Handlers(on_sent=self._on_request_sent, on_failed=self._on_failed)
-        on_offer = Handlers(on_sent=self._on_offer_sent, on_failed=self._on_failed)
-        self.outbox.register("negotiation.initial_offer", on_offer)
-        self.outbox.register("negotiation.request", on_request)
+        creates = Handlers(on_sent=self.on_ack, on_failed=self.on_failed)
+        self.outbox.register("negotiation.initial_offer", creates)
+        self.outbox.register("negotiation.request", creates)
         for kind in (
             "negotiation.agreement",
             "negotiation.verification",
@@ -104,7 +103,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
             "negotiation.offer",
             "negotiation.accepted",
         ):
-            self.outbox.register(kind, Handlers(on_failed=self._on_failed))
+            self.outbox.register(kind, Handlers(on_failed=self.on_failed))
         self.outbox.register("negotiation.termination", Handlers())
 
     # --- shared steps -------------------------------------------------------------------------
@@ -450,19 +449,6 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
             self.commit(session, record, "ContractOfferMessage")
             return record
 
-    def _on_offer_sent(self, message: OutboxMessage, response: httpx.Response) -> None:
-        try:
-            ack = ContractNegotiation.read(response.json())
-        except (ValueError, MessageError) as error:
-            self._on_failed(message, f"the consumer's answer is not a ContractNegotiation: {error}")
-            return
-        with Session(self.engine) as session:
-            record = session.get(ContractNegotiationRecord, message.process_id)
-            if record is not None and record.consumer_pid is None:
-                record.consumer_pid = ack.consumer_pid
-                session.add(record)
-                session.commit()
-
     def receive_initial_offer(
         self, peer: Peer, message: ContractOfferMessage
     ) -> tuple[int, dict[str, Any]]:
@@ -496,19 +482,6 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
                 return 201, self.ack(record)
         except DspError as error:
             raise self.refuse(action, peer.did, error) from None
-
-    def _on_request_sent(self, message: OutboxMessage, response: httpx.Response) -> None:
-        try:
-            ack = ContractNegotiation.read(response.json())
-        except (ValueError, MessageError) as error:
-            self._on_failed(message, f"the provider's answer is not a ContractNegotiation: {error}")
-            return
-        with Session(self.engine) as session:
-            record = session.get(ContractNegotiationRecord, message.process_id)
-            if record is not None and record.provider_pid is None:
-                record.provider_pid = ack.provider_pid
-                session.add(record)
-                session.commit()
 
     def receive_agreement(
         self, peer: Peer, consumer_pid: str, message: ContractAgreementMessage
@@ -663,7 +636,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
             self.commit(session, record, "approve")
             return record
 
-    def _on_failed(self, message: OutboxMessage, error: str) -> None:
+    def on_failed(self, message: OutboxMessage, error: str) -> None:
         """A message the counterparty refused: the two sides no longer agree; terminate."""
         with Session(self.engine) as session:
             record = session.get(ContractNegotiationRecord, message.process_id)

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import httpx
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
@@ -30,7 +29,7 @@ from connector.negotiation.machine import State as NegotiationState
 from connector.negotiation.store import ContractNegotiationRecord
 from connector.outbox import Handlers, Outbox, OutboxMessage
 from connector.processes import ProcessSteps
-from connector.protocol import DspError, MessageError
+from connector.protocol import DspError
 from connector.transfer.machine import Event, State, next_state
 from connector.transfer.messages import (
     DataAddress,
@@ -65,6 +64,7 @@ def _reasons(reason: list[Any] | None) -> str | None:
 
 
 class Transfers(ProcessSteps[TransferProcessRecord]):
+    ack_type = TransferProcess
     record_type = TransferProcessRecord
     error_type = ERROR_TYPE
     noun = "transfer process"
@@ -94,10 +94,10 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
         )
         self.manual_start = manual_start
         self.outbox.register(
-            "transfer.request", Handlers(on_sent=self._on_request_sent, on_failed=self._on_failed)
+            "transfer.request", Handlers(on_sent=self.on_ack, on_failed=self.on_failed)
         )
         for event in (Event.START, Event.SUSPEND, Event.COMPLETE):
-            self.outbox.register(f"transfer.{VERB[event]}", Handlers(on_failed=self._on_failed))
+            self.outbox.register(f"transfer.{VERB[event]}", Handlers(on_failed=self.on_failed))
         self.outbox.register("transfer.termination", Handlers())
 
     @staticmethod
@@ -374,21 +374,6 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
             self.commit(session, record, "TransferRequestMessage")
             return record
 
-    def _on_request_sent(self, message: OutboxMessage, response: httpx.Response) -> None:
-        try:
-            ack = TransferProcess.read(response.json())
-        except (ValueError, MessageError) as error:
-            self._on_failed(message, f"the provider's answer is not a TransferProcess: {error}")
-            return
-        with Session(self.engine) as session:
-            record = session.get(TransferProcessRecord, message.process_id)
-            if record is not None and record.provider_pid is None:
-                record.provider_pid = ack.provider_pid
-                session.add(record)
-                session.commit()
-
-    # --- people -------------------------------------------------------------------------------
-
     def act(
         self, transfer_id: str, event: Event, code: str | None = None, reason: str | None = None
     ) -> TransferProcessRecord:
@@ -412,7 +397,7 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
             self.commit(session, record, f"{VERB[event]} by operator", reason)
             return record
 
-    def _on_failed(self, message: OutboxMessage, error: str) -> None:
+    def on_failed(self, message: OutboxMessage, error: str) -> None:
         with Session(self.engine) as session:
             record = session.get(TransferProcessRecord, message.process_id)
             if record is None or State(record.state) in (State.COMPLETED, State.TERMINATED):
