@@ -4,6 +4,7 @@ Every request is authenticated (DCP); the work is done by ``process.Negotiations
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -20,7 +21,7 @@ from connector.negotiation.messages import (
     ContractOfferMessage,
     ContractRequestMessage,
 )
-from connector.negotiation.process import ERROR_TYPE
+from connector.negotiation.process import ERROR_TYPE, Negotiations
 from connector.protocol import DspError
 from identity.verifier import Peer
 
@@ -71,45 +72,6 @@ async def counter_request(
     return JSONResponse(body, status_code=status)
 
 
-@provider.post("/{provider_pid}/events")
-async def provider_event(
-    provider_pid: str,
-    http: Request,
-    peer: PeerDep,
-    negotiations: NegotiationsDep,
-    settings: SettingsDep,
-) -> dict[str, Any]:
-    message = await read_message(http, ContractNegotiationEventMessage, ERROR_TYPE)
-    _same(provider_pid, message.provider_pid)
-    return negotiations.receive_event(peer, Role.PROVIDER, provider_pid, message)
-
-
-@provider.post("/{provider_pid}/agreement/verification")
-async def verification(
-    provider_pid: str,
-    http: Request,
-    peer: PeerDep,
-    negotiations: NegotiationsDep,
-    settings: SettingsDep,
-) -> dict[str, Any]:
-    message = await read_message(http, ContractAgreementVerificationMessage, ERROR_TYPE)
-    _same(provider_pid, message.provider_pid)
-    return negotiations.receive_verification(peer, provider_pid, message)
-
-
-@provider.post("/{provider_pid}/termination")
-async def provider_termination(
-    provider_pid: str,
-    http: Request,
-    peer: PeerDep,
-    negotiations: NegotiationsDep,
-    settings: SettingsDep,
-) -> dict[str, Any]:
-    message = await read_message(http, ContractNegotiationTerminationMessage, ERROR_TYPE)
-    _same(provider_pid, message.provider_pid)
-    return negotiations.receive_termination(peer, Role.PROVIDER, provider_pid, message)
-
-
 @consumer.post("/offers", status_code=201)
 async def initial_offer(
     http: Request, peer: PeerDep, negotiations: NegotiationsDep
@@ -120,53 +82,54 @@ async def initial_offer(
     return JSONResponse(body, status_code=status)
 
 
-@consumer.post("/{consumer_pid}/offers")
-async def offer(
-    consumer_pid: str,
-    http: Request,
-    peer: PeerDep,
-    negotiations: NegotiationsDep,
-    settings: SettingsDep,
-) -> dict[str, Any]:
-    message = await read_message(http, ContractOfferMessage, ERROR_TYPE)
-    _same(consumer_pid, message.consumer_pid)
-    return negotiations.receive_offer(peer, consumer_pid, message)
+Handle = Callable[[Negotiations, Peer, str, Any], dict[str, Any]]
 
 
-@consumer.post("/{consumer_pid}/agreement")
-async def agreement(
-    consumer_pid: str,
-    http: Request,
-    peer: PeerDep,
-    negotiations: NegotiationsDep,
-    settings: SettingsDep,
-) -> dict[str, Any]:
-    message = await read_message(http, ContractAgreementMessage, ERROR_TYPE)
-    _same(consumer_pid, message.consumer_pid)
-    return negotiations.receive_agreement(peer, consumer_pid, message)
+def _route(router: APIRouter, role: Role, suffix: str, model: type[Any], handle: Handle) -> None:
+    """One endpoint of the binding: read the message, check its pid against the path, handle."""
+    own = "provider_pid" if role is Role.PROVIDER else "consumer_pid"
+
+    async def move(
+        pid: str, http: Request, peer: PeerDep, negotiations: NegotiationsDep
+    ) -> dict[str, Any]:
+        message = await read_message(http, model, ERROR_TYPE)
+        _same(pid, getattr(message, own))
+        return handle(negotiations, peer, pid, message)
+
+    move.__name__ = f"{role.value}_{suffix.replace('/', '_')}"
+    router.add_api_route(
+        f"/{{pid}}/{suffix}", move, methods=["POST"], name=f"{role.value} {suffix}"
+    )
 
 
-@consumer.post("/{consumer_pid}/events")
-async def consumer_event(
-    consumer_pid: str,
-    http: Request,
-    peer: PeerDep,
-    negotiations: NegotiationsDep,
-    settings: SettingsDep,
-) -> dict[str, Any]:
-    message = await read_message(http, ContractNegotiationEventMessage, ERROR_TYPE)
-    _same(consumer_pid, message.consumer_pid)
-    return negotiations.receive_event(peer, Role.CONSUMER, consumer_pid, message)
+def _provider_event(n: Negotiations, peer: Peer, pid: str, m: Any) -> dict[str, Any]:
+    return n.receive_event(peer, Role.PROVIDER, pid, m)
 
 
-@consumer.post("/{consumer_pid}/termination")
-async def consumer_termination(
-    consumer_pid: str,
-    http: Request,
-    peer: PeerDep,
-    negotiations: NegotiationsDep,
-    settings: SettingsDep,
-) -> dict[str, Any]:
-    message = await read_message(http, ContractNegotiationTerminationMessage, ERROR_TYPE)
-    _same(consumer_pid, message.consumer_pid)
-    return negotiations.receive_termination(peer, Role.CONSUMER, consumer_pid, message)
+def _consumer_event(n: Negotiations, peer: Peer, pid: str, m: Any) -> dict[str, Any]:
+    return n.receive_event(peer, Role.CONSUMER, pid, m)
+
+
+def _provider_termination(n: Negotiations, peer: Peer, pid: str, m: Any) -> dict[str, Any]:
+    return n.receive_termination(peer, Role.PROVIDER, pid, m)
+
+
+def _consumer_termination(n: Negotiations, peer: Peer, pid: str, m: Any) -> dict[str, Any]:
+    return n.receive_termination(peer, Role.CONSUMER, pid, m)
+
+
+MOVES: list[tuple[APIRouter, Role, str, type[Any], Handle]] = [
+    (provider, Role.PROVIDER, "events", ContractNegotiationEventMessage, _provider_event),
+    (provider, Role.PROVIDER, "agreement/verification", ContractAgreementVerificationMessage,
+     Negotiations.receive_verification),
+    (provider, Role.PROVIDER, "termination", ContractNegotiationTerminationMessage,
+     _provider_termination),
+    (consumer, Role.CONSUMER, "offers", ContractOfferMessage, Negotiations.receive_offer),
+    (consumer, Role.CONSUMER, "agreement", ContractAgreementMessage,
+     Negotiations.receive_agreement),
+    (consumer, Role.CONSUMER, "events", ContractNegotiationEventMessage, _consumer_event),
+    (consumer, Role.CONSUMER, "termination", ContractNegotiationTerminationMessage,
+     _consumer_termination),
+]  # fmt: skip
+for _move in MOVES:
+    _route(*_move)

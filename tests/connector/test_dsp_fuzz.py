@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from connector.app import create_app
 from connector.settings import ConnectorSettings
 from tests.dsp_schemas import example
+from tests.mutation import mutate
 from tests.participants import ADMIN_KEY, PASSPHRASE
 
 TOKEN = "conformance-token-0123456789"
@@ -86,15 +87,6 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     )
     with TestClient(create_app(configured)) as test_client:
         yield test_client
-
-
-def mutate(document: Any, path: list[int], value: Any) -> Any:
-    if not path or not isinstance(document, dict | list) or not document:
-        return value
-    keys = list(document) if isinstance(document, dict) else list(range(len(document)))
-    key = keys[path[0] % len(keys)]
-    document[key] = mutate(document[key], path[1:], value)
-    return document
 
 
 def check(client: TestClient, path: str, body: Any) -> None:

@@ -14,6 +14,7 @@ from policy.evaluate import evaluate
 from policy.jsonld import read_policy
 from policy.lint import lint
 from policy.operands import Scope
+from tests.mutation import mutate
 from tests.policy.policies import FIRM_LIST, NOW, bank_context
 
 KEYS = st.sampled_from(
@@ -57,16 +58,6 @@ def read_and_lint(document: object) -> None:
 @given(JSON)
 def test_arbitrary_json_gives_policy_errors_only(document: Any) -> None:
     read_and_lint(document)
-
-
-def mutate(document: Any, path: list[int], value: Any) -> Any:
-    """Replace the node reached by following ``path`` (indices into keys or items) with value."""
-    if not path or not isinstance(document, dict | list) or not document:
-        return value
-    keys = list(document) if isinstance(document, dict) else list(range(len(document)))
-    key = keys[path[0] % len(keys)]
-    document[key] = mutate(document[key], path[1:], value)
-    return document
 
 
 @settings(max_examples=400, deadline=None)
