@@ -236,3 +236,23 @@ def test_the_consumer_terminates_and_the_provider_keeps_code_and_reason(held_spa
     provider = provider_side(space)
     assert provider["terminationCode"] == "no_longer_needed"
     assert provider["terminationReason"] == "the credit application was withdrawn"
+
+
+def test_the_provider_terminates_a_held_request_and_the_consumer_keeps_code_and_reason(
+    held_space: Space,
+) -> None:
+    space = held_space
+    negotiation = negotiate(space, ready(space))
+    wait_for(lambda: provider_side(space)["onHold"] is True)
+    terminated = httpx.post(
+        f"{space.bureau.base_url}/management/v1/negotiations/{provider_side(space)['id']}/terminate",
+        headers=KEY,
+        json={"code": "not_this_quarter", "reason": "the firm list is being revised"},
+    )
+    assert terminated.status_code == 200, terminated.text
+    wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "TERMINATED")
+    consumer = state_of(space.bank.base_url, negotiation["id"])
+    assert (consumer["terminationCode"], consumer["terminationReason"]) == (
+        "not_this_quarter",
+        "the firm list is being revised",
+    )

@@ -202,3 +202,24 @@ def test_the_provider_terminates_and_the_consumer_keeps_code_and_reason(space: S
         "licence_revoked",
         "the bank's licence was revoked",
     )
+
+
+def test_the_consumer_terminates_and_the_provider_keeps_code_and_reason(space: Space) -> None:
+    view = transfer(space, agreed(space))
+    in_state(space, view["id"], "STARTED")
+    assert (
+        move(
+            space.bank.base_url,
+            view["id"],
+            "terminate",
+            code="no_longer_needed",
+            reason="the application was withdrawn",
+        ).status_code
+        == 200
+    )
+    in_state(space, view["id"], "TERMINATED")
+    (provider,) = bureau_transfers(space)
+    assert (provider["terminationCode"], provider["terminationReason"]) == (
+        "no_longer_needed",
+        "the application was withdrawn",
+    )
