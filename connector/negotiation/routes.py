@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
-from connector.deps import NegotiationsDep, SettingsDep, peer_dependency, read_message
+from connector.deps import NegotiationsDep, peer_dependency, read_message
 from connector.negotiation.machine import Role
 from connector.negotiation.messages import (
     ContractAgreementMessage,
@@ -46,9 +46,7 @@ def get_negotiation(
 
 
 @provider.post("/request", status_code=201)
-async def request(
-    http: Request, peer: PeerDep, negotiations: NegotiationsDep, settings: SettingsDep
-) -> JSONResponse:
+async def request(http: Request, peer: PeerDep, negotiations: NegotiationsDep) -> JSONResponse:
     message = await read_message(http, ContractRequestMessage, ERROR_TYPE)
     if message.provider_pid is not None:
         raise DspError(
@@ -64,7 +62,6 @@ async def counter_request(
     http: Request,
     peer: PeerDep,
     negotiations: NegotiationsDep,
-    settings: SettingsDep,
 ) -> JSONResponse:
     message = await read_message(http, ContractRequestMessage, ERROR_TYPE)
     _same(provider_pid, message.provider_pid)

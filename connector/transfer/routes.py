@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
-from connector.deps import SettingsDep, TransfersDep, peer_dependency, read_message
+from connector.deps import TransfersDep, peer_dependency, read_message
 from connector.negotiation.machine import Role
 from connector.protocol import DspError
 from connector.transfer.messages import (
@@ -51,9 +51,7 @@ def get_consumer_transfer(
 
 
 @provider.post("/request", status_code=201)
-async def request(
-    http: Request, peer: PeerDep, transfers: TransfersDep, settings: SettingsDep
-) -> JSONResponse:
+async def request(http: Request, peer: PeerDep, transfers: TransfersDep) -> JSONResponse:
     message = await read_message(http, TransferRequestMessage, ERROR_TYPE)
     status, body = transfers.receive_request(peer, message)
     return JSONResponse(body, status_code=status)
@@ -63,7 +61,7 @@ def _route(router: APIRouter, role: Role, verb: str, model: type[Any]) -> None:
     own = "provider_pid" if role is Role.PROVIDER else "consumer_pid"
 
     async def move(
-        pid: str, http: Request, peer: PeerDep, transfers: TransfersDep, settings: SettingsDep
+        pid: str, http: Request, peer: PeerDep, transfers: TransfersDep
     ) -> dict[str, Any]:
         message = await read_message(http, model, ERROR_TYPE)
         if getattr(message, own) != pid:
