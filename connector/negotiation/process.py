@@ -61,6 +61,22 @@ def _read_policy(document: Any, what: str) -> Policy:
         raise DspError(400, ERROR_TYPE, "malformed_policy", f"{what}: {error}") from None
 
 
+def _offer_parts(
+    session: Session, offer_id: str
+) -> tuple[ContractDefinition, PolicyDefinition, Asset] | None:
+    """What an offer id stands for (contract definition, contract policy, asset), if it still
+    stands for anything: all three exist and the definition selects the asset."""
+    ids = parse_offer_id(offer_id)
+    if ids is None:
+        return None
+    definition = session.get(ContractDefinition, ids[0])
+    asset = session.get(Asset, ids[1])
+    if definition is None or asset is None or not definition.selects(asset):
+        return None
+    contract = session.get(PolicyDefinition, definition.contract_policy_id)
+    return None if contract is None else (definition, contract, asset)
+
+
 class Negotiations(ProcessSteps[ContractNegotiationRecord]):
     ack_type = ContractNegotiation
     record_type = ContractNegotiationRecord
@@ -146,20 +162,10 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
     def _our_offer(
         self, session: Session, peer: Peer, offer: dict[str, Any]
     ) -> tuple[ContractDefinition, PolicyDefinition, Asset]:
-        ids = parse_offer_id(str(offer.get("@id", "")))
-        definition = session.get(ContractDefinition, ids[0]) if ids else None
-        asset = session.get(Asset, ids[1]) if ids else None
-        contract = (
-            session.get(PolicyDefinition, definition.contract_policy_id) if definition else None
-        )
-        if (
-            ids is None
-            or definition is None
-            or asset is None
-            or contract is None
-            or not definition.selects(asset)
-        ):
+        found = _offer_parts(session, str(offer.get("@id", "")))
+        if found is None:
             raise self.error(400, "unknown_offer", f"no offer {offer.get('@id')!r} here")
+        definition, contract, asset = found
         visible = admitted_definitions(self.engine, peer.did, peer.facts(), self.clock())
         if definition.id not in {item.definition.id for item in visible}:
             raise self.error(400, "unknown_offer", f"no offer {offer.get('@id')!r} here")
@@ -414,19 +420,10 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
     def offer(self, consumer: str, address: str, offer_id: str) -> ContractNegotiationRecord:
         """Provider: start a negotiation by offering one of our offers to a participant."""
         with Session(self.engine) as session:
-            ids = parse_offer_id(offer_id)
-            definition = session.get(ContractDefinition, ids[0]) if ids else None
-            asset = session.get(Asset, ids[1]) if ids else None
-            contract = (
-                session.get(PolicyDefinition, definition.contract_policy_id) if definition else None
-            )
-            if (
-                definition is None
-                or asset is None
-                or contract is None
-                or not definition.selects(asset)
-            ):
+            found = _offer_parts(session, offer_id)
+            if found is None:
                 raise self.error(404, "unknown_offer", f"no offer {offer_id}")
+            definition, contract, asset = found
             terms = {**offer_document(definition, contract, asset.id, self.me), "target": asset.id}
             now = self.clock()
             record = ContractNegotiationRecord(
