@@ -17,6 +17,12 @@ from fastapi.responses import JSONResponse
 
 from connector.audit import AuditRecord, Outcome, SqlAuditSink
 from connector.catalog.routes import router as catalog_router
+from connector.contracts.routes import router as contracts_router
+from connector.contracts.service import DataContracts
+from connector.dataplane.duties import Duties
+from connector.dataplane.plane import DataPlane
+from connector.dataplane.routes import management as duties_router
+from connector.dataplane.routes import public as dataplane_router
 from connector.dcp.routes import did_document
 from connector.dcp.routes import router as dcp_router
 from connector.deps import ManagementError
@@ -92,6 +98,24 @@ def create_app(
                 manual_verification=settings.agreement_verification == "manual",
                 webhook=webhook,
             )
+            sql_engines = {name: create_engine(url) for name, url in settings.sql_sources.items()}
+            dataplane = DataPlane(
+                engine=engine,
+                participant=participant,
+                base_url=settings.base_url,
+                audit=app.state.audit,
+                clock=clock,
+                client=client,
+                sql_sources=sql_engines,
+                required=settings.required_credentials,
+                token_ttl_s=settings.token_ttl_s,
+                monitor_interval_s=settings.monitor_interval_s,
+            )
+            app.state.dataplane = dataplane
+            app.state.duties = Duties(
+                engine=engine, participant=participant, outbox=outbox,
+                audit=app.state.audit, clock=clock,
+            )  # fmt: skip
             app.state.transfers = Transfers(
                 engine=engine,
                 me=participant.did,
@@ -101,14 +125,25 @@ def create_app(
                 clock=clock,
                 manual_start=settings.transfer_approval == "manual",
                 webhook=webhook,
+                dataplane=dataplane,
             )
-            worker = asyncio.create_task(outbox.run())
+            dataplane.transfers = app.state.transfers
+            app.state.contracts = DataContracts(
+                engine=engine, participant=participant, client=client,
+                negotiations=app.state.negotiations, transfers=app.state.transfers,
+                timeout_s=settings.contracts_timeout_s,
+            )  # fmt: skip
+            workers = [asyncio.create_task(outbox.run()), asyncio.create_task(dataplane.run())]
             try:
                 yield
             finally:
-                worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
+                for worker in workers:
+                    worker.cancel()
+                for worker in workers:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await worker
+                for sql_engine in sql_engines.values():
+                    sql_engine.dispose()
         engine.dispose()
 
     app = FastAPI(
@@ -165,6 +200,9 @@ def create_app(
     app.include_router(transfer_provider)
     app.include_router(transfer_consumer)
     app.include_router(management_router)
+    app.include_router(dataplane_router)
+    app.include_router(contracts_router)
+    app.include_router(duties_router)
     if settings.participant_id.startswith("did:web:"):
         path = urlsplit(did_web_url(settings.participant_id)).path
         app.add_api_route(path, did_document, methods=["GET"], tags=["dcp"])

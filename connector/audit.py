@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy import Column, DateTime
+from sqlalchemy import BigInteger, Column, DateTime
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, col, select
 
@@ -36,6 +36,9 @@ class AuditRecord:
     counterparty: str | None = None
     subject: str | None = None
     reason: str | None = None
+    bytes_sent: int | None = None
+    """Data-plane accesses: how many bytes (and rows, for SQL sources) went out."""
+    rows_sent: int | None = None
 
 
 class AuditSink(Protocol):
@@ -53,6 +56,8 @@ class AuditEvent(ConnectorBase, table=True):
     subject: str | None = Field(default=None, max_length=500, index=True)
     outcome: str = Field(max_length=20)
     reason: str | None = Field(default=None, max_length=MAX_REASON_CHARS)
+    bytes_sent: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    rows_sent: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class SqlAuditSink:
@@ -77,6 +82,8 @@ class SqlAuditSink:
                     subject=record.subject,
                     outcome=record.outcome.value,
                     reason=reason,
+                    bytes_sent=record.bytes_sent,
+                    rows_sent=record.rows_sent,
                 )
             )
             session.commit()
@@ -102,4 +109,6 @@ def _to_record(row: AuditEvent) -> AuditRecord:
         counterparty=row.counterparty,
         subject=row.subject,
         reason=row.reason,
+        bytes_sent=row.bytes_sent,
+        rows_sent=row.rows_sent,
     )

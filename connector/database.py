@@ -21,6 +21,7 @@ def migrations() -> Migrations:
         outbox,  # noqa: F401
     )
     from connector.catalog import store  # noqa: F401
+    from connector.dataplane import store as dataplane_store  # noqa: F401
     from connector.negotiation import store as negotiation_store  # noqa: F401
     from connector.transfer import store as transfer_store  # noqa: F401
 

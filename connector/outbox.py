@@ -110,13 +110,26 @@ class Outbox:
         self._clock = clock
         self._handlers: dict[str, Handlers] = {}
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def register(self, kind: str, handlers: Handlers) -> None:
         self._handlers[kind] = handlers
 
     def wake(self) -> None:
-        """Tell the worker that something was enqueued (call after the commit)."""
-        self._wake.set()
+        """Tell the worker that something was enqueued (call after the commit), from the event
+        loop or from any other thread (sync routes run in a thread pool)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._wake.set()
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake.set()
+        else:
+            loop.call_soon_threadsafe(self._wake.set)
 
     def _due(self) -> list[OutboxMessage]:
         with Session(self._engine) as session:
@@ -207,6 +220,7 @@ class Outbox:
 
     async def run(self) -> None:
         """The worker: deliver what is due; sleep until woken or until the next retry is due."""
+        self._loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
             await self.deliver_due()

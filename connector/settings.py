@@ -62,7 +62,13 @@ class ConnectorSettings(ParticipantServiceSettings):
     """Provider side: start a transfer the agreement's policy admits at once, or hold it for a
     person to start."""
     negotiation_approval: Literal["auto", "manual"] = "auto"
-    agreement_verification: Literal["auto", "manual"] = "auto"
-    """Consumer side: verify an agreement that equals the offer at once, or wait for a person."""
     """Provider side: agree at once when the contract policy admits the consumer and finalize
     once the consumer verifies, or hold both steps for a person (approve, finalize)."""
+    agreement_verification: Literal["auto", "manual"] = "auto"
+    """Consumer side: verify an agreement that equals the offer at once, or wait for a person."""
+    token_ttl_s: float = Field(default=300.0, ge=5, le=86_400)
+    """How long a data-plane access token lives; the consumer refreshes it before then."""
+    monitor_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    """How often the policy monitor re-decides running transfers and the duty clock runs."""
+    contracts_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    """Data contracts API: how long one call waits for a negotiation and a transfer start."""

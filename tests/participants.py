@@ -53,6 +53,7 @@ def connector_settings(
     database_url: str | None = None,
     verification: str = "auto",
     transfer_approval: str = "auto",
+    sql_sources: dict[str, str] | None = None,
 ) -> ConnectorSettings:
     return ConnectorSettings(
         participant_id=did_for(sock, name),
@@ -69,6 +70,8 @@ def connector_settings(
         transfer_approval=transfer_approval,  # type: ignore[arg-type]
         webhook_url=webhook_url,
         webhook_secret=WEBHOOK_SECRET if webhook_url else None,  # type: ignore[arg-type]
+        monitor_interval_s=0.2,
+        sql_sources=sql_sources or {},
     )
 
 

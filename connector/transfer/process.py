@@ -8,8 +8,9 @@ same ``consumerPid`` changes nothing and is answered again (idempotent), with a 
 message when the transfer is running. Either side, or a person through the management API, may
 suspend, resume, complete or terminate, as the protocol table allows.
 
-The data address of a pull transfer comes from the data plane, which is not built yet: start
-messages carry none until it is (a consumer's push address is kept as received).
+The data plane (``connector/dataplane``) gives a started pull transfer its data address (an
+endpoint and a short-lived token) and revokes the tokens when the transfer stops; uses are the
+data plane's accesses under the agreement, so the count limit holds across transfers.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from connector.audit import AuditSink
+from connector.dataplane.store import COUNTED, DataAccess
 from connector.negotiation.machine import Role
 from connector.negotiation.machine import State as NegotiationState
 from connector.negotiation.store import ContractNegotiationRecord
@@ -47,6 +49,9 @@ from policy.evaluate import evaluate
 from policy.jsonld import read_policy
 from policy.operands import Context, Scope
 
+if TYPE_CHECKING:
+    from connector.dataplane.plane import DataPlane
+
 ERROR_TYPE: Final = "TransferError"
 FORMATS: Final = frozenset({"HttpData-PULL", "HttpData-PUSH"})
 MAX_REASON_CHARS: Final = 2000
@@ -56,7 +61,6 @@ VERB: Final = {
     Event.COMPLETE: "completion",
     Event.TERMINATE: "termination",
 }
-USED: Final = (State.STARTED.value, State.SUSPENDED.value, State.COMPLETED.value)
 
 
 def _reasons(reason: list[Any] | None) -> str | None:
@@ -80,6 +84,7 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
         clock: Callable[[], datetime],
         manual_start: bool = False,
         webhook: Webhook | None = None,
+        dataplane: DataPlane | None = None,
     ) -> None:
         super().__init__(
             engine=engine,
@@ -93,6 +98,7 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
             webhook=webhook,
         )
         self.manual_start = manual_start
+        self.dataplane = dataplane
         self.outbox.register(
             "transfer.request", Handlers(on_sent=self.on_ack, on_failed=self.on_failed)
         )
@@ -119,6 +125,11 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
     ) -> None:
         """Move as ourselves and tell the other side."""
         self.move(record, event, Role(record.role))
+        self._data_plane_sees(session, record)
+        if event is Event.START and record.role == Role.PROVIDER.value and self.dataplane:
+            address = self.dataplane.address(session, record)
+            if address is not None:
+                extra["dataAddress"] = address
         pids = {"providerPid": record.provider_pid, "consumerPid": record.consumer_pid}
         message: dict[str, Any]
         match event:
@@ -133,6 +144,16 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
                 record.termination_code = extra.get("code")
                 record.termination_reason = _reasons(extra.get("reason"))
         self.send(session, record, f"transfer.{VERB[event]}", self._path(record, event), message)
+
+    def _data_plane_sees(self, session: Session, record: TransferProcessRecord) -> None:
+        """After any move: a provider transfer that is not running loses its tokens; a consumer
+        transfer that starts tracks the agreement's duties."""
+        if self.dataplane is None:
+            return
+        if record.role == Role.PROVIDER.value and record.state != State.STARTED.value:
+            self.dataplane.revoke(session, record)
+        if record.role == Role.CONSUMER.value and record.state == State.STARTED.value:
+            self.dataplane.consumer_started(session, record)
 
     # --- provider -----------------------------------------------------------------------------
 
@@ -196,6 +217,8 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
                 )
                 record.provider_pid = record.id
                 acknowledged = self.ack(record)
+                if self.dataplane is not None:
+                    self.dataplane.grant(session, record, peer)
                 decision = self._decide(session, record, peer, negotiation)
                 if decision is None and self.manual_start:
                     record.on_hold = True
@@ -240,12 +263,10 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
         """None when the agreement's policy admits the transfer now, else the reasons."""
         uses = session.exec(
             select(func.count())
-            .select_from(TransferProcessRecord)
+            .select_from(DataAccess)
             .where(
-                TransferProcessRecord.agreement_id == record.agreement_id,
-                TransferProcessRecord.role == Role.PROVIDER.value,
-                col(TransferProcessRecord.state).in_(USED),
-                TransferProcessRecord.id != record.id,
+                DataAccess.agreement_id == record.agreement_id,
+                col(DataAccess.outcome).in_(COUNTED),
             )
         ).one()
         started = (
@@ -285,6 +306,7 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
                 record = self.load(session, role, peer.did, pid)
                 self.check_pids(record, message.provider_pid, message.consumer_pid)
                 self.move(record, message.event, sender)
+                self._data_plane_sees(session, record)
                 if isinstance(message, TransferStartMessage) and message.data_address is not None:
                     record.data_address = message.data_address.model_dump_json(by_alias=True)
                 if isinstance(message, TransferSuspensionMessage | TransferTerminationMessage):
@@ -304,6 +326,8 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
     ) -> None:
         """The consumer asked to resume: the policy decides again, and we start or terminate."""
         negotiation = self._agreement(session, peer, record.agreement_id, str(record.consumer_pid))
+        if self.dataplane is not None:
+            self.dataplane.grant(session, record, peer)
         reasons = self._decide(session, record, peer, negotiation)
         if reasons is None:
             self._send_move(session, record, Event.START)
@@ -375,9 +399,17 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
             return record
 
     def act(
-        self, transfer_id: str, event: Event, code: str | None = None, reason: str | None = None
+        self,
+        transfer_id: str,
+        event: Event,
+        code: str | None = None,
+        reason: str | None = None,
+        *,
+        by: str = "operator",
+        reasons: list[str] | None = None,
     ) -> TransferProcessRecord:
-        """A person suspends, resumes (START), completes or terminates, as our own role."""
+        """A person (or the data plane: ``by``) suspends, resumes (START), completes or
+        terminates, as our own role."""
         with Session(self.engine) as session:
             record = session.get(TransferProcessRecord, transfer_id)
             if record is None:
@@ -391,11 +423,32 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
                 )
             extra: dict[str, Any] = {}
             if event in (Event.SUSPEND, Event.TERMINATE):
-                extra = {"code": code or "by_operator", "reason": [reason or "by the operator"]}
+                extra = {
+                    "code": code or f"by_{by.replace(' ', '_')}",
+                    "reason": reasons or [reason or f"by the {by}"],
+                }
             self._send_move(session, record, event, **extra)
             record.on_hold = False
-            self.commit(session, record, f"{VERB[event]} by operator", reason)
+            self.commit(session, record, f"{VERB[event]} by {by}", reason or _reasons(reasons))
             return record
+
+    def terminate_by_monitor(
+        self, transfer_id: str, reasons: list[str], code: str = "policy_monitor"
+    ) -> None:
+        """The data plane's policy monitor ends a transfer its agreement no longer admits; the
+        reasons reach the consumer in the termination message."""
+        try:
+            self.act(transfer_id, Event.TERMINATE, code, by="policy monitor", reasons=reasons)
+        except DspError:  # already ended meanwhile: nothing left to stop
+            return
+        self.outbox.wake()
+
+    def complete_by_data_plane(self, transfer_id: str) -> None:
+        try:
+            self.act(transfer_id, Event.COMPLETE, by="data plane")
+        except DspError:
+            return
+        self.outbox.wake()
 
     def on_failed(self, message: OutboxMessage, error: str) -> None:
         with Session(self.engine) as session:

@@ -43,6 +43,7 @@ def start_space(
     bank_webhook: str | None = None,
     databases: tuple[str, str] | None = None,
     bank_verification: str = "auto",
+    bureau_sql: dict[str, str] | None = None,
 ) -> Iterator[Space]:
     """``databases``: the bureau's and the bank's database URLs (default: SQLite files)."""
     authority_sock, bureau_sock, bank_sock = bind(), bind(), bind()
@@ -57,6 +58,7 @@ def start_space(
         approval=approval,
         transfer_approval=approval,
         database_url=databases[0] if databases else None,
+        sql_sources=bureau_sql,
     )
     bank = connector_settings(
         bank_sock,

@@ -132,21 +132,6 @@ def test_a_repeated_request_is_idempotent(space: Space) -> None:
     assert len(bureau_transfers(space)) == 1
 
 
-def test_the_fourth_transfer_is_refused_by_the_count_limit(space: Space) -> None:
-    agreement_id = agreed(space)
-    for _ in range(3):
-        view = transfer(space, agreement_id)
-        in_state(space, view["id"], "STARTED")
-        provider = next(t for t in bureau_transfers(space) if t["consumerPid"] == view["id"])
-        assert move(space.bureau.base_url, provider["id"], "complete").status_code == 200
-        in_state(space, view["id"], "COMPLETED")
-    fourth = transfer(space, agreement_id)
-    in_state(space, fourth["id"], "TERMINATED")
-    refused = bank_transfer(space, fourth["id"])
-    assert refused["terminationCode"] == "policy_denied"
-    assert "count lteq 3: violated (actual 4)" in refused["terminationReason"]
-
-
 def test_an_unknown_agreement_is_refused(space: Space) -> None:
     agreed(space)
     missing = httpx.post(

@@ -1,0 +1,246 @@
+"""A small typed Python client for the data contracts API, and the download that goes with it:
+one call for a grant, then the data straight from the provider's data plane, streamed to a
+file, resumed after an interruption, token refreshed before it expires, with the SHA-256 of
+what arrived. Used by applications, the tests and ``dataspace fetch``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+
+CHUNK: Final = 1024 * 1024
+Progress = Callable[[int, int | None], None]
+"""bytes so far, total bytes (None when the provider does not say)"""
+
+
+class ContractsError(Exception):
+    """A typed refusal or failure: ``code`` as the API said it, with the policy's reasons."""
+
+    def __init__(
+        self, status: int, code: str, message: str, reasons: list[str] | None = None
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status, self.code, self.message = status, code, message
+        self.reasons = reasons or []
+
+
+class DownloadInterruptedError(ContractsError):
+    """The stream broke; what arrived is kept in the ``.part`` file for a resume."""
+
+
+@dataclass(frozen=True)
+class DataGrant:
+    agreement_id: str
+    transfer_id: str
+    endpoint: str
+    token: str
+    expires_at: datetime | None
+    refresh_token: str | None
+    refresh_endpoint: str | None
+    reused_agreement: bool = False
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> DataGrant:
+        expires = body.get("expiresAt")
+        return cls(
+            agreement_id=body["agreementId"], transfer_id=body["transferId"],
+            endpoint=body["endpoint"], token=body["authorization"],
+            expires_at=datetime.fromisoformat(expires) if expires else None,
+            refresh_token=body.get("refreshToken"), refresh_endpoint=body.get("refreshEndpoint"),
+            reused_agreement=bool(body.get("reusedAgreement")),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Download:
+    path: Path
+    bytes: int
+    sha256: str
+    resumed_from: int
+    grant: DataGrant
+    """The grant as it stands after the download (its token may have been refreshed)."""
+
+
+def _error(response: httpx.Response) -> ContractsError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    return ContractsError(
+        response.status_code,
+        str(body.get("reason", f"http_{response.status_code}")),
+        str(body.get("message", response.text[:500])),
+        [str(r) for r in body.get("reasons", [])],
+    )
+
+
+class ContractsClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_s: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+        refresh_margin: timedelta = timedelta(seconds=30),
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(timeout=timeout_s, transport=transport)
+        self._headers = {"X-Api-Key": api_key}
+        self.refresh_margin = refresh_margin
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ContractsClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def request_data(
+        self, provider: str, provider_address: str, dataset: str, purpose: str
+    ) -> DataGrant:
+        """This dataset from this provider, for this purpose; raises :class:`ContractsError`
+        with the reasons when refused."""
+        try:
+            response = self._http.post(
+                f"{self.base_url}/contracts/v1/data",
+                headers=self._headers,
+                json={"provider": provider, "providerAddress": provider_address,
+                      "dataset": dataset, "purpose": purpose},
+            )  # fmt: skip
+        except httpx.HTTPError as error:
+            raise ContractsError(0, "connector_unreachable", repr(error)) from None
+        if response.status_code != httpx.codes.OK:
+            raise _error(response)
+        return DataGrant.from_json(response.json())
+
+    def refresh(self, grant: DataGrant) -> DataGrant:
+        if grant.refresh_endpoint is None or grant.refresh_token is None:
+            raise ContractsError(0, "not_refreshable", "this grant has no refresh token")
+        try:
+            response = self._http.post(
+                grant.refresh_endpoint,
+                headers={"Authorization": f"Bearer {grant.token}"},
+                json={"refreshToken": grant.refresh_token},
+            )
+        except httpx.HTTPError as error:
+            raise ContractsError(0, "provider_unreachable", repr(error)) from None
+        if response.status_code != httpx.codes.OK:
+            raise _error(response)
+        body = response.json()
+        return replace(
+            grant,
+            token=body["authorization"],
+            refresh_token=body["refreshToken"],
+            expires_at=datetime.fromisoformat(body["expiresAt"]),
+        )
+
+    def _fresh(self, grant: DataGrant) -> DataGrant:
+        if grant.expires_at is None:
+            return grant
+        if grant.expires_at - datetime.now(UTC) <= self.refresh_margin:
+            return self.refresh(grant)
+        return grant
+
+    def download(
+        self,
+        grant: DataGrant,
+        path: Path,
+        *,
+        progress: Progress | None = None,
+        resume: bool = True,
+        accept: str | None = None,
+    ) -> Download:
+        """Stream the data to ``path`` (through ``path.part``, renamed when whole). With
+        ``resume``, a ``.part`` left by an interrupted download is continued with a Range
+        request; a provider that answers the whole data instead restarts it."""
+        part = path.with_name(path.name + ".part")
+        have = part.stat().st_size if resume and part.exists() else 0
+        grant = self._fresh(grant)
+        for attempt in range(2):
+            headers = {"Authorization": f"Bearer {grant.token}"}
+            if have:
+                headers["Range"] = f"bytes={have}-"
+            if accept:
+                headers["Accept"] = accept
+            try:
+                with self._http.stream("GET", grant.endpoint, headers=headers) as response:
+                    if response.status_code == 401 and attempt == 0:
+                        response.read()
+                        if _error(response).code == "expired_token":
+                            grant = self.refresh(grant)
+                            continue
+                    if response.status_code not in (200, 206):
+                        response.read()
+                        raise _error(response)
+                    return self._write(response, part, path, have, grant, progress)
+            except httpx.HTTPError as error:
+                raise DownloadInterruptedError(
+                    0, "interrupted", f"the download broke ({error!r}); resume it"
+                ) from None
+        raise ContractsError(401, "expired_token", "the token expired again after a refresh")
+
+    def _write(
+        self,
+        response: httpx.Response,
+        part: Path,
+        path: Path,
+        have: int,
+        grant: DataGrant,
+        progress: Progress | None,
+    ) -> Download:
+        digest = hashlib.sha256()
+        resumed_from = have if response.status_code == 206 else 0
+        if resumed_from:
+            with part.open("rb") as existing:
+                while chunk := existing.read(CHUNK):
+                    digest.update(chunk)
+        length = response.headers.get("content-length")
+        total = resumed_from + int(length) if length and length.isdigit() else None
+        done = resumed_from
+        with part.open("ab" if resumed_from else "wb") as out:
+            for chunk in response.iter_bytes(CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+            out.flush()
+            os.fsync(out.fileno())
+        part.replace(path)
+        return Download(path, done, digest.hexdigest(), resumed_from, grant)
+
+    def duties(self, agreement_id: str | None = None) -> list[dict[str, Any]]:
+        params = {"role": "CONSUMER", **({"agreementId": agreement_id} if agreement_id else {})}
+        response = self._http.get(
+            f"{self.base_url}/management/v1/duties", headers=self._headers, params=params
+        )
+        if response.status_code != httpx.codes.OK:
+            raise _error(response)
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    def performed(self, duty_id: str, performed_at: datetime | None = None) -> dict[str, Any]:
+        """The application did the duty (e.g. deleted the data): the connector signs a
+        receipt and sends it to the provider."""
+        body = {"performedAt": performed_at.isoformat()} if performed_at else {}
+        response = self._http.post(
+            f"{self.base_url}/management/v1/duties/{duty_id}/performed",
+            headers=self._headers,
+            json=body,
+        )
+        if response.status_code != httpx.codes.OK:
+            raise _error(response)
+        view: dict[str, Any] = response.json()
+        return view

@@ -1,0 +1,221 @@
+"""The data contracts API behind one call: "this dataset from this provider, for this purpose".
+
+It reuses a finalized agreement for the same provider, dataset and purpose, or reads the
+provider's offer for the dataset and negotiates; then starts a pull transfer and returns the
+data address (endpoint and token). A refusal by either side's policy comes back typed, with the
+policy's reasons. The protocol is not the application's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+from urllib.parse import quote
+
+import anyio
+import httpx
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from connector.negotiation.machine import Role
+from connector.negotiation.machine import State as NegotiationState
+from connector.negotiation.process import Negotiations
+from connector.negotiation.store import ContractNegotiationRecord
+from connector.protocol import DspError
+from connector.transfer.machine import State as TransferState
+from connector.transfer.process import Transfers
+from connector.transfer.store import TransferProcessRecord
+from identity.credentials import CredentialType
+from identity.participant import Participant
+from identity.presentations import scope_for
+
+POLL_S: Final = 0.05
+R = TypeVar("R", ContractNegotiationRecord, TransferProcessRecord)
+
+
+class ContractError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, reasons: list[str] | None = None, **ids: str
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.reasons = reasons or []
+        self.ids = ids
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": "ContractError", "reason": self.code}
+        body["message"] = self.message
+        if self.reasons:
+            body["reasons"] = self.reasons
+        body.update(self.ids)
+        return body
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    provider: str
+    provider_address: str
+    dataset: str
+    purpose: str
+
+
+def _lines(text: str | None) -> list[str]:
+    return [line for line in (text or "").splitlines() if line]
+
+
+class DataContracts:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        participant: Participant,
+        client: httpx.AsyncClient,
+        negotiations: Negotiations,
+        transfers: Transfers,
+        timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine, self.participant, self.client = engine, participant, client
+        self.negotiations, self.transfers = negotiations, transfers
+        self.timeout_s, self.clock = timeout_s, clock
+
+    async def request_data(self, request: DataRequest) -> dict[str, Any]:
+        deadline = self.clock() + self.timeout_s
+        agreement_id = await anyio.to_thread.run_sync(self._reusable, request)
+        reused = agreement_id is not None
+        if agreement_id is None:
+            offer = await self._offer(request)
+            agreement_id = await self._negotiate(request, offer, deadline)
+        transfer = await self._transfer(request, agreement_id, deadline)
+        address = json.loads(transfer.data_address or "{}")
+        properties = {p["name"]: p["value"] for p in address.get("endpointProperties", [])}
+        return {
+            "agreementId": agreement_id,
+            "transferId": transfer.id,
+            "reusedAgreement": reused,
+            "endpoint": address.get("endpoint"),
+            "authorization": properties.get("authorization"),
+            "authType": properties.get("authType", "bearer"),
+            "expiresAt": properties.get("expiresAt"),
+            "refreshToken": properties.get("refreshToken"),
+            "refreshEndpoint": properties.get("refreshEndpoint"),
+        }
+
+    def _reusable(self, request: DataRequest) -> str | None:
+        with Session(self.engine) as session:
+            found = session.exec(
+                select(ContractNegotiationRecord)
+                .where(
+                    ContractNegotiationRecord.role == Role.CONSUMER.value,
+                    ContractNegotiationRecord.counterparty == request.provider,
+                    ContractNegotiationRecord.asset_id == request.dataset,
+                    ContractNegotiationRecord.purpose == request.purpose,
+                    ContractNegotiationRecord.state == NegotiationState.FINALIZED.value,
+                )
+                .order_by(col(ContractNegotiationRecord.updated_at).desc())
+            ).first()
+            return found.agreement_id if found else None
+
+    async def _offer(self, request: DataRequest) -> dict[str, Any]:
+        """The provider's first offer for the dataset, as its catalogue shows it to us."""
+        scopes = [scope_for(kind) for kind in CredentialType]
+        token = self.participant.sts.bearer_for(request.provider, scopes)
+        url = (
+            request.provider_address.rstrip("/")
+            + "/catalog/datasets/"
+            + quote(request.dataset, safe=":")
+        )
+        try:
+            response = await self.client.get(url, headers={"Authorization": f"Bearer {token}"})
+        except httpx.HTTPError as error:
+            raise ContractError(502, "provider_unreachable", f"{url}: {error!r}") from None
+        if response.status_code == httpx.codes.NOT_FOUND:
+            raise ContractError(
+                404, "unknown_dataset", f"{request.provider} offers us no dataset {request.dataset}"
+            )
+        if response.status_code != httpx.codes.OK:
+            raise ContractError(
+                502, "provider_refused", f"the catalogue answered {response.status_code}",
+                _lines(response.text[:2000]),
+            )  # fmt: skip
+        try:
+            dataset: Any = response.json()
+            offers = dataset.get("hasPolicy") if isinstance(dataset, dict) else None
+        except ValueError:
+            offers = None
+        if not isinstance(offers, list) or not offers or not isinstance(offers[0], dict):
+            raise ContractError(502, "no_offer", f"dataset {request.dataset} comes with no offer")
+        offer: dict[str, Any] = offers[0]
+        return offer
+
+    async def _negotiate(self, request: DataRequest, offer: dict[str, Any], deadline: float) -> str:
+        try:
+            record = await anyio.to_thread.run_sync(
+                self.negotiations.request,
+                request.provider, request.provider_address, offer, request.dataset,
+                request.purpose,
+            )  # fmt: skip
+        except DspError as error:
+            raise ContractError(400, error.code, error.reason) from None
+        ended = await self._wait(
+            ContractNegotiationRecord, record.id, deadline,
+            {NegotiationState.FINALIZED.value, NegotiationState.TERMINATED.value},
+        )  # fmt: skip
+        if ended is None:
+            raise ContractError(
+                504, "timeout", "the provider has not agreed yet", negotiationId=record.id
+            )
+        if ended.state != NegotiationState.FINALIZED.value or ended.agreement_id is None:
+            raise ContractError(
+                403, "negotiation_refused",
+                f"the provider refused: {ended.termination_code or 'terminated'}",
+                _lines(ended.termination_reason), negotiationId=record.id,
+            )  # fmt: skip
+        return ended.agreement_id
+
+    async def _transfer(
+        self, request: DataRequest, agreement_id: str, deadline: float
+    ) -> TransferProcessRecord:
+        try:
+            record = await anyio.to_thread.run_sync(
+                self.transfers.request,
+                request.provider, request.provider_address, agreement_id, "HttpData-PULL", None,
+            )  # fmt: skip
+        except DspError as error:
+            raise ContractError(400, error.code, error.reason) from None
+        ended = await self._wait(
+            TransferProcessRecord, record.id, deadline,
+            {TransferState.STARTED.value, TransferState.TERMINATED.value,
+             TransferState.COMPLETED.value},
+        )  # fmt: skip
+        if ended is None:
+            raise ContractError(
+                504, "timeout", "the provider has not started the transfer yet",
+                agreementId=agreement_id, transferId=record.id,
+            )  # fmt: skip
+        if ended.state != TransferState.STARTED.value or not ended.data_address:
+            raise ContractError(
+                403, "transfer_refused",
+                f"the provider refused: {ended.termination_code or ended.state.lower()}",
+                _lines(ended.termination_reason), agreementId=agreement_id, transferId=record.id,
+            )  # fmt: skip
+        return ended
+
+    async def _wait(
+        self, kind: type[R], identifier: str, deadline: float, states: set[str]
+    ) -> R | None:
+        while True:
+            record = await anyio.to_thread.run_sync(self._get, kind, identifier)
+            if record is not None and record.state in states:
+                return record
+            if self.clock() >= deadline:
+                return None
+            await asyncio.sleep(POLL_S)
+
+    def _get(self, kind: type[R], identifier: str) -> R | None:
+        with Session(self.engine) as session:
+            return session.get(kind, identifier)

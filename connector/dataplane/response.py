@@ -1,0 +1,68 @@
+"""The ASGI response that streams one admitted access and records how it ended.
+
+It listens for the client going away (uvicorn's ``send`` returns silently after a disconnect),
+so an interrupted download is recorded as interrupted, never as completed. When the source
+fails mid-stream the response is left unfinished: the connection closes before the promised
+length (or the last chunk), so the client sees an error instead of a short file that looks
+whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from connector.dataplane.sources import Body, SourceError
+
+Finish = Callable[[str, int, int | None, str | None], None]
+"""outcome, bytes sent, rows sent, reason"""
+
+
+class AccessResponse(Response):
+    def __init__(self, body: Body, finish: Finish) -> None:
+        self.background = None
+        self.body = body
+        self.finish = finish
+
+    def _headers(self) -> list[tuple[bytes, bytes]]:
+        headers = {"content-type": self.body.media_type, "cache-control": "no-store"}
+        headers.update({k.lower(): v for k, v in self.body.headers.items()})
+        if self.body.length is not None:
+            headers["content-length"] = str(self.body.length)
+        return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sent, outcome = 0, "interrupted"
+        reason: str | None = "the client went away"
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.body.status,
+                 "headers": self._headers()}
+            )  # fmt: skip
+            async with anyio.create_task_group() as group:
+
+                async def listen() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(listen)
+                try:
+                    async for chunk in self.body.chunks:
+                        await send({"type": "http.response.body", "body": chunk,
+                                    "more_body": True})  # fmt: skip
+                        sent += len(chunk)
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    outcome, reason = "completed", None
+                except SourceError as error:
+                    outcome, reason = "failed", f"{error.code}: {error.message}"
+                except OSError as error:
+                    outcome, reason = "failed", f"source_failed: {error}"
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body.aclose()
+                await anyio.to_thread.run_sync(self.finish, outcome, sent, self.body.rows, reason)
