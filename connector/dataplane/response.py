@@ -24,14 +24,14 @@ Finish = Callable[[str, int, int | None, str | None], None]
 class AccessResponse(Response):
     def __init__(self, body: Body, finish: Finish) -> None:
         self.background = None
-        self.body = body
+        self.source = body
         self.finish = finish
 
-    def _headers(self) -> list[tuple[bytes, bytes]]:
-        headers = {"content-type": self.body.media_type, "cache-control": "no-store"}
-        headers.update({k.lower(): v for k, v in self.body.headers.items()})
-        if self.body.length is not None:
-            headers["content-length"] = str(self.body.length)
+    def _header_list(self) -> list[tuple[bytes, bytes]]:
+        headers = {"content-type": self.source.media_type, "cache-control": "no-store"}
+        headers.update({k.lower(): v for k, v in self.source.headers.items()})
+        if self.source.length is not None:
+            headers["content-length"] = str(self.source.length)
         return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -39,8 +39,8 @@ class AccessResponse(Response):
         reason: str | None = "the client went away"
         try:
             await send(
-                {"type": "http.response.start", "status": self.body.status,
-                 "headers": self._headers()}
+                {"type": "http.response.start", "status": self.source.status,
+                 "headers": self._header_list()}
             )  # fmt: skip
             async with anyio.create_task_group() as group:
 
@@ -51,7 +51,7 @@ class AccessResponse(Response):
 
                 group.start_soon(listen)
                 try:
-                    async for chunk in self.body.chunks:
+                    async for chunk in self.source.chunks:
                         await send({"type": "http.response.body", "body": chunk,
                                     "more_body": True})  # fmt: skip
                         sent += len(chunk)
@@ -64,5 +64,5 @@ class AccessResponse(Response):
                 group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                await self.body.aclose()
-                await anyio.to_thread.run_sync(self.finish, outcome, sent, self.body.rows, reason)
+                await self.source.aclose()
+                await anyio.to_thread.run_sync(self.finish, outcome, sent, self.source.rows, reason)
