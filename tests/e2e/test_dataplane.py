@@ -3,11 +3,17 @@ ranges, refresh, and the typed refusals."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
-from connector.contracts.client import ContractsError
+from connector.contracts.client import ContractsError, DataGrant
+from connector.dataplane import tokens
+from connector.participant import standalone
 from tests.e2e.dataplane_helpers import (
     PURPOSE,
     audit,
@@ -21,6 +27,7 @@ from tests.e2e.dataplane_helpers import (
 from tests.e2e.space import Space
 from tests.e2e.test_negotiation import wait_for
 from tests.e2e.test_transfer import bank_transfer
+from tests.participants import ADMIN_KEY
 from tests.policy.policies import atom
 
 
@@ -62,3 +69,151 @@ def test_pull_streams_the_data_and_the_third_use_is_refused(space: Space, tmp_pa
         grant_for(space, asset)
     assert (refused.value.status, refused.value.code) == (403, "transfer_refused")
     assert any("count lteq 2: violated (actual 3)" in r for r in refused.value.reasons)
+
+
+def _bureau_token(space: Space, grant: DataGrant, **changes: Any) -> str:
+    """A token the bureau itself signs, with some of its claims changed."""
+    from datetime import UTC, datetime, timedelta
+
+    async def sign() -> str:
+        async with standalone(space.bureau) as (participant, _client):
+            claims = {
+                "transfer_id": grant.transfer_id,
+                "agreement_id": grant.agreement_id,
+                "consumer": space.bank.participant_id,
+                "generation": 1,
+                "expires_at": datetime.now(UTC) + timedelta(minutes=5),
+                **changes,
+            }
+            return tokens.issue(
+                participant.keyring.current,
+                space.bureau.participant_id,
+                tokens.AccessToken(**claims),
+                datetime.now(UTC),
+            )
+
+    return asyncio.run(sign())
+
+
+def test_bad_tokens_and_ranges_are_refused_typed_and_audited_and_never_counted(
+    space: Space, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    source, _ = data_file(tmp_path, 1000)
+    asset = offer_data(
+        space, {"type": "file", "path": str(source)}, terms(atom("count", "lteq", "1"))
+    )
+    grant = grant_for(space, asset)
+    forged = grant.token[:-4] + ("AAAA" if not grant.token.endswith("AAAA") else "BBBB")
+    expired = _bureau_token(space, grant, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    other = _bureau_token(space, grant, transfer_id="urn:uuid:another-transfer")
+    stranger = _bureau_token(space, grant, consumer="did:web:stranger.example")
+
+    async def bank_signed() -> str:
+        async with standalone(space.bank) as (participant, _client):
+            return tokens.issue(
+                participant.keyring.current, space.bank.participant_id,
+                tokens.AccessToken(grant.transfer_id, grant.agreement_id,
+                                   space.bank.participant_id, 1,
+                                   datetime.now(UTC) + timedelta(minutes=5)),
+                datetime.now(UTC),
+            )  # fmt: skip
+
+    foreign = asyncio.run(bank_signed())
+    cases = [
+        ({}, 401, "missing_token"),
+        ({"Authorization": "Bearer not-a-jwt"}, 401, "invalid_token"),
+        ({"Authorization": f"Bearer {forged}"}, 401, "invalid_token"),
+        ({"Authorization": f"Bearer {expired}"}, 401, "expired_token"),
+        ({"Authorization": f"Bearer {other}"}, 401, "invalid_token"),
+        ({"Authorization": f"Bearer {stranger}"}, 401, "invalid_token"),
+        ({"Authorization": f"Bearer {foreign}"}, 401, "foreign_token"),
+        ({"Authorization": f"Bearer {grant.token}", "Range": "bytes=1000-"}, 416,
+         "range_not_satisfiable"),
+        ({"Authorization": f"Bearer {grant.token}", "Range": "bytes=5-2"}, 400, "invalid_range"),
+        ({"Authorization": f"Bearer {grant.token}", "Range": "bytes=0-1,5-6"}, 400,
+         "invalid_range"),
+    ]  # fmt: skip
+    for headers, status, reason in cases:
+        answer = httpx.get(grant.endpoint, headers=headers)
+        assert (answer.status_code, answer.json()["type"], answer.json()["reason"]) == (
+            status, "DataPlaneError", reason,
+        ), headers  # fmt: skip
+        if status == 401:
+            assert answer.headers["www-authenticate"].startswith("Bearer")
+    refused = [e for e in audit(space) if e["action"] == "data access"]
+    assert len(refused) == len(cases)
+    assert all(e["outcome"].value == "refused" for e in refused)
+    # none of that was a use: the one allowed download still works
+    whole = fetch(grant)
+    assert (whole.status_code, whole.content) == (200, source.read_bytes())
+
+
+def test_a_refreshed_token_replaces_the_old_pair(space: Space, tmp_path: Path) -> None:
+    source, _ = data_file(tmp_path, 100)
+    asset = offer_data(space, {"type": "file", "path": str(source)}, terms())
+    grant = grant_for(space, asset)
+    with bank_client(space) as client:
+        fresh = client.refresh(grant)
+        assert fresh.token != grant.token
+        assert fresh.refresh_token != grant.refresh_token
+        assert fetch(fresh).status_code == 200
+        assert fetch(grant).json()["reason"] == "revoked_token"
+        with pytest.raises(ContractsError) as stale:
+            client.refresh(grant)
+        assert stale.value.code in ("revoked_token", "invalid_refresh_token")
+        # a grant about to expire is refreshed before the download
+        client.refresh_margin = timedelta(hours=1)
+        got = client.download(fresh, tmp_path / "got.bin")
+    assert got.grant.token != fresh.token
+    assert got.path.read_bytes() == source.read_bytes()
+
+
+def test_a_revoked_credential_stops_access_and_the_monitor_ends_the_transfer(
+    space: Space, tmp_path: Path
+) -> None:
+    source, _ = data_file(tmp_path, 100)
+    asset = offer_data(space, {"type": "file", "path": str(source)}, terms())
+    grant = grant_for(space, asset)
+    assert fetch(grant).status_code == 200
+    admin = {"X-Api-Key": ADMIN_KEY}
+    issued = httpx.get(
+        f"{space.authority_url}/admin/credentials",
+        headers=admin,
+        params={"holder": space.bank.participant_id},
+    ).json()
+    membership = next(c for c in issued if c["type"] == "MembershipCredential")
+    revoked = httpx.post(
+        f"{space.authority_url}/admin/credentials/{membership['id']}/revoke", headers=admin
+    )
+    assert revoked.status_code == 200, revoked.text
+    wait_for(lambda: fetch(grant).status_code != 200)
+    wait_for(lambda: bank_transfer(space, grant.transfer_id)["state"] == "TERMINATED")
+    ended = bank_transfer(space, grant.transfer_id)
+    assert ended["terminationCode"] == "policy_monitor"
+    assert "MembershipCredential" in ended["terminationReason"]
+    assert "revoked" in ended["terminationReason"]
+
+
+def test_an_interrupted_download_is_not_counted_and_resumes(space: Space, tmp_path: Path) -> None:
+    source, digest = data_file(tmp_path, 4 * 1024 * 1024)
+    asset = offer_data(
+        space, {"type": "file", "path": str(source)}, terms(atom("count", "lteq", "1"))
+    )
+    grant = grant_for(space, asset)
+    target = tmp_path / "got.bin"
+    # the application goes away after the first chunk
+    with httpx.stream(
+        "GET", grant.endpoint, headers={"Authorization": f"Bearer {grant.token}"}
+    ) as r:
+        first = next(r.iter_raw(256 * 1024))
+    target.with_name("got.bin.part").write_bytes(first)
+    wait_for(lambda: any(
+        e["action"] == "data access" and (e["reason"] or "").startswith("interrupted")
+        for e in audit(space)
+    ))  # fmt: skip
+    with bank_client(space) as client:
+        got = client.download(grant, target)
+    assert got.resumed_from == len(first)
+    assert (got.bytes, got.sha256) == (source.stat().st_size, digest)
