@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 
 import httpx
 
@@ -222,7 +223,7 @@ class ContractsClient:
         return Download(path, done, digest.hexdigest(), resumed_from, grant)
 
     def duties(self, agreement_id: str | None = None) -> list[dict[str, Any]]:
-        params = {"role": "CONSUMER", **({"agreementId": agreement_id} if agreement_id else {})}
+        params = {"role": "consumer", **({"agreementId": agreement_id} if agreement_id else {})}
         response = self._http.get(
             f"{self.base_url}/management/v1/duties", headers=self._headers, params=params
         )
@@ -236,7 +237,7 @@ class ContractsClient:
         receipt and sends it to the provider."""
         body = {"performedAt": performed_at.isoformat()} if performed_at else {}
         response = self._http.post(
-            f"{self.base_url}/management/v1/duties/{duty_id}/performed",
+            f"{self.base_url}/management/v1/duties/{quote(duty_id, safe=':')}/performed",
             headers=self._headers,
             json=body,
         )

@@ -633,7 +633,7 @@ class DataPlane:
             return self.decide(session, grant, facts, Scope.MONITOR, counted=("completed",))
 
     async def push_pending(self) -> None:
-        with Session(self.engine) as session:
+        with Session(self.engine, expire_on_commit=False) as session:
             pending = session.exec(select(DataGrant).where(DataGrant.push_state == "pending")).all()
             for grant in pending:
                 grant.push_state = "running"
