@@ -2,13 +2,15 @@
 
 It builds settings once (from the environment and the options given), calls the app factories
 and runs them. Exit codes: 0 success, 1 a failed run, 2 a usage error (unknown command or
-option), 78 an invalid setting (one line per variable, no traceback).
+option), 3 refused by a policy (``fetch``), 78 an invalid setting (one line per variable, no
+traceback).
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -25,6 +27,7 @@ from broker.app import create_app as create_broker_app
 from broker.database import migrations as broker_migrations
 from broker.settings import BrokerSettings
 from connector.app import create_app as create_connector_app
+from connector.contracts.client import ContractsClient, ContractsError
 from connector.database import migrations as connector_migrations
 from connector.dcp.client import OnboardingError, request_credentials
 from connector.participant import migrate as migrate_connector
@@ -225,6 +228,70 @@ def db_revision(
         upgrade(engine, schema)
         revision(schema, engine, message)
         engine.dispose()
+
+
+class _Bar:
+    """A progress line on standard error: bytes so far, percent, and speed."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.shown = 0.0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - self.shown < 0.2 and done != total:
+            return
+        self.shown = now
+        rate = done / max(now - self.started, 1e-6) / 1e6
+        share = f" {done * 100 // total:3d}%" if total else ""
+        size = f"/{total / 1e6:.1f}" if total else ""
+        typer.echo(f"\r  {done / 1e6:.1f}{size} MB{share}  {rate:.1f} MB/s", err=True, nl=False)
+
+
+@app.command("fetch")
+def fetch(
+    provider: Annotated[str, typer.Option(help="The provider's DID.")],
+    provider_address: Annotated[str, typer.Option(help="The provider's DSP address.")],
+    dataset: Annotated[str, typer.Option(help="The dataset (asset) id.")],
+    purpose: Annotated[str, typer.Option(help="Why the data is needed (policy purpose).")],
+    output: Annotated[Path, typer.Option(help="Where to write the data.")],
+    connector: Annotated[
+        str, typer.Option(envvar="KEXIN_CONNECTOR_URL", help="Your own connector's base URL.")
+    ] = "http://127.0.0.1:8181",
+    api_key: Annotated[
+        str,
+        typer.Option(envvar="KEXIN_API_KEY", help="Your connector's management API key."),
+    ] = "",
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted download.")] = True,
+    accept: Annotated[
+        str | None, typer.Option(help="Row format of SQL data: text/csv or application/jsonl.")
+    ] = None,
+) -> None:
+    """Get a dataset through your connector's data contracts API: agree (or reuse an agreement),
+    start the transfer, and download to a file with progress, resume and a SHA-256."""
+    if not api_key:
+        typer.echo("error: set KEXIN_API_KEY (or --api-key)", err=True)
+        raise typer.Exit(2)
+    try:
+        with ContractsClient(connector, api_key) as client:
+            grant = client.request_data(provider, provider_address, dataset, purpose)
+            typer.echo(
+                f"agreement {grant.agreement_id}"
+                f"{' (reused)' if grant.reused_agreement else ''}, transfer {grant.transfer_id}",
+                err=True,
+            )
+            got = client.download(grant, output, progress=_Bar(), resume=resume, accept=accept)
+    except ContractsError as error:
+        typer.echo(f"\nrefused: {error.code}: {error.message}", err=True)
+        for reason in error.reasons:
+            typer.echo(f"  - {reason}", err=True)
+        raise typer.Exit(3 if error.status == 403 else 1) from None
+    except OSError as error:
+        typer.echo(f"\nerror: {output}: {error.strerror}", err=True)
+        raise typer.Exit(1) from None
+    resumed = f" (resumed at byte {got.resumed_from})" if got.resumed_from else ""
+    typer.echo("", err=True)
+    typer.echo(f"{got.sha256}  {got.path}  {got.bytes} bytes{resumed}")
 
 
 @app.command("demo")

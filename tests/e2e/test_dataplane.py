@@ -4,16 +4,24 @@ ranges, refresh, and the typed refusals."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import Session, select
 
 from connector.contracts.client import ContractsError, DataGrant
 from connector.dataplane import tokens
+from connector.outbox import OutboxMessage
 from connector.participant import standalone
+from storage.engine import create_engine
+from tests.dsp_schemas import errors
 from tests.e2e.dataplane_helpers import (
     PURPOSE,
     audit,
@@ -219,3 +227,53 @@ def test_an_interrupted_download_is_not_counted_and_resumes(space: Space, tmp_pa
         got = client.download(grant, target)
     assert got.resumed_from == len(first)
     assert (got.bytes, got.sha256) == (source.stat().st_size, digest)
+
+
+def test_every_start_message_the_provider_sends_validates_against_the_dsp_schema(
+    space: Space, tmp_path: Path
+) -> None:
+    source, _ = data_file(tmp_path, 10)
+    grant_for(space, offer_data(space, {"type": "file", "path": str(source)}, terms()))
+    engine = create_engine(space.bureau.database_url)
+    try:
+        with Session(engine) as session:
+            starts = session.exec(
+                select(OutboxMessage).where(OutboxMessage.kind == "transfer.start")
+            ).all()
+    finally:
+        engine.dispose()
+    assert starts
+    for message in starts:
+        body = json.loads(message.body)
+        assert errors("transfer/transfer-start-message-schema.json", body) == []
+        names = {p["name"] for p in body["dataAddress"]["endpointProperties"]}
+        assert {"authorization", "refreshToken", "refreshEndpoint", "expiresAt"} <= names
+
+
+def _fetch_cli(space: Space, output: Path, dataset: str, purpose: str = PURPOSE) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "dataspace", "fetch",
+         "--connector", space.bank.base_url, "--provider", space.bureau.participant_id,
+         "--provider-address", f"{space.bureau.base_url}/dsp", "--dataset", dataset,
+         "--purpose", purpose, "--output", str(output)],
+        env={**os.environ, "KEXIN_API_KEY": ADMIN_KEY}, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_dataspace_fetch_downloads_with_progress_and_checksum(space: Space, tmp_path: Path) -> None:
+    source, digest = data_file(tmp_path, 2 * 1024 * 1024)
+    asset = offer_data(
+        space, {"type": "file", "path": str(source)}, terms(atom("purpose", "isA", PURPOSE))
+    )
+    done = _fetch_cli(space, tmp_path / "out.bin", asset)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[:2] == [digest, str(tmp_path / "out.bin")]
+    assert "MB/s" in done.stderr
+    assert (tmp_path / "out.bin").read_bytes() == source.read_bytes()
+    refused = _fetch_cli(space, tmp_path / "no.bin", asset, purpose="marketing")
+    assert refused.returncode == 3
+    assert "refused: negotiation_refused" in refused.stderr
+    assert "purpose" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "no.bin").exists()
