@@ -6,21 +6,25 @@ onboarded by the authority's allow-list and receive their credentials; the bank 
 the city bureau the DCP way (self-issued token, presentation pulled from its Credential Service,
 every credential verified); the bureau publishes its firm list with an ODRL offer; the bank reads
 the catalogue, negotiates (the contract policy decides on the bank's verified credentials and
-declared purpose) to an agreement, and requests transfers under it: three run, the fourth is
-refused by the agreement's count limit; the operator revokes the bank's licence credential and
-the bureau refuses the bank once its caches refresh. The demo then says plainly which parts are
+declared purpose) to an agreement in one call of its data contracts API, which also starts the
+transfer; the bank downloads the firm list twice from the bureau's data plane, the third
+download is refused by the agreement's count limit and the bureau's policy monitor ends the
+transfer; the bank deletes the data and its connector sends a signed deletion receipt; the
+operator revokes the bank's licence credential and the bureau refuses the bank once its caches
+refresh. The demo then says plainly which parts are
 not built yet instead of pretending to run them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import hashlib
 import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ import httpx
 from broker.app import create_app as create_broker_app
 from broker.settings import BrokerSettings, OnboardingGrant
 from connector.app import create_app as create_connector_app
+from connector.contracts.client import ContractsClient, ContractsError
 from connector.dcp.client import request_credentials
 from connector.participant import standalone
 from connector.protocol import DSP_CONTEXT
@@ -56,6 +61,7 @@ BANK_ORG = {
     "region": "440106",
     "dataGrade": "general",
 }
+FIRM_LIST = "urn:kexin:asset:firm-list"
 FIRM_LIST_OFFER = {
     "@id": "urn:kexin:demo:firm-list-offer",
     "@type": "Offer",
@@ -70,7 +76,7 @@ FIRM_LIST_OFFER = {
                 },
                 {"leftOperand": "purpose", "operator": "isA", "rightOperand": "credit-assessment"},
                 {"leftOperand": "elapsedTime", "operator": "lteq", "rightOperand": "P30D"},
-                {"leftOperand": "count", "operator": "lteq", "rightOperand": "3"},
+                {"leftOperand": "count", "operator": "lteq", "rightOperand": "2"},
             ],
             "duty": [
                 {
@@ -84,8 +90,6 @@ FIRM_LIST_OFFER = {
     ],
 }
 NOT_BUILT_YET = (
-    "data plane: the data itself (transfers above are the DSP control plane only)",
-    "data contracts API for applications (one call from dataset to data)",
     "ledger: anchoring audit events on an EVM chain, inclusion proofs",
     "matching: private set intersection between two connectors",
 )
@@ -112,6 +116,7 @@ def run(say: Say) -> int:
                 did_web_allow_http=True,
                 status_list_ttl_s=CACHE_TTL_S,
                 management_api_key=MANAGER_KEY,  # type: ignore[arg-type]
+                monitor_interval_s=0.5,
             )
             for name in ("bureau", "bank")
         )
@@ -157,7 +162,7 @@ def run(say: Say) -> int:
                 f"(database {body['database']}, schema {body['schema']})"
             )
         failures += not asyncio.run(onboard_and_verify(say, authority, bureau, bank))
-        failures += not run_exchange(say, bureau, bank)
+        failures += not run_exchange(say, bureau, bank, folder)
         failures += not asyncio.run(revoke_and_check(say, broker.base_url, bureau, bank))
     say("Not built yet, so not part of this run:")
     for part in NOT_BUILT_YET:
@@ -254,18 +259,26 @@ def poll(check: Callable[[], bool], timeout_s: float = 20.0) -> bool:
     return False
 
 
-def run_exchange(say: Say, bureau: ConnectorSettings, bank: ConnectorSettings) -> bool:
-    """The bureau publishes, the bank finds, negotiates and transfers; policy decides each step."""
+def run_exchange(
+    say: Say, bureau: ConnectorSettings, bank: ConnectorSettings, folder: Path
+) -> bool:
+    """The bureau publishes, the bank finds, agrees and downloads; policy decides each step."""
     headers = {"X-Api-Key": MANAGER_KEY}
-    with (
-        httpx.Client(
-            base_url=f"{bureau.base_url}/management/v1", headers=headers, timeout=10
-        ) as publish,
-        httpx.Client(
-            base_url=f"{bank.base_url}/management/v1", headers=headers, timeout=10
-        ) as manage,
-    ):
-        return exchange(say, bureau, bank, publish, manage)
+    with httpx.Client(
+        base_url=f"{bureau.base_url}/management/v1", headers=headers, timeout=10
+    ) as publish:
+        return exchange(say, bureau, bank, publish, folder)
+
+
+def write_firm_list(path: Path, firms: int = 5000) -> None:
+    """The bureau's data: a firm register extract (made up, in the real format)."""
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["credit_code", "name", "district", "registered_capital_wan"])
+        for n in range(firms):
+            writer.writerow(
+                [f"91440101MA{n:08d}", f"广州示例企业{n}有限公司", "440106", n % 900 + 100]
+            )
 
 
 def exchange(
@@ -273,12 +286,13 @@ def exchange(
     bureau: ConnectorSettings,
     bank: ConnectorSettings,
     publish: httpx.Client,
-    manage: httpx.Client,
+    folder: Path,
 ) -> bool:
+    write_firm_list(folder / "firms.csv")
     findings = lint(FIRM_LIST_OFFER, datetime.now(UTC))
     say("Exchange: the city bureau offers its firm list to licensed banks, for credit assessment,")
     say(
-        "          30 days, at most 3 transfers, deleted within 31 days"
+        "          30 days, at most 2 downloads, deleted within 31 days"
         f" (lint: {len(findings)} finding(s))"
     )
     publish.post(
@@ -289,7 +303,7 @@ def exchange(
             "titleEn": "Firm list",
             "dataGrade": "important",
             "region": "440100",
-            "dataAddress": {"type": "file", "path": "/srv/firms.csv"},
+            "dataAddress": {"type": "file", "path": str(folder / "firms.csv")},
         },
     )
     publish.post(
@@ -328,46 +342,50 @@ def exchange(
     say(f"  the bank reads the bureau's catalogue: {[d['@id'] for d in datasets]}")
     if not datasets:
         return False
-    started = manage.post(
-        "/negotiations",
-        json={
-            "counterPartyId": bureau.participant_id,
-            "counterPartyAddress": f"{bureau.base_url}/dsp",
-            "offer": datasets[0]["hasPolicy"][0],
-            "target": datasets[0]["@id"],
-            "purpose": "credit-assessment",
-        },
-    ).json()
-    poll(
-        lambda: (
-            manage.get(f"/negotiations/{started['id']}").json()["state"]
-            in ("FINALIZED", "TERMINATED")
+    return not findings and fetch_data(say, bureau, bank, folder)
+
+
+def fetch_data(say: Say, bureau: ConnectorSettings, bank: ConnectorSettings, folder: Path) -> bool:
+    """The bank's application asks its connector for the firm list (one call), downloads it
+    from the bureau's data plane, hits the count limit, and deletes the data with a receipt."""
+    ok = True
+    with ContractsClient(bank.base_url, MANAGER_KEY, timeout_s=30) as app:
+        grant = app.request_data(
+            bureau.participant_id, f"{bureau.base_url}/dsp", FIRM_LIST, "credit-assessment"
         )
-    )
-    negotiation = manage.get(f"/negotiations/{started['id']}").json()
-    say(f"  negotiation for credit assessment: {negotiation['state']}")
-    say(f"  agreement {negotiation['agreementId']}")
-    if negotiation["state"] != "FINALIZED":
-        return False
-    outcomes = []
-    for number in range(1, 5):
-        transfer = manage.post(
-            "/transfers",
-            json={
-                "counterPartyId": bureau.participant_id,
-                "counterPartyAddress": f"{bureau.base_url}/dsp",
-                "agreementId": negotiation["agreementId"],
-            },
-        ).json()
-        transfer_url = f"/transfers/{transfer['id']}"
-        poll(partial(settled, manage, transfer_url, ("STARTED", "TERMINATED")))
-        view = manage.get(transfer_url).json()
-        outcomes.append(view["state"])
-        if view["state"] == "STARTED":
-            manage.post(f"{transfer_url}/complete", json={})
-            poll(partial(settled, manage, transfer_url, ("COMPLETED",)))
-            say(f"  transfer {number}: started, completed")
-        else:
-            reason = (view["terminationReason"] or "").splitlines()[-1]
-            say(f"  transfer {number}: refused ({view['terminationCode']}): {reason}")
-    return not findings and outcomes == ["STARTED", "STARTED", "STARTED", "TERMINATED"]
+        say(f"  one call to the bank's data contracts API: agreement {grant.agreement_id}")
+        say(f"  transfer {grant.transfer_id} started; data plane {grant.endpoint}")
+        expected = hashlib.sha256((folder / "firms.csv").read_bytes()).hexdigest()
+        for number in (1, 2, 3):
+            target = folder / f"download-{number}.csv"
+            try:
+                got = app.download(grant, target)
+            except ContractsError as error:
+                say(f"  download {number}: refused ({error.code}): {error.reasons[-1]}")
+                ok &= number == 3 and error.code == "policy_denied"
+                continue
+            say(f"  download {number}: {got.bytes} bytes, sha256 {got.sha256[:16]}…")
+            ok &= number < 3 and got.sha256 == expected
+        manage = f"{bank.base_url}/management/v1/transfers/{grant.transfer_id}"
+        headers = {"X-Api-Key": MANAGER_KEY}
+        ended = poll(lambda: httpx.get(manage, headers=headers).json()["state"] == "TERMINATED")
+        view = httpx.get(manage, headers=headers).json()
+        reason = (view["terminationReason"] or "").splitlines()[-1:] or ["?"]
+        say(
+            f"  the bureau's policy monitor ends the transfer ({view['terminationCode']}): "
+            + reason[0].rsplit("; ", 1)[-1]
+        )
+        ok &= ended
+        (duty,) = app.duties(grant.agreement_id)
+        for number in (1, 2):
+            (folder / f"download-{number}.csv").unlink()
+        done = app.performed(duty["id"])
+        say(f"  the bank deletes the data: duty {duty['action']} {done['state']}, receipt signed")
+        provider_duties = f"{bureau.base_url}/management/v1/duties"
+        kept = poll(
+            lambda: httpx.get(provider_duties, headers=headers, params={"role": "provider"})
+            .json()["items"][0]["state"] == "fulfilled"
+        )  # fmt: skip
+        say(f"  the bureau holds the bank's signed deletion receipt: {kept}")
+        ok &= kept
+    return ok
