@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataspace import demo
 
 
-def test_the_demo_runs_identity_catalogue_negotiation_transfers_and_revocation() -> None:
+def test_the_demo_runs_identity_catalogue_contracts_data_duties_and_revocation() -> None:
     lines: list[str] = []
     assert demo.run(lines.append) == 0
     output = "\n".join(lines)
@@ -17,13 +17,19 @@ def test_the_demo_runs_identity_catalogue_negotiation_transfers_and_revocation()
     )
     assert "(lint: 0 finding(s))" in output
     assert "the bank reads the bureau's catalogue: ['urn:kexin:asset:firm-list']" in output
-    assert "negotiation for credit assessment: FINALIZED" in output
-    for number in (1, 2, 3):
-        assert f"transfer {number}: started, completed" in output
+    assert "one call to the bank's data contracts API: agreement urn:uuid:" in output
+    for number in (1, 2):
+        assert f"download {number}: 328940 bytes, sha256 " in output
     assert (
-        "transfer 4: refused (policy_denied): permission[0] (use): count lteq 3: violated (actual 4)"
+        "download 3: refused (policy_denied): permission[0] (use): count lteq 2: violated (actual 3)"
         in output
     )
+    assert (
+        "the bureau's policy monitor ends the transfer (policy_monitor): "
+        "count lteq 2: violated (actual 3)" in output
+    )
+    assert "the bank deletes the data: duty delete fulfilled, receipt signed" in output
+    assert "the bureau holds the bank's signed deletion receipt: True" in output
     assert "after the caches refresh the bureau answers 403: revoked_credential" in output
     assert "Not built yet" in output
     assert all(part in output for part in demo.NOT_BUILT_YET)
