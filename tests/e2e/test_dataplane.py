@@ -277,3 +277,40 @@ def test_dataspace_fetch_downloads_with_progress_and_checksum(space: Space, tmp_
     assert "purpose" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert not (tmp_path / "no.bin").exists()
+
+
+def test_nothing_after_the_time_window_and_the_monitor_ends_the_transfer(
+    space: Space, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    source, _ = data_file(tmp_path, 100)
+    until = (datetime.now(UTC) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    asset = offer_data(
+        space, {"type": "file", "path": str(source)}, terms(atom("dateTime", "lteq", until))
+    )
+    grant = grant_for(space, asset)
+    assert fetch(grant).status_code == 200
+    wait_for(lambda: bank_transfer(space, grant.transfer_id)["state"] == "TERMINATED")
+    ended = bank_transfer(space, grant.transfer_id)
+    assert ended["terminationCode"] == "policy_monitor"
+    assert f"dateTime lteq {until}" in ended["terminationReason"]
+    late = fetch(grant)
+    assert (late.status_code, late.json()["reason"]) == (401, "revoked_token")
+
+
+@pytest.mark.postgres
+def test_the_data_plane_on_postgresql(postgres_space: Space, tmp_path: Path) -> None:
+    space = postgres_space
+    source, digest = data_file(tmp_path, 1024 * 1024)
+    asset = offer_data(
+        space, {"type": "file", "path": str(source)}, terms(atom("count", "lteq", "1"))
+    )
+    grant = grant_for(space, asset)
+    with bank_client(space) as client:
+        assert client.download(grant, tmp_path / "got.bin").sha256 == digest
+    refused = fetch(grant)
+    assert (refused.status_code, refused.json()["reason"]) in (
+        (403, "policy_denied"),
+        (401, "revoked_token"),  # the monitor may already have ended the spent transfer
+    )
