@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -94,9 +95,9 @@ async def refresh(
     except ValueError as error:
         return problem(DataPlaneError(400, "malformed_request", str(error)[:500]))
     try:
-        return dataplane.refresh(authorization, body.refresh_token)
+        return await anyio.to_thread.run_sync(dataplane.refresh, authorization, body.refresh_token)
     except DataPlaneError as error:
-        dataplane.refused(error, None, None)
+        await anyio.to_thread.run_sync(dataplane.refused, error, None, None)
         return problem(error)
 
 
@@ -122,7 +123,7 @@ async def receipt(
     except IdentityError as error:
         return problem(DataPlaneError(400, "unresolvable_did", error.message))
     try:
-        record = duties.receipt(peer.did, body.receipt, document)
+        record = await anyio.to_thread.run_sync(duties.receipt, peer.did, body.receipt, document)
     except DutyRequestError as error:
         return problem(DataPlaneError(error.status, error.code, error.message))
     return duty_view(record)
