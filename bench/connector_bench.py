@@ -160,6 +160,30 @@ def settings_environment(settings: ConnectorSettings) -> dict[str, str]:
     }
 
 
+def authority_settings(
+    sock: Any, folder: Path, bureau: ConnectorSettings, bank: ConnectorSettings
+) -> BrokerSettings:
+    """The data-space authority, onboarding the bureau (member) and the bank (member, licensed
+    bank) by allow-list."""
+    return BrokerSettings(
+        authority_id=did(sock, "authority"),
+        public_url=f"http://127.0.0.1:{sock.getsockname()[1]}",
+        database_url=f"sqlite:///{folder / 'broker.db'}",
+        key_passphrase=PASSPHRASE,
+        admin_api_key=SecretStr(KEY),
+        did_web_allow_http=True,
+        onboarding_allow={
+            bureau.participant_id: OnboardingGrant.model_validate(
+                {"types": ["MembershipCredential"], "organisation": BUREAU_ORG}
+            ),
+            bank.participant_id: OnboardingGrant.model_validate(
+                {"types": ["MembershipCredential", "FinancialInstitutionCredential"],
+                 "organisation": BANK_ORG}
+            ),
+        },
+    )  # fmt: skip
+
+
 def finalized(engine: Any, negotiation_id: str) -> bool:
     with Session(engine) as session:
         record = session.get(ContractNegotiationRecord, negotiation_id)
@@ -175,25 +199,7 @@ def main() -> int:
             connector(bureau_sock, folder, "bureau", authority),
             connector(bank_sock, folder, "bank", authority),
         )
-        broker = BrokerSettings(
-            authority_id=authority,
-            public_url=f"http://127.0.0.1:{authority_sock.getsockname()[1]}",
-            database_url=f"sqlite:///{folder / 'broker.db'}",
-            key_passphrase=PASSPHRASE,
-            admin_api_key=SecretStr(KEY),
-            did_web_allow_http=True,
-            onboarding_allow={
-                bureau.participant_id: OnboardingGrant.model_validate(
-                    {"types": ["MembershipCredential"], "organisation": BUREAU_ORG}
-                ),
-                bank.participant_id: OnboardingGrant.model_validate(
-                    {
-                        "types": ["MembershipCredential", "FinancialInstitutionCredential"],
-                        "organisation": BANK_ORG,
-                    }
-                ),
-            },
-        )
+        broker = authority_settings(authority_sock, folder, bureau, bank)
         servers.enter_context(serve_in_thread(create_broker(broker), authority_sock))
         for settings, sock in ((bureau, bureau_sock), (bank, bank_sock)):
             sock.close()

@@ -30,16 +30,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
-from bench.connector_bench import KEY, PASSPHRASE, connector, did, settings_environment
+from bench.connector_bench import (
+    KEY,
+    authority_settings,
+    connector,
+    did,
+    settings_environment,
+)
 from broker.app import create_app as create_broker
-from broker.settings import BrokerSettings, OnboardingGrant
 from connector.contracts.client import ContractsClient
 from connector.dcp.client import request_credentials
 from connector.participant import standalone
 from connector.settings import ConnectorSettings
-from dataspace.demo import BANK_ORG, BUREAU_ORG
 from dataspace.servers import bind, serve_in_thread
 from identity.credentials import CredentialType
 
@@ -132,23 +135,7 @@ def main() -> int:
         authority = did(authority_sock, "authority")
         bureau = connector(bureau_sock, folder, "bureau", authority)
         bank = connector(bank_sock, folder, "bank", authority)
-        broker = BrokerSettings(
-            authority_id=authority,
-            public_url=f"http://127.0.0.1:{authority_sock.getsockname()[1]}",
-            database_url=f"sqlite:///{folder / 'broker.db'}",
-            key_passphrase=PASSPHRASE,
-            admin_api_key=SecretStr(KEY),
-            did_web_allow_http=True,
-            onboarding_allow={
-                bureau.participant_id: OnboardingGrant.model_validate(
-                    {"types": ["MembershipCredential"], "organisation": BUREAU_ORG}
-                ),
-                bank.participant_id: OnboardingGrant.model_validate(
-                    {"types": ["MembershipCredential", "FinancialInstitutionCredential"],
-                     "organisation": BANK_ORG}
-                ),
-            },
-        )  # fmt: skip
+        broker = authority_settings(authority_sock, folder, bureau, bank)
         stack.enter_context(serve_in_thread(create_broker(broker), authority_sock))
         servers: dict[str, subprocess.Popen[bytes]] = {}
         for name, settings, sock in (("bureau", bureau, bureau_sock), ("bank", bank, bank_sock)):

@@ -17,19 +17,26 @@ import json
 import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import httpx
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from connector.audit import AuditRecord, AuditSink, Outcome
 from connector.catalog.store import Asset
 from connector.dataplane import tokens
 from connector.dataplane.sources import Body, SourceError, open_source
-from connector.dataplane.store import COUNTED, DataAccess, DataGrant, DutyRecord
+from connector.dataplane.store import (
+    COUNTED,
+    DataAccess,
+    DataGrant,
+    DutyRecord,
+    agreement_time,
+    uses,
+)
 from connector.negotiation.machine import Role
 from connector.negotiation.store import ContractNegotiationRecord
 from connector.transfer.machine import State
@@ -42,8 +49,7 @@ from identity.verifier import Peer
 from policy.duties import DutyState, obligations_for
 from policy.evaluate import evaluate
 from policy.jsonld import read_policy
-from policy.model import Policy
-from policy.operands import Context, CredentialFacts, Grade, Scope, parse_datetime
+from policy.operands import Context, CredentialFacts, Grade, Scope
 
 if TYPE_CHECKING:
     from connector.transfer.process import Transfers
@@ -95,16 +101,6 @@ def credential_json(peer: Peer) -> str:
             for c in peer.presentation.credentials
         ]
     )
-
-
-def agreement_time(negotiation: ContractNegotiationRecord, policy: Policy) -> datetime:
-    """When the agreement was made: its own timestamp (the same on both sides), else when this
-    side finalized it."""
-    if policy.timestamp:
-        with contextlib.suppress(ValueError):
-            return parse_datetime(policy.timestamp)
-    started = negotiation.updated_at
-    return started if started.tzinfo else started.replace(tzinfo=UTC)
 
 
 def dataplane_base(dsp_address: str) -> str:
@@ -355,14 +351,7 @@ class DataPlane:
         if negotiation is None or negotiation.agreement is None:
             raise DataPlaneError(403, "unknown_agreement", f"no agreement {grant.agreement_id}")
         policy = read_policy(json.loads(negotiation.agreement))
-        uses = session.exec(
-            select(func.count())
-            .select_from(DataAccess)
-            .where(
-                DataAccess.agreement_id == grant.agreement_id,
-                col(DataAccess.outcome).in_(counted),
-            )
-        ).one()
+        used = uses(session, grant.agreement_id, counted)
         violated = session.exec(
             select(DutyRecord.id).where(
                 DutyRecord.agreement_id == grant.agreement_id,
@@ -377,7 +366,7 @@ class DataPlane:
             target=negotiation.asset_id,
             purpose=negotiation.purpose,
             agreement_start=agreement_time(negotiation, policy),
-            uses_so_far=uses,
+            uses_so_far=used,
             violated_duties=tuple(violated),
         )
         decision = evaluate(policy, context, scope)

@@ -4,13 +4,17 @@ access to the data, and the duties of each agreement on both sides."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import contextlib
+from datetime import UTC, datetime
 from typing import Final
 
 from sqlalchemy import BigInteger, Column, DateTime, Text
-from sqlmodel import Field
+from sqlmodel import Field, Session, col, func, select
 
 from connector.database import ConnectorBase
+from connector.negotiation.store import ContractNegotiationRecord
+from policy.model import Policy
+from policy.operands import parse_datetime
 
 COUNTED: Final = ("in_progress", "completed")
 """Accesses that count as uses of an agreement."""
@@ -82,3 +86,22 @@ class DutyRecord(ConnectorBase, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+def uses(session: Session, agreement_id: str, counted: tuple[str, ...] = COUNTED) -> int:
+    """How many times the agreement's data has been used (accesses in ``counted`` outcomes)."""
+    return session.exec(
+        select(func.count())
+        .select_from(DataAccess)
+        .where(DataAccess.agreement_id == agreement_id, col(DataAccess.outcome).in_(counted))
+    ).one()
+
+
+def agreement_time(negotiation: ContractNegotiationRecord, policy: Policy) -> datetime:
+    """When the agreement was made: its own timestamp (the same on both sides), else when this
+    side finalized it."""
+    if policy.timestamp:
+        with contextlib.suppress(ValueError):
+            return parse_datetime(policy.timestamp)
+    finalized = negotiation.updated_at
+    return finalized if finalized.tzinfo else finalized.replace(tzinfo=UTC)

@@ -18,14 +18,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from connector.audit import AuditSink
-from connector.dataplane.store import COUNTED, DataAccess
+from connector.dataplane.store import agreement_time, uses
 from connector.negotiation.machine import Role
 from connector.negotiation.machine import State as NegotiationState
 from connector.negotiation.store import ContractNegotiationRecord
@@ -261,31 +261,17 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
         negotiation: ContractNegotiationRecord,
     ) -> list[str] | None:
         """None when the agreement's policy admits the transfer now, else the reasons."""
-        uses = session.exec(
-            select(func.count())
-            .select_from(DataAccess)
-            .where(
-                DataAccess.agreement_id == record.agreement_id,
-                col(DataAccess.outcome).in_(COUNTED),
-            )
-        ).one()
-        started = (
-            negotiation.updated_at
-            if negotiation.updated_at.tzinfo
-            else negotiation.updated_at.replace(tzinfo=UTC)
-        )
+        policy = read_policy(json.loads(str(negotiation.agreement)))
         context = Context(
             now=self.clock(),
             recipient=peer.did,
             credentials=peer.facts(),
             target=negotiation.asset_id,
             purpose=negotiation.purpose,
-            agreement_start=started,
-            uses_so_far=uses,
+            agreement_start=agreement_time(negotiation, policy),
+            uses_so_far=uses(session, record.agreement_id),
         )
-        decision = evaluate(
-            read_policy(json.loads(str(negotiation.agreement))), context, Scope.TRANSFER
-        )
+        decision = evaluate(policy, context, Scope.TRANSFER)
         return None if decision.allowed else list(decision.reasons)
 
     def receive(

@@ -29,7 +29,7 @@ from tests.e2e.dataplane_helpers import (
 )
 from tests.e2e.space import Space, start_space
 from tests.e2e.test_negotiation import wait_for
-from tests.e2e.test_transfer import bank_transfer
+from tests.e2e.test_transfer import bank_transfer, transfer
 from tests.policy.policies import atom
 
 
@@ -181,30 +181,16 @@ def test_push_streams_to_the_consumers_endpoint_with_its_token(
     received: list[tuple[dict[str, str], bytes]] = []
     sock = bind()
     with serve_in_thread(inbox(received), sock) as url:
-        started = httpx.post(
-            f"{space.bank.base_url}/management/v1/transfers",
-            headers=KEY,
-            json={
-                "counterPartyId": space.bureau.participant_id,
-                "counterPartyAddress": f"{space.bureau.base_url}/dsp",
-                "agreementId": agreement,
-                "format": "HttpData-PUSH",
-                "dataAddress": {
-                    "@type": "DataAddress",
-                    "endpointType": "https://w3id.org/idsa/v4.1/HTTP",
-                    "endpoint": f"{url}/inbox",
-                    "endpointProperties": [
-                        {
-                            "@type": "EndpointProperty",
-                            "name": "authorization",
-                            "value": "the-banks-inbox-token",
-                        },
-                    ],
-                },
-            },
-        )
-        assert started.status_code == 201, started.text
-        transfer_id = started.json()["id"]
+        push_to = {
+            "@type": "DataAddress",
+            "endpointType": "https://w3id.org/idsa/v4.1/HTTP",
+            "endpoint": f"{url}/inbox",
+            "endpointProperties": [
+                {"@type": "EndpointProperty", "name": "authorization",
+                 "value": "the-banks-inbox-token"},
+            ],
+        }  # fmt: skip
+        transfer_id = transfer(space, agreement, format="HttpData-PUSH", dataAddress=push_to)["id"]
         wait_for(lambda: bank_transfer(space, transfer_id)["state"] == "COMPLETED")
     ((headers, body),) = received
     assert headers["authorization"] == "Bearer the-banks-inbox-token"

@@ -21,7 +21,8 @@ def agreed(space: Space) -> str:
     return agreement_id
 
 
-def transfer(space: Space, agreement_id: str) -> dict[str, Any]:
+def transfer(space: Space, agreement_id: str, **extra: Any) -> dict[str, Any]:
+    """The bank requests a transfer (``extra``: e.g. format and dataAddress for a push)."""
     started = httpx.post(
         f"{space.bank.base_url}/management/v1/transfers",
         headers=KEY,
@@ -29,6 +30,7 @@ def transfer(space: Space, agreement_id: str) -> dict[str, Any]:
             "counterPartyId": space.bureau.participant_id,
             "counterPartyAddress": f"{space.bureau.base_url}/dsp",
             "agreementId": agreement_id,
+            **extra,
         },
     )
     assert started.status_code == 201, started.text
