@@ -399,14 +399,17 @@ class DataPlane:
             return self.decide(session, grant, facts, Scope.ACCESS)
 
     def reserve(self, admitted: Admitted, facts: CredentialFacts, byte_range: str | None) -> int:
-        """Decide again under a lock on the grant and record the access as in progress, so that
-        two concurrent requests cannot both take the last use."""
+        """Decide again under a lock and record the access as in progress, so that two
+        concurrent requests cannot both take the last use. The lock is a write to the grant
+        before counting: a row lock on PostgreSQL, the database's write lock on SQLite (which
+        ignores SELECT ... FOR UPDATE)."""
         with Session(self.engine) as session:
-            grant = session.exec(
-                select(DataGrant)
-                .where(DataGrant.transfer_id == admitted.transfer_id)
-                .with_for_update()
-            ).one()
+            grant = session.get(DataGrant, admitted.transfer_id)
+            if grant is None:
+                raise DataPlaneError(401, "revoked_token", "the transfer's grant is gone")
+            grant.updated_at = self.clock()
+            session.add(grant)
+            session.flush()
             reasons, _ = self.decide(session, grant, facts, Scope.ACCESS)
             if reasons:
                 raise DataPlaneError(

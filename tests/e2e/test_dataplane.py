@@ -285,7 +285,7 @@ def test_nothing_after_the_time_window_and_the_monitor_ends_the_transfer(
     from datetime import UTC, datetime, timedelta
 
     source, _ = data_file(tmp_path, 100)
-    until = (datetime.now(UTC) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    until = (datetime.now(UTC) + timedelta(seconds=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
     asset = offer_data(
         space, {"type": "file", "path": str(source)}, terms(atom("dateTime", "lteq", until))
     )
@@ -314,3 +314,16 @@ def test_the_data_plane_on_postgresql(postgres_space: Space, tmp_path: Path) -> 
         (403, "policy_denied"),
         (401, "revoked_token"),  # the monitor may already have ended the spent transfer
     )
+
+
+def test_concurrent_requests_cannot_both_take_the_last_use(space: Space, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    source, _ = data_file(tmp_path, 256 * 1024)
+    asset = offer_data(
+        space, {"type": "file", "path": str(source)}, terms(atom("count", "lteq", "1"))
+    )
+    grant = grant_for(space, asset)
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(lambda _: fetch(grant).status_code, range(8)))
+    assert statuses == [200] + [403] * 7

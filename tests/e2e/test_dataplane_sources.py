@@ -228,7 +228,7 @@ def test_an_overdue_duty_is_violated_on_both_sides_and_ends_the_transfer(
     space: Space, tmp_path: Path
 ) -> None:
     source, _ = data_file(tmp_path, 100)
-    due = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    due = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
     delete = [{"action": "delete", "constraint": [atom("dateTime", "lteq", due)]}]
     asset = offer_data(space, {"type": "file", "path": str(source)}, terms(duty=delete))
     grant = grant_for(space, asset)
