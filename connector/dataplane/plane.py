@@ -322,6 +322,16 @@ class DataPlane:
         ):
             raise DataPlaneError(401, "invalid_token", "the token names no transfer of this bearer")
         if grant.generation != token.generation:
+            transfer = session.get(TransferProcessRecord, grant.transfer_id)
+            if transfer is not None and transfer.state == State.TERMINATED.value:
+                # Say why, as the termination message did: a request racing the policy monitor
+                # learns the same reasons as one the policy refused itself.
+                raise DataPlaneError(
+                    403,
+                    "transfer_terminated",
+                    f"the transfer was terminated ({transfer.termination_code})",
+                    tuple((transfer.termination_reason or "").splitlines()[:MAX_REASONS]),
+                )
             raise DataPlaneError(401, "revoked_token", "the token was revoked or replaced")
         return grant
 

@@ -58,7 +58,8 @@ def test_pull_streams_the_data_and_the_third_use_is_refused(space: Space, tmp_pa
 
     third = fetch(grant)
     assert third.status_code == 403
-    assert third.json()["reason"] == "policy_denied"
+    # refused by the policy itself, or by the monitor that may already have ended the transfer
+    assert third.json()["reason"] in ("policy_denied", "transfer_terminated")
     assert any("count lteq 2: violated (actual 3)" in r for r in third.json()["reasons"])
 
     def accesses() -> list[dict[str, Any]]:
@@ -73,7 +74,7 @@ def test_pull_streams_the_data_and_the_third_use_is_refused(space: Space, tmp_pa
     ended = bank_transfer(space, grant.transfer_id)
     assert ended["terminationCode"] == "policy_monitor"
     assert "count lteq 2: violated (actual 3)" in ended["terminationReason"]
-    assert fetch(grant).json()["reason"] == "revoked_token"
+    assert fetch(grant).json()["reason"] == "transfer_terminated"
     # asking again reuses the agreement, whose uses are spent: a typed refusal with reasons
     with pytest.raises(ContractsError) as refused:
         grant_for(space, asset)
@@ -296,7 +297,8 @@ def test_nothing_after_the_time_window_and_the_monitor_ends_the_transfer(
     assert ended["terminationCode"] == "policy_monitor"
     assert f"dateTime lteq {until}" in ended["terminationReason"]
     late = fetch(grant)
-    assert (late.status_code, late.json()["reason"]) == (401, "revoked_token")
+    assert (late.status_code, late.json()["reason"]) == (403, "transfer_terminated")
+    assert any(f"dateTime lteq {until}" in r for r in late.json()["reasons"])
 
 
 @pytest.mark.postgres
@@ -312,7 +314,7 @@ def test_the_data_plane_on_postgresql(postgres_space: Space, tmp_path: Path) -> 
     refused = fetch(grant)
     assert (refused.status_code, refused.json()["reason"]) in (
         (403, "policy_denied"),
-        (401, "revoked_token"),  # the monitor may already have ended the spent transfer
+        (403, "transfer_terminated"),  # the monitor may already have ended the spent transfer
     )
 
 
