@@ -13,7 +13,7 @@ credential part of a policy decision.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +33,7 @@ from identity.presentations import (
 from identity.resolver import DIDResolver
 from identity.sts import SecureTokenService
 from identity.tokens import ReplayCache, validate_id_token
-from policy.operands import CredentialFacts
+from policy.operands import CredentialFacts, Grade
 
 
 @dataclass(frozen=True)
@@ -42,16 +42,27 @@ class Peer:
     presentation: VerifiedPresentation
 
     def facts(self) -> CredentialFacts:
-        credentials = self.presentation.credentials
-        roles = frozenset(role for c in credentials if (role := c.type.role) is not None)
-        grades = [c.organisation.data_grade for c in credentials]
-        membership = next((c for c in credentials if c.type is CredentialType.MEMBERSHIP), None)
-        return CredentialFacts(
-            membership=membership is not None,
-            roles=roles,
-            data_grade=max(grades, key=lambda g: g.rank) if grades else None,
-            region=membership.organisation.region if membership else None,
+        return facts_of(
+            (c.type, c.organisation.data_grade, c.organisation.region)
+            for c in self.presentation.credentials
         )
+
+
+def facts_of(credentials: Iterable[tuple[CredentialType, Grade, str]]) -> CredentialFacts:
+    """What verified credentials (type, the holder's data grade and region) say for policies:
+    membership, the roles they give, the highest data grade, the member's region."""
+    held = list(credentials)
+    roles = frozenset(role for kind, _, _ in held if (role := kind.role) is not None)
+    grades = [grade for _, grade, _ in held]
+    membership = next(
+        (region for kind, _, region in held if kind is CredentialType.MEMBERSHIP), None
+    )
+    return CredentialFacts(
+        membership=any(kind is CredentialType.MEMBERSHIP for kind, _, _ in held),
+        roles=roles,
+        data_grade=max(grades, key=lambda g: g.rank) if grades else None,
+        region=membership,
+    )
 
 
 class Verifier:

@@ -45,7 +45,7 @@ from identity.credentials import CredentialType
 from identity.errors import IdentityError
 from identity.participant import Participant
 from identity.status import StatusEntry
-from identity.verifier import Peer
+from identity.verifier import Peer, facts_of
 from policy.duties import DutyState, obligations_for
 from policy.evaluate import evaluate
 from policy.jsonld import read_policy
@@ -82,6 +82,8 @@ class Admitted:
     agreement_id: str
     consumer: str
     address: dict[str, Any]
+    facts: CredentialFacts
+    """The consumer's credentials as checked at admission (decided on again when reserving)."""
 
 
 def credential_json(peer: Peer) -> str:
@@ -253,7 +255,7 @@ class DataPlane:
 
     # --- admission ----------------------------------------------------------------------
 
-    def read_token(self, authorization: str | None, *, allow_expired: bool = False) -> str:
+    def read_token(self, authorization: str | None) -> str:
         if authorization is None or not authorization.startswith("Bearer "):
             raise DataPlaneError(401, "missing_token", "Authorization: Bearer <token> needed")
         return authorization.removeprefix("Bearer ").strip()
@@ -301,16 +303,8 @@ class DataPlane:
                 f"{grant.consumer} no longer holds a valid {', '.join(missing)}",
                 tuple(lost),
             )
-        roles = frozenset(
-            role for c in valid if (role := CredentialType(c["type"]).role) is not None
-        )
-        grades = [Grade(c["dataGrade"]) for c in valid]
-        membership = next((c for c in valid if c["type"] == CredentialType.MEMBERSHIP), None)
-        return CredentialFacts(
-            membership=membership is not None,
-            roles=roles,
-            data_grade=max(grades, key=lambda g: g.rank) if grades else None,
-            region=membership["region"] if membership else None,
+        return facts_of(
+            (CredentialType(c["type"]), Grade(c["dataGrade"]), c["region"]) for c in valid
         )
 
     def _load(self, session: Session, token: tokens.AccessToken) -> DataGrant:
@@ -387,7 +381,10 @@ class DataPlane:
         """Everything before touching the data: the token, the transfer, the consumer's
         credentials now, the policy in the access scope."""
         token = self.check_token(self.read_token(authorization))
-        grant = await anyio.to_thread.run_sync(self._grant_for, token)
+        return await self._admit(await anyio.to_thread.run_sync(self._grant_for, token))
+
+    async def _admit(self, grant: DataGrant) -> Admitted:
+        """The consumer's credentials now and the policy in the access scope (pull and push)."""
         facts = await self.facts(grant)
         reasons, asset = await anyio.to_thread.run_sync(self._decide_access, grant, facts)
         if reasons:
@@ -395,8 +392,9 @@ class DataPlane:
         if asset is None:
             raise DataPlaneError(410, "asset_gone", "the asset of this agreement was deleted")
         return Admitted(
-            grant.transfer_id, grant.agreement_id, grant.consumer, json.loads(asset.data_address)
-        )
+            grant.transfer_id, grant.agreement_id, grant.consumer,
+            json.loads(asset.data_address), facts,
+        )  # fmt: skip
 
     def _grant_for(self, token: tokens.AccessToken) -> DataGrant:
         with Session(self.engine) as session:
@@ -408,7 +406,7 @@ class DataPlane:
         with Session(self.engine) as session:
             return self.decide(session, grant, facts, Scope.ACCESS)
 
-    def reserve(self, admitted: Admitted, facts: CredentialFacts, byte_range: str | None) -> int:
+    def reserve(self, admitted: Admitted, byte_range: str | None) -> int:
         """Decide again under a lock and record the access as in progress, so that two
         concurrent requests cannot both take the last use. The lock is a write to the grant
         before counting: a row lock on PostgreSQL, the database's write lock on SQLite (which
@@ -420,7 +418,7 @@ class DataPlane:
             grant.updated_at = self.clock()
             session.add(grant)
             session.flush()
-            reasons, _ = self.decide(session, grant, facts, Scope.ACCESS)
+            reasons, _ = self.decide(session, grant, admitted.facts, Scope.ACCESS)
             if reasons:
                 raise DataPlaneError(
                     403, "policy_denied", "the agreement's policy refuses", reasons
@@ -489,32 +487,27 @@ class DataPlane:
                 admitted.address, range_header=range_header, accept=accept,
                 sql_engines=self.sql_sources, client=self.client,
             )  # fmt: skip
-        except SourceError as error:
-            failure = DataPlaneError(error.status, error.code, error.message)
-            self.refused(failure, admitted.consumer if admitted else None,
-                         admitted.transfer_id if admitted else None)  # fmt: skip
+        except (SourceError, DataPlaneError) as error:
+            failure = (
+                error
+                if isinstance(error, DataPlaneError)
+                else DataPlaneError(error.status, error.code, error.message)
+            )
+            consumer, subject = (
+                (admitted.consumer, admitted.transfer_id) if admitted else (None, None)
+            )
+            await anyio.to_thread.run_sync(self.refused, failure, consumer, subject)
             raise failure from None
-        except DataPlaneError as error:
-            self.refused(error, admitted.consumer if admitted else None,
-                         admitted.transfer_id if admitted else None)  # fmt: skip
-            raise
         try:
-            grant = await anyio.to_thread.run_sync(self._grant_by_id, admitted.transfer_id)
-            facts = await self.facts(grant)
             byte_range = body.byte_range.header() if body.byte_range else None
-            access_id = await anyio.to_thread.run_sync(self.reserve, admitted, facts, byte_range)
+            access_id = await anyio.to_thread.run_sync(self.reserve, admitted, byte_range)
         except DataPlaneError as error:
             await body.aclose()
-            self.refused(error, admitted.consumer, admitted.transfer_id)
+            await anyio.to_thread.run_sync(
+                self.refused, error, admitted.consumer, admitted.transfer_id
+            )
             raise
         return admitted, body, access_id
-
-    def _grant_by_id(self, transfer_id: str) -> DataGrant:
-        with Session(self.engine) as session:
-            grant = session.get(DataGrant, transfer_id)
-            if grant is None:
-                raise DataPlaneError(401, "revoked_token", "the transfer's grant is gone")
-            return grant
 
     # --- token refresh --------------------------------------------------------------------
 
@@ -654,23 +647,12 @@ class DataPlane:
         target = json.loads(transfer.data_address) if transfer and transfer.data_address else {}
         access_id: int | None = None
         try:
-            facts = await self.facts(grant)
-            reasons, asset = await anyio.to_thread.run_sync(self._decide_access, grant, facts)
-            if reasons:
-                raise DataPlaneError(
-                    403, "policy_denied", "the agreement's policy refuses", reasons
-                )
-            if asset is None:
-                raise DataPlaneError(410, "asset_gone", "the asset of this agreement was deleted")
-            admitted = Admitted(
-                grant.transfer_id, grant.agreement_id, grant.consumer,
-                json.loads(asset.data_address),
-            )  # fmt: skip
+            admitted = await self._admit(grant)
             body = await open_source(
                 admitted.address, range_header=None, accept=None,
                 sql_engines=self.sql_sources, client=self.client,
             )  # fmt: skip
-            access_id = await anyio.to_thread.run_sync(self.reserve, admitted, facts, None)
+            access_id = await anyio.to_thread.run_sync(self.reserve, admitted, None)
             sent = await self._push_body(body, target)
         except (DataPlaneError, SourceError) as error:
             message = error.message
