@@ -48,7 +48,7 @@ from connector.settings import ConnectorSettings
 from dataspace.demo import BANK_ORG, BUREAU_ORG, FIRM_LIST_OFFER
 from dataspace.servers import bind, serve_in_thread
 from identity.credentials import CredentialType
-from identity.presentations import scope_for
+from identity.presentations import EVERY_SCOPE
 from storage.engine import create_engine
 
 LATENCY_TARGET_MS = 100.0
@@ -218,9 +218,9 @@ def main() -> int:
         # --- catalogue: first page of 100 out of 10,000 --------------------------------------
         async def tokens(count: int) -> list[str]:
             async with standalone(bank) as (participant, _client):
-                scopes = [scope_for(kind) for kind in CredentialType]
                 return [
-                    participant.sts.bearer_for(bureau.participant_id, scopes) for _ in range(count)
+                    participant.sts.bearer_for(bureau.participant_id, EVERY_SCOPE)
+                    for _ in range(count)
                 ]
 
         request = {

@@ -43,7 +43,7 @@ from identity.credentials import CredentialType, Organisation, TrustedIssuers, i
 from identity.database import migrations
 from identity.documents import Service
 from identity.keyring import KeyRing
-from identity.presentations import issue_presentation, scope_for, verify_presentation
+from identity.presentations import EVERY_SCOPE, issue_presentation, verify_presentation
 from identity.resolver import DIDResolver
 from identity.status import LIST_BITS, StatusEntry, StatusListCache, issue_status_list
 from identity.store import CredentialStore, SqlReplayCache
@@ -195,7 +195,7 @@ async def measure(
             resolver = DIDResolver(client, allow_http=True)
             status = StatusListCache(client, resolver, ttl_s=3600)
             bank_sts = SecureTokenService(bank.ring, now)
-            scopes = [scope_for(kind) for kind in CredentialType]
+            scopes = list(EVERY_SCOPE)
 
             def verifier(cache_ttl: timedelta) -> Verifier:
                 return Verifier(

@@ -25,9 +25,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, col, select
 
 from connector.database import ConnectorBase
-from identity.credentials import CredentialType
 from identity.participant import Participant
-from identity.presentations import scope_for
+from identity.presentations import EVERY_SCOPE
 
 MAX_ATTEMPTS: Final = 8
 BACKOFF_BASE_S: Final = 0.5
@@ -176,8 +175,7 @@ class Outbox:
         static = self._static_tokens.get(message.audience)
         if static is not None:
             return {"Authorization": f"Bearer {static}"}
-        scopes = [scope_for(kind) for kind in CredentialType]
-        token = self._participant.sts.bearer_for(message.audience, scopes)
+        token = self._participant.sts.bearer_for(message.audience, EVERY_SCOPE)
         return {"Authorization": f"Bearer {token}"}
 
     async def _deliver(self, message: OutboxMessage) -> bool:

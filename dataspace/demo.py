@@ -40,7 +40,7 @@ from connector.protocol import DSP_CONTEXT
 from connector.settings import ConnectorSettings
 from dataspace.servers import bind, serve_in_thread
 from identity.credentials import CredentialType
-from identity.presentations import scope_for
+from identity.presentations import EVERY_SCOPE
 from ledger.app import create_app as create_ledger_app
 from ledger.settings import LedgerSettings
 from policy.lint import lint
@@ -177,9 +177,7 @@ def run(say: Say) -> int:
 async def verified_by(caller: ConnectorSettings, target: ConnectorSettings) -> httpx.Response:
     """``caller`` calls ``target``, which authenticates it the DCP way."""
     async with standalone(caller) as (participant, client):
-        token = participant.sts.bearer_for(
-            target.participant_id, [scope_for(kind) for kind in CredentialType]
-        )
+        token = participant.sts.bearer_for(target.participant_id, EVERY_SCOPE)
         return await client.get(
             f"{target.base_url}/identity/peer", headers={"Authorization": f"Bearer {token}"}
         )
@@ -234,8 +232,7 @@ MANAGER_KEY = "kexin-demo-management-key"
 async def read_catalog(bank: ConnectorSettings, bureau: ConnectorSettings) -> dict[str, Any]:
     """The bank asks for the bureau's catalogue (DCP-authenticated)."""
     async with standalone(bank) as (participant, client):
-        scopes = [scope_for(kind) for kind in CredentialType]
-        token = participant.sts.bearer_for(bureau.participant_id, scopes)
+        token = participant.sts.bearer_for(bureau.participant_id, EVERY_SCOPE)
         response = await client.post(
             f"{bureau.base_url}/dsp/catalog/request",
             json={"@context": [DSP_CONTEXT], "@type": "CatalogRequestMessage"},

@@ -39,6 +39,10 @@ def scope_for(credential_type: CredentialType) -> str:
     return TYPE_SCOPE + credential_type.value
 
 
+EVERY_SCOPE: Final = tuple(scope_for(kind) for kind in CredentialType)
+"""Every credential type we understand: what a verifier asks for, and lets the peer read."""
+
+
 def types_in_scopes(scopes: Iterable[str]) -> frozenset[CredentialType]:
     """The credential types that DCP scopes ask for; an unknown scope is an error."""
     found = set()

@@ -25,9 +25,9 @@ from identity.credentials import CredentialType, RevocationCheck, TrustedIssuers
 from identity.errors import IdentityError, Reason
 from identity.presentations import (
     DCP_CONTEXT,
+    EVERY_SCOPE,
     MAX_VP_BYTES,
     VerifiedPresentation,
-    scope_for,
     verify_presentation,
 )
 from identity.resolver import DIDResolver
@@ -122,7 +122,7 @@ class Verifier:
             "@context": [DCP_CONTEXT],
             "type": "PresentationQueryMessage",
             # Every type we understand: the holder presents what it granted us, no more.
-            "scope": [scope_for(t) for t in CredentialType],
+            "scope": list(EVERY_SCOPE),
         }
         headers = {"Authorization": "Bearer " + self._sts.id_token(holder, token=access_token)}
         url = service.endpoint.rstrip("/") + "/presentations/query"

@@ -29,9 +29,8 @@ from connector.protocol import DspError
 from connector.transfer.machine import State as TransferState
 from connector.transfer.process import Transfers
 from connector.transfer.store import TransferProcessRecord
-from identity.credentials import CredentialType
 from identity.participant import Participant
-from identity.presentations import scope_for
+from identity.presentations import EVERY_SCOPE
 
 POLL_S: Final = 0.05
 R = TypeVar("R", ContractNegotiationRecord, TransferProcessRecord)
@@ -122,8 +121,7 @@ class DataContracts:
 
     async def _offer(self, request: DataRequest) -> dict[str, Any]:
         """The provider's first offer for the dataset, as its catalogue shows it to us."""
-        scopes = [scope_for(kind) for kind in CredentialType]
-        token = self.participant.sts.bearer_for(request.provider, scopes)
+        token = self.participant.sts.bearer_for(request.provider, EVERY_SCOPE)
         url = (
             request.provider_address.rstrip("/")
             + "/catalog/datasets/"

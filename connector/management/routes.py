@@ -29,8 +29,7 @@ from connector.protocol import DSP_CONTEXT, DspError
 from connector.transfer.machine import Event as TransferEvent
 from connector.transfer.machine import State as TransferState
 from connector.transfer.store import TransferProcessRecord
-from identity.credentials import CredentialType
-from identity.presentations import scope_for
+from identity.presentations import EVERY_SCOPE
 from policy.jsonld import read_policy, write_policy
 from policy.lint import Severity, lint
 from policy.operands import Grade, check_region
@@ -638,8 +637,7 @@ async def request_catalog(
     body: CatalogRequestIn, participant: ParticipantDep, request: Request
 ) -> dict[str, Any]:
     """Ask a peer for its catalogue (DCP-authenticated); the answer is returned as received."""
-    scopes = [scope_for(kind) for kind in CredentialType]
-    token = participant.sts.bearer_for(body.counter_party_id, scopes)
+    token = participant.sts.bearer_for(body.counter_party_id, EVERY_SCOPE)
     url = body.counter_party_address.rstrip("/") + "/catalog/request"
     params = {"continuationToken": body.continuation_token} if body.continuation_token else None
     client: httpx.AsyncClient = request.app.state.client

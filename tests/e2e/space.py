@@ -19,7 +19,7 @@ from connector.participant import standalone
 from connector.settings import ConnectorSettings
 from dataspace.servers import bind, serve_in_thread
 from identity.credentials import CredentialType
-from identity.presentations import scope_for
+from identity.presentations import EVERY_SCOPE
 from tests.participants import BANK_ORG, BUREAU_ORG, authority_settings, connector_settings, did_for
 
 TTL_S = 0.3
@@ -106,7 +106,7 @@ async def call(
 ) -> httpx.Response:
     """``caller`` calls ``url`` on ``target`` with a fresh self-issued token (as its STS mints)."""
     async with standalone(caller) as (participant, client):
-        token = participant.sts.bearer_for(target, [scope_for(kind) for kind in CredentialType])
+        token = participant.sts.bearer_for(target, EVERY_SCOPE)
         return await client.request(
             method, url, json=body, headers={"Authorization": f"Bearer {token}"}
         )
