@@ -31,6 +31,7 @@ from connector.transfer.process import Transfers
 from connector.transfer.store import TransferProcessRecord
 from identity.participant import Participant
 from identity.presentations import EVERY_SCOPE
+from service.http import error_body
 
 POLL_S: Final = 0.05
 R = TypeVar("R", ContractNegotiationRecord, TransferProcessRecord)
@@ -46,8 +47,7 @@ class ContractError(Exception):
         self.ids = ids
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": "ContractError", "reason": self.code}
-        body["message"] = self.message
+        body: dict[str, Any] = error_body("ContractError", self.code, self.message)
         if self.reasons:
             body["reasons"] = self.reasons
         body.update(self.ids)

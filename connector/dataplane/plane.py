@@ -50,6 +50,7 @@ from policy.duties import DutyState, obligations_for
 from policy.evaluate import evaluate
 from policy.jsonld import read_policy
 from policy.operands import Context, CredentialFacts, Grade, Scope
+from service.http import error_body
 
 if TYPE_CHECKING:
     from connector.transfer.process import Transfers
@@ -69,8 +70,7 @@ class DataPlaneError(Exception):
         self.status, self.code, self.message, self.reasons = status, code, message, reasons
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": "DataPlaneError", "reason": self.code}
-        body["message"] = self.message
+        body: dict[str, Any] = error_body("DataPlaneError", self.code, self.message)
         if self.reasons:
             body["reasons"] = list(self.reasons)
         return body
