@@ -21,11 +21,16 @@ KEY = {"X-Api-Key": ADMIN_KEY}
 DSP = "https://w3id.org/dspace/2025/1/context.jsonld"
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
+def wait_for(
+    check: Callable[[], bool],
+    timeout_s: float = 10.0,
+    seen: Callable[[], object] | None = None,
+) -> None:
+    """Poll ``check``; on timeout, fail with what ``seen`` shows of the current state."""
     deadline = time.monotonic() + timeout_s
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError("timed out")
+            raise AssertionError(f"timed out; seen: {seen()!r}" if seen else "timed out")
         time.sleep(0.05)
 
 

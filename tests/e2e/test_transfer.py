@@ -6,7 +6,11 @@ import asyncio
 from typing import Any
 
 import httpx
+from sqlmodel import Session, col, select
 
+from connector.outbox import Delivery, OutboxMessage
+from connector.settings import ConnectorSettings
+from storage.engine import create_engine
 from tests.dsp_schemas import errors
 from tests.e2e.space import Space, call
 from tests.e2e.test_negotiation import KEY, negotiate, ready, state_of, wait_for
@@ -58,13 +62,41 @@ def move(base_url: str, transfer_id: str, verb: str, **body: str) -> httpx.Respo
     )
 
 
+def unsettled(settings: ConnectorSettings) -> list[tuple[str, str, int, str | None]]:
+    """A connector's outbox messages that are not sent: kind, status, attempts, last error."""
+    engine = create_engine(settings.database_url)
+    try:
+        with Session(engine) as session:
+            rows = session.exec(
+                select(OutboxMessage).where(col(OutboxMessage.status) != Delivery.SENT)
+            ).all()
+            return [(row.kind, row.status, row.attempts, row.last_error) for row in rows]
+    finally:
+        engine.dispose()
+
+
 def in_state(space: Space, transfer_id: str, state: str) -> None:
-    wait_for(lambda: bank_transfer(space, transfer_id)["state"] == state)
+    def seen() -> object:
+        """Both sides' views, with termination reasons and the outboxes' undelivered messages."""
+        fields = ("state", "terminationCode", "terminationReason")
+        return {
+            "bank": [bank_transfer(space, transfer_id).get(field) for field in fields],
+            "bureau": [
+                [t.get(field) for field in fields]
+                for t in bureau_transfers(space)
+                if t["consumerPid"] == transfer_id
+            ],
+            "bank outbox": unsettled(space.bank),
+            "bureau outbox": unsettled(space.bureau),
+        }
+
+    wait_for(lambda: bank_transfer(space, transfer_id)["state"] == state, seen=seen)
     wait_for(
         lambda: (
             [t["state"] for t in bureau_transfers(space) if t["consumerPid"] == transfer_id]
             == [state]
-        )
+        ),
+        seen=seen,
     )
 
 
