@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import httpx
-from sqlalchemy import inspect
+from sqlalchemy import inspect, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -123,8 +123,25 @@ class ProcessSteps(Generic[R]):
         error.audited = True
         return error
 
-    def load(self, session: Session, role: Role, peer: str, pid: str) -> R:
-        record = session.get(self.record_type, pid)
+    def lock(self, session: Session, pid: str) -> R | None:
+        """Read a process in order to change it, and hold it until the session ends. The read
+        comes after a write to its row: a row lock on PostgreSQL, the database's write lock on
+        SQLite (whose driver runs reads before a transaction's first write outside it). So two
+        moves of one process at the same time happen one after the other: the second sees the
+        first's state, never the same old one (no lost update, no two messages from one state).
+        """
+        table = cast(Any, self.record_type)
+        session.execute(
+            update(table).where(table.id == pid).values(updated_at=table.updated_at),
+            execution_options={"synchronize_session": False},
+        )
+        return session.get(self.record_type, pid, populate_existing=True)
+
+    def load(
+        self, session: Session, role: Role, peer: str, pid: str, *, for_update: bool = True
+    ) -> R:
+        """A process of ours with ``peer`` (404 otherwise), locked unless only read."""
+        record = self.lock(session, pid) if for_update else session.get(self.record_type, pid)
         if record is None or record.role != role.value or record.counterparty != peer:
             # Unknown, or another participant's: the same answer (HTTPS bindings: 404).
             mine = pid if role is Role.PROVIDER else None
@@ -179,7 +196,7 @@ class ProcessSteps(Generic[R]):
             self.on_failed(message, f"the answer is not a {self.ack_type.TYPE}: {error}")
             return
         with Session(self.engine) as session:
-            record = session.get(self.record_type, message.process_id)
+            record = self.lock(session, message.process_id)
             if record is None:
                 return
             if record.provider_pid is None:

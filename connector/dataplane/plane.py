@@ -615,6 +615,8 @@ class DataPlane:
             except DataPlaneError as error:
                 if error.code == "status_unavailable":
                     continue  # not known to be revoked: decide next round
+                if error.code == "transfer_not_started":
+                    continue  # suspended or ended since it was read: not the monitor's to end
                 reasons = (error.message, *error.reasons)
             if reasons and self.transfers is not None:
                 await anyio.to_thread.run_sync(

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connector.audit import AuditSink
@@ -177,71 +178,81 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
         """A ContractRequestMessage: initial (201, a new negotiation) or a counter-request."""
         action = "ContractRequestMessage"
         try:
-            with Session(self.engine) as session:
-                if message.provider_pid is not None:
-                    return 200, self._counter_request(session, peer, message)
-                duplicate = session.exec(
-                    select(ContractNegotiationRecord).where(
-                        ContractNegotiationRecord.role == Role.PROVIDER.value,
-                        ContractNegotiationRecord.counterparty == peer.did,
-                        ContractNegotiationRecord.consumer_pid == message.consumer_pid,
-                    )
-                ).first()
-                if duplicate is not None:
-                    raise self.error(
-                        400,
-                        "duplicate_pid",
-                        f"consumerPid {message.consumer_pid} is in use",
-                        consumer_pid=message.consumer_pid,
-                    )
-                if not str(message.callback_address).startswith(("http://", "https://")):
-                    # "If the address is not understood, the Provider MUST return an
-                    # UNRECOVERABLE error" (Contract Negotiation Protocol)
-                    raise self.error(
-                        400,
-                        "unrecoverable",
-                        "callbackAddress is not an HTTP(S) URL",
-                        consumer_pid=message.consumer_pid,
-                    )
-                definition, contract, asset = self._our_offer(session, peer, message.offer)
-                ours = _read_policy(
-                    {**offer_document(definition, contract, asset.id, self.me), "target": asset.id},
-                    "our offer",
-                )
-                theirs = _read_policy(message.offer, "offer")
-                differences = agreement_differences(ours, theirs)
-                if message.offer.get("target") != asset.id:
-                    differences.append(f"target is not {asset.id}")
-                if differences:
-                    raise self.error(
-                        400,
-                        "tampered_offer",
-                        "; ".join(differences),
-                        consumer_pid=message.consumer_pid,
-                    )
-                now = self.clock()
-                purpose = message.model_extra.get("kexin:purpose") if message.model_extra else None
-                record = ContractNegotiationRecord(
-                    id=f"urn:uuid:{uuid.uuid4()}",
-                    role=Role.PROVIDER.value,
-                    state=next_state(None, Event.REQUEST, Role.CONSUMER).value,
-                    consumer_pid=message.consumer_pid,
-                    counterparty=peer.did,
-                    counterparty_address=str(message.callback_address),
-                    offer=json.dumps(message.offer, ensure_ascii=False),
-                    asset_id=asset.id,
-                    contract_definition_id=definition.id,
-                    purpose=purpose if isinstance(purpose, str) else None,
-                    created_at=now,
-                    updated_at=now,
-                )
-                record.provider_pid = record.id
-                acknowledged = self.ack(record)
-                self._decide(session, record, peer, ours)
-                self.commit(session, record, action)
-                return 201, acknowledged
+            try:
+                return self._receive_request(peer, message, action)
+            except IntegrityError:
+                # The same consumerPid, handled at the same moment, was taken first: answer
+                # as to a request that reuses it.
+                return self._receive_request(peer, message, action)
         except DspError as error:
             raise self.refuse(action, peer.did, error) from None
+
+    def _receive_request(
+        self, peer: Peer, message: ContractRequestMessage, action: str
+    ) -> tuple[int, dict[str, Any]]:
+        with Session(self.engine) as session:
+            if message.provider_pid is not None:
+                return 200, self._counter_request(session, peer, message)
+            duplicate = session.exec(
+                select(ContractNegotiationRecord).where(
+                    ContractNegotiationRecord.role == Role.PROVIDER.value,
+                    ContractNegotiationRecord.counterparty == peer.did,
+                    ContractNegotiationRecord.consumer_pid == message.consumer_pid,
+                )
+            ).first()
+            if duplicate is not None:
+                raise self.error(
+                    400,
+                    "duplicate_pid",
+                    f"consumerPid {message.consumer_pid} is in use",
+                    consumer_pid=message.consumer_pid,
+                )
+            if not str(message.callback_address).startswith(("http://", "https://")):
+                # "If the address is not understood, the Provider MUST return an
+                # UNRECOVERABLE error" (Contract Negotiation Protocol)
+                raise self.error(
+                    400,
+                    "unrecoverable",
+                    "callbackAddress is not an HTTP(S) URL",
+                    consumer_pid=message.consumer_pid,
+                )
+            definition, contract, asset = self._our_offer(session, peer, message.offer)
+            ours = _read_policy(
+                {**offer_document(definition, contract, asset.id, self.me), "target": asset.id},
+                "our offer",
+            )
+            theirs = _read_policy(message.offer, "offer")
+            differences = agreement_differences(ours, theirs)
+            if message.offer.get("target") != asset.id:
+                differences.append(f"target is not {asset.id}")
+            if differences:
+                raise self.error(
+                    400,
+                    "tampered_offer",
+                    "; ".join(differences),
+                    consumer_pid=message.consumer_pid,
+                )
+            now = self.clock()
+            purpose = message.model_extra.get("kexin:purpose") if message.model_extra else None
+            record = ContractNegotiationRecord(
+                id=f"urn:uuid:{uuid.uuid4()}",
+                role=Role.PROVIDER.value,
+                state=next_state(None, Event.REQUEST, Role.CONSUMER).value,
+                consumer_pid=message.consumer_pid,
+                counterparty=peer.did,
+                counterparty_address=str(message.callback_address),
+                offer=json.dumps(message.offer, ensure_ascii=False),
+                asset_id=asset.id,
+                contract_definition_id=definition.id,
+                purpose=purpose if isinstance(purpose, str) else None,
+                created_at=now,
+                updated_at=now,
+            )
+            record.provider_pid = record.id
+            acknowledged = self.ack(record)
+            self._decide(session, record, peer, ours)
+            self.commit(session, record, action)
+            return 201, acknowledged
 
     def _counter_request(
         self, session: Session, peer: Peer, message: ContractRequestMessage
@@ -537,7 +548,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
 
     def terminate(self, negotiation_id: str, code: str, reason: str) -> ContractNegotiationRecord:
         with Session(self.engine) as session:
-            record = session.get(ContractNegotiationRecord, negotiation_id)
+            record = self.lock(session, negotiation_id)
             if record is None:
                 raise self.error(404, "not_found", f"no contract negotiation {negotiation_id}")
             self._terminate(session, record, Role(record.role), code, [reason])
@@ -545,7 +556,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
             return record
 
     def _own(self, session: Session, negotiation_id: str, role: Role) -> ContractNegotiationRecord:
-        record = session.get(ContractNegotiationRecord, negotiation_id)
+        record = self.lock(session, negotiation_id)
         if record is None or record.role != role.value:
             raise self.error(404, "not_found", f"no {role.value} negotiation {negotiation_id}")
         if record.provider_pid is None or record.consumer_pid is None:
@@ -589,7 +600,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
         """Either side proposes other terms: the consumer a counter-request to an offer, the
         provider a counter-offer to a request it holds. The target stays the same."""
         with Session(self.engine) as session:
-            record = session.get(ContractNegotiationRecord, negotiation_id)
+            record = self.lock(session, negotiation_id)
             if record is None:
                 raise self.error(404, "not_found", f"no contract negotiation {negotiation_id}")
             record = self._own(session, negotiation_id, Role(record.role))
@@ -624,7 +635,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
     def approve(self, negotiation_id: str) -> ContractNegotiationRecord:
         """A person agrees to a request held for approval (its policy admitted the consumer)."""
         with Session(self.engine) as session:
-            record = session.get(ContractNegotiationRecord, negotiation_id)
+            record = self.lock(session, negotiation_id)
             if record is None or record.role != Role.PROVIDER.value or not record.on_hold:
                 raise self.error(
                     409, "not_on_hold", f"negotiation {negotiation_id} is not waiting for approval"
@@ -636,7 +647,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
     def on_failed(self, message: OutboxMessage, error: str) -> None:
         """A message the counterparty refused: the two sides no longer agree; terminate."""
         with Session(self.engine) as session:
-            record = session.get(ContractNegotiationRecord, message.process_id)
+            record = self.lock(session, message.process_id)
             if record is None or State(record.state) in (State.FINALIZED, State.TERMINATED):
                 return
             self._terminate(

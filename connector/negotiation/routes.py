@@ -1,12 +1,14 @@
 """DSP 2025-1 contract negotiation endpoints (Contract Negotiation HTTPS Binding): the provider
 paths under ``/dsp/negotiations`` and the consumer callbacks under ``/dsp/callback/negotiations``.
-Every request is authenticated (DCP); the work is done by ``process.Negotiations``."""
+Every request is authenticated (DCP); the work is done by ``process.Negotiations``, in a worker
+thread (it reads and writes the database: the event loop must not wait for a lock)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
 
+from anyio.to_thread import run_sync
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
@@ -42,7 +44,9 @@ def get_negotiation(
     provider_pid: str, peer: PeerDep, negotiations: NegotiationsDep
 ) -> dict[str, Any]:
     with Session(negotiations.engine) as session:
-        return negotiations.ack(negotiations.load(session, Role.PROVIDER, peer.did, provider_pid))
+        return negotiations.ack(
+            negotiations.load(session, Role.PROVIDER, peer.did, provider_pid, for_update=False)
+        )
 
 
 @provider.post("/request", status_code=201)
@@ -52,7 +56,7 @@ async def request(http: Request, peer: PeerDep, negotiations: NegotiationsDep) -
         raise DspError(
             400, ERROR_TYPE, "malformed_message", "an initial request has no providerPid"
         )
-    status, body = negotiations.receive_request(peer, message)
+    status, body = await run_sync(negotiations.receive_request, peer, message)
     return JSONResponse(body, status_code=status)
 
 
@@ -65,7 +69,7 @@ async def counter_request(
 ) -> JSONResponse:
     message = await read_message(http, ContractRequestMessage, ERROR_TYPE)
     _same(provider_pid, message.provider_pid)
-    status, body = negotiations.receive_request(peer, message)
+    status, body = await run_sync(negotiations.receive_request, peer, message)
     return JSONResponse(body, status_code=status)
 
 
@@ -75,7 +79,7 @@ async def initial_offer(
 ) -> JSONResponse:
     """A provider starts a negotiation with us (Contract Negotiation HTTPS Binding)."""
     message = await read_message(http, ContractOfferMessage, ERROR_TYPE)
-    status, body = negotiations.receive_initial_offer(peer, message)
+    status, body = await run_sync(negotiations.receive_initial_offer, peer, message)
     return JSONResponse(body, status_code=status)
 
 
@@ -91,7 +95,7 @@ def _route(router: APIRouter, role: Role, suffix: str, model: type[Any], handle:
     ) -> dict[str, Any]:
         message = await read_message(http, model, ERROR_TYPE)
         _same(pid, getattr(message, own))
-        return handle(negotiations, peer, pid, message)
+        return await run_sync(handle, negotiations, peer, pid, message)
 
     move.__name__ = f"{role.value}_{suffix.replace('/', '_')}"
     router.add_api_route(

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connector.audit import AuditSink
@@ -160,78 +161,89 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
     def receive_request(
         self, peer: Peer, message: TransferRequestMessage
     ) -> tuple[int, dict[str, Any]]:
+        """A TransferRequestMessage: 201 and a new process, or (the same consumerPid again,
+        idempotent) 200 and the process as it is."""
         action = "TransferRequestMessage"
         try:
-            with Session(self.engine) as session:
-                existing = session.exec(
-                    select(TransferProcessRecord).where(
-                        TransferProcessRecord.role == Role.PROVIDER.value,
-                        TransferProcessRecord.counterparty == peer.did,
-                        TransferProcessRecord.consumer_pid == message.consumer_pid,
-                    )
-                ).first()
-                if existing is not None:  # idempotent per consumerPid
-                    if existing.state == State.STARTED.value:
-                        self._send_move(session, existing, Event.START)
-                    self.commit(session, existing, action, "repeated request")
-                    return 200, self.ack(existing)
-                negotiation = self._agreement(
-                    session, peer, message.agreement_id, message.consumer_pid
-                )
-                if message.format not in FORMATS:
-                    raise self.error(
-                        400,
-                        "unsupported_format",
-                        f"format {message.format!r} is not offered",
-                        consumer_pid=message.consumer_pid,
-                    )
-                if message.format == "HttpData-PUSH" and message.data_address is None:
-                    raise self.error(
-                        400,
-                        "malformed_message",
-                        "a push transfer needs a dataAddress",
-                        consumer_pid=message.consumer_pid,
-                    )
-                if not message.callback_address.startswith(("http://", "https://")):
-                    raise self.error(
-                        400,
-                        "unrecoverable",
-                        "callbackAddress is not an HTTP(S) URL",
-                        consumer_pid=message.consumer_pid,
-                    )
-                now = self.clock()
-                record = TransferProcessRecord(
-                    id=f"urn:uuid:{uuid.uuid4()}",
-                    role=Role.PROVIDER.value,
-                    state=next_state(None, Event.REQUEST, Role.CONSUMER).value,
-                    consumer_pid=message.consumer_pid,
-                    counterparty=peer.did,
-                    counterparty_address=message.callback_address,
-                    agreement_id=message.agreement_id,
-                    format=message.format,
-                    data_address=message.data_address.model_dump_json(by_alias=True)
-                    if message.data_address
-                    else None,
-                    created_at=now,
-                    updated_at=now,
-                )
-                record.provider_pid = record.id
-                acknowledged = self.ack(record)
-                if self.dataplane is not None:
-                    self.dataplane.grant(session, record, peer)
-                decision = self._decide(session, record, peer, negotiation)
-                if decision is None and self.manual_start:
-                    record.on_hold = True
-                elif decision is None:
-                    self._send_move(session, record, Event.START)
-                else:
-                    self._send_move(
-                        session, record, Event.TERMINATE, code="policy_denied", reason=decision[:20]
-                    )
-                self.commit(session, record, action)
-                return 201, acknowledged
+            try:
+                return self._receive_request(peer, message, action)
+            except IntegrityError:
+                # The same request, handled at the same moment, created the process first:
+                # answer as to a repeated request.
+                return self._receive_request(peer, message, action)
         except DspError as error:
             raise self.refuse(action, peer.did, error) from None
+
+    def _receive_request(
+        self, peer: Peer, message: TransferRequestMessage, action: str
+    ) -> tuple[int, dict[str, Any]]:
+        with Session(self.engine) as session:
+            found = session.exec(
+                select(TransferProcessRecord.id).where(
+                    TransferProcessRecord.role == Role.PROVIDER.value,
+                    TransferProcessRecord.counterparty == peer.did,
+                    TransferProcessRecord.consumer_pid == message.consumer_pid,
+                )
+            ).first()
+            existing = None if found is None else self.lock(session, found)
+            if existing is not None:  # idempotent per consumerPid
+                if existing.state == State.STARTED.value:
+                    self._send_move(session, existing, Event.START)
+                self.commit(session, existing, action, "repeated request")
+                return 200, self.ack(existing)
+            negotiation = self._agreement(session, peer, message.agreement_id, message.consumer_pid)
+            if message.format not in FORMATS:
+                raise self.error(
+                    400,
+                    "unsupported_format",
+                    f"format {message.format!r} is not offered",
+                    consumer_pid=message.consumer_pid,
+                )
+            if message.format == "HttpData-PUSH" and message.data_address is None:
+                raise self.error(
+                    400,
+                    "malformed_message",
+                    "a push transfer needs a dataAddress",
+                    consumer_pid=message.consumer_pid,
+                )
+            if not message.callback_address.startswith(("http://", "https://")):
+                raise self.error(
+                    400,
+                    "unrecoverable",
+                    "callbackAddress is not an HTTP(S) URL",
+                    consumer_pid=message.consumer_pid,
+                )
+            now = self.clock()
+            record = TransferProcessRecord(
+                id=f"urn:uuid:{uuid.uuid4()}",
+                role=Role.PROVIDER.value,
+                state=next_state(None, Event.REQUEST, Role.CONSUMER).value,
+                consumer_pid=message.consumer_pid,
+                counterparty=peer.did,
+                counterparty_address=message.callback_address,
+                agreement_id=message.agreement_id,
+                format=message.format,
+                data_address=message.data_address.model_dump_json(by_alias=True)
+                if message.data_address
+                else None,
+                created_at=now,
+                updated_at=now,
+            )
+            record.provider_pid = record.id
+            acknowledged = self.ack(record)
+            if self.dataplane is not None:
+                self.dataplane.grant(session, record, peer)
+            decision = self._decide(session, record, peer, negotiation)
+            if decision is None and self.manual_start:
+                record.on_hold = True
+            elif decision is None:
+                self._send_move(session, record, Event.START)
+            else:
+                self._send_move(
+                    session, record, Event.TERMINATE, code="policy_denied", reason=decision[:20]
+                )
+            self.commit(session, record, action)
+            return 201, acknowledged
 
     def _agreement(
         self, session: Session, peer: Peer, agreement_id: str, consumer_pid: str
@@ -393,13 +405,17 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
         *,
         by: str = "operator",
         reasons: list[str] | None = None,
+        only_from: State | None = None,
     ) -> TransferProcessRecord:
         """A person (or the data plane: ``by``) suspends, resumes (START), completes or
-        terminates, as our own role."""
+        terminates, as our own role. ``only_from``: do nothing unless the process is in that
+        state when it is locked (a decision taken on an earlier read must not outlive it)."""
         with Session(self.engine) as session:
-            record = session.get(TransferProcessRecord, transfer_id)
+            record = self.lock(session, transfer_id)
             if record is None:
                 raise self.error(404, "not_found", f"no transfer process {transfer_id}")
+            if only_from is not None and record.state != only_from.value:
+                return record
             if record.provider_pid is None or record.consumer_pid is None:
                 raise self.error(
                     409,
@@ -421,10 +437,14 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
     def terminate_by_monitor(
         self, transfer_id: str, reasons: list[str], code: str = "policy_monitor"
     ) -> None:
-        """The data plane's policy monitor ends a transfer its agreement no longer admits; the
-        reasons reach the consumer in the termination message."""
+        """The data plane's policy monitor ends a STARTED transfer its agreement no longer
+        admits; the reasons reach the consumer in the termination message. A transfer suspended
+        since the monitor read it is left alone (a resumption is decided again anyway)."""
         try:
-            self.act(transfer_id, Event.TERMINATE, code, by="policy monitor", reasons=reasons)
+            self.act(
+                transfer_id, Event.TERMINATE, code, by="policy monitor", reasons=reasons,
+                only_from=State.STARTED,
+            )  # fmt: skip
         except DspError:  # already ended meanwhile: nothing left to stop
             return
         self.outbox.wake()
@@ -438,7 +458,7 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
 
     def on_failed(self, message: OutboxMessage, error: str) -> None:
         with Session(self.engine) as session:
-            record = session.get(TransferProcessRecord, message.process_id)
+            record = self.lock(session, message.process_id)
             if record is None or State(record.state) in (State.COMPLETED, State.TERMINATED):
                 return
             if record.provider_pid is None:  # never acknowledged: nothing to tell the other side

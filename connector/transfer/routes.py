@@ -1,11 +1,13 @@
 """DSP 2025-1 transfer process endpoints (Transfer Process HTTPS Binding): provider paths under
 ``/dsp/transfers`` and consumer callbacks under ``/dsp/callback/transfers``. Every request is
-authenticated (DCP); the work is done by ``process.Transfers``."""
+authenticated (DCP); the work is done by ``process.Transfers``, in a worker thread (it reads
+and writes the database: the event loop must not wait for a lock)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+from anyio.to_thread import run_sync
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
@@ -39,7 +41,9 @@ def get_provider_transfer(
     provider_pid: str, peer: PeerDep, transfers: TransfersDep
 ) -> dict[str, Any]:
     with Session(transfers.engine) as session:
-        return transfers.ack(transfers.load(session, Role.PROVIDER, peer.did, provider_pid))
+        return transfers.ack(
+            transfers.load(session, Role.PROVIDER, peer.did, provider_pid, for_update=False)
+        )
 
 
 @consumer.get("/{consumer_pid}")
@@ -47,13 +51,15 @@ def get_consumer_transfer(
     consumer_pid: str, peer: PeerDep, transfers: TransfersDep
 ) -> dict[str, Any]:
     with Session(transfers.engine) as session:
-        return transfers.ack(transfers.load(session, Role.CONSUMER, peer.did, consumer_pid))
+        return transfers.ack(
+            transfers.load(session, Role.CONSUMER, peer.did, consumer_pid, for_update=False)
+        )
 
 
 @provider.post("/request", status_code=201)
 async def request(http: Request, peer: PeerDep, transfers: TransfersDep) -> JSONResponse:
     message = await read_message(http, TransferRequestMessage, ERROR_TYPE)
-    status, body = transfers.receive_request(peer, message)
+    status, body = await run_sync(transfers.receive_request, peer, message)
     return JSONResponse(body, status_code=status)
 
 
@@ -68,7 +74,7 @@ def _route(router: APIRouter, role: Role, verb: str, model: type[Any]) -> None:
             raise DspError(
                 400, ERROR_TYPE, "pid_mismatch", "the pid in the path and in the message differ"
             )
-        return transfers.receive(peer, role, pid, message)
+        return await run_sync(transfers.receive, peer, role, pid, message)
 
     move.__name__ = f"{role.value}_{verb}"
     router.add_api_route(

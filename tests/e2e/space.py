@@ -32,6 +32,8 @@ class Space:
     bureau: ConnectorSettings
     bank: ConnectorSettings
     bank_url: str
+    bureau_app: FastAPI | None = None
+    """The bureau's running connector, for tests that act as its own components do."""
 
 
 @contextmanager
@@ -78,9 +80,10 @@ def start_space(
         authority_url = stack.enter_context(
             serve_in_thread(create_broker(authority_settings(authority_sock, tmp_path, allow)), authority_sock)
         )  # fmt: skip
-        stack.enter_context(serve_in_thread(create_connector(bureau), bureau_sock))
+        bureau_app = create_connector(bureau)
+        stack.enter_context(serve_in_thread(bureau_app, bureau_sock))
         bank_url = stack.enter_context(serve_in_thread(create_connector(bank), bank_sock))
-        yield Space(authority, authority_url, bureau, bank, bank_url)
+        yield Space(authority, authority_url, bureau, bank, bank_url, bureau_app)
 
 
 @pytest.fixture

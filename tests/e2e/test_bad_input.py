@@ -4,12 +4,15 @@ state unchanged, and an audit event for the refusal."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 
 from connector.audit import Outcome, SqlAuditSink
+from connector.participant import standalone
+from identity.presentations import EVERY_SCOPE
 from storage.engine import create_engine
 from tests.dsp_schemas import errors
 from tests.e2e.space import Space, call
@@ -32,14 +35,8 @@ def refusals(space: Space) -> list[str]:
 
 def post_as_bank(space: Space, path: str, body: Any, *, raw: bytes | None = None) -> httpx.Response:
     async def send() -> httpx.Response:
-        from connector.participant import standalone
-        from identity.credentials import CredentialType
-        from identity.presentations import scope_for
-
         async with standalone(space.bank) as (participant, client):
-            token = participant.sts.bearer_for(
-                space.bureau.participant_id, [scope_for(k) for k in CredentialType]
-            )
+            token = participant.sts.bearer_for(space.bureau.participant_id, EVERY_SCOPE)
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
             if raw is not None:
                 return await client.post(
@@ -171,3 +168,40 @@ def test_the_version_endpoint_is_open_and_valid(space: Space) -> None:
     assert response.status_code == 200
     assert errors("common/protocol-version-schema.json", response.json()) == []
     assert response.json()["protocolVersions"][0]["version"] == "2025-1"
+
+
+def test_one_consumer_pid_twice_at_once_makes_one_negotiation(space: Space) -> None:
+    """Two initial requests with the same consumerPid at the same moment (a retry racing the
+    first): one negotiation (201); the other is refused as a duplicate pid, never a 500."""
+    offer = {**ready(space), "target": "urn:kexin:asset:firm-list"}
+
+    async def twice(body: dict[str, Any]) -> list[httpx.Response]:
+        async with standalone(space.bank) as (participant, client):
+            tokens = [  # a token is good for one request
+                participant.sts.bearer_for(space.bureau.participant_id, EVERY_SCOPE)
+                for _ in range(2)
+            ]
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        f"{space.bureau.base_url}/dsp/negotiations/request",
+                        json=body,
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                    for token in tokens
+                )
+            )
+
+    for round_ in range(5):
+        body = {
+            "@context": [DSP],
+            "@type": "ContractRequestMessage",
+            "consumerPid": f"urn:uuid:{uuid.uuid4()}",
+            "offer": offer,
+            "callbackAddress": f"{space.bank.base_url}/dsp/callback",
+        }
+        answers = sorted(asyncio.run(twice(body)), key=lambda answer: answer.status_code)
+        assert [answer.status_code for answer in answers] == [201, 400], answers[1].text
+        assert answers[1].json()["code"] == "duplicate_pid"
+        made = httpx.get(f"{space.bureau.base_url}/management/v1/negotiations", headers=KEY)
+        assert len(made.json()["items"]) == round_ + 1

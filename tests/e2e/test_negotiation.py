@@ -261,3 +261,23 @@ def test_the_provider_terminates_a_held_request_and_the_consumer_keeps_code_and_
         "not_this_quarter",
         "the firm list is being revised",
     )
+
+
+def test_an_approval_clicked_twice_at_once_agrees_once(held_space: Space) -> None:
+    """Two approvals of one held request at the same moment (a double click, two operators):
+    one agrees, the other is told the request no longer waits; one agreement is sent."""
+    space = held_space
+    negotiation = negotiate(space, ready(space))
+    wait_for(lambda: provider_side(space)["onHold"] is True)
+    url = f"{space.bureau.base_url}/management/v1/negotiations/{provider_side(space)['id']}/approve"
+
+    async def twice() -> list[int]:
+        async with httpx.AsyncClient(headers=KEY, timeout=30) as client:
+            answers = await asyncio.gather(client.post(url), client.post(url))
+        return sorted(answer.status_code for answer in answers)
+
+    assert asyncio.run(twice()) == [200, 409]
+    finalize_when_verified(space)
+    wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "FINALIZED")
+    agreements = httpx.get(f"{space.bank.base_url}/management/v1/agreements", headers=KEY)
+    assert len(agreements.json()["items"]) == 1

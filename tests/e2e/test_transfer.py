@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
 from sqlmodel import Session, col, select
 
 from connector.outbox import Delivery, OutboxMessage
+from connector.participant import standalone
 from connector.settings import ConnectorSettings
+from identity.presentations import EVERY_SCOPE
 from storage.engine import create_engine
 from tests.dsp_schemas import errors
 from tests.e2e.space import Space, call
@@ -166,6 +169,44 @@ def test_a_repeated_request_is_idempotent(space: Space) -> None:
     assert len(bureau_transfers(space)) == 1
 
 
+def test_the_same_request_twice_at_once_creates_one_process(space: Space) -> None:
+    """A consumer that retries a request while the first is still being handled: one process
+    is created (201), the other answer is the idempotent one (200), never a 500."""
+    agreement_id = agreed(space)
+    request = {
+        "@context": [DSP],
+        "@type": "TransferRequestMessage",
+        "consumerPid": f"urn:uuid:{uuid.uuid4()}",
+        "agreementId": agreement_id,
+        "format": "HttpData-PULL",
+        "callbackAddress": f"{space.bank.base_url}/dsp/callback",
+    }
+
+    async def twice() -> list[int]:
+        async with standalone(space.bank) as (participant, client):
+            tokens = [  # each request its own token: a token is good for one request
+                participant.sts.bearer_for(space.bureau.participant_id, EVERY_SCOPE)
+                for _ in range(2)
+            ]
+            answers = await asyncio.gather(
+                *(
+                    client.post(
+                        f"{space.bureau.base_url}/dsp/transfers/request",
+                        json=request,
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                    for token in tokens
+                )
+            )
+        return sorted(answer.status_code for answer in answers)
+
+    for _ in range(10):
+        request["consumerPid"] = f"urn:uuid:{uuid.uuid4()}"
+        assert asyncio.run(twice()) == [200, 201]
+        made = [t for t in bureau_transfers(space) if t["consumerPid"] == request["consumerPid"]]
+        assert len(made) == 1
+
+
 def test_an_unknown_agreement_is_refused(space: Space) -> None:
     agreed(space)
     missing = httpx.post(
@@ -242,3 +283,59 @@ def test_the_consumer_terminates_and_the_provider_keeps_code_and_reason(space: S
         "no_longer_needed",
         "the application was withdrawn",
     )
+
+
+def test_the_monitor_does_not_end_a_transfer_suspended_since_it_looked(space: Space) -> None:
+    """The policy monitor read the transfer while STARTED and decides to end it; meanwhile the
+    bank suspended it. The late decision is dropped: the transfer stays SUSPENDED (a resumption
+    is decided again by the policy), instead of being ended for a state it was not judged in."""
+    view = transfer(space, agreed(space))
+    in_state(space, view["id"], "STARTED")
+    assert move(space.bank.base_url, view["id"], "suspend").status_code == 200
+    in_state(space, view["id"], "SUSPENDED")
+    (provider,) = bureau_transfers(space)
+    assert space.bureau_app is not None
+    space.bureau_app.state.transfers.terminate_by_monitor(provider["id"], ["count spent"])
+    (after,) = bureau_transfers(space)
+    assert after["state"] == "SUSPENDED"
+    assert bank_transfer(space, view["id"])["state"] == "SUSPENDED"
+    # while STARTED, the same call ends it and tells the bank why
+    assert move(space.bank.base_url, view["id"], "resume").status_code == 200
+    in_state(space, view["id"], "STARTED")
+    space.bureau_app.state.transfers.terminate_by_monitor(provider["id"], ["count spent"])
+    in_state(space, view["id"], "TERMINATED")
+    ended = bank_transfer(space, view["id"])
+    assert (ended["terminationCode"], ended["terminationReason"]) == (
+        "policy_monitor",
+        "count spent",
+    )
+
+
+def test_two_moves_at_once_happen_one_after_the_other(space: Space) -> None:
+    complete_and_terminate_at_once(space)
+
+
+def complete_and_terminate_at_once(space: Space) -> None:
+    """The bureau's operator completes and terminates the same transfers at the same moment:
+    for each, exactly one move wins and the other is refused as illegal from the winner's
+    state; one message reaches the bank, and both sides end in the winner's state."""
+    agreement_id = agreed(space)
+    views = [transfer(space, agreement_id) for _ in range(4)]
+    for view in views:
+        in_state(space, view["id"], "STARTED")
+    providers = {t["consumerPid"]: t["id"] for t in bureau_transfers(space)}
+
+    async def both(transfer_id: str) -> list[int]:
+        base = f"{space.bureau.base_url}/management/v1/transfers/{transfer_id}"
+        async with httpx.AsyncClient(headers=KEY, timeout=30) as client:
+            answers = await asyncio.gather(
+                client.post(f"{base}/complete", json={}),
+                client.post(f"{base}/terminate", json={"code": "x", "reason": "y"}),
+            )
+        return [answer.status_code for answer in answers]
+
+    for view in views:
+        codes = asyncio.run(both(providers[view["id"]]))
+        assert sorted(codes) == [200, 409], codes
+        final = "COMPLETED" if codes[0] == 200 else "TERMINATED"
+        in_state(space, view["id"], final)
