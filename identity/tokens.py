@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
+import anyio.to_thread
+
 from identity.documents import DIDDocument
 from identity.errors import IdentityError, Reason
 from identity.jwt_sign import key_id_of, self_issued_claims, sign, unverified, verify
@@ -112,7 +114,11 @@ async def validate_id_token(
     jti = verified.get("jti")
     if not isinstance(jti, str) or not jti or len(jti) > 200:
         raise IdentityError(Reason.MALFORMED_TOKEN, "jti is required")
-    if not replay.first_use(issuer, jti, expires_at + timedelta(seconds=LEEWAY_S)):
+    # a database write: in a worker thread, so that the event loop never waits for a lock
+    first = await anyio.to_thread.run_sync(
+        replay.first_use, issuer, jti, expires_at + timedelta(seconds=LEEWAY_S)
+    )
+    if not first:
         raise IdentityError(Reason.REPLAYED_TOKEN, f"token {jti} was used before")
     token = verified.get("token")
     return IdToken(issuer, jti, expires_at, token if isinstance(token, str) else None)
