@@ -12,6 +12,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 import httpx
 from sqlalchemy import inspect, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from connector.audit import AuditRecord, AuditSink, Outcome
@@ -136,6 +137,21 @@ class ProcessSteps(Generic[R]):
             execution_options={"synchronize_session": False},
         )
         return session.get(self.record_type, pid, populate_existing=True)
+
+    def receive_creating(
+        self, action: str, peer: str, receive: Callable[[], tuple[int, dict[str, Any]]]
+    ) -> tuple[int, dict[str, Any]]:
+        """Handle a message that may create a process (``receive``), auditing a refusal. When a
+        concurrent request with the same consumerPid created its process first (the unique
+        constraint), ``receive`` runs once more and answers as the protocol says for a pid in
+        use (a repeated transfer request, a duplicate negotiation pid): never a 500."""
+        try:
+            try:
+                return receive()
+            except IntegrityError:
+                return receive()
+        except DspError as error:
+            raise self.refuse(action, peer, error) from None
 
     def load(
         self, session: Session, role: Role, peer: str, pid: str, *, for_update: bool = True

@@ -19,10 +19,10 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connector.audit import AuditSink
@@ -177,15 +177,9 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
     ) -> tuple[int, dict[str, Any]]:
         """A ContractRequestMessage: initial (201, a new negotiation) or a counter-request."""
         action = "ContractRequestMessage"
-        try:
-            try:
-                return self._receive_request(peer, message, action)
-            except IntegrityError:
-                # The same consumerPid, handled at the same moment, was taken first: answer
-                # as to a request that reuses it.
-                return self._receive_request(peer, message, action)
-        except DspError as error:
-            raise self.refuse(action, peer.did, error) from None
+        return self.receive_creating(
+            action, peer.did, partial(self._receive_request, peer, message, action)
+        )
 
     def _receive_request(
         self, peer: Peer, message: ContractRequestMessage, action: str

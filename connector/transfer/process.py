@@ -19,10 +19,10 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connector.audit import AuditSink
@@ -164,15 +164,9 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
         """A TransferRequestMessage: 201 and a new process, or (the same consumerPid again,
         idempotent) 200 and the process as it is."""
         action = "TransferRequestMessage"
-        try:
-            try:
-                return self._receive_request(peer, message, action)
-            except IntegrityError:
-                # The same request, handled at the same moment, created the process first:
-                # answer as to a repeated request.
-                return self._receive_request(peer, message, action)
-        except DspError as error:
-            raise self.refuse(action, peer.did, error) from None
+        return self.receive_creating(
+            action, peer.did, partial(self._receive_request, peer, message, action)
+        )
 
     def _receive_request(
         self, peer: Peer, message: TransferRequestMessage, action: str
