@@ -549,10 +549,15 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
             self.commit(session, record, "terminate", f"{code}: {reason}")
             return record
 
-    def _own(self, session: Session, negotiation_id: str, role: Role) -> ContractNegotiationRecord:
+    def _own(
+        self, session: Session, negotiation_id: str, role: Role | None
+    ) -> ContractNegotiationRecord:
+        """A negotiation of ours, locked, in ``role`` (None: either), acknowledged by the other
+        side."""
         record = self.lock(session, negotiation_id)
-        if record is None or record.role != role.value:
-            raise self.error(404, "not_found", f"no {role.value} negotiation {negotiation_id}")
+        if record is None or (role is not None and record.role != role.value):
+            kind = "contract" if role is None else role.value
+            raise self.error(404, "not_found", f"no {kind} negotiation {negotiation_id}")
         if record.provider_pid is None or record.consumer_pid is None:
             raise self.error(
                 409, "not_acknowledged", "the other side has not acknowledged yet", record
@@ -594,10 +599,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
         """Either side proposes other terms: the consumer a counter-request to an offer, the
         provider a counter-offer to a request it holds. The target stays the same."""
         with Session(self.engine) as session:
-            record = self.lock(session, negotiation_id)
-            if record is None:
-                raise self.error(404, "not_found", f"no contract negotiation {negotiation_id}")
-            record = self._own(session, negotiation_id, Role(record.role))
+            record = self._own(session, negotiation_id, None)
             terms = {**offer, "target": record.asset_id}
             _read_policy(terms, "offer")
             pids = {"providerPid": record.provider_pid, "consumerPid": record.consumer_pid}
