@@ -3,6 +3,7 @@ bureau and a bank) as real servers, with helpers to onboard and to call as a par
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -112,6 +113,21 @@ async def call(
         token = participant.sts.bearer_for(target, EVERY_SCOPE)
         return await client.request(
             method, url, json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+
+
+async def calls_at_once(
+    caller: ConnectorSettings, target: str, url: str, body: object, times: int = 2
+) -> list[httpx.Response]:
+    """``caller`` POSTs ``body`` to ``url`` on ``target`` ``times`` at the same moment, each
+    with its own token (a token is good for one request): a retry racing its original."""
+    async with standalone(caller) as (participant, client):
+        tokens = [participant.sts.bearer_for(target, EVERY_SCOPE) for _ in range(times)]
+        return await asyncio.gather(
+            *(
+                client.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
+                for token in tokens
+            )
         )
 
 

@@ -15,7 +15,7 @@ from connector.participant import standalone
 from identity.presentations import EVERY_SCOPE
 from storage.engine import create_engine
 from tests.dsp_schemas import errors
-from tests.e2e.space import Space, call
+from tests.e2e.space import Space, call, calls_at_once
 from tests.e2e.test_negotiation import KEY, negotiate, provider_side, ready, state_of, wait_for
 
 DSP = "https://w3id.org/dspace/2025/1/context.jsonld"
@@ -175,23 +175,7 @@ def test_one_consumer_pid_twice_at_once_makes_one_negotiation(space: Space) -> N
     first): one negotiation (201); the other is refused as a duplicate pid, never a 500."""
     offer = {**ready(space), "target": "urn:kexin:asset:firm-list"}
 
-    async def twice(body: dict[str, Any]) -> list[httpx.Response]:
-        async with standalone(space.bank) as (participant, client):
-            tokens = [  # a token is good for one request
-                participant.sts.bearer_for(space.bureau.participant_id, EVERY_SCOPE)
-                for _ in range(2)
-            ]
-            return await asyncio.gather(
-                *(
-                    client.post(
-                        f"{space.bureau.base_url}/dsp/negotiations/request",
-                        json=body,
-                        headers={"Authorization": f"Bearer {token}"},
-                    )
-                    for token in tokens
-                )
-            )
-
+    url = f"{space.bureau.base_url}/dsp/negotiations/request"
     for round_ in range(5):
         body = {
             "@context": [DSP],
@@ -200,7 +184,10 @@ def test_one_consumer_pid_twice_at_once_makes_one_negotiation(space: Space) -> N
             "offer": offer,
             "callbackAddress": f"{space.bank.base_url}/dsp/callback",
         }
-        answers = sorted(asyncio.run(twice(body)), key=lambda answer: answer.status_code)
+        answers = sorted(
+            asyncio.run(calls_at_once(space.bank, space.bureau.participant_id, url, body)),
+            key=lambda answer: answer.status_code,
+        )
         assert [answer.status_code for answer in answers] == [201, 400], answers[1].text
         assert answers[1].json()["code"] == "duplicate_pid"
         made = httpx.get(f"{space.bureau.base_url}/management/v1/negotiations", headers=KEY)

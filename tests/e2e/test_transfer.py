@@ -10,12 +10,10 @@ import httpx
 from sqlmodel import Session, col, select
 
 from connector.outbox import Delivery, OutboxMessage
-from connector.participant import standalone
 from connector.settings import ConnectorSettings
-from identity.presentations import EVERY_SCOPE
 from storage.engine import create_engine
 from tests.dsp_schemas import errors
-from tests.e2e.space import Space, call
+from tests.e2e.space import Space, call, calls_at_once
 from tests.e2e.test_negotiation import KEY, negotiate, ready, state_of, wait_for
 
 DSP = "https://w3id.org/dspace/2025/1/context.jsonld"
@@ -182,27 +180,11 @@ def test_the_same_request_twice_at_once_creates_one_process(space: Space) -> Non
         "callbackAddress": f"{space.bank.base_url}/dsp/callback",
     }
 
-    async def twice() -> list[int]:
-        async with standalone(space.bank) as (participant, client):
-            tokens = [  # each request its own token: a token is good for one request
-                participant.sts.bearer_for(space.bureau.participant_id, EVERY_SCOPE)
-                for _ in range(2)
-            ]
-            answers = await asyncio.gather(
-                *(
-                    client.post(
-                        f"{space.bureau.base_url}/dsp/transfers/request",
-                        json=request,
-                        headers={"Authorization": f"Bearer {token}"},
-                    )
-                    for token in tokens
-                )
-            )
-        return sorted(answer.status_code for answer in answers)
-
+    url = f"{space.bureau.base_url}/dsp/transfers/request"
     for _ in range(10):
         request["consumerPid"] = f"urn:uuid:{uuid.uuid4()}"
-        assert asyncio.run(twice()) == [200, 201]
+        answers = asyncio.run(calls_at_once(space.bank, space.bureau.participant_id, url, request))
+        assert sorted(answer.status_code for answer in answers) == [200, 201]
         made = [t for t in bureau_transfers(space) if t["consumerPid"] == request["consumerPid"]]
         assert len(made) == 1
 
