@@ -80,6 +80,7 @@ def create_app(
                     settings.conformance_token.get_secret_value()
                 )
             outbox = Outbox(engine, participant, client, clock, static_tokens)
+            steering = None if conformance is None else conformance.driver
             webhook = None
             if settings.webhook_url is not None and settings.webhook_secret is not None:
                 webhook = Webhook(settings.webhook_url, settings.webhook_secret.get_secret_value())
@@ -97,6 +98,7 @@ def create_app(
                 manual_approval=settings.negotiation_approval == "manual",
                 manual_verification=settings.agreement_verification == "manual",
                 webhook=webhook,
+                steering=steering,
             )
             sql_engines = {name: create_engine(url) for name, url in settings.sql_sources.items()}
             dataplane = DataPlane(
@@ -126,6 +128,7 @@ def create_app(
                 manual_start=settings.transfer_approval == "manual",
                 webhook=webhook,
                 dataplane=dataplane,
+                steering=steering,
             )
             dataplane.transfers = app.state.transfers
             app.state.contracts = DataContracts(
@@ -134,6 +137,12 @@ def create_app(
                 timeout_s=settings.contracts_timeout_s,
             )  # fmt: skip
             workers = [asyncio.create_task(outbox.run()), asyncio.create_task(dataplane.run())]
+            if conformance is not None:
+                driving = conformance.start(
+                    engine=engine, me=participant.did, negotiations=app.state.negotiations,
+                    transfers=app.state.transfers, now=clock(),
+                )  # fmt: skip
+                workers.append(asyncio.create_task(driving))
             try:
                 yield
             finally:
@@ -153,6 +162,13 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
+    conformance = None
+    if settings.conformance_mode:
+        # Only in conformance-testing mode: the test kit's extension (webhooks, driver).
+        from connector.conformance.extension import Conformance
+
+        conformance = Conformance(settings)
+    app.state.conformance = conformance
     app.state.audit = SqlAuditSink(engine)
     install_error_handlers(app)
 
@@ -203,6 +219,8 @@ def create_app(
     app.include_router(dataplane_router)
     app.include_router(contracts_router)
     app.include_router(duties_router)
+    if conformance is not None:
+        conformance.install(app)
     if settings.participant_id.startswith("did:web:"):
         path = urlsplit(did_web_url(settings.participant_id)).path
         app.add_api_route(path, did_document, methods=["GET"], tags=["dcp"])

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
@@ -16,7 +15,6 @@ from connector.settings import ConnectorSettings
 from connector.transfer.process import Transfers
 from identity.errors import IdentityError, http_status
 from identity.participant import Participant
-from identity.presentations import VerifiedPresentation
 from identity.verifier import Peer
 from service.http import BadRequestError, read_json
 
@@ -44,7 +42,7 @@ def peer_dependency(error_type: str) -> Callable[..., Awaitable[Peer]]:
         request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> Peer:
         participant = get_participant(request)
-        conformance = conformance_peer(get_settings(request), authorization)
+        conformance = conformance_peer(request, authorization)
         if conformance is not None:
             return conformance
         try:
@@ -57,17 +55,15 @@ def peer_dependency(error_type: str) -> Callable[..., Awaitable[Peer]]:
     return authenticate
 
 
-def conformance_peer(settings: ConnectorSettings, authorization: str | None) -> Peer | None:
-    """In conformance-testing mode, the static token is the configured participant (with no
-    verified credentials); otherwise None and DCP decides."""
-    token, participant = settings.conformance_token, settings.conformance_participant_id
-    if token is None or participant is None or authorization is None:
-        return None
-    presented = authorization.removeprefix("Bearer ").strip().encode()
-    if not hmac.compare_digest(presented, token.get_secret_value().encode()):
-        return None
-    never = datetime.max.replace(tzinfo=UTC)
-    return Peer(participant, VerifiedPresentation(participant, (), never))
+class ConformanceMode(Protocol):
+    def authenticate(self, authorization: str | None) -> Peer | None: ...
+
+
+def conformance_peer(request: Request, authorization: str | None) -> Peer | None:
+    """In conformance-testing mode, the kit's static token is its participant; otherwise None
+    and DCP decides."""
+    mode: ConformanceMode | None = request.app.state.conformance
+    return None if mode is None else mode.authenticate(authorization)
 
 
 def require_manager(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:

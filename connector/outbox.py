@@ -3,9 +3,11 @@ state change that causes it, and delivered by a worker with retries and exponent
 A crash between the two loses nothing; after a restart the worker sends what is pending.
 
 Delivery outcomes: 2xx sent (an ``on_sent`` handler may read the answer, e.g. the providerPid
-of an initial request); 408, 429, 5xx and network errors are retried; any other 4xx, or too
-many attempts, fails the message, and its ``on_failed`` handler ends the process it belongs to
-(both sides must agree on the state; a refused message means they no longer do).
+of an initial request); 408, 429, 5xx and network errors are retried; 404 and 409, which a
+message that arrives before the counter-party recorded its previous step may get, are retried
+a few times quickly; any other 4xx, or too many attempts, fails the message, and its
+``on_failed`` handler ends the process it belongs to (both sides must agree on the state; a
+refused message means they no longer do).
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ MAX_ATTEMPTS: Final = 8
 BACKOFF_BASE_S: Final = 0.5
 BACKOFF_MAX_S: Final = 60.0
 RETRIED_STATUSES: Final = frozenset({408, 425, 429})
+EARLY_STATUSES: Final = frozenset({404, 409})
+"""What a counter-party answers to a message that may simply have arrived early (before it
+recorded its own previous step, or registered the process): retried a few times, quickly."""
+EARLY_ATTEMPTS: Final = 6
+EARLY_BACKOFF_BASE_S: Final = 0.1
 CONCURRENCY: Final = 16
 """Processes whose messages are sent at the same time."""
 
@@ -88,8 +95,8 @@ class Handlers:
     """How to authorize the message; default: a DCP self-issued token for its audience."""
 
 
-def backoff(attempts: int) -> timedelta:
-    return timedelta(seconds=min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempts - 1)))
+def backoff(attempts: int, base_s: float = BACKOFF_BASE_S) -> timedelta:
+    return timedelta(seconds=min(BACKOFF_MAX_S, base_s * 2 ** (attempts - 1)))
 
 
 class Outbox:
@@ -183,7 +190,7 @@ class Outbox:
         handlers = self._handlers.get(message.kind, Handlers())
         headers = (handlers.headers or self._dcp_headers)(message)
         error: str | None = None
-        retry = False
+        retry = early = False
         response: httpx.Response | None = None
         try:
             response = await self._client.post(
@@ -196,6 +203,7 @@ class Outbox:
         if response is not None and not response.is_success:
             error = f"{response.status_code}: {response.text[:500]}"
             retry = response.status_code >= 500 or response.status_code in RETRIED_STATUSES
+            early = response.status_code in EARLY_STATUSES
         with Session(self._engine) as session:
             stored = session.get(OutboxMessage, message.id)
             assert stored is not None  # noqa: S101 - read a moment ago, never deleted
@@ -205,6 +213,9 @@ class Outbox:
                 stored.status = Delivery.SENT
             elif retry and stored.attempts < MAX_ATTEMPTS:
                 stored.next_attempt_at = self._clock() + backoff(stored.attempts)
+            elif early and stored.attempts < EARLY_ATTEMPTS:
+                wait = backoff(stored.attempts, EARLY_BACKOFF_BASE_S)
+                stored.next_attempt_at = self._clock() + wait
             else:
                 stored.status = Delivery.FAILED
             session.add(stored)

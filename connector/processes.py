@@ -5,11 +5,14 @@ state change and every refusal."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
+import anyio
 import httpx
+from anyio.to_thread import run_sync
 from sqlalchemy import inspect, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +38,19 @@ class ProcessRecord(Protocol):
 
 
 R = TypeVar("R", bound=ProcessRecord)
+ACK_WAIT_S: Final = 5.0
+"""How long a GET of a process waits for the other side's pid (the answer to our request)."""
+ACK_POLL_S: Final = 0.02
+
+
+class Steering(Protocol):
+    """Someone other than the automatic rules moves some processes (the conformance-testing
+    extension's scenario driver): a process it steers makes no automatic move, and it hears of
+    every committed change of every process."""
+
+    def steers(self, noun: str, record: ProcessRecord) -> bool: ...
+
+    def changed(self, noun: str, record: ProcessRecord) -> None: ...
 
 
 def _state_changed(record: object) -> bool:
@@ -67,7 +83,9 @@ class ProcessSteps(Generic[R]):
         next_state: Callable[[Any, Any, Role], Any],
         state_type: Callable[[str], Any],
         webhook: Webhook | None = None,
+        steering: Steering | None = None,
     ) -> None:
+        self.steering = steering
         self.engine = engine
         self.me = me
         self.base_url = base_url
@@ -77,6 +95,56 @@ class ProcessSteps(Generic[R]):
         self._next_state = next_state
         self._state_type = state_type
         self.webhook = webhook
+
+    def automatic(self, record: R) -> bool:
+        """Whether the automatic rules may move this process (nobody steers it)."""
+        return self.steering is None or not self.steering.steers(self.noun, record)
+
+    def _changed(self, record: R) -> None:
+        if self.steering is not None:
+            self.steering.changed(self.noun, record)
+
+    def known_pid(self, record: R, attribute: str) -> str:
+        """A pid of the process for a message or an answer; 409 while the other side has not
+        told us its pid yet (never an empty or made-up one)."""
+        value: str | None = getattr(record, attribute)
+        if value is None:
+            raise self.error(
+                409, "not_acknowledged", f"the other side has not acknowledged {record.id}", record
+            )
+        return value
+
+    def show(self, role: Role, peer: str, pid: str) -> dict[str, Any] | None:
+        """The process as the other side reads it (GET), or None while its pid is not known."""
+        with Session(self.engine) as session:
+            record = self.load(session, role, peer, pid, for_update=False)
+            if record.provider_pid is None or record.consumer_pid is None:
+                return None
+            return self.ack(record)
+
+    async def show_when_known(self, role: Role, peer: str, pid: str) -> dict[str, Any]:
+        """GET of a process. A consumer learns the provider's pid from the answer to its
+        request, and the provider may read the process before that answer is recorded (the
+        DSP TCK does, at once): wait a moment for it rather than answer without a pid."""
+        deadline = time.monotonic() + ACK_WAIT_S
+        while True:
+            shown = await run_sync(self.show, role, peer, pid)
+            if shown is not None:
+                return shown
+            if time.monotonic() >= deadline:
+                mine = pid if role is Role.PROVIDER else None
+                theirs = pid if role is Role.CONSUMER else None
+                raise self.error(
+                    409,
+                    "not_acknowledged",
+                    f"the other side has not acknowledged {self.noun} {pid} yet",
+                    provider_pid=mine,
+                    consumer_pid=theirs,
+                )
+            await anyio.sleep(ACK_POLL_S)
+
+    def ack(self, record: R) -> dict[str, Any]:
+        raise NotImplementedError  # each protocol has its own ACK message
 
     def error(
         self,
@@ -200,6 +268,7 @@ class ProcessSteps(Generic[R]):
         session.commit()
         session.refresh(record)
         self.outbox.wake()
+        self._changed(record)
         self.audit_event(
             action, record, record.counterparty, Outcome.ACCEPTED, reason or f"now {record.state}"
         )
@@ -221,6 +290,8 @@ class ProcessSteps(Generic[R]):
                 record.consumer_pid = getattr(ack, "consumer_pid", None)
             session.add(record)
             session.commit()
+            session.refresh(record)
+        self._changed(record)
 
     def on_failed(self, message: OutboxMessage, error: str) -> None:
         raise NotImplementedError  # each protocol ends its process its own way

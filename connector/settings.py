@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from identity.credentials import CredentialType
-from identity.did import DID
+from identity.did import DID, check_did
 from service.settings import ParticipantServiceSettings
 from storage.engine import DatabaseURL
+
+_PARTICIPANT_TOKEN = re.compile(r"[A-Za-z0-9._:%\-]{1,200}")
+
+
+def _conformance_participant(value: str) -> str:
+    """A DID, or an identifier without spaces or slashes (such as ``TCK_PARTICIPANT``)."""
+    if value.startswith("did:"):
+        return check_did(value)
+    if not _PARTICIPANT_TOKEN.fullmatch(value):
+        raise ValueError("the conformance participant is a DID or a plain identifier")
+    return value
+
+
+ConformanceParticipant = Annotated[str, AfterValidator(_conformance_participant)]
 
 
 class ConnectorSettings(ParticipantServiceSettings):
@@ -28,6 +43,10 @@ class ConnectorSettings(ParticipantServiceSettings):
         return self
 
     model_config = SettingsConfigDict(env_prefix="CONNECTOR_", frozen=True, extra="forbid")
+
+    @property
+    def conformance_mode(self) -> bool:
+        return self.conformance_token is not None and self.conformance_participant_id is not None
 
     participant_id: DID
     """This participant's DID, e.g. ``did:web:bank.example.cn``; its DID document is served here."""
@@ -57,7 +76,14 @@ class ConnectorSettings(ParticipantServiceSettings):
     """Conformance-testing mode (off unless this and conformance_participant_id are set): this
     static bearer token stands for conformance_participant_id instead of DCP, so that an
     external test kit can play the other party. Never in production; logged loudly."""
-    conformance_participant_id: DID | None = None
+    conformance_participant_id: ConformanceParticipant | None = None
+    """Who the static token stands for: the test kit's own identifier (the Eclipse DSP TCK
+    signs as ``TCK_PARTICIPANT``) or a DID."""
+    conformance_credentials: list[CredentialType] = Field(
+        default_factory=lambda: [CredentialType.MEMBERSHIP]
+    )
+    """JSON: the credential types the test kit's participant holds in conformance mode (as if
+    verified), so that policies and the data plane's monitor judge it like a member."""
     transfer_approval: Literal["auto", "manual"] = "auto"
     """Provider side: start a transfer the agreement's policy admits at once, or hold it for a
     person to start."""

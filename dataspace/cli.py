@@ -116,6 +116,30 @@ def connector_serve(host: HostOption = None, port: PortOption = None) -> None:
     uvicorn.run(create_connector_app(settings), host=settings.host, port=settings.port)
 
 
+@connector_cli.command("tck-config")
+def connector_tck_config(
+    kit_callback: Annotated[
+        str,
+        typer.Option(help="Where the Eclipse DSP TCK listens (its dataspacetck.callback.address)."),
+    ],
+) -> None:
+    """Print the Eclipse DSP TCK's configuration file for this connector in conformance mode
+    (CONNECTOR_CONFORMANCE_* set): its ids, URLs and the kit's Authorization header."""
+    settings = load_settings(ConnectorSettings)
+    if not settings.conformance_mode or settings.conformance_token is None:
+        typer.echo(
+            "error: set CONNECTOR_CONFORMANCE_TOKEN and CONNECTOR_CONFORMANCE_PARTICIPANT_ID "
+            "(conformance-testing mode) first",
+            err=True,
+        )
+        raise typer.Exit(EXIT_CONFIG)
+    from connector.conformance.kit import properties, render  # conformance mode only
+
+    authorization = f"Bearer {settings.conformance_token.get_secret_value()}"
+    config = properties(settings.base_url, kit_callback, authorization, settings.participant_id)
+    typer.echo(render(config), nl=False)
+
+
 @connector_cli.command("onboard")
 def connector_onboard(
     authority: Annotated[str, typer.Option(help="The data-space authority's DID.")],

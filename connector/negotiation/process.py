@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -40,7 +41,7 @@ from connector.negotiation.messages import (
 )
 from connector.negotiation.store import ContractNegotiationRecord
 from connector.outbox import Handlers, Outbox, OutboxMessage
-from connector.processes import ProcessSteps
+from connector.processes import ProcessSteps, Steering
 from connector.protocol import DspError
 from connector.webhooks import Webhook
 from identity.verifier import Peer
@@ -96,6 +97,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
         manual_approval: bool = False,
         manual_verification: bool = False,
         webhook: Webhook | None = None,
+        steering: Steering | None = None,
     ) -> None:
         super().__init__(
             engine=engine,
@@ -107,6 +109,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
             next_state=next_state,
             state_type=State,
             webhook=webhook,
+            steering=steering,
         )
         self.manual_approval = manual_approval
         self.manual_verification = manual_verification
@@ -125,11 +128,10 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
 
     # --- shared steps -------------------------------------------------------------------------
 
-    @staticmethod
-    def ack(record: ContractNegotiationRecord) -> dict[str, Any]:
+    def ack(self, record: ContractNegotiationRecord) -> dict[str, Any]:
         return ContractNegotiation.build(
-            providerPid=record.provider_pid or "unknown",
-            consumerPid=record.consumer_pid or "unknown",
+            providerPid=self.known_pid(record, "provider_pid"),
+            consumerPid=self.known_pid(record, "consumer_pid"),
             state=record.state,
         ).dump()
 
@@ -216,6 +218,10 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
                 "our offer",
             )
             theirs = _read_policy(message.offer, "offer")
+            if theirs.assigner is None:
+                # The 2025-1 schema does not require an assigner in a request's offer: absent,
+                # it is the provider the request is sent to; only another one is a change.
+                theirs = replace(theirs, assigner=self.me)
             differences = agreement_differences(ours, theirs)
             if message.offer.get("target") != asset.id:
                 differences.append(f"target is not {asset.id}")
@@ -279,7 +285,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
         decision = evaluate(offer, context, Scope.NEGOTIATION)
         if not decision.allowed:
             self._terminate(session, record, Role.PROVIDER, "policy_denied", list(decision.reasons))
-        elif self.manual_approval:
+        elif self.manual_approval or not self.automatic(record):
             record.on_hold = True
         else:
             self._agree(session, record)
@@ -321,8 +327,8 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
                 record = self.load(session, Role.PROVIDER, peer.did, provider_pid)
                 self.check_pids(record, message.provider_pid, message.consumer_pid)
                 self.move(record, Event.VERIFY, Role.CONSUMER)
-                if self.manual_approval:
-                    record.on_hold = True  # a person finalizes
+                if self.manual_approval or not self.automatic(record):
+                    record.on_hold = True  # a person (or the steering) finalizes
                 else:
                     self._finalize(session, record)
                 self.commit(session, record, action)
@@ -506,7 +512,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
                 self.move(record, Event.AGREE, Role.PROVIDER)
                 record.agreement = json.dumps(message.agreement, ensure_ascii=False)
                 record.agreement_id = agreement.uid
-                if not self.manual_verification:
+                if not self.manual_verification and self.automatic(record):
                     self._verify(session, record)
                 self.commit(session, record, action)
                 return self.ack(record)

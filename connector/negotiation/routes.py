@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from anyio.to_thread import run_sync
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from sqlmodel import Session
 
 from connector.deps import NegotiationsDep, peer_dependency, read_message
 from connector.negotiation.machine import Role
@@ -40,13 +39,18 @@ def _same(path_pid: str, message_pid: str | None) -> None:
 
 
 @provider.get("/{provider_pid}")
-def get_negotiation(
+async def get_negotiation(
     provider_pid: str, peer: PeerDep, negotiations: NegotiationsDep
 ) -> dict[str, Any]:
-    with Session(negotiations.engine) as session:
-        return negotiations.ack(
-            negotiations.load(session, Role.PROVIDER, peer.did, provider_pid, for_update=False)
-        )
+    return await negotiations.show_when_known(Role.PROVIDER, peer.did, provider_pid)
+
+
+@consumer.get("/{consumer_pid}")
+async def get_consumer_negotiation(
+    consumer_pid: str, peer: PeerDep, negotiations: NegotiationsDep
+) -> dict[str, Any]:
+    """The consumer's view of a negotiation, for its provider (the DSP TCK reads it here)."""
+    return await negotiations.show_when_known(Role.CONSUMER, peer.did, consumer_pid)
 
 
 @provider.post("/request", status_code=201)

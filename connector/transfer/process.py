@@ -31,7 +31,7 @@ from connector.negotiation.machine import Role
 from connector.negotiation.machine import State as NegotiationState
 from connector.negotiation.store import ContractNegotiationRecord
 from connector.outbox import Handlers, Outbox, OutboxMessage
-from connector.processes import ProcessSteps
+from connector.processes import ProcessSteps, Steering
 from connector.protocol import DspError
 from connector.transfer.machine import Event, State, next_state
 from connector.transfer.messages import (
@@ -86,6 +86,7 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
         manual_start: bool = False,
         webhook: Webhook | None = None,
         dataplane: DataPlane | None = None,
+        steering: Steering | None = None,
     ) -> None:
         super().__init__(
             engine=engine,
@@ -97,6 +98,7 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
             next_state=next_state,
             state_type=State,
             webhook=webhook,
+            steering=steering,
         )
         self.manual_start = manual_start
         self.dataplane = dataplane
@@ -107,11 +109,10 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
             self.outbox.register(f"transfer.{VERB[event]}", Handlers(on_failed=self.on_failed))
         self.outbox.register("transfer.termination", Handlers())
 
-    @staticmethod
-    def ack(record: TransferProcessRecord) -> dict[str, Any]:
+    def ack(self, record: TransferProcessRecord) -> dict[str, Any]:
         return TransferProcess.build(
-            providerPid=record.provider_pid or "",
-            consumerPid=record.consumer_pid or "",
+            providerPid=self.known_pid(record, "provider_pid"),
+            consumerPid=self.known_pid(record, "consumer_pid"),
             state=record.state,
         ).dump()
 
@@ -228,7 +229,7 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
             if self.dataplane is not None:
                 self.dataplane.grant(session, record, peer)
             decision = self._decide(session, record, peer, negotiation)
-            if decision is None and self.manual_start:
+            if decision is None and (self.manual_start or not self.automatic(record)):
                 record.on_hold = True
             elif decision is None:
                 self._send_move(session, record, Event.START)

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 from anyio.to_thread import run_sync
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from sqlmodel import Session
 
 from connector.deps import TransfersDep, peer_dependency, read_message
 from connector.negotiation.machine import Role
@@ -37,23 +36,19 @@ Moves = (
 
 
 @provider.get("/{provider_pid}")
-def get_provider_transfer(
+async def get_provider_transfer(
     provider_pid: str, peer: PeerDep, transfers: TransfersDep
 ) -> dict[str, Any]:
-    with Session(transfers.engine) as session:
-        return transfers.ack(
-            transfers.load(session, Role.PROVIDER, peer.did, provider_pid, for_update=False)
-        )
+    return await transfers.show_when_known(Role.PROVIDER, peer.did, provider_pid)
 
 
 @consumer.get("/{consumer_pid}")
-def get_consumer_transfer(
+async def get_consumer_transfer(
     consumer_pid: str, peer: PeerDep, transfers: TransfersDep
 ) -> dict[str, Any]:
-    with Session(transfers.engine) as session:
-        return transfers.ack(
-            transfers.load(session, Role.CONSUMER, peer.did, consumer_pid, for_update=False)
-        )
+    """The consumer's view, for its provider (the DSP TCK reads it, though the binding's
+    consumer table does not list this GET)."""
+    return await transfers.show_when_known(Role.CONSUMER, peer.did, consumer_pid)
 
 
 @provider.post("/request", status_code=201)

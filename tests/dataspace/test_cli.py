@@ -164,3 +164,25 @@ def test_settings_that_belong_together_are_named_together(monkeypatch: pytest.Mo
     assert result.output.strip() == (
         "error: invalid settings (CONNECTOR_*): set webhook_url and webhook_secret together"
     )
+
+
+def test_tck_config_needs_conformance_mode() -> None:
+    result = runner.invoke(app, ["connector", "tck-config", "--kit-callback", "http://kit"])
+    assert result.exit_code == EXIT_CONFIG
+    assert "CONNECTOR_CONFORMANCE_TOKEN" in result.output
+
+
+def test_tck_config_prints_the_kits_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTOR_CONFORMANCE_TOKEN", "kit-token-0123456789")
+    monkeypatch.setenv("CONNECTOR_CONFORMANCE_PARTICIPANT_ID", "TCK_PARTICIPANT")
+    monkeypatch.setenv("CONNECTOR_PUBLIC_URL", "https://cut.example")
+    result = runner.invoke(app, ["connector", "tck-config", "--kit-callback", "http://kit:8687"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "dataspacetck.dsp.connector.http.url=https://cut.example/dsp" in lines
+    assert "dataspacetck.dsp.connector.agent.id=did:web:127.0.0.1:bank" in lines
+    assert (
+        "dataspacetck.dsp.connector.http.headers.authorization=Bearer kit-token-0123456789" in lines
+    )
+    assert "dataspacetck.callback.address=http://kit:8687" in lines
+    assert "TP_C_03_06_AGREEMENTID=ATPC0306" in lines
