@@ -47,3 +47,33 @@ def test_the_check_notices_a_forbidden_import() -> None:
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert "httpx" in result.stdout
+
+
+def _conformance_modules_after_starting(conformance: bool) -> str:
+    extra = (
+        "conformance_token='kit-token-0123456789', conformance_participant_id='TCK_PARTICIPANT',"
+        if conformance
+        else ""
+    )
+    script = (
+        "import sys, tempfile\n"
+        "from fastapi.testclient import TestClient\n"
+        "from connector.app import create_app\n"
+        "from connector.settings import ConnectorSettings\n"
+        "folder = tempfile.mkdtemp()\n"
+        "settings = ConnectorSettings(participant_id='did:web:127.0.0.1:c',\n"
+        "    database_url=f'sqlite:///{folder}/c.db', key_passphrase='correct horse battery',\n"
+        f"    {extra})\n"
+        "with TestClient(create_app(settings)) as client:\n"
+        "    client.get('/health')\n"
+        "print(','.join(sorted(m for m in sys.modules if m.startswith('connector.conformance'))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+
+
+def test_the_conformance_extension_is_loaded_only_in_conformance_mode() -> None:
+    assert _conformance_modules_after_starting(conformance=False) == ""
+    assert "connector.conformance.driver" in _conformance_modules_after_starting(conformance=True)
