@@ -18,6 +18,7 @@ def migrations() -> Migrations:
     # Every module that defines connector tables, so that the metadata is complete.
     from connector import (
         audit,  # noqa: F401
+        inbox,  # noqa: F401
         outbox,  # noqa: F401
     )
     from connector.catalog import store  # noqa: F401

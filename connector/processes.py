@@ -6,6 +6,7 @@ state change and every refusal."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final, Generic, Protocol, TypeVar, cast
@@ -19,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from connector.audit import AuditRecord, AuditSink, Outcome
+from connector.inbox import answered, digest, remember
 from connector.negotiation.machine import ProtocolError, Role
 from connector.outbox import Outbox, OutboxMessage, enqueue
 from connector.protocol import DspError, DspMessage, MessageError
@@ -41,6 +43,14 @@ R = TypeVar("R", bound=ProcessRecord)
 ACK_WAIT_S: Final = 5.0
 """How long a GET of a process waits for the other side's pid (the answer to our request)."""
 ACK_POLL_S: Final = 0.02
+
+
+class Repeated(Exception):  # noqa: N818 - not an error: the message was applied before
+    """A message this connector applied already: answer it as the first time."""
+
+    def __init__(self, status: int, answer: Any, process_id: str) -> None:
+        super().__init__(f"a repeat of a message to {process_id}")
+        self.status, self.answer, self.process_id = status, answer, process_id
 
 
 class Steering(Protocol):
@@ -218,6 +228,8 @@ class ProcessSteps(Generic[R]):
                 return receive()
             except IntegrityError:
                 return receive()
+        except Repeated as repeat:
+            return self.answer_repeat(action, peer, repeat)
         except DspError as error:
             raise self.refuse(action, peer, error) from None
 
@@ -243,15 +255,80 @@ class ProcessSteps(Generic[R]):
         record.updated_at = self.clock()
 
     def send(self, session: Session, record: R, kind: str, path: str, body: dict[str, Any]) -> None:
+        """Enqueue a message to the other side, with an ``@id`` of its own: its retries carry
+        the same one (a repeat), two equal moves do not."""
         enqueue(
             session,
             process_id=record.id,
             kind=kind,
             audience=record.counterparty,
             url=join(record.counterparty_address, path),
-            body=body,
+            body={"@id": f"urn:uuid:{uuid.uuid4()}", **body},
             now=self.clock(),
         )
+
+    def check_repeat(self, session: Session, record: R, message: DspMessage) -> None:
+        """Raise ``Repeated`` with the first answer if this very message was applied already."""
+        seen = answered(session, record.id, digest(message.dump()))
+        if seen is not None:
+            raise Repeated(seen[0], seen[1], record.id)
+
+    def answer_repeat(self, action: str, peer: str, repeat: Repeated) -> tuple[int, Any]:
+        """Audit a repeat (outside the transaction that found it) and give its first answer."""
+        self.audit.record(
+            AuditRecord(
+                actor=self.me, action=action, outcome=Outcome.ACCEPTED, occurred_at=self.clock(),
+                counterparty=peer, subject=repeat.process_id,
+                reason="a repeat: answered as the first time",
+            )
+        )  # fmt: skip
+        return repeat.status, repeat.answer
+
+    def applied(
+        self,
+        session: Session,
+        record: R,
+        message: DspMessage,
+        action: str,
+        status: int = 200,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Commit the move a message caused, remembering the message and our answer with it."""
+        answer = self.ack(record)
+        remember(
+            session, process_id=record.id, body_digest=digest(message.dump()), kind=action,
+            status=status, answer=answer, now=self.clock(),
+        )  # fmt: skip
+        self.commit(session, record, action, reason)
+        return answer
+
+    def receive_move(
+        self,
+        action: str,
+        peer: str,
+        role: Role,
+        pid: str,
+        message: DspMessage,
+        pids: tuple[str, str],
+        apply: Callable[[Session, R], str | None],
+    ) -> dict[str, Any]:
+        """A message that moves a process of ours (``role``, our ``pid``): 404 unless it is
+        ours with ``peer``; a repeat is answered as the first time and changes nothing; else
+        its ``pids`` (provider's, consumer's) are checked and ``apply`` moves the process (400
+        and nothing changed when the move is illegal), and the move commits with the messages
+        it causes. ``apply`` may return the reason to audit."""
+        try:
+            with Session(self.engine) as session:
+                record = self.load(session, role, peer, pid)
+                self.check_repeat(session, record, message)
+                self.check_pids(record, *pids)
+                reason = apply(session, record)
+                return self.applied(session, record, message, action, reason=reason)
+        except Repeated as repeat:
+            answer: dict[str, Any] = self.answer_repeat(action, peer, repeat)[1]
+            return answer
+        except DspError as error:
+            raise self.refuse(action, peer, error) from None
 
     def commit(self, session: Session, record: R, action: str, reason: str | None = None) -> None:
         session.add(record)

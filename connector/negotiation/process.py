@@ -29,6 +29,7 @@ from sqlmodel import Session, col, select
 from connector.audit import AuditSink
 from connector.catalog.offers import admitted_definitions, offer_document, parse_offer_id
 from connector.catalog.store import Asset, ContractDefinition, PolicyDefinition
+from connector.inbox import digest, remember
 from connector.negotiation.machine import Event, Role, State, next_state
 from connector.negotiation.messages import (
     ContractAgreementMessage,
@@ -41,7 +42,7 @@ from connector.negotiation.messages import (
 )
 from connector.negotiation.store import ContractNegotiationRecord
 from connector.outbox import Handlers, Outbox, OutboxMessage
-from connector.processes import ProcessSteps, Steering
+from connector.processes import ProcessSteps, Repeated, Steering
 from connector.protocol import DspError
 from connector.webhooks import Webhook
 from identity.verifier import Peer
@@ -179,6 +180,8 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
     ) -> tuple[int, dict[str, Any]]:
         """A ContractRequestMessage: initial (201, a new negotiation) or a counter-request."""
         action = "ContractRequestMessage"
+        if message.provider_pid is not None:
+            return 200, self._counter_request(peer, message, message.provider_pid)
         return self.receive_creating(
             action, peer.did, partial(self._receive_request, peer, message, action)
         )
@@ -187,8 +190,6 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
         self, peer: Peer, message: ContractRequestMessage, action: str
     ) -> tuple[int, dict[str, Any]]:
         with Session(self.engine) as session:
-            if message.provider_pid is not None:
-                return 200, self._counter_request(session, peer, message)
             duplicate = session.exec(
                 select(ContractNegotiationRecord).where(
                     ContractNegotiationRecord.role == Role.PROVIDER.value,
@@ -197,6 +198,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
                 )
             ).first()
             if duplicate is not None:
+                self.check_repeat(session, duplicate, message)
                 raise self.error(
                     400,
                     "duplicate_pid",
@@ -251,26 +253,29 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
             record.provider_pid = record.id
             acknowledged = self.ack(record)
             self._decide(session, record, peer, ours)
+            remember(
+                session, process_id=record.id, body_digest=digest(message.dump()), kind=action,
+                status=201, answer=acknowledged, now=now,
+            )  # fmt: skip
             self.commit(session, record, action)
             return 201, acknowledged
 
     def _counter_request(
-        self, session: Session, peer: Peer, message: ContractRequestMessage
+        self, peer: Peer, message: ContractRequestMessage, provider_pid: str
     ) -> dict[str, Any]:
-        record = self.load(session, Role.PROVIDER, peer.did, str(message.provider_pid))
-        if record.consumer_pid != message.consumer_pid:
-            raise self.error(
-                400, "pid_mismatch", "consumerPid does not belong to this negotiation", record
-            )
-        self.move(record, Event.REQUEST, Role.CONSUMER)
-        ours = _read_policy(json.loads(record.offer), "our offer")
-        changed = agreement_differences(ours, _read_policy(message.offer, "offer"))
-        if changed:  # new terms: a person decides
-            record.offer, record.on_hold = json.dumps(message.offer, ensure_ascii=False), True
-        else:
-            self._decide(session, record, peer, ours)
-        self.commit(session, record, "ContractRequestMessage")
-        return self.ack(record)
+        def apply(session: Session, record: ContractNegotiationRecord) -> None:
+            self.move(record, Event.REQUEST, Role.CONSUMER)
+            ours = _read_policy(json.loads(record.offer), "our offer")
+            changed = agreement_differences(ours, _read_policy(message.offer, "offer"))
+            if changed:  # new terms: a person decides
+                record.offer, record.on_hold = json.dumps(message.offer, ensure_ascii=False), True
+            else:
+                self._decide(session, record, peer, ours)
+
+        pids = (provider_pid, message.consumer_pid)
+        return self.receive_move(
+            "ContractRequestMessage", peer.did, Role.PROVIDER, provider_pid, message, pids, apply
+        )
 
     def _decide(
         self, session: Session, record: ContractNegotiationRecord, peer: Peer, offer: Policy
@@ -321,20 +326,17 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
     def receive_verification(
         self, peer: Peer, provider_pid: str, message: ContractAgreementVerificationMessage
     ) -> dict[str, Any]:
-        action = "ContractAgreementVerificationMessage"
-        try:
-            with Session(self.engine) as session:
-                record = self.load(session, Role.PROVIDER, peer.did, provider_pid)
-                self.check_pids(record, message.provider_pid, message.consumer_pid)
-                self.move(record, Event.VERIFY, Role.CONSUMER)
-                if self.manual_approval or not self.automatic(record):
-                    record.on_hold = True  # a person (or the steering) finalizes
-                else:
-                    self._finalize(session, record)
-                self.commit(session, record, action)
-                return self.ack(record)
-        except DspError as error:
-            raise self.refuse(action, peer.did, error) from None
+        def apply(session: Session, record: ContractNegotiationRecord) -> None:
+            self.move(record, Event.VERIFY, Role.CONSUMER)
+            if self.manual_approval or not self.automatic(record):
+                record.on_hold = True  # a person (or the steering) finalizes
+            else:
+                self._finalize(session, record)
+
+        return self.receive_move(
+            "ContractAgreementVerificationMessage", peer.did, Role.PROVIDER, provider_pid,
+            message, (message.provider_pid, message.consumer_pid), apply,
+        )  # fmt: skip
 
     def _finalize(self, session: Session, record: ContractNegotiationRecord) -> None:
         self.move(record, Event.FINALIZE, Role.PROVIDER)
@@ -357,44 +359,37 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
         self, peer: Peer, role: Role, pid: str, message: ContractNegotiationEventMessage
     ) -> dict[str, Any]:
         """Provider: ACCEPTED from the consumer. Consumer: FINALIZED from the provider."""
-        action = f"ContractNegotiationEventMessage:{message.event_type}"
         sender = Role.CONSUMER if role is Role.PROVIDER else Role.PROVIDER
-        try:
-            with Session(self.engine) as session:
-                record = self.load(session, role, peer.did, pid)
-                self.check_pids(record, message.provider_pid, message.consumer_pid)
-                self.move(record, message.event, sender)
-                purpose = (message.model_extra or {}).get("kexin:purpose")
-                if message.event is Event.ACCEPT and isinstance(purpose, str):
-                    record.purpose = purpose[:200]
-                if message.event is Event.ACCEPT:
-                    self._decide(
-                        session, record, peer, _read_policy(json.loads(record.offer), "offer")
-                    )
-                self.commit(session, record, action)
-                return self.ack(record)
-        except DspError as error:
-            raise self.refuse(action, peer.did, error) from None
+
+        def apply(session: Session, record: ContractNegotiationRecord) -> None:
+            self.move(record, message.event, sender)
+            purpose = (message.model_extra or {}).get("kexin:purpose")
+            if message.event is Event.ACCEPT and isinstance(purpose, str):
+                record.purpose = purpose[:200]
+            if message.event is Event.ACCEPT:
+                self._decide(session, record, peer, _read_policy(json.loads(record.offer), "offer"))
+
+        action = f"ContractNegotiationEventMessage:{message.event_type}"
+        pids = (message.provider_pid, message.consumer_pid)
+        return self.receive_move(action, peer.did, role, pid, message, pids, apply)
 
     def receive_termination(
         self, peer: Peer, role: Role, pid: str, message: ContractNegotiationTerminationMessage
     ) -> dict[str, Any]:
-        action = "ContractNegotiationTerminationMessage"
         sender = Role.CONSUMER if role is Role.PROVIDER else Role.PROVIDER
-        try:
-            with Session(self.engine) as session:
-                record = self.load(session, role, peer.did, pid)
-                self.check_pids(record, message.provider_pid, message.consumer_pid)
-                self.move(record, Event.TERMINATE, sender)
-                record.termination_code = message.code
-                record.termination_reason = (
-                    "\n".join(str(r) for r in message.reason or [])[:MAX_REASON_CHARS] or None
-                )
-                reason = f"terminated by {sender.value}: {message.code}"
-                self.commit(session, record, action, reason)
-                return self.ack(record)
-        except DspError as error:
-            raise self.refuse(action, peer.did, error) from None
+
+        def apply(_session: Session, record: ContractNegotiationRecord) -> str:
+            self.move(record, Event.TERMINATE, sender)
+            record.termination_code = message.code
+            record.termination_reason = (
+                "\n".join(str(r) for r in message.reason or [])[:MAX_REASON_CHARS] or None
+            )
+            return f"terminated by {sender.value}: {message.code}"
+
+        pids = (message.provider_pid, message.consumer_pid)
+        return self.receive_move(
+            "ContractNegotiationTerminationMessage", peer.did, role, pid, message, pids, apply
+        )
 
     # --- consumer -----------------------------------------------------------------------------
 
@@ -473,6 +468,19 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
             _read_policy(message.offer, "offer")
             now = self.clock()
             with Session(self.engine) as session:
+                earlier = session.exec(
+                    select(ContractNegotiationRecord).where(
+                        ContractNegotiationRecord.role == Role.CONSUMER.value,
+                        ContractNegotiationRecord.counterparty == peer.did,
+                        ContractNegotiationRecord.provider_pid == message.provider_pid,
+                    )
+                ).first()
+                if earlier is not None:  # the same offer again is a repeat; another, a misuse
+                    self.check_repeat(session, earlier, message)
+                    raise self.error(
+                        400, "duplicate_pid", f"providerPid {message.provider_pid} is in use",
+                        provider_pid=message.provider_pid,
+                    )  # fmt: skip
                 record = ContractNegotiationRecord(
                     id=f"urn:uuid:{uuid.uuid4()}",
                     role=Role.CONSUMER.value,
@@ -486,38 +494,36 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
                     updated_at=now,
                 )
                 record.consumer_pid = record.id
-                self.commit(session, record, action)
-                return 201, self.ack(record)
+                return 201, self.applied(session, record, message, action, status=201)
+        except Repeated as repeat:
+            return self.answer_repeat(action, peer.did, repeat)
         except DspError as error:
             raise self.refuse(action, peer.did, error) from None
 
     def receive_agreement(
         self, peer: Peer, consumer_pid: str, message: ContractAgreementMessage
     ) -> dict[str, Any]:
-        action = "ContractAgreementMessage"
-        try:
-            with Session(self.engine) as session:
-                record = self.load(session, Role.CONSUMER, peer.did, consumer_pid)
-                self.check_pids(record, message.provider_pid, message.consumer_pid)
-                agreement = _read_policy(message.agreement, "agreement")
-                differences = agreement_differences(
-                    _read_policy(json.loads(record.offer), "offer"), agreement
-                )
-                if agreement.target != record.asset_id:
-                    differences.append(f"target is not {record.asset_id}")
-                if agreement.assignee != self.me or agreement.assigner != record.counterparty:
-                    differences.append("assigner and assignee must be the provider and us")
-                if differences:
-                    raise self.error(400, "agreement_mismatch", "; ".join(differences), record)
-                self.move(record, Event.AGREE, Role.PROVIDER)
-                record.agreement = json.dumps(message.agreement, ensure_ascii=False)
-                record.agreement_id = agreement.uid
-                if not self.manual_verification and self.automatic(record):
-                    self._verify(session, record)
-                self.commit(session, record, action)
-                return self.ack(record)
-        except DspError as error:
-            raise self.refuse(action, peer.did, error) from None
+        def apply(session: Session, record: ContractNegotiationRecord) -> None:
+            agreement = _read_policy(message.agreement, "agreement")
+            differences = agreement_differences(
+                _read_policy(json.loads(record.offer), "offer"), agreement
+            )
+            if agreement.target != record.asset_id:
+                differences.append(f"target is not {record.asset_id}")
+            if agreement.assignee != self.me or agreement.assigner != record.counterparty:
+                differences.append("assigner and assignee must be the provider and us")
+            if differences:
+                raise self.error(400, "agreement_mismatch", "; ".join(differences), record)
+            self.move(record, Event.AGREE, Role.PROVIDER)
+            record.agreement = json.dumps(message.agreement, ensure_ascii=False)
+            record.agreement_id = agreement.uid
+            if not self.manual_verification and self.automatic(record):
+                self._verify(session, record)
+
+        pids = (message.provider_pid, message.consumer_pid)
+        return self.receive_move(
+            "ContractAgreementMessage", peer.did, Role.CONSUMER, consumer_pid, message, pids, apply
+        )
 
     def _verify(self, session: Session, record: ContractNegotiationRecord) -> None:
         self.move(record, Event.VERIFY, Role.CONSUMER)
@@ -531,18 +537,16 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
         self, peer: Peer, consumer_pid: str, message: ContractOfferMessage
     ) -> dict[str, Any]:
         """A counter-offer from the provider: a person decides (manual move)."""
-        action = "ContractOfferMessage"
-        try:
-            with Session(self.engine) as session:
-                record = self.load(session, Role.CONSUMER, peer.did, consumer_pid)
-                self.check_pids(record, message.provider_pid, consumer_pid)
-                _read_policy(message.offer, "offer")
-                self.move(record, Event.OFFER, Role.PROVIDER)
-                record.offer = json.dumps(message.offer, ensure_ascii=False)
-                self.commit(session, record, action)
-                return self.ack(record)
-        except DspError as error:
-            raise self.refuse(action, peer.did, error) from None
+
+        def apply(_session: Session, record: ContractNegotiationRecord) -> None:
+            _read_policy(message.offer, "offer")
+            self.move(record, Event.OFFER, Role.PROVIDER)
+            record.offer = json.dumps(message.offer, ensure_ascii=False)
+
+        pids = (message.provider_pid, consumer_pid)
+        return self.receive_move(
+            "ContractOfferMessage", peer.did, Role.CONSUMER, consumer_pid, message, pids, apply
+        )
 
     # --- people -------------------------------------------------------------------------------
 

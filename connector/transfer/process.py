@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 
 from connector.audit import AuditSink
 from connector.dataplane.store import agreement_time, uses
+from connector.inbox import digest, remember
 from connector.negotiation.machine import Role
 from connector.negotiation.machine import State as NegotiationState
 from connector.negotiation.store import ContractNegotiationRecord
@@ -181,6 +182,8 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
                 )
             ).first()
             existing = None if found is None else self.lock(session, found)
+            if existing is not None:  # this very message again: its first answer
+                self.check_repeat(session, existing, message)
             if existing is not None:  # idempotent per consumerPid
                 if existing.state == State.STARTED.value:
                     self._send_move(session, existing, Event.START)
@@ -226,6 +229,10 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
             )
             record.provider_pid = record.id
             acknowledged = self.ack(record)
+            remember(
+                session, process_id=record.id, body_digest=digest(message.dump()), kind=action,
+                status=201, answer=acknowledged, now=now,
+            )  # fmt: skip
             if self.dataplane is not None:
                 self.dataplane.grant(session, record, peer)
             decision = self._decide(session, record, peer, negotiation)
@@ -292,27 +299,23 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
         | TransferTerminationMessage,
     ) -> dict[str, Any]:
         """A start, suspension, completion or termination from the other side."""
-        action = message.TYPE
         sender = Role.CONSUMER if role is Role.PROVIDER else Role.PROVIDER
-        try:
-            with Session(self.engine) as session:
-                record = self.load(session, role, peer.did, pid)
-                self.check_pids(record, message.provider_pid, message.consumer_pid)
-                self.move(record, message.event, sender)
-                self._data_plane_sees(session, record)
-                if isinstance(message, TransferStartMessage) and message.data_address is not None:
-                    record.data_address = message.data_address.model_dump_json(by_alias=True)
-                if isinstance(message, TransferSuspensionMessage | TransferTerminationMessage):
-                    record.termination_code, record.termination_reason = (
-                        message.code,
-                        _reasons(message.reason),
-                    )
-                if isinstance(message, TransferStartMessage) and role is Role.PROVIDER:
-                    self._answer_resumption(session, record, peer)
-                self.commit(session, record, action)
-                return self.ack(record)
-        except DspError as error:
-            raise self.refuse(action, peer.did, error) from None
+
+        def apply(session: Session, record: TransferProcessRecord) -> None:
+            self.move(record, message.event, sender)
+            self._data_plane_sees(session, record)
+            if isinstance(message, TransferStartMessage) and message.data_address is not None:
+                record.data_address = message.data_address.model_dump_json(by_alias=True)
+            if isinstance(message, TransferSuspensionMessage | TransferTerminationMessage):
+                record.termination_code, record.termination_reason = (
+                    message.code,
+                    _reasons(message.reason),
+                )
+            if isinstance(message, TransferStartMessage) and role is Role.PROVIDER:
+                self._answer_resumption(session, record, peer)
+
+        pids = (message.provider_pid, message.consumer_pid)
+        return self.receive_move(message.TYPE, peer.did, role, pid, message, pids, apply)
 
     def _answer_resumption(
         self, session: Session, record: TransferProcessRecord, peer: Peer

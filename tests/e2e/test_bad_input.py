@@ -171,24 +171,29 @@ def test_the_version_endpoint_is_open_and_valid(space: Space) -> None:
 
 
 def test_one_consumer_pid_twice_at_once_makes_one_negotiation(space: Space) -> None:
-    """Two initial requests with the same consumerPid at the same moment (a retry racing the
-    first): one negotiation (201); the other is refused as a duplicate pid, never a 500."""
+    """The same initial request twice at the same moment (a retry racing the first): one
+    negotiation, and both get its first answer (201), never a 500. Another request with that
+    consumerPid is refused as a duplicate pid."""
     offer = {**ready(space), "target": "urn:kexin:asset:firm-list"}
 
     url = f"{space.bureau.base_url}/dsp/negotiations/request"
     for round_ in range(5):
         body = {
             "@context": [DSP],
+            "@id": f"urn:uuid:{uuid.uuid4()}",
             "@type": "ContractRequestMessage",
             "consumerPid": f"urn:uuid:{uuid.uuid4()}",
             "offer": offer,
             "callbackAddress": f"{space.bank.base_url}/dsp/callback",
         }
-        answers = sorted(
-            asyncio.run(calls_at_once(space.bank, space.bureau.participant_id, url, body)),
-            key=lambda answer: answer.status_code,
+        answers = asyncio.run(calls_at_once(space.bank, space.bureau.participant_id, url, body))
+        assert [answer.status_code for answer in answers] == [201, 201], answers[1].text
+        assert answers[0].json() == answers[1].json()
+        other = {**body, "@id": f"urn:uuid:{uuid.uuid4()}"}
+        again = asyncio.run(
+            call(space.bank, space.bureau.participant_id, url, method="POST", body=other)
         )
-        assert [answer.status_code for answer in answers] == [201, 400], answers[1].text
-        assert answers[1].json()["code"] == "duplicate_pid"
+        assert again.status_code == 400
+        assert again.json()["code"] == "duplicate_pid"
         made = httpx.get(f"{space.bureau.base_url}/management/v1/negotiations", headers=KEY)
         assert len(made.json()["items"]) == round_ + 1

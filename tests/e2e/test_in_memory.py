@@ -5,7 +5,7 @@ goes through httpx.ASGITransport, routed by host. No sockets; the same code as o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -63,8 +63,15 @@ async def until(check: Callable[[], Any], timeout_s: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def exchange(folder: Path) -> dict[str, Any]:
-    router = Router()
+After = Callable[[httpx.AsyncClient, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def exchange(
+    folder: Path, router: Router | None = None, after: After | None = None
+) -> dict[str, Any]:
+    """Onboard both, publish, negotiate: the bank's negotiation once FINALIZED, or what
+    ``after`` makes of it while both connectors still run."""
+    router = router or Router()
     broker = BrokerSettings(
         authority_id=AUTHORITY,
         public_url="http://authority.test",
@@ -180,7 +187,7 @@ async def exchange(folder: Path) -> dict[str, Any]:
 
         await until(finalized)
         result: dict[str, Any] = (await client.get(url, headers=KEY)).json()
-        return result
+        return result if after is None else await after(client, result)
 
 
 def test_the_exchange_in_memory(tmp_path: Path) -> None:

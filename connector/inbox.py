@@ -1,0 +1,62 @@
+"""What this connector received and applied: each DSP message that moved a process, by digest,
+with the answer it got. Delivery between connectors is at least once (an outbox posts, then
+records that it sent; a crash between the two sends again), so a message may arrive twice: a
+repeat is answered as the first time and changes nothing. A message is the same when its whole
+body is (the sender's ``@id`` included: every message a Kexin connector sends has a fresh one,
+as the DSP TCK's have), so two equal moves sent one after the other are never mistaken for a
+repeat. Refused messages are not remembered: their repeat is refused again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Text
+from sqlmodel import Field, Session
+
+from connector.database import ConnectorBase
+
+
+class ReceivedMessage(ConnectorBase, table=True):
+    __tablename__ = "received_message"
+
+    process_id: str = Field(primary_key=True, max_length=100)
+    digest: str = Field(primary_key=True, max_length=71)
+    """``sha256:`` and the hex digest of the body's canonical JSON."""
+    kind: str = Field(max_length=100)
+    status: int
+    answer: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+def digest(body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def answered(session: Session, process_id: str, body_digest: str) -> tuple[int, Any] | None:
+    """The answer a message with this digest got, if it was applied to this process."""
+    seen = session.get(ReceivedMessage, (process_id, body_digest))
+    return None if seen is None else (seen.status, json.loads(seen.answer))
+
+
+def remember(
+    session: Session,
+    *,
+    process_id: str,
+    body_digest: str,
+    kind: str,
+    status: int,
+    answer: Any,
+    now: datetime,
+) -> None:
+    """Add to the caller's transaction: remembered only if the move it caused commits."""
+    session.add(
+        ReceivedMessage(
+            process_id=process_id, digest=body_digest, kind=kind, status=status,
+            answer=json.dumps(answer, ensure_ascii=False), received_at=now,
+        )
+    )  # fmt: skip
