@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -50,6 +50,18 @@ log = logging.getLogger("kexin.connector")
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class Supervised(Protocol):
+    failing: str | None
+    """Why the worker's last round failed, while it keeps failing; None when it does not."""
+
+
+def _worker_state(task: asyncio.Task[None], source: Supervised | None) -> str:
+    if task.done():
+        return "stopped"
+    failing = None if source is None else source.failing
+    return "running" if failing is None else f"retrying: {failing}"
 
 
 def create_app(
@@ -136,19 +148,23 @@ def create_app(
                 negotiations=app.state.negotiations, transfers=app.state.transfers,
                 timeout_s=settings.contracts_timeout_s,
             )  # fmt: skip
-            workers = [asyncio.create_task(outbox.run()), asyncio.create_task(dataplane.run())]
+            workers: dict[str, tuple[asyncio.Task[None], Supervised | None]] = {
+                "outbox": (asyncio.create_task(outbox.run()), outbox),
+                "dataplane": (asyncio.create_task(dataplane.run()), dataplane),
+            }
             if conformance is not None:
                 driving = conformance.start(
                     engine=engine, me=participant.did, negotiations=app.state.negotiations,
                     transfers=app.state.transfers, now=clock(),
                 )  # fmt: skip
-                workers.append(asyncio.create_task(driving))
+                workers["conformance driver"] = (asyncio.create_task(driving), None)
+            app.state.workers = workers
             try:
                 yield
             finally:
-                for worker in workers:
+                for worker, _ in workers.values():
                     worker.cancel()
-                for worker in workers:
+                for worker, _ in workers.values():
                     with contextlib.suppress(asyncio.CancelledError):
                         await worker
                 for sql_engine in sql_engines.values():
@@ -227,7 +243,15 @@ def create_app(
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
+        """Readiness: the database reachable and writable, its schemas current, and every
+        background worker running (a worker that keeps failing says why)."""
         report = check_health("connector", engine, schemas())
-        return JSONResponse(report.body(), status_code=200 if report.ok else 503)
+        workers: dict[str, tuple[asyncio.Task[None], Supervised | None]] = getattr(
+            app.state, "workers", {}
+        )
+        states = {name: _worker_state(task, source) for name, (task, source) in workers.items()}
+        ok = report.ok and bool(workers) and all(v != "stopped" for v in states.values())
+        body = {**report.body(), "workers": states, "status": "ok" if ok else "unavailable"}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     return app

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,13 +23,15 @@ from enum import StrEnum
 from typing import Any, Final
 
 import httpx
-from sqlalchemy import Column, DateTime, Text
+from sqlalchemy import Column, DateTime, Text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, col, select
 
 from connector.database import ConnectorBase
 from identity.participant import Participant
 from identity.presentations import EVERY_SCOPE
+
+log = logging.getLogger("kexin.connector.outbox")
 
 MAX_ATTEMPTS: Final = 8
 BACKOFF_BASE_S: Final = 0.5
@@ -39,6 +42,8 @@ EARLY_STATUSES: Final = frozenset({404, 409})
 recorded its own previous step, or registered the process): retried a few times, quickly."""
 EARLY_ATTEMPTS: Final = 6
 EARLY_BACKOFF_BASE_S: Final = 0.1
+WORKER_BACKOFF_S: Final = 0.5
+WORKER_BACKOFF_MAX_S: Final = 10.0
 CONCURRENCY: Final = 16
 """Processes whose messages are sent at the same time."""
 
@@ -95,6 +100,11 @@ class Handlers:
     """How to authorize the message; default: a DCP self-issued token for its audience."""
 
 
+def worker_backoff_s(failures: int) -> float:
+    """How long a worker waits after its ``failures``-th failed round in a row."""
+    return float(min(WORKER_BACKOFF_MAX_S, WORKER_BACKOFF_S * 2 ** min(failures - 1, 10)))
+
+
 def backoff(attempts: int, base_s: float = BACKOFF_BASE_S) -> timedelta:
     return timedelta(seconds=min(BACKOFF_MAX_S, base_s * 2 ** (attempts - 1)))
 
@@ -117,6 +127,8 @@ class Outbox:
         self._handlers: dict[str, Handlers] = {}
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.failing: str | None = None
+        """Why the worker's last round failed, while it keeps failing (for readiness)."""
 
     def register(self, kind: str, handlers: Handlers) -> None:
         self._handlers[kind] = handlers
@@ -172,8 +184,8 @@ class Outbox:
         async def in_order(messages: list[OutboxMessage]) -> None:
             async with gate:
                 for message in messages:
-                    if not await self._deliver(message):
-                        return  # a later message must not overtake one that is retried
+                    if await self._deliver(message) != Delivery.SENT:
+                        return  # a later message must not overtake one retried or failed
 
         await asyncio.gather(*(in_order(messages) for messages in by_process.values()))
         return sum(len(messages) for messages in by_process.values())
@@ -185,8 +197,8 @@ class Outbox:
         token = self._participant.sts.bearer_for(message.audience, EVERY_SCOPE)
         return {"Authorization": f"Bearer {token}"}
 
-    async def _deliver(self, message: OutboxMessage) -> bool:
-        """Attempt one message; True when it is settled (sent or failed), False when retried."""
+    async def _deliver(self, message: OutboxMessage) -> Delivery:
+        """Attempt one message: sent, failed, or still pending (to be retried)."""
         handlers = self._handlers.get(message.kind, Handlers())
         headers = (handlers.headers or self._dcp_headers)(message)
         error: str | None = None
@@ -218,6 +230,7 @@ class Outbox:
                 stored.next_attempt_at = self._clock() + wait
             else:
                 stored.status = Delivery.FAILED
+                self._drop_later(session, stored)
             session.add(stored)
             session.commit()
             session.refresh(stored)
@@ -225,15 +238,44 @@ class Outbox:
             handlers.on_sent(stored, response)
         if stored.status == Delivery.FAILED and handlers.on_failed:
             handlers.on_failed(stored, error or "failed")
-        return stored.status != Delivery.PENDING
+        return Delivery(stored.status)
+
+    @staticmethod
+    def _drop_later(session: Session, failed: OutboxMessage) -> None:
+        """Messages to the same party that the process enqueued after one that failed assumed it
+        was delivered: they are not sent either (the process's failure handler decides what
+        to tell the other side)."""
+        session.execute(
+            update(OutboxMessage)
+            .where(
+                col(OutboxMessage.process_id) == failed.process_id,
+                col(OutboxMessage.audience) == failed.audience,
+                col(OutboxMessage.status) == Delivery.PENDING,
+                col(OutboxMessage.id) > failed.id,
+            )
+            .values(status=Delivery.FAILED, last_error=f"not sent: message {failed.id} failed")
+        )
 
     async def run(self) -> None:
-        """The worker: deliver what is due; sleep until woken or until the next retry is due."""
+        """The worker: deliver what is due; sleep until woken or until the next retry is due.
+        A round that fails (the database locked, read-only, full or gone) is logged and tried
+        again after a backoff: the worker never ends but with the app, and what was pending
+        is sent once the fault clears (a message delivered but not recorded as sent goes
+        again: receivers answer a repeat as the first time)."""
         self._loop = asyncio.get_running_loop()
+        failures = 0
         while True:
             self._wake.clear()
-            await self.deliver_due()
-            due = self._next_due_at()
+            try:
+                await self.deliver_due()
+                due = self._next_due_at()
+            except Exception as error:
+                failures += 1
+                self.failing = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+                log.warning("outbox round %d failed, retrying: %s", failures, self.failing)
+                await asyncio.sleep(worker_backoff_s(failures))
+                continue
+            failures, self.failing = 0, None
             timeout = None if due is None else max(0.0, (due - self._clock()).total_seconds())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)

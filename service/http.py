@@ -1,20 +1,30 @@
 """HTTP plumbing the service apps share: bounded JSON bodies and typed error bodies.
 
 Every refusal leaves as ``{"type": ..., "reason": ..., "message": ...}`` with a 4xx status; a
-malformed or oversized body never reaches a handler as a half-read object.
+malformed or oversized body never reaches a handler as a half-read object; a database that
+cannot be used gives 503 ``database_unavailable``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import logging
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InternalError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from identity.credential_service import UnsupportedQueryError
 from identity.errors import IdentityError, http_status
+
+log = logging.getLogger("kexin.service")
+RETRY_AFTER_S: Final = 5
+DATABASE_UNAVAILABLE: Final = (OperationalError, InternalError, PoolTimeout)
+"""What a database that is locked, unreachable, read-only or full raises (SQLite and
+PostgreSQL): answered 503 ``database_unavailable``, never a 500 with a traceback."""
 
 
 class BadRequestError(Exception):
@@ -71,6 +81,18 @@ def install_error_handlers(app: FastAPI) -> None:
         body = error_body("BadRequest", "invalid_request", "; ".join(problems))
         return JSONResponse(body, status_code=422)
 
+    async def database_unavailable(_request: Request, error: Exception) -> JSONResponse:
+        # locked, unreachable, read-only or full: nothing was changed, and it may pass
+        log.error("database unavailable: %s", str(error).splitlines()[0][:300])
+        body = error_body(
+            "ServiceUnavailable",
+            "database_unavailable",
+            "the database cannot be used at the moment; nothing was changed, try again later",
+        )
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, database_unavailable)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(IdentityError, identity_error)
     app.add_exception_handler(BadRequestError, bad_request)

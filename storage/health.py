@@ -1,4 +1,5 @@
-"""Database health for a service's ``GET /health``: reachable, and schema at the newest revision."""
+"""Database health for a service's ``GET /health``: reachable, writable (a committed write, so
+that a read-only or full database is noticed), and schema at the newest revision."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -45,4 +47,18 @@ def check_health(service: str, engine: Engine, migrations: Sequence[Migrations])
         behind = [m for m in migrations if current(engine, m) != head(m)]
     except SQLAlchemyError:
         return HealthReport(service, database="ok", schema="unknown")
-    return HealthReport(service, database="ok", schema="not migrated" if behind else "current")
+    if behind:
+        return HealthReport(service, database="ok", schema="not migrated")
+    try:
+        probe_write(engine, migrations[0])
+    except SQLAlchemyError:
+        return HealthReport(service, database="unwritable", schema="current")
+    return HealthReport(service, database="ok", schema="current")
+
+
+def probe_write(engine: Engine, migrations: Migrations) -> None:
+    """Commit a write that changes nothing (the schema's version row rewritten as it is): it
+    fails on a database that is read-only or full, where ``SELECT 1`` still succeeds."""
+    table = migrations.version_table
+    with engine.begin() as connection:
+        connection.execute(text(f"UPDATE {table} SET version_num = version_num"))  # noqa: S608

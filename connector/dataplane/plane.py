@@ -139,6 +139,8 @@ class DataPlane:
         self.transfers: Transfers | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self.failing: str | None = None
+        """Why the worker's last round failed, while it keeps failing (for readiness)."""
 
     # --- hooks of the transfer process (inside its transaction) ---------------------------
 
@@ -544,9 +546,7 @@ class DataPlane:
         if self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
-    async def run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
+    def _recover(self) -> None:
         with Session(self.engine) as session:  # accesses cut off by a stop are not counted
             for access in session.exec(
                 select(DataAccess).where(DataAccess.outcome == "in_progress")
@@ -555,11 +555,24 @@ class DataPlane:
                 access.ended_at = self.clock()
                 session.add(access)
             session.commit()
+
+    async def run(self) -> None:
+        """The worker: the policy monitor, pushes and the duty clock, every interval. A round
+        that fails (the database locked, read-only, full or gone) is logged and tried again:
+        the worker never ends but with the app."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        recovered = False
         while True:
             try:
+                if not recovered:
+                    await anyio.to_thread.run_sync(self._recover)
+                    recovered = True
                 await self.tick()
-            except Exception:  # a bad round must not stop the monitor
-                log.exception("data plane round failed")
+                self.failing = None
+            except Exception as error:
+                self.failing = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+                log.warning("data plane round failed, retrying: %s", self.failing)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.monitor_interval_s)
             self._wake.clear()
