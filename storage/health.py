@@ -3,9 +3,11 @@ that a read-only or full database is noticed), and schema at the newest revision
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
+from typing import Final
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -13,6 +15,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from storage.engine import ping
 from storage.migrate import Migrations, current, head
+
+MIN_FREE_BYTES: Final = 1 << 20
+"""Less free space than this beside a SQLite database: not ready (the next writes fail)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,21 @@ def check_health(service: str, engine: Engine, migrations: Sequence[Migrations])
         probe_write(engine, migrations[0])
     except SQLAlchemyError:
         return HealthReport(service, database="unwritable", schema="current")
+    free = sqlite_free_bytes(engine)
+    if free is not None and free < MIN_FREE_BYTES:
+        return HealthReport(service, database="full", schema="current")
     return HealthReport(service, database="ok", schema="current")
+
+
+def sqlite_free_bytes(engine: Engine) -> int | None:
+    """Free space beside a SQLite database file (None for other databases): a small write may
+    still fit in the write-ahead log of a full disk, so the probe alone does not notice."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    folder = os.path.dirname(os.path.abspath(url.database))
+    stats = os.statvfs(folder)
+    return stats.f_bavail * stats.f_frsize
 
 
 def probe_write(engine: Engine, migrations: Migrations) -> None:

@@ -1,0 +1,128 @@
+"""A connector whose disk fills up, for real: its SQLite file lies on a small tmpfs that the
+test fills. While the
+fault lasts, requests get a typed 503 ``database_unavailable`` (never a 500), readiness says
+why, and the outbox worker keeps retrying; once the fault clears, what was pending is sent
+without a restart and new requests succeed. Mounting needs root (CI runs as root)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from connector.catalog.offers import offer_id
+from tests.connector.test_conformance import (
+    AUTH,
+    KEY,
+    OPEN,
+    Kit,
+    app_with,
+    conformance_settings,
+    kit_request,
+    negotiation_state,
+    publish,
+    wait_for,
+)
+
+DISK_BYTES = 8 << 20
+AGREEMENT = "/negotiations/urn:uuid:kit-1/agreement"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    junk = folder / "junk"
+    with junk.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * (64 << 10))
+                out.flush()
+        except OSError:
+            pass
+    return junk
+
+
+def outbox_states(folder: Path) -> list[str]:
+    with sqlite3.connect(folder / "c.db") as db:
+        rows = db.execute("SELECT status FROM outbox_message ORDER BY id").fetchall()
+    return [str(status) for (status,) in rows]
+
+
+def big_asset(name: str) -> dict[str, object]:
+    return {
+        "id": f"urn:kexin:asset:{name}",
+        "titleEn": name,
+        "descriptionEn": "x" * 9_000,  # forty of them: more than the log's spare room
+        "dataGrade": "general",
+        "dataAddress": {"type": "file", "path": "/srv/big.csv"},
+    }
+
+
+OFFER = {"@id": offer_id("open", OPEN), "target": OPEN, "@type": "Offer",
+         "permission": [{"action": "use"}]}  # fmt: skip
+
+
+def test_a_full_disk_gives_503_and_pending_work_completes_once_space_is_freed(
+    small_disk: Path,
+) -> None:
+    delivering = {"on": False}
+    kit = Kit(lambda path, _count: 200 if delivering["on"] or path != AGREEMENT else 503)
+    settings = conformance_settings(small_disk)  # its database: small_disk / c.db
+    with app_with(settings, kit) as client:
+        publish(client)
+        created = client.post("/dsp/negotiations/request", json=kit_request(OFFER), headers=AUTH)
+        assert created.status_code == 201, created.text
+        pid = created.json()["providerPid"]
+        wait_for(lambda: AGREEMENT in kit.paths())  # tried once: the kit answered 503
+
+        junk = fill(small_disk)
+        delivering["on"] = True  # the kit would take it now, but the outbox cannot record it
+        answers = [
+            client.post("/management/v1/assets", headers=KEY, json=big_asset(f"during-{n}"))
+            for n in range(40)
+        ]
+        health = client.get("/health")
+        time.sleep(1.5)  # outbox rounds fail meanwhile
+        worker = client.get("/health").json()["workers"]["outbox"]
+
+        junk.unlink()
+        wait_for(lambda: client.get("/health").status_code == 200, timeout_s=20)
+        wait_for(lambda: outbox_states(small_disk) == ["sent"], timeout_s=30)
+        state = negotiation_state(client, pid)
+        after = client.post("/management/v1/assets", headers=KEY, json=big_asset("after"))
+
+    assert {a.status_code for a in answers} <= {201, 503}
+    refused = next(a for a in answers if a.status_code == 503)
+    assert refused.json() == {
+        "type": "ServiceUnavailable",
+        "reason": "database_unavailable",
+        "message": "the database cannot be used at the moment; nothing was changed, "
+        "try again later",
+    }
+    assert health.status_code == 503
+    assert health.json()["database"] in ("full", "unwritable")
+    assert worker != "stopped"
+    assert after.status_code == 201, after.text
+    assert state == "AGREED"
+    assert "/negotiations/urn:uuid:kit-1/termination" not in kit.paths()
+    assert os.path.exists(small_disk / "c.db")
