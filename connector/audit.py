@@ -42,7 +42,14 @@ class AuditRecord:
 
 
 class AuditSink(Protocol):
-    def record(self, record: AuditRecord) -> None: ...
+    def record(self, record: AuditRecord) -> None:
+        """Write the event in a transaction of its own (a refusal: nothing else to commit)."""
+        ...
+
+    def add(self, session: Session, record: AuditRecord) -> None:
+        """Add the event to the caller's transaction: it commits with the change it records,
+        or not at all (no change without its event, even across a crash)."""
+        ...
 
 
 class AuditEvent(ConnectorBase, table=True):
@@ -61,32 +68,36 @@ class AuditEvent(ConnectorBase, table=True):
 
 
 class SqlAuditSink:
-    """Writes each record in its own transaction: an audit event is never lost with a rollback."""
+    """Writes an event in the transaction of the change it records (``add``), or alone
+    (``record``, for refusals, after their transaction was rolled back)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
     def record(self, record: AuditRecord) -> None:
+        with Session(self._engine) as session:
+            self.add(session, record)
+            session.commit()
+
+    def add(self, session: Session, record: AuditRecord) -> None:
         if record.occurred_at.tzinfo is None:
             raise ValueError("audit timestamps must carry a time zone")
         reason = record.reason
         if reason is not None and len(reason) > MAX_REASON_CHARS:
             reason = reason[: MAX_REASON_CHARS - 1] + "…"
-        with Session(self._engine) as session:
-            session.add(
-                AuditEvent(
-                    occurred_at=record.occurred_at.astimezone(UTC),
-                    actor=record.actor,
-                    counterparty=record.counterparty,
-                    action=record.action,
-                    subject=record.subject,
-                    outcome=record.outcome.value,
-                    reason=reason,
-                    bytes_sent=record.bytes_sent,
-                    rows_sent=record.rows_sent,
-                )
+        session.add(
+            AuditEvent(
+                occurred_at=record.occurred_at.astimezone(UTC),
+                actor=record.actor,
+                counterparty=record.counterparty,
+                action=record.action,
+                subject=record.subject,
+                outcome=record.outcome.value,
+                reason=reason,
+                bytes_sent=record.bytes_sent,
+                rows_sent=record.rows_sent,
             )
-            session.commit()
+        )
 
     def recent(self, limit: int = 100) -> Sequence[AuditRecord]:
         """The newest events first."""

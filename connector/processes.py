@@ -36,6 +36,8 @@ class ProcessRecord(Protocol):
     provider_pid: str | None
     counterparty: str
     counterparty_address: str
+    termination_code: str | None
+    termination_reason: str | None
     updated_at: datetime
 
 
@@ -43,6 +45,9 @@ R = TypeVar("R", bound=ProcessRecord)
 ACK_WAIT_S: Final = 5.0
 """How long a GET of a process waits for the other side's pid (the answer to our request)."""
 ACK_POLL_S: Final = 0.02
+TERMINATED: Final = "TERMINATED"
+POLICY_DENIED: Final = "policy_denied"
+"""The termination code of a process its policy refused (both protocols)."""
 
 
 class Repeated(Exception):  # noqa: N818 - not an error: the message was applied before
@@ -331,8 +336,12 @@ class ProcessSteps(Generic[R]):
             raise self.refuse(action, peer, error) from None
 
     def commit(self, session: Session, record: R, action: str, reason: str | None = None) -> None:
+        """Commit a move with everything it causes in one transaction: the messages to the
+        other side, the webhook event and the audit event (a refusal by the policy is audited
+        as refused, with its reasons). A crash loses the move and its event together."""
         session.add(record)
-        if self.webhook is not None and _state_changed(record):
+        changed = _state_changed(record)
+        if self.webhook is not None and changed:
             enqueue(
                 session,
                 process_id=record.id,
@@ -342,13 +351,20 @@ class ProcessSteps(Generic[R]):
                 body=event(self.noun.split()[-1], record, self.clock()),
                 now=self.clock(),
             )
+        outcome, why = Outcome.ACCEPTED, reason or f"now {record.state}"
+        if changed and record.state == TERMINATED and record.termination_code == POLICY_DENIED:
+            outcome, why = Outcome.REFUSED, f"{POLICY_DENIED}: {record.termination_reason}"
+        self.audit.add(
+            session,
+            AuditRecord(
+                actor=self.me, action=action, outcome=outcome, occurred_at=self.clock(),
+                counterparty=record.counterparty, subject=record.id, reason=why,
+            ),
+        )  # fmt: skip
         session.commit()
         session.refresh(record)
         self.outbox.wake()
         self._changed(record)
-        self.audit_event(
-            action, record, record.counterparty, Outcome.ACCEPTED, reason or f"now {record.state}"
-        )
 
     def on_ack(self, message: OutboxMessage, response: httpx.Response) -> None:
         """The answer to a message that created a process on the other side: learn its pid."""

@@ -42,7 +42,7 @@ from connector.negotiation.messages import (
 )
 from connector.negotiation.store import ContractNegotiationRecord
 from connector.outbox import Handlers, Outbox, OutboxMessage
-from connector.processes import ProcessSteps, Repeated, Steering
+from connector.processes import POLICY_DENIED, ProcessSteps, Repeated, Steering
 from connector.protocol import DspError
 from connector.webhooks import Webhook
 from identity.verifier import Peer
@@ -289,7 +289,7 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
         )
         decision = evaluate(offer, context, Scope.NEGOTIATION)
         if not decision.allowed:
-            self._terminate(session, record, Role.PROVIDER, "policy_denied", list(decision.reasons))
+            self._terminate(session, record, Role.PROVIDER, POLICY_DENIED, list(decision.reasons))
         elif self.manual_approval or not self.automatic(record):
             record.on_hold = True
         else:

@@ -32,7 +32,7 @@ from connector.negotiation.machine import Role
 from connector.negotiation.machine import State as NegotiationState
 from connector.negotiation.store import ContractNegotiationRecord
 from connector.outbox import Handlers, Outbox, OutboxMessage
-from connector.processes import ProcessSteps, Steering
+from connector.processes import POLICY_DENIED, ProcessSteps, Steering
 from connector.protocol import DspError
 from connector.transfer.machine import Event, State, next_state
 from connector.transfer.messages import (
@@ -242,7 +242,7 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
                 self._send_move(session, record, Event.START)
             else:
                 self._send_move(
-                    session, record, Event.TERMINATE, code="policy_denied", reason=decision[:20]
+                    session, record, Event.TERMINATE, code=POLICY_DENIED, reason=decision[:20]
                 )
             self.commit(session, record, action)
             return 201, acknowledged
@@ -329,7 +329,7 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
             self._send_move(session, record, Event.START)
         else:
             self._send_move(
-                session, record, Event.TERMINATE, code="policy_denied", reason=reasons[:20]
+                session, record, Event.TERMINATE, code=POLICY_DENIED, reason=reasons[:20]
             )
 
     # --- consumer -----------------------------------------------------------------------------

@@ -12,7 +12,9 @@ from typing import Any
 
 import httpx
 
+from connector.audit import Outcome
 from tests.dsp_schemas import errors
+from tests.e2e.dataplane_helpers import audit
 from tests.e2e.space import Space, call
 from tests.e2e.test_catalog import bank_asks, onboard_both, publish
 from tests.participants import ADMIN_KEY
@@ -131,6 +133,13 @@ def test_a_purpose_the_policy_does_not_admit_is_terminated_with_the_reasons(spac
         in consumer["terminationReason"]
     )
     assert provider_side(space)["state"] == "TERMINATED"
+    refusals = [
+        e for e in audit(space) if e["action"] == "ContractRequestMessage"
+        and e["subject"] == provider_side(space)["id"]
+    ]  # fmt: skip
+    assert [e["outcome"] for e in refusals] == [Outcome.REFUSED]
+    assert refusals[0]["reason"].startswith("policy_denied: ")
+    assert "purpose isA credit-assessment: violated (actual marketing)" in refusals[0]["reason"]
 
 
 def test_a_tampered_offer_is_refused_and_ends_the_negotiation(space: Space) -> None:
