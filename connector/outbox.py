@@ -3,11 +3,14 @@ state change that causes it, and delivered by a worker with retries and exponent
 A crash between the two loses nothing; after a restart the worker sends what is pending.
 
 Delivery outcomes: 2xx sent (an ``on_sent`` handler may read the answer, e.g. the providerPid
-of an initial request); 408, 429, 5xx and network errors are retried; 404 and 409, which a
-message that arrives before the counter-party recorded its previous step may get, are retried
-a few times quickly; any other 4xx, or too many attempts, fails the message, and its
-``on_failed`` handler ends the process it belongs to (both sides must agree on the state; a
-refused message means they no longer do).
+of an initial request); 408, 425, 429, 5xx and network errors are retried with capped,
+jittered exponential backoff until the delivery deadline (24 h after the message was enqueued,
+by default); 404 and 409, which a message that arrives before the counter-party recorded its
+previous step may get, are retried a few times quickly; any other 4xx, or the deadline passed,
+fails the message (given up: the operator can list and retry it), and its ``on_failed``
+handler ends the process it belongs to (both sides must agree on the state; a refused message
+means they no longer do): the termination it sends is retried until its own deadline, so the
+other side hears of it when it comes back.
 """
 
 from __future__ import annotations
@@ -16,15 +19,18 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any, Final
 
 import httpx
-from sqlalchemy import Column, DateTime, Text, update
+from sqlalchemy import Column, DateTime, Text, exists, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import aliased
 from sqlmodel import Field, Session, col, select
 
 from connector.database import ConnectorBase
@@ -33,9 +39,11 @@ from identity.presentations import EVERY_SCOPE
 
 log = logging.getLogger("kexin.connector.outbox")
 
-MAX_ATTEMPTS: Final = 8
+DEADLINE_S: Final = 24 * 3600.0
+"""Default: how long a message is retried after it was enqueued before it is given up."""
 BACKOFF_BASE_S: Final = 0.5
 BACKOFF_MAX_S: Final = 60.0
+_JITTER: Final = secrets.SystemRandom()
 RETRIED_STATUSES: Final = frozenset({408, 425, 429})
 EARLY_STATUSES: Final = frozenset({404, 409})
 """What a counter-party answers to a message that may simply have arrived early (before it
@@ -44,7 +52,7 @@ EARLY_ATTEMPTS: Final = 6
 EARLY_BACKOFF_BASE_S: Final = 0.1
 WORKER_BACKOFF_S: Final = 0.5
 WORKER_BACKOFF_MAX_S: Final = 10.0
-CONCURRENCY: Final = 16
+CONCURRENCY: Final = 32
 """Processes whose messages are sent at the same time."""
 
 
@@ -71,6 +79,8 @@ class OutboxMessage(ConnectorBase, table=True):
     )
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    retried_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    """When the operator last sent it again after it was given up: its deadline starts anew."""
 
 
 def enqueue(
@@ -106,7 +116,14 @@ def worker_backoff_s(failures: int) -> float:
 
 
 def backoff(attempts: int, base_s: float = BACKOFF_BASE_S) -> timedelta:
-    return timedelta(seconds=min(BACKOFF_MAX_S, base_s * 2 ** (attempts - 1)))
+    """Exponential from ``base_s``, capped, with jitter (between half and all of it), so that
+    the messages held up by one outage do not all come back at the same moment."""
+    ceiling = min(BACKOFF_MAX_S, base_s * 2 ** min(attempts - 1, 30))
+    return timedelta(seconds=ceiling * _JITTER.uniform(0.5, 1.0))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class Outbox:
@@ -117,7 +134,10 @@ class Outbox:
         client: httpx.AsyncClient,
         clock: Callable[[], datetime],
         static_tokens: dict[str, str] | None = None,
+        *,
+        deadline_s: float = DEADLINE_S,
     ) -> None:
+        self._deadline = timedelta(seconds=deadline_s)
         self._static_tokens = static_tokens or {}
         """Conformance-testing mode: audience DID -> the static token sent instead of DCP."""
         self._engine = engine
@@ -127,8 +147,14 @@ class Outbox:
         self._handlers: dict[str, Handlers] = {}
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.failing: str | None = None
-        """Why the worker's last round failed, while it keeps failing (for readiness)."""
+        self._round_failing: str | None = None
+        self._delivery_failing: str | None = None
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def failing(self) -> str | None:
+        """Why the worker's last round or delivery failed, while it keeps failing."""
+        return self._round_failing or self._delivery_failing
 
     def register(self, kind: str, handlers: Handlers) -> None:
         self._handlers[kind] = handlers
@@ -149,17 +175,29 @@ class Outbox:
         else:
             loop.call_soon_threadsafe(self._wake.set)
 
-    def _due(self) -> list[OutboxMessage]:
+    def _due(self, busy: Collection[str]) -> list[OutboxMessage]:
+        """Pending messages due now, in order, of processes not ``busy``; a message whose
+        process has an earlier one still waiting for its retry is not due (no overtaking)."""
+        now = self._clock()
+        earlier = aliased(OutboxMessage)
+        waiting = exists().where(
+            col(earlier.process_id) == col(OutboxMessage.process_id),
+            col(earlier.status) == Delivery.PENDING,
+            col(earlier.id) < col(OutboxMessage.id),
+            col(earlier.next_attempt_at) > now,
+        )
+        query = (
+            select(OutboxMessage)
+            .where(OutboxMessage.status == Delivery.PENDING)
+            .where(col(OutboxMessage.next_attempt_at) <= now)
+            .where(~waiting)
+            .order_by(col(OutboxMessage.id))
+            .limit(200)
+        )
+        if busy:
+            query = query.where(col(OutboxMessage.process_id).not_in(list(busy)))
         with Session(self._engine) as session:
-            return list(
-                session.exec(
-                    select(OutboxMessage)
-                    .where(OutboxMessage.status == Delivery.PENDING)
-                    .where(col(OutboxMessage.next_attempt_at) <= self._clock())
-                    .order_by(col(OutboxMessage.id))
-                    .limit(100)
-                ).all()
-            )
+            return list(session.exec(query).all())
 
     def _next_due_at(self) -> datetime | None:
         with Session(self._engine) as session:
@@ -173,28 +211,47 @@ class Outbox:
             return None
         return pending if pending.tzinfo else pending.replace(tzinfo=UTC)
 
-    async def deliver_due(self) -> int:
-        """Send what is due: processes in parallel (at most ``CONCURRENCY`` at once), each
-        process's messages strictly in order; returns how many were attempted."""
+    def _dispatch(self) -> None:
+        """Start one delivery task for each process with messages due and none in flight (at
+        most ``CONCURRENCY`` at once): a slow peer holds up only its own processes, and a
+        message enqueued meanwhile goes as soon as its process is free."""
+        free = CONCURRENCY - len(self._in_flight)
+        if free <= 0:
+            return
         by_process: dict[str, list[OutboxMessage]] = {}
-        for message in self._due():
+        for message in self._due(self._in_flight.keys()):
             by_process.setdefault(message.process_id, []).append(message)
-        gate = asyncio.Semaphore(CONCURRENCY)
+        for process_id, messages in list(by_process.items())[:free]:
+            task = asyncio.create_task(self._in_order(messages))
+            self._in_flight[process_id] = task
+            task.add_done_callback(partial(self._landed, process_id))
 
-        async def in_order(messages: list[OutboxMessage]) -> None:
-            async with gate:
-                for message in messages:
-                    if await self._deliver(message) != Delivery.SENT:
-                        return  # a later message must not overtake one retried or failed
+    async def _in_order(self, messages: list[OutboxMessage]) -> None:
+        for message in messages:
+            if await self._deliver(message) != Delivery.SENT:
+                return  # a later message must not overtake one retried or failed
 
-        await asyncio.gather(*(in_order(messages) for messages in by_process.values()))
-        return sum(len(messages) for messages in by_process.values())
+    def _landed(self, process_id: str, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(process_id, None)
+        error = None if task.cancelled() else task.exception()
+        if error is None:
+            self._delivery_failing = None
+        else:  # the database failed while recording a delivery: the message is still pending
+            # (sent again later; a repeat is answered as the first time)
+            self._delivery_failing = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+            log.warning("outbox delivery for %s failed: %s", process_id, self._delivery_failing)
+        self._wake.set()
 
     def _dcp_headers(self, message: OutboxMessage) -> dict[str, str]:
-        static = self._static_tokens.get(message.audience)
+        return self.authorization_for(message.audience)
+
+    def authorization_for(self, audience: str) -> dict[str, str]:
+        """How this connector authenticates to ``audience``: a DCP self-issued token (or, in
+        conformance mode, the test kit's static token)."""
+        static = self._static_tokens.get(audience)
         if static is not None:
             return {"Authorization": f"Bearer {static}"}
-        token = self._participant.sts.bearer_for(message.audience, EVERY_SCOPE)
+        token = self._participant.sts.bearer_for(audience, EVERY_SCOPE)
         return {"Authorization": f"Bearer {token}"}
 
     async def _deliver(self, message: OutboxMessage) -> Delivery:
@@ -223,12 +280,12 @@ class Outbox:
             stored.last_error = error
             if error is None:
                 stored.status = Delivery.SENT
-            elif retry and stored.attempts < MAX_ATTEMPTS:
+            elif retry and self._clock() < self._deadline_of(stored):
                 stored.next_attempt_at = self._clock() + backoff(stored.attempts)
             elif early and stored.attempts < EARLY_ATTEMPTS:
                 wait = backoff(stored.attempts, EARLY_BACKOFF_BASE_S)
                 stored.next_attempt_at = self._clock() + wait
-            else:
+            else:  # refused for good, or retried until the deadline: given up
                 stored.status = Delivery.FAILED
                 self._drop_later(session, stored)
             session.add(stored)
@@ -239,6 +296,33 @@ class Outbox:
         if stored.status == Delivery.FAILED and handlers.on_failed:
             handlers.on_failed(stored, error or "failed")
         return Delivery(stored.status)
+
+    def messages(self, *, status: Delivery | None, offset: int, limit: int) -> list[OutboxMessage]:
+        """For the operator: messages, newest first (given up ones with ``status=failed``)."""
+        query = select(OutboxMessage).order_by(col(OutboxMessage.id).desc())
+        if status is not None:
+            query = query.where(OutboxMessage.status == status)
+        with Session(self._engine) as session:
+            return list(session.exec(query.offset(offset).limit(limit)).all())
+
+    def retry(self, message_id: int) -> OutboxMessage | None:
+        """The operator sends a given-up message again, with a new deadline (its process's
+        state is not changed by this: the other side answers what it makes of it)."""
+        with Session(self._engine) as session:
+            stored = session.get(OutboxMessage, message_id)
+            if stored is None or stored.status != Delivery.FAILED:
+                return stored
+            now = self._clock()
+            stored.status, stored.attempts, stored.last_error = Delivery.PENDING, 0, None
+            stored.next_attempt_at = stored.retried_at = now
+            session.add(stored)
+            session.commit()
+            session.refresh(stored)
+        self.wake()
+        return stored
+
+    def _deadline_of(self, message: OutboxMessage) -> datetime:
+        return _aware(message.retried_at or message.created_at) + self._deadline
 
     @staticmethod
     def _drop_later(session: Session, failed: OutboxMessage) -> None:
@@ -267,15 +351,15 @@ class Outbox:
         while True:
             self._wake.clear()
             try:
-                await self.deliver_due()
+                self._dispatch()
                 due = self._next_due_at()
             except Exception as error:
                 failures += 1
-                self.failing = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
-                log.warning("outbox round %d failed, retrying: %s", failures, self.failing)
+                self._round_failing = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+                log.warning("outbox round %d failed, retrying: %s", failures, self._round_failing)
                 await asyncio.sleep(worker_backoff_s(failures))
                 continue
-            failures, self.failing = 0, None
+            failures, self._round_failing = 0, None
             timeout = None if due is None else max(0.0, (due - self._clock()).total_seconds())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)

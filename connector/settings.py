@@ -96,5 +96,11 @@ class ConnectorSettings(ParticipantServiceSettings):
     """How long a data-plane access token lives; the consumer refreshes it before then."""
     monitor_interval_s: float = Field(default=5.0, gt=0, le=3600)
     """How often the policy monitor re-decides running transfers and the duty clock runs."""
+    delivery_deadline_s: float = Field(default=86_400.0, ge=1, le=30 * 86_400)
+    """How long an outbound message is retried (peer down, 5xx) before it is given up and its
+    process terminated (the termination is retried as long in its turn)."""
+    resync_after_s: float = Field(default=3600.0, ge=1, le=30 * 86_400)
+    """A process that heard nothing for this long, with nothing left to send, asks the other
+    side how it stands and follows an end it missed."""
     contracts_timeout_s: float = Field(default=30.0, gt=0, le=600)
     """Data contracts API: how long one call waits for a negotiation and a transfer start."""
