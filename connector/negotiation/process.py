@@ -30,7 +30,7 @@ from connector.audit import AuditSink
 from connector.catalog.offers import admitted_definitions, offer_document, parse_offer_id
 from connector.catalog.store import Asset, ContractDefinition, PolicyDefinition
 from connector.inbox import digest, remember
-from connector.negotiation.machine import Event, Role, State, next_state
+from connector.negotiation.machine import TERMINAL, Event, Role, State, next_state
 from connector.negotiation.messages import (
     ContractAgreementMessage,
     ContractAgreementVerificationMessage,
@@ -54,6 +54,8 @@ from policy.model import Policy
 from policy.operands import Context, Scope
 
 ERROR_TYPE = "ContractNegotiationError"
+PEER_ENDED = "ended_at_peer"
+"""Termination code of a process ended here because the other side had ended it (resync)."""
 MAX_REASON_CHARS = 2000
 
 
@@ -660,6 +662,27 @@ class Negotiations(ProcessSteps[ContractNegotiationRecord]):
                 session, record, Role(record.role), "delivery_failed", [f"{message.kind}: {error}"]
             )
             self.commit(session, record, "delivery_failed", error)
+
+    terminal = frozenset(state.value for state in TERMINAL)
+    path = "negotiations"
+
+    def follow_peer(self, process_id: str, seen_state: str, their_state: str | None) -> None:
+        """Re-synchronisation (connector.resync): take over an end the other side reached
+        while we did not hear of it; None: the other side does not know the process."""
+        with Session(self.engine) as session:
+            record = self.lock(session, process_id)
+            if record is None or record.state != seen_state:
+                return  # moved meanwhile: nothing was missed
+            peer = Role.PROVIDER if record.role == Role.CONSUMER.value else Role.CONSUMER
+            if their_state in (None, State.TERMINATED.value):
+                self.move(record, Event.TERMINATE, peer)
+                record.termination_code = PEER_ENDED
+                record.termination_reason = f"the {peer.value} says: {their_state or 'unknown'}"
+            elif their_state == State.FINALIZED.value and record.state == State.VERIFIED.value:
+                self.move(record, Event.FINALIZE, Role.PROVIDER)
+            else:
+                return
+            self.commit(session, record, "resync", f"the {peer.value} says {their_state}")
 
     def list(
         self, *, role: Role | None, state: State | None, offset: int, limit: int

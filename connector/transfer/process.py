@@ -34,7 +34,7 @@ from connector.negotiation.store import ContractNegotiationRecord
 from connector.outbox import Handlers, Outbox, OutboxMessage
 from connector.processes import POLICY_DENIED, ProcessSteps, Steering
 from connector.protocol import DspError
-from connector.transfer.machine import Event, State, next_state
+from connector.transfer.machine import TERMINAL, Event, State, next_state
 from connector.transfer.messages import (
     DataAddress,
     TransferCompletionMessage,
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from connector.dataplane.plane import DataPlane
 
 ERROR_TYPE: Final = "TransferError"
+PEER_ENDED: Final = "ended_at_peer"
 FORMATS: Final = frozenset({"HttpData-PULL", "HttpData-PUSH"})
 MAX_REASON_CHARS: Final = 2000
 VERB: Final = {
@@ -474,6 +475,28 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
                     reason=[f"{message.kind}: {error}"],
                 )
             self.commit(session, record, "delivery_failed", error)
+
+    terminal = frozenset(state.value for state in TERMINAL)
+    path = "transfers"
+
+    def follow_peer(self, process_id: str, seen_state: str, their_state: str | None) -> None:
+        """Re-synchronisation (connector.resync): take over an end the other side reached
+        while we did not hear of it; None: the other side does not know the process."""
+        with Session(self.engine) as session:
+            record = self.lock(session, process_id)
+            if record is None or record.state != seen_state:
+                return  # moved meanwhile: nothing was missed
+            peer = Role.PROVIDER if record.role == Role.CONSUMER.value else Role.CONSUMER
+            if their_state in (None, State.TERMINATED.value):
+                self.move(record, Event.TERMINATE, peer)
+                record.termination_code = PEER_ENDED
+                record.termination_reason = f"the {peer.value} says: {their_state or 'unknown'}"
+            elif their_state == State.COMPLETED.value and record.state == State.STARTED.value:
+                self.move(record, Event.COMPLETE, peer)
+            else:
+                return
+            self._data_plane_sees(session, record)
+            self.commit(session, record, "resync", f"the {peer.value} says {their_state}")
 
     def list(
         self, *, role: Role | None, state: State | None, offset: int, limit: int
