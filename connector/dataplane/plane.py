@@ -438,6 +438,16 @@ class DataPlane:
             assert access.id is not None  # noqa: S101 - set by the insert
             return access.id
 
+    def progress(self, access_id: int, sent: int) -> None:
+        """How far an access got, recorded as it streams (bounded steps)."""
+        with Session(self.engine) as session:
+            access = session.get(DataAccess, access_id)
+            if access is None or access.outcome != "in_progress":
+                return
+            access.bytes_sent = sent
+            session.add(access)
+            session.commit()
+
     def finish(
         self, access_id: int, outcome: str, sent: int, rows: int | None, reason: str | None
     ) -> None:
@@ -445,23 +455,36 @@ class DataPlane:
             access = session.get(DataAccess, access_id)
             if access is None:
                 return
-            access.outcome, access.bytes_sent, access.rows_sent = outcome, sent, rows
-            access.reason, access.ended_at = reason, self.clock()
-            session.add(access)
+            self._end(session, access, outcome, sent, rows, reason)
             session.commit()
-            self.audit.record(
-                AuditRecord(
-                    actor=self.me,
-                    action="data access",
-                    outcome=Outcome.ACCEPTED if outcome == "completed" else Outcome.REFUSED,
-                    occurred_at=self.clock(),
-                    counterparty=access.consumer,
-                    subject=access.transfer_id,
-                    reason=f"{outcome}: {reason}" if reason else outcome,
-                    bytes_sent=sent,
-                    rows_sent=rows,
-                )
-            )
+
+    def _end(
+        self,
+        session: Session,
+        access: DataAccess,
+        outcome: str,
+        sent: int,
+        rows: int | None,
+        reason: str | None,
+    ) -> None:
+        """Record how an access ended, with its audit event in the same transaction."""
+        access.outcome, access.bytes_sent, access.rows_sent = outcome, sent, rows
+        access.reason, access.ended_at = reason, self.clock()
+        session.add(access)
+        self.audit.add(
+            session,
+            AuditRecord(
+                actor=self.me,
+                action="data access",
+                outcome=Outcome.ACCEPTED if outcome == "completed" else Outcome.REFUSED,
+                occurred_at=self.clock(),
+                counterparty=access.consumer,
+                subject=access.transfer_id,
+                reason=f"{outcome}: {reason}" if reason else outcome,
+                bytes_sent=sent,
+                rows_sent=rows,
+            ),
+        )
 
     def refused(self, error: DataPlaneError, consumer: str | None, subject: str | None) -> None:
         reasons = "; ".join(error.reasons)
@@ -547,13 +570,16 @@ class DataPlane:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def _recover(self) -> None:
-        with Session(self.engine) as session:  # accesses cut off by a stop are not counted
+        """Accesses cut off by a stop (or a crash) end as interrupted, with the bytes they had
+        recorded as sent, and are audited; they are not counted as uses."""
+        with Session(self.engine) as session:
             for access in session.exec(
                 select(DataAccess).where(DataAccess.outcome == "in_progress")
             ).all():
-                access.outcome, access.reason = "interrupted", "the connector stopped"
-                access.ended_at = self.clock()
-                session.add(access)
+                self._end(
+                    session, access, "interrupted", access.bytes_sent, access.rows_sent,
+                    "the connector stopped",
+                )  # fmt: skip
             session.commit()
 
     async def run(self) -> None:

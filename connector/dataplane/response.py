@@ -19,13 +19,19 @@ from connector.dataplane.sources import Body, SourceError
 
 Finish = Callable[[str, int, int | None, str | None], None]
 """outcome, bytes sent, rows sent, reason"""
+Progress = Callable[[int], None]
+"""bytes sent so far"""
+PROGRESS_BYTES = 8 << 20
+"""How often, in bytes sent, the access records how far it got (so that a crash still leaves
+the bytes that went out, give or take this much)."""
 
 
 class AccessResponse(Response):
-    def __init__(self, body: Body, finish: Finish) -> None:
+    def __init__(self, body: Body, finish: Finish, progress: Progress | None = None) -> None:
         self.background = None
         self.source = body
         self.finish = finish
+        self.progress = progress
 
     def _header_list(self) -> list[tuple[bytes, bytes]]:
         headers = {"content-type": self.source.media_type, "cache-control": "no-store"}
@@ -35,7 +41,7 @@ class AccessResponse(Response):
         return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sent, outcome = 0, "interrupted"
+        sent, recorded, outcome = 0, 0, "interrupted"
         reason: str | None = "the client went away"
         try:
             await send(
@@ -55,6 +61,9 @@ class AccessResponse(Response):
                         await send({"type": "http.response.body", "body": chunk,
                                     "more_body": True})  # fmt: skip
                         sent += len(chunk)
+                        if self.progress is not None and sent >= recorded + PROGRESS_BYTES:
+                            recorded = sent
+                            await anyio.to_thread.run_sync(self.progress, sent)
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                     outcome, reason = "completed", None
                 except SourceError as error:

@@ -69,8 +69,11 @@ async def data(
     def finish(outcome: str, sent: int, rows: int | None, reason: str | None) -> None:
         dataplane.finish(access_id, outcome, sent, rows, reason)
 
+    def progress(sent: int) -> None:
+        dataplane.progress(access_id, sent)
+
     del admitted
-    return AccessResponse(body, finish)
+    return AccessResponse(body, finish, progress)
 
 
 class RefreshIn(BaseModel):
