@@ -26,13 +26,16 @@ from connector.dataplane.routes import public as dataplane_router
 from connector.dcp.routes import did_document
 from connector.dcp.routes import router as dcp_router
 from connector.deps import ManagementError
+from connector.management.outbox import router as outbox_router
 from connector.management.routes import router as management_router
+from connector.management.trail import ManagementTrail
 from connector.negotiation.process import Negotiations
 from connector.negotiation.routes import consumer as negotiation_consumer
 from connector.negotiation.routes import provider as negotiation_provider
 from connector.outbox import Handlers, Outbox
 from connector.participant import migrate, participant_for, schemas
 from connector.protocol import DSP_VERSION, DspError
+from connector.resync import Resync
 from connector.settings import ConnectorSettings
 from connector.transfer.process import Transfers
 from connector.transfer.routes import consumer as transfer_consumer
@@ -53,8 +56,9 @@ def utc_now() -> datetime:
 
 
 class Supervised(Protocol):
-    failing: str | None
-    """Why the worker's last round failed, while it keeps failing; None when it does not."""
+    @property
+    def failing(self) -> str | None:
+        """Why the worker's last round failed, while it keeps failing; None when it does not."""
 
 
 def _worker_state(task: asyncio.Task[None], source: Supervised | None) -> str:
@@ -91,7 +95,10 @@ def create_app(
                 static_tokens[settings.conformance_participant_id] = (
                     settings.conformance_token.get_secret_value()
                 )
-            outbox = Outbox(engine, participant, client, clock, static_tokens)
+            outbox = Outbox(
+                engine, participant, client, clock, static_tokens,
+                deadline_s=settings.delivery_deadline_s,
+            )  # fmt: skip
             steering = None if conformance is None else conformance.driver
             webhook = None
             if settings.webhook_url is not None and settings.webhook_secret is not None:
@@ -152,6 +159,12 @@ def create_app(
                 "outbox": (asyncio.create_task(outbox.run()), outbox),
                 "dataplane": (asyncio.create_task(dataplane.run()), dataplane),
             }
+            resync = Resync(
+                processes=[app.state.negotiations, app.state.transfers], client=client,
+                authorization=outbox.authorization_for, clock=clock,
+                after_s=settings.resync_after_s, interval_s=min(60.0, settings.resync_after_s / 10),
+            )  # fmt: skip
+            workers["resync"] = (asyncio.create_task(resync.run()), resync)
             if conformance is not None:
                 driving = conformance.start(
                     engine=engine, me=participant.did, negotiations=app.state.negotiations,
@@ -187,6 +200,9 @@ def create_app(
     app.state.conformance = conformance
     app.state.audit = SqlAuditSink(engine)
     install_error_handlers(app)
+
+    app.add_middleware(ManagementTrail, audit=app.state.audit, actor=settings.participant_id,
+                       clock=clock)  # fmt: skip
 
     async def dsp_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, DspError)  # noqa: S101 - registered for this type only
@@ -232,6 +248,7 @@ def create_app(
     app.include_router(transfer_provider)
     app.include_router(transfer_consumer)
     app.include_router(management_router)
+    app.include_router(outbox_router)
     app.include_router(dataplane_router)
     app.include_router(contracts_router)
     app.include_router(duties_router)

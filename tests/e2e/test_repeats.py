@@ -69,6 +69,11 @@ def test_every_message_delivered_twice_makes_no_split(tmp_path: Path) -> None:
             return await state(mine) == "COMPLETED"
 
         await until(completed)
+
+        async def all_repeated() -> bool:  # every lost answer's message was sent again
+            return len(router.lost) >= 7 and min(router.lost.values()) >= 2
+
+        await until(all_repeated)
         await asyncio.sleep(0.5)  # a late refusal would terminate now
         theirs = (await client.get(f"{bureau}/transfers", headers=KEY)).json()["items"]
         negotiations = (await client.get(f"{bureau}/negotiations", headers=KEY)).json()["items"]
