@@ -26,7 +26,7 @@ from identity.errors import IdentityError, Reason
 from identity.jwt_sign import key_id_of, self_issued_claims, sign, unverified, verify
 from identity.keys import PrivateKey
 from identity.resolver import DIDResolver
-from identity.tokens import LEEWAY_S
+from identity.validity import LEEWAY_S, instant, required_date
 
 TYPE_SCOPE: Final = "org.eclipse.dspace.dcp.vc.type:"
 VP_TYP: Final = "vp+jwt"
@@ -106,8 +106,8 @@ async def verify_presentation(
         raise IdentityError(Reason.MALFORMED_TOKEN, "presentation without kid")
     document = await resolver.resolve(expected_holder)
     verified = verify(token, document, key_id, "authentication", audience=audience)
-    expires = verified.get("exp")
-    if not isinstance(expires, int) or now.timestamp() >= expires + LEEWAY_S:
+    expires = required_date(verified, "exp", now, Reason.MALFORMED_TOKEN)
+    if now.timestamp() >= expires + LEEWAY_S:
         raise IdentityError(Reason.EXPIRED_TOKEN, "the presentation has expired")
     vp: Any = verified.get("vp")
     if not isinstance(vp, dict) or vp.get("holder", expected_holder) != expected_holder:
@@ -129,7 +129,5 @@ async def verify_presentation(
                 expected_subject=expected_holder,
             )
         )
-    earliest = min([expires, *(int(c.expires_at.timestamp()) for c in credentials)])
-    return VerifiedPresentation(
-        expected_holder, tuple(credentials), datetime.fromtimestamp(earliest, now.tzinfo)
-    )
+    earliest = min([expires, *(c.expires_at.timestamp() for c in credentials)])
+    return VerifiedPresentation(expected_holder, tuple(credentials), instant(earliest, now))

@@ -26,10 +26,10 @@ from identity.errors import IdentityError, Reason
 from identity.jwt_sign import key_id_of, self_issued_claims, sign, unverified, verify
 from identity.keys import PrivateKey
 from identity.resolver import DIDResolver
+from identity.validity import LEEWAY_S, instant, numeric_date, required_date
 
 ID_TOKEN_TYP: Final = "JWT"  # noqa: S105 - a media type, not a secret
 ACCESS_TOKEN_TYP: Final = "kexin-access+jwt"  # noqa: S105 - a media type
-LEEWAY_S: Final = 30
 MAX_ID_TOKEN_BYTES: Final = 8 * 1024
 MAX_TOKEN_AGE_S: Final = 3600
 """Tokens issued longer ago than this are refused, so that jti values need not be kept longer."""
@@ -77,19 +77,16 @@ def _signing_key_id(header: dict[str, Any], issuer: str, document: DIDDocument) 
 
 def _check_times(claims: dict[str, Any], now: datetime) -> datetime:
     timestamp = now.timestamp()
-    expires, issued = claims.get("exp"), claims.get("iat")
-    if not isinstance(expires, int | float) or not isinstance(issued, int | float):
-        raise IdentityError(Reason.MALFORMED_TOKEN, "exp and iat are required numbers")
+    expires = required_date(claims, "exp", now, Reason.MALFORMED_TOKEN)
+    issued = required_date(claims, "iat", now, Reason.MALFORMED_TOKEN)
+    not_before = numeric_date(claims, "nbf", now, Reason.MALFORMED_TOKEN)
     if timestamp >= expires + LEEWAY_S:
         raise IdentityError(Reason.EXPIRED_TOKEN, "the token has expired")
-    not_before = claims.get("nbf")
-    if not_before is not None and (
-        not isinstance(not_before, int | float) or timestamp + LEEWAY_S < not_before
-    ):
+    if not_before is not None and timestamp + LEEWAY_S < not_before:
         raise IdentityError(Reason.EXPIRED_TOKEN, "the token is not valid yet")
     if issued > timestamp + LEEWAY_S or issued < timestamp - MAX_TOKEN_AGE_S:
         raise IdentityError(Reason.EXPIRED_TOKEN, "the token's iat is out of range")
-    return datetime.fromtimestamp(expires, now.tzinfo)
+    return instant(expires, now)
 
 
 async def validate_id_token(
