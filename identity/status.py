@@ -3,8 +3,9 @@
 The list is a StatusList2021Credential (a VC JWT signed by the issuer) whose ``encodedList`` is
 the GZIP-compressed, base64url-encoded bitstring (at least 16 KiB, 131,072 entries; bit 0 is the
 most significant bit of the first byte). Verifiers fetch it from the ``statusListCredential``
-address, check the issuer's signature, and keep it for a TTL: a revocation is seen once the
-cache refreshes. A list that cannot be fetched or verified makes the credential fail (closed).
+address (under a total deadline, the size capped while reading), check the issuer's signature,
+and keep it for a TTL: a revocation is seen once the cache refreshes. A list that cannot be
+fetched or verified makes the credential fail (closed).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Final
 import httpx
 
 from identity.errors import IdentityError, Reason
+from identity.fetch import FETCH_DEADLINE_S, Limits, fetch
 from identity.jwt_sign import key_id_of, sign, unverified, verify
 from identity.keys import PrivateKey
 from identity.resolver import DIDResolver
@@ -133,8 +135,10 @@ class StatusListCache:
         *,
         ttl_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        deadline_s: float = FETCH_DEADLINE_S,
     ) -> None:
         self._client = client
+        self._deadline_s = deadline_s
         self._resolver = resolver
         self._ttl_s = ttl_s
         self._clock = clock
@@ -150,13 +154,16 @@ class StatusListCache:
         return is_set(cached[1], entry.index)
 
     async def _fetch(self, url: str, issuer: str) -> bytes:
+        answer = await fetch(
+            self._client, "GET", url, Limits(MAX_LIST_BYTES, self._deadline_s),
+            unavailable=Reason.STATUS_UNAVAILABLE, oversized=Reason.STATUS_UNAVAILABLE,
+        )  # fmt: skip
+        if answer.status_code != httpx.codes.OK:
+            raise IdentityError(Reason.STATUS_UNAVAILABLE, f"{url} answered {answer.status_code}")
         try:
-            response = await self._client.get(url, follow_redirects=False)
-        except httpx.HTTPError as error:
-            raise IdentityError(Reason.STATUS_UNAVAILABLE, f"{url}: {error!r}") from None
-        if response.status_code != httpx.codes.OK or len(response.content) > MAX_LIST_BYTES:
-            raise IdentityError(Reason.STATUS_UNAVAILABLE, f"{url} answered {response.status_code}")
-        token = response.text.strip()
+            token = answer.body.decode().strip()
+        except UnicodeDecodeError:
+            raise IdentityError(Reason.STATUS_UNAVAILABLE, f"{url}: not a JWT") from None
         header, claims = unverified(token, MAX_LIST_BYTES)
         if claims.get("iss") != issuer:
             raise IdentityError(Reason.STATUS_UNAVAILABLE, f"status list {url} is not {issuer}'s")
