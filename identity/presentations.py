@@ -23,13 +23,17 @@ from identity.credentials import (
     verify_credential,
 )
 from identity.errors import IdentityError, Reason
-from identity.jwt_sign import key_id_of, self_issued_claims, sign, unverified, verify
+from identity.jwt_sign import check_typ, key_id_of, self_issued_claims, sign, unverified, verify
 from identity.keys import PrivateKey
 from identity.resolver import DIDResolver
 from identity.validity import LEEWAY_S, instant, required_date
 
 TYPE_SCOPE: Final = "org.eclipse.dspace.dcp.vc.type:"
-VP_TYP: Final = "vp+jwt"
+VP_TYP: Final = "JWT"
+VP_TYPS: Final = frozenset({"jwt", "vp+jwt"})
+"""VC Data Model 1.1, 6.3.1 (the JWT proof format of DCP's ``vc11-sl2021/jwt`` profile): "typ,
+if present, MUST be set to JWT". ``vp+jwt`` is what Kexin holders issued before, still accepted
+from them; any other ``typ`` (an access token, a data-plane token) is refused."""
 MAX_VP_BYTES: Final = 256 * 1024
 MAX_CREDENTIALS: Final = 32
 DCP_CONTEXT: Final = "https://w3id.org/dspace-dcp/v1.0/dcp.jsonld"
@@ -95,6 +99,7 @@ async def verify_presentation(
     now: datetime,
 ) -> VerifiedPresentation:
     header, claims = unverified(token, MAX_VP_BYTES)
+    check_typ(header, VP_TYPS, "a verifiable presentation")
     holder = claims.get("iss")
     if holder != expected_holder:
         raise IdentityError(
