@@ -204,13 +204,15 @@ async def verify_credential(
     trusted.check(credential_type, issuer)
     not_before = required_date(verified, "nbf", now, Reason.INVALID_CREDENTIAL)
     expires = required_date(verified, "exp", now, Reason.INVALID_CREDENTIAL)
-    numeric_date(verified, "iat", now, Reason.INVALID_CREDENTIAL)  # well formed when present
+    issued = numeric_date(verified, "iat", now, Reason.INVALID_CREDENTIAL)
     if now.timestamp() >= expires + LEEWAY_S:
         raise IdentityError(
             Reason.EXPIRED_CREDENTIAL, f"{credential_type.value} of {subject} expired"
         )
     if now.timestamp() + LEEWAY_S < not_before:
         raise IdentityError(Reason.INVALID_CREDENTIAL, "credential not yet valid")
+    if issued is not None and now.timestamp() + LEEWAY_S < issued:
+        raise IdentityError(Reason.INVALID_CREDENTIAL, "credential issued in the future")
     if expected_subject is not None and subject != expected_subject:
         raise IdentityError(
             Reason.SUBJECT_MISMATCH, f"credential is about {subject}, not {expected_subject}"

@@ -20,7 +20,7 @@ from identity.jwt_sign import sign
 from identity.presentations import verify_presentation
 from identity.store import SqlReplayCache
 from identity.tokens import check_access_token, validate_id_token
-from identity.validity import MAX_DISTANCE_S
+from identity.validity import LEEWAY_S, MAX_DISTANCE_S
 from tests.identity.world import AUTHORITY, BANK, BUREAU, NOW, ORG, World, engine_for, run, trusted
 
 T = int(NOW.timestamp())
@@ -171,3 +171,54 @@ def test_a_fractional_presentation_expiry_is_a_number_too(world: World) -> None:
 
     verified: Any = run(go())
     assert verified.expires_at == NOW + timedelta(seconds=300.75)
+
+
+# --- validity of presentations and their credentials (with LEEWAY_S for clock skew) ----------
+
+
+@pytest.mark.parametrize(
+    ("claim", "offset_s"),
+    [("nbf", 3600), ("nbf", LEEWAY_S + 5), ("iat", 3600), ("iat", LEEWAY_S + 5)],
+)
+def test_a_presentation_not_valid_yet_is_refused(world: World, claim: str, offset_s: int) -> None:
+    with pytest.raises(IdentityError) as raised:
+        run(check_presentation(world, presentation(world, **{claim: T + offset_s})))
+    assert raised.value.reason is Reason.EXPIRED_TOKEN, raised.value
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+def test_a_presentation_within_the_clock_skew_is_accepted(world: World, claim: str) -> None:
+    run(check_presentation(world, presentation(world, **{claim: T + LEEWAY_S - 5})))
+
+
+def test_an_expired_presentation_is_refused(world: World) -> None:
+    token = presentation(world, iat=T - 600, nbf=T - 600, exp=T - LEEWAY_S - 5)
+    with pytest.raises(IdentityError) as raised:
+        run(check_presentation(world, token))
+    assert raised.value.reason is Reason.EXPIRED_TOKEN
+
+
+def presentation_of(world: World, credential_token: str) -> str:
+    key = world.rings[BANK].current
+    claims = {
+        "iss": BANK, "sub": BANK, "aud": BUREAU, "jti": "p-2", "iat": T, "nbf": T, "exp": T + 300,
+        "vp": {"@context": ["https://www.w3.org/2018/credentials/v1"], "type": ["VerifiablePresentation"], "holder": BANK, "verifiableCredential": [credential_token]},
+    }  # fmt: skip
+    return sign(claims, key.private_key, key.key_id, "JWT")
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        pytest.param({"nbf": T + 3600}, Reason.INVALID_CREDENTIAL, id="nbf-future"),
+        pytest.param({"iat": T + 3600}, Reason.INVALID_CREDENTIAL, id="iat-future"),
+        pytest.param({"exp": T - 3600}, Reason.EXPIRED_CREDENTIAL, id="expired"),
+    ],
+)
+def test_a_presentation_carrying_a_credential_outside_its_validity_is_refused(
+    world: World, changes: dict[str, object], reason: Reason
+) -> None:
+    token = presentation_of(world, credential(world, **changes))
+    with pytest.raises(IdentityError) as raised:
+        run(check_presentation(world, token))
+    assert raised.value.reason is reason, raised.value
