@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from identity.credentials import RevocationCheck, TrustedIssuers, verify_credential
+from identity.credentials import CredentialType, RevocationCheck, TrustedIssuers, verify_credential
 from identity.errors import IdentityError, Reason
 from identity.keyring import KeyRing
 from identity.presentations import DCP_CONTEXT, issue_presentation, types_in_scopes
@@ -82,7 +82,7 @@ class CredentialService:
     async def query(self, authorization: str | None, message: Any) -> dict[str, Any]:
         """Present the credentials asked for that the holder granted this verifier; the
         verifier learns nothing the holder did not grant, and a query for nothing granted is
-        refused."""
+        answered with no presentation."""
         if not isinstance(message, dict) or message.get("type") != "PresentationQueryMessage":
             raise IdentityError(Reason.MALFORMED_TOKEN, "expected a PresentationQueryMessage")
         if "presentationDefinition" in message:
@@ -95,21 +95,24 @@ class CredentialService:
         types_in_scopes(scopes)  # unknown scopes are refused before anything else
         verifier, granted = await self._caller(authorization)
         allowed = types_in_scopes(set(scopes) & granted)
-        if not allowed:
-            raise IdentityError(
-                Reason.ACCESS_DENIED, f"none of the scopes asked for was granted to {verifier}"
-            )
-        now = self._clock()
-        key = self._keyring.current
-        presentation = issue_presentation(
-            holder=self.holder, key=key.private_key, key_id=key.key_id,
-            credentials=self._store.tokens(allowed, now), audience=verifier, now=now,
-        )  # fmt: skip
+        # DCP 1.0, Resolution API, scopes: "If the array contains scopes that a client is not
+        # entitled to, the Credential Service MUST return HTTP 2xx with the
+        # PresentationResponseMessage's presentation array holding less entries than
+        # requested." Nothing granted: no presentation at all, and still a 200.
+        presentations = [self._present(allowed, verifier)] if allowed else []
         return {
             "@context": [DCP_CONTEXT],
             "type": "PresentationResponseMessage",
-            "presentation": [presentation],
+            "presentation": presentations,
         }
+
+    def _present(self, allowed: frozenset[CredentialType], verifier: str) -> str:
+        now = self._clock()
+        key = self._keyring.current
+        return issue_presentation(
+            holder=self.holder, key=key.private_key, key_id=key.key_id,
+            credentials=self._store.tokens(allowed, now), audience=verifier, now=now,
+        )  # fmt: skip
 
     async def deliver(self, authorization: str | None, message: Any) -> int:
         """Store the credentials of a ``CredentialMessage``; returns how many."""

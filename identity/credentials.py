@@ -20,11 +20,11 @@ from identity.jwt_sign import key_id_of, sign, unverified, verify
 from identity.keys import PrivateKey
 from identity.resolver import DIDResolver
 from identity.status import StatusEntry
+from identity.validity import LEEWAY_S, numeric_date, required_date
 from policy.operands import Grade, check_region
 
 VC_CONTEXT: Final = "https://www.w3.org/2018/credentials/v1"
 VC_TYP: Final = "vc+jwt"
-LEEWAY_S: Final = 30
 
 _CREDIT_CHARS: Final = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _CREDIT_WEIGHTS: Final = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
@@ -202,15 +202,17 @@ async def verify_credential(
         raise IdentityError(Reason.INVALID_CREDENTIAL, "vc and JWT claims disagree")
     credential_type = _type_of(vc.get("type"))
     trusted.check(credential_type, issuer)
-    not_before, expires = verified.get("nbf"), verified.get("exp")
-    if not isinstance(expires, int) or not isinstance(not_before, int):
-        raise IdentityError(Reason.INVALID_CREDENTIAL, "credential needs nbf and exp")
+    not_before = required_date(verified, "nbf", now, Reason.INVALID_CREDENTIAL)
+    expires = required_date(verified, "exp", now, Reason.INVALID_CREDENTIAL)
+    issued = numeric_date(verified, "iat", now, Reason.INVALID_CREDENTIAL)
     if now.timestamp() >= expires + LEEWAY_S:
         raise IdentityError(
             Reason.EXPIRED_CREDENTIAL, f"{credential_type.value} of {subject} expired"
         )
     if now.timestamp() + LEEWAY_S < not_before:
         raise IdentityError(Reason.INVALID_CREDENTIAL, "credential not yet valid")
+    if issued is not None and now.timestamp() + LEEWAY_S < issued:
+        raise IdentityError(Reason.INVALID_CREDENTIAL, "credential issued in the future")
     if expected_subject is not None and subject != expected_subject:
         raise IdentityError(
             Reason.SUBJECT_MISMATCH, f"credential is about {subject}, not {expected_subject}"
@@ -228,7 +230,7 @@ async def verify_credential(
         issuer=issuer,
         subject=str(subject),
         organisation=organisation,
-        expires_at=datetime.fromtimestamp(expires, UTC),
+        expires_at=datetime.fromtimestamp(expires, UTC),  # within 100 years: representable
         status=status,
         token=token,
     )

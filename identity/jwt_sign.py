@@ -58,6 +58,17 @@ def unverified(
     return header, claims
 
 
+def check_typ(header: Mapping[str, Any], accepted: frozenset[str], what: str) -> None:
+    """The JOSE ``typ`` header, absent or one of ``accepted`` (lower case). RFC 7515, 4.1.9:
+    media type names are compared case-insensitively, and "application/" may be omitted."""
+    typ = header.get("typ")
+    if typ is None:
+        return
+    name = typ.lower().removeprefix("application/") if isinstance(typ, str) else None
+    if name not in accepted:
+        raise IdentityError(Reason.MALFORMED_TOKEN, f"typ {typ!r} is not that of {what}")
+
+
 def key_id_of(header: Mapping[str, Any], issuer: str) -> str | None:
     """The ``kid`` as an absolute method id of ``issuer``; a kid of another DID is refused."""
     kid = header.get("kid")

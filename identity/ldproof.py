@@ -28,7 +28,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from identity.credentials import (
-    LEEWAY_S,
     CredentialType,
     Organisation,
     RevocationCheck,
@@ -37,6 +36,7 @@ from identity.credentials import (
 from identity.errors import IdentityError, Reason
 from identity.keys import public_jwk
 from identity.status import StatusEntry
+from identity.validity import LEEWAY_S
 
 ED25519_2020_CONTEXT: Final = "https://w3id.org/security/suites/ed25519-2020/v1"
 STATUS_LIST_CONTEXT: Final = "https://w3id.org/vc/status-list/2021/v1"

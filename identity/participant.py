@@ -52,7 +52,7 @@ def build_participant(
     sts = SecureTokenService(keyring, clock)
     resolver = DIDResolver(client, allow_http=allow_http)
     replay = SqlReplayCache(engine)
-    status = StatusListCache(client, resolver, ttl_s=status_ttl.total_seconds())
+    status = StatusListCache(client, resolver, ttl_s=status_ttl.total_seconds(), now=clock)
     store = CredentialStore(engine)
     return Participant(
         did=did,

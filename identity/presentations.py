@@ -3,8 +3,9 @@
 The holder answers a ``PresentationQueryMessage`` whose scopes name credential types
 (``org.eclipse.dspace.dcp.vc.type:MembershipCredential``) with a VP JWT signed by one of its
 ``authentication`` keys, addressed (``aud``) to the verifier. The verifier checks the VP's
-signature, audience and lifetime, **and then each credential on its own** (signature, trusted
-issuer, expiry, revocation, and that its subject is the holder who signed the VP).
+signature, audience and validity claims (``exp``, ``nbf``, ``iat``, with a 30 s leeway for clock
+skew), **and then each credential on its own** (signature, trusted issuer, validity period,
+revocation, and that its subject is the holder who signed the VP).
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ from identity.credentials import (
     verify_credential,
 )
 from identity.errors import IdentityError, Reason
-from identity.jwt_sign import key_id_of, self_issued_claims, sign, unverified, verify
+from identity.jwt_sign import check_typ, key_id_of, self_issued_claims, sign, unverified, verify
 from identity.keys import PrivateKey
 from identity.resolver import DIDResolver
-from identity.tokens import LEEWAY_S
+from identity.validity import LEEWAY_S, instant, numeric_date, required_date
 
 TYPE_SCOPE: Final = "org.eclipse.dspace.dcp.vc.type:"
-VP_TYP: Final = "vp+jwt"
+VP_TYP: Final = "JWT"
+VP_TYPS: Final = frozenset({"jwt", "vp+jwt"})
+"""VC Data Model 1.1, 6.3.1 (the JWT proof format of DCP's ``vc11-sl2021/jwt`` profile): "typ,
+if present, MUST be set to JWT". ``vp+jwt`` is what Kexin holders issued before, still accepted
+from them; any other ``typ`` (an access token, a data-plane token) is refused."""
 MAX_VP_BYTES: Final = 256 * 1024
 MAX_CREDENTIALS: Final = 32
 DCP_CONTEXT: Final = "https://w3id.org/dspace-dcp/v1.0/dcp.jsonld"
@@ -84,6 +89,25 @@ class VerifiedPresentation:
         return frozenset(c.type for c in self.credentials)
 
 
+def _check_validity(claims: dict[str, Any], now: datetime) -> None:
+    """The presentation's own validity claims, like every JWT's (RFC 7519, 4.1.4: "The 'exp'
+    (expiration time) claim identifies the expiration time on or after which the JWT MUST NOT be
+    accepted for processing"; 4.1.5: "The 'nbf' (not before) claim identifies the time before
+    which the JWT MUST NOT be accepted for processing"), with LEEWAY_S for clock skew (RFC 7519:
+    "Implementers MAY provide for some small leeway"). An ``iat`` after now is refused as well:
+    nothing is issued in the future. Each credential's are checked by verify_credential."""
+    timestamp = now.timestamp()
+    expires = required_date(claims, "exp", now, Reason.MALFORMED_TOKEN)
+    not_before = numeric_date(claims, "nbf", now, Reason.MALFORMED_TOKEN)
+    issued = numeric_date(claims, "iat", now, Reason.MALFORMED_TOKEN)
+    if timestamp >= expires + LEEWAY_S:
+        raise IdentityError(Reason.EXPIRED_TOKEN, "the presentation has expired")
+    if not_before is not None and timestamp + LEEWAY_S < not_before:
+        raise IdentityError(Reason.EXPIRED_TOKEN, "the presentation is not valid yet")
+    if issued is not None and timestamp + LEEWAY_S < issued:
+        raise IdentityError(Reason.EXPIRED_TOKEN, "the presentation is issued in the future")
+
+
 async def verify_presentation(
     token: str,
     *,
@@ -95,6 +119,7 @@ async def verify_presentation(
     now: datetime,
 ) -> VerifiedPresentation:
     header, claims = unverified(token, MAX_VP_BYTES)
+    check_typ(header, VP_TYPS, "a verifiable presentation")
     holder = claims.get("iss")
     if holder != expected_holder:
         raise IdentityError(
@@ -106,9 +131,8 @@ async def verify_presentation(
         raise IdentityError(Reason.MALFORMED_TOKEN, "presentation without kid")
     document = await resolver.resolve(expected_holder)
     verified = verify(token, document, key_id, "authentication", audience=audience)
-    expires = verified.get("exp")
-    if not isinstance(expires, int) or now.timestamp() >= expires + LEEWAY_S:
-        raise IdentityError(Reason.EXPIRED_TOKEN, "the presentation has expired")
+    _check_validity(verified, now)
+    expires = required_date(verified, "exp", now, Reason.MALFORMED_TOKEN)
     vp: Any = verified.get("vp")
     if not isinstance(vp, dict) or vp.get("holder", expected_holder) != expected_holder:
         raise IdentityError(Reason.MALFORMED_TOKEN, "vp claim missing or about another holder")
@@ -129,7 +153,5 @@ async def verify_presentation(
                 expected_subject=expected_holder,
             )
         )
-    earliest = min([expires, *(int(c.expires_at.timestamp()) for c in credentials)])
-    return VerifiedPresentation(
-        expected_holder, tuple(credentials), datetime.fromtimestamp(earliest, now.tzinfo)
-    )
+    earliest = min([expires, *(c.expires_at.timestamp() for c in credentials)])
+    return VerifiedPresentation(expected_holder, tuple(credentials), instant(earliest, now))

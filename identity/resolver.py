@@ -1,5 +1,7 @@
-"""DID resolution: ``did:web`` over HTTP(S) with timeouts, a size limit and a cache; ``did:key``
-and ``did:jwk`` from the DID itself. No other method resolves.
+"""DID resolution: ``did:web`` over HTTP(S) with a total deadline, a size limit enforced while
+reading and a cache; ``did:key`` and ``did:jwk`` from the DID itself. No other method resolves.
+A did:web is checked part by part (host, percent-encoded port, path segments) before any URL is
+built from it, and resolution fails only with an :class:`IdentityError`.
 
 ``did:web:127.0.0.1%3A8101:bank`` is fetched from ``https://127.0.0.1:8101/bank/did.json``;
 ``did:web:example.cn`` from ``https://example.cn/.well-known/did.json``. Plain HTTP is used only
@@ -9,32 +11,72 @@ when ``allow_http`` is set (loopback test and demo set-ups); the did:web method 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Final
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import httpx
 
 from identity.did import DIDSyntaxError, check_did
 from identity.documents import DIDDocument, did_jwk_document, did_key_document, parse_document
 from identity.errors import IdentityError, Reason
+from identity.fetch import FETCH_DEADLINE_S, Limits, fetch
 
 MAX_DOCUMENT_BYTES: Final = 64 * 1024
 
 
-def did_web_url(did: str, *, allow_http: bool = False) -> str:
-    """The address of a did:web document (did:web method specification, section 3.2)."""
-    parts = did.split(":")[2:]
-    host = unquote(parts[0])
-    if not host or any(c in host for c in "/@?#\\ ") or host.startswith("."):
+# RFC 1035 / RFC 1123 labels: letters, digits and hyphens, 1 to 63, no hyphen at either end
+_LABEL: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_PORT: Final = re.compile(r"[1-9][0-9]{0,4}")
+MAX_HOST_LENGTH: Final = 253
+MAX_PORT: Final = 65535
+_UNSAFE_IN_SEGMENT: Final = frozenset("/\\?#%")
+
+
+def _web_host(encoded: str, did: str) -> str:
+    """The host, and port, of a did:web. did:web method specification, 3.1: "The formal rules
+    describing valid domain name syntax are described in [RFC1035], [RFC1123], and [RFC2181]. [...]
+    A port MAY be included and the colon MUST be percent encoded to prevent a conflict with
+    paths." So: labels of RFC 1123, no other percent-encoding, a port of 1 to 65535."""
+    name, colon, port = re.sub("%3[Aa]", ":", encoded, count=1).partition(":")
+    if len(name) > MAX_HOST_LENGTH or not all(_LABEL.fullmatch(x) for x in name.split(".")):
         raise IdentityError(Reason.MALFORMED_DID, f"{did}: not a valid did:web host")
-    path = [unquote(p) for p in parts[1:]]
-    if any(not p or "/" in p or p in (".", "..") for p in path):
+    if colon and not (_PORT.fullmatch(port) and int(port) <= MAX_PORT):
+        raise IdentityError(Reason.MALFORMED_DID, f"{did}: not a valid did:web port")
+    return name + colon + port
+
+
+def _web_segment(encoded: str, did: str) -> str:
+    """One path segment (3.1: "Directories and subdirectories MAY optionally be included,
+    delimited by colons rather than slashes"): percent-decoded as UTF-8, refused when empty, a
+    dot segment, or holding a separator, a percent sign, white space or a control character;
+    then percent-encoded again for the URL."""
+    try:
+        segment = unquote(encoded, errors="strict")
+    except UnicodeDecodeError:
+        segment = ""
+    if segment in ("", ".", "..") or any(
+        c in _UNSAFE_IN_SEGMENT or c.isspace() or not c.isprintable() for c in segment
+    ):
         raise IdentityError(Reason.MALFORMED_DID, f"{did}: not a valid did:web path")
+    return quote(segment, safe="")
+
+
+def did_web_url(did: str, *, allow_http: bool = False) -> str:
+    """The address of a did:web document. did:web method specification, 3.2.2 Read (Resolve):
+    "Replace ':' with '/' in the method specific identifier to obtain the fully qualified domain
+    name and optional path. If the domain contains a port, percent decode the colon. [...] If no
+    path has been specified in the URL, append /.well-known." Then ``/did.json``."""
+    if not did.startswith("did:web:"):
+        raise IdentityError(Reason.MALFORMED_DID, f"{did}: not a did:web")
+    host, *segments = did.removeprefix("did:web:").split(":")
+    authority = _web_host(host, did)
+    path = [_web_segment(segment, did) for segment in segments]
     scheme = "http" if allow_http else "https"
     suffix = "/".join(path) + "/did.json" if path else ".well-known/did.json"
-    return f"{scheme}://{host}/{suffix}"
+    return f"{scheme}://{authority}/{suffix}"
 
 
 class DIDResolver:
@@ -45,8 +87,10 @@ class DIDResolver:
         cache_ttl_s: float = 300.0,
         allow_http: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        deadline_s: float = FETCH_DEADLINE_S,
     ) -> None:
         self._client = client
+        self._deadline_s = deadline_s
         self._ttl_s = cache_ttl_s
         self._allow_http = allow_http
         self._clock = clock
@@ -76,24 +120,16 @@ class DIDResolver:
 
     async def _fetch(self, did: str) -> DIDDocument:
         url = did_web_url(did, allow_http=self._allow_http)
+        answer = await fetch(
+            self._client, "GET", url, Limits(MAX_DOCUMENT_BYTES, self._deadline_s),
+            unavailable=Reason.UNRESOLVABLE_DID, oversized=Reason.MALFORMED_DOCUMENT,
+        )  # fmt: skip
+        if answer.status_code != httpx.codes.OK:
+            raise IdentityError(
+                Reason.UNRESOLVABLE_DID, f"{did}: {url} answered {answer.status_code}"
+            )
         try:
-            async with self._client.stream("GET", url, follow_redirects=False) as response:
-                if response.status_code != httpx.codes.OK:
-                    raise IdentityError(
-                        Reason.UNRESOLVABLE_DID, f"{did}: {url} answered {response.status_code}"
-                    )
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_DOCUMENT_BYTES:
-                        raise IdentityError(
-                            Reason.MALFORMED_DOCUMENT,
-                            f"{did}: document over {MAX_DOCUMENT_BYTES} bytes",
-                        )
-        except httpx.HTTPError as error:
-            raise IdentityError(Reason.UNRESOLVABLE_DID, f"{did}: {url}: {error!r}") from None
-        try:
-            document = json.loads(body)
+            document = json.loads(answer.body)
         except ValueError:
             raise IdentityError(Reason.MALFORMED_DOCUMENT, f"{did}: document is not JSON") from None
         return parse_document(document, did)

@@ -1,11 +1,13 @@
 """DCP self-issued ID tokens (DCP 1.0, "Base Concepts"), and the access tokens they carry.
 
-Validation follows the specification's steps: ``iss`` equals ``sub``; ``aud`` is us; the key is
-found in the ``sub`` DID document (by ``kid``, which must belong to ``iss``; without ``kid`` only
-a document with exactly one verification method) and has the ``capabilityInvocation``
-relationship; the document's id is ``sub`` (the resolver guarantees it); ``nbf``, ``exp`` and
-``iat`` against our clock with a small leeway; ``jti`` never seen before, in a replay cache that
-outlives a restart (the caller passes it in; services keep it in their database).
+Validation follows the specification's steps, after checking that the token is an ID token at
+all (``typ`` absent or JWT, no ``vp`` or ``vc`` claim): ``iss`` equals ``sub``; ``aud`` is us;
+the key is found in the ``sub`` DID document (by ``kid``, which must belong to ``iss``; without
+``kid`` only a document with exactly one verification method) and has the
+``capabilityInvocation`` relationship; the document's id is ``sub`` (the resolver guarantees
+it); ``nbf``, ``exp`` and ``iat`` against our clock with a small leeway; ``jti`` never seen
+before, in a replay cache that outlives a restart (the caller passes it in; services keep it in
+their database).
 
 The access token in the ``token`` claim is ours to define (DCP leaves it opaque): a JWT the
 holder signs for its own Credential Service, naming the scopes it grants and the one verifier
@@ -23,13 +25,14 @@ import anyio.to_thread
 
 from identity.documents import DIDDocument
 from identity.errors import IdentityError, Reason
-from identity.jwt_sign import key_id_of, self_issued_claims, sign, unverified, verify
+from identity.jwt_sign import check_typ, key_id_of, self_issued_claims, sign, unverified, verify
 from identity.keys import PrivateKey
 from identity.resolver import DIDResolver
+from identity.validity import LEEWAY_S, instant, numeric_date, required_date
 
 ID_TOKEN_TYP: Final = "JWT"  # noqa: S105 - a media type, not a secret
+ID_TOKEN_TYPS: Final = frozenset({"jwt"})
 ACCESS_TOKEN_TYP: Final = "kexin-access+jwt"  # noqa: S105 - a media type
-LEEWAY_S: Final = 30
 MAX_ID_TOKEN_BYTES: Final = 8 * 1024
 MAX_TOKEN_AGE_S: Final = 3600
 """Tokens issued longer ago than this are refused, so that jti values need not be kept longer."""
@@ -77,25 +80,37 @@ def _signing_key_id(header: dict[str, Any], issuer: str, document: DIDDocument) 
 
 def _check_times(claims: dict[str, Any], now: datetime) -> datetime:
     timestamp = now.timestamp()
-    expires, issued = claims.get("exp"), claims.get("iat")
-    if not isinstance(expires, int | float) or not isinstance(issued, int | float):
-        raise IdentityError(Reason.MALFORMED_TOKEN, "exp and iat are required numbers")
+    expires = required_date(claims, "exp", now, Reason.MALFORMED_TOKEN)
+    issued = required_date(claims, "iat", now, Reason.MALFORMED_TOKEN)
+    not_before = numeric_date(claims, "nbf", now, Reason.MALFORMED_TOKEN)
     if timestamp >= expires + LEEWAY_S:
         raise IdentityError(Reason.EXPIRED_TOKEN, "the token has expired")
-    not_before = claims.get("nbf")
-    if not_before is not None and (
-        not isinstance(not_before, int | float) or timestamp + LEEWAY_S < not_before
-    ):
+    if not_before is not None and timestamp + LEEWAY_S < not_before:
         raise IdentityError(Reason.EXPIRED_TOKEN, "the token is not valid yet")
     if issued > timestamp + LEEWAY_S or issued < timestamp - MAX_TOKEN_AGE_S:
         raise IdentityError(Reason.EXPIRED_TOKEN, "the token's iat is out of range")
-    return datetime.fromtimestamp(expires, now.tzinfo)
+    return instant(expires, now)
+
+
+def _check_kind(header: dict[str, Any], claims: dict[str, Any]) -> None:
+    """An ID token and no other JWT of ours. DCP 1.0, Base Concepts: "A Self-Issued ID Token is
+    represented as a JSON Web Token [rfc7519]"; it names no ``typ``, so RFC 7519 5.1 applies:
+    "If present, it is RECOMMENDED that its value be 'JWT'". So ``typ`` is absent or JWT; this
+    refuses our access tokens (``kexin-access+jwt``: the holder signs them, addressed to itself,
+    with the same key) and data-plane tokens. A presentation or credential, whose ``typ`` VC
+    Data Model 1.1 also makes JWT, is refused by its ``vp`` or ``vc`` claim (RFC 8725 3.12:
+    mutually exclusive validation rules for different kinds of JWT)."""
+    check_typ(header, ID_TOKEN_TYPS, "a self-issued ID token")
+    if "vp" in claims or "vc" in claims:
+        raise IdentityError(Reason.MALFORMED_TOKEN, "a presentation or credential, not an ID token")
 
 
 async def validate_id_token(
     raw: str, *, audience: str, resolver: DIDResolver, replay: ReplayCache, now: datetime
 ) -> IdToken:
     header, claims = unverified(raw, MAX_ID_TOKEN_BYTES)
+    # 0. a self-issued ID token, not another kind of JWT
+    _check_kind(header, claims)
     issuer, subject = claims.get("iss"), claims.get("sub")
     # 1. iss and sub are the same DID
     if not isinstance(issuer, str) or issuer != subject:

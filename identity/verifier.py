@@ -3,7 +3,8 @@
 1. Validate its self-issued ID token (signature, audience, lifetime, replay).
 2. Unless a verified presentation of that participant is cached, resolve its DID document, find
    its ``CredentialService``, and query it with our own ID token carrying the caller's access
-   token; verify the returned presentation and each credential in it.
+   token (the answer read under a total deadline and capped at ``MAX_VP_BYTES`` while it
+   streams in); verify the returned presentation and each credential in it.
 3. Require the credential types this service needs; cache the result for at most the
    revocation-list TTL, so that a revocation is noticed once the caches refresh.
 
@@ -13,6 +14,7 @@ credential part of a policy decision.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +25,7 @@ import httpx
 from identity.credential_service import bearer
 from identity.credentials import CredentialType, RevocationCheck, TrustedIssuers
 from identity.errors import IdentityError, Reason
+from identity.fetch import FETCH_DEADLINE_S, Limits, fetch
 from identity.presentations import (
     DCP_CONTEXT,
     EVERY_SCOPE,
@@ -78,8 +81,10 @@ class Verifier:
         required: Collection[CredentialType],
         cache_ttl: timedelta,
         clock: Callable[[], datetime],
+        deadline_s: float = FETCH_DEADLINE_S,
     ) -> None:
         self._sts = sts
+        self._deadline_s = deadline_s
         self._resolver = resolver
         self._trusted = trusted
         self._revocation = revocation
@@ -126,24 +131,27 @@ class Verifier:
         }
         headers = {"Authorization": "Bearer " + self._sts.id_token(holder, token=access_token)}
         url = service.endpoint.rstrip("/") + "/presentations/query"
-        try:
-            response = await self._client.post(url, json=query, headers=headers)
-        except httpx.HTTPError as error:
-            raise IdentityError(Reason.UNRESOLVABLE_DID, f"{url}: {error!r}") from None
-        if response.status_code != httpx.codes.OK or len(response.content) > MAX_VP_BYTES:
+        answer = await fetch(
+            self._client, "POST", url, Limits(MAX_VP_BYTES, self._deadline_s),
+            unavailable=Reason.UNRESOLVABLE_DID, oversized=Reason.ACCESS_DENIED,
+            json_body=query, headers=headers,
+        )  # fmt: skip
+        if answer.status_code != httpx.codes.OK:
             raise IdentityError(
                 Reason.ACCESS_DENIED,
-                f"{holder}'s Credential Service answered {response.status_code}",
+                f"{holder}'s Credential Service answered {answer.status_code}",
             )
         try:
-            body: Any = response.json()
+            body: Any = json.loads(answer.body)
         except ValueError:
             raise IdentityError(
                 Reason.MALFORMED_TOKEN, "presentation response is not JSON"
             ) from None
         presentations = body.get("presentation") if isinstance(body, dict) else None
-        if not isinstance(presentations, list) or len(presentations) != 1:
-            raise IdentityError(Reason.MALFORMED_TOKEN, "expected exactly one presentation")
+        if not isinstance(presentations, list) or len(presentations) > 1:
+            raise IdentityError(Reason.MALFORMED_TOKEN, "expected at most one presentation")
+        if not presentations:  # DCP: fewer entries than asked for, as few as none
+            return VerifiedPresentation(holder, (), now + self._cache_ttl)
         (token,) = presentations
         if not isinstance(token, str):
             raise IdentityError(Reason.MALFORMED_TOKEN, "only JWT presentations are accepted")

@@ -2,8 +2,10 @@
 its own key, bound to one agreement, one transfer process, the consumer's DID and a token
 generation (raising the generation revokes every token issued before).
 
-Refresh tokens are random and opaque; only their SHA-256 is stored. Pure apart from the clock
-passed in; the provider's keys come from the caller.
+Time claims must be NumericDates within 100 years of now (``identity.validity``); any other
+value, NaN included, makes the token ``invalid_token``. Refresh tokens are random and opaque;
+only their SHA-256 is stored. Pure apart from the clock passed in; the provider's keys come
+from the caller.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from identity.documents import DIDDocument
-from identity.errors import IdentityError
+from identity.errors import IdentityError, Reason
 from identity.jwt_sign import key_id_of, sign, unverified, verify
 from identity.keyring import SigningKey
+from identity.validity import numeric_date, required_date
 
 TYP: Final = "kexin-edr+jwt"
 MAX_TOKEN_BYTES: Final = 8 * 1024
+NOT_BEFORE_LEEWAY_S: Final = 5
 
 
 class TokenError(Exception):
@@ -81,36 +85,35 @@ def read(
         if key_id is None:
             raise TokenError("invalid_token", "a token needs a kid")
         verified = verify(token, document, key_id, "assertionMethod", audience=audience(provider))
+        expires = required_date(verified, "exp", now, Reason.MALFORMED_TOKEN)
+        not_before = numeric_date(verified, "nbf", now, Reason.MALFORMED_TOKEN)
+        numeric_date(verified, "iat", now, Reason.MALFORMED_TOKEN)
     except IdentityError as error:
         raise TokenError("invalid_token", error.message) from None
-    grant = _grant(verified)
-    if not allow_expired and now.timestamp() >= grant.expires_at.timestamp():
+    grant = _grant(verified, datetime.fromtimestamp(expires, UTC))
+    if not allow_expired and now.timestamp() >= expires:
         raise TokenError("expired_token", "the token has expired; refresh it")
-    not_before = verified.get("nbf")
-    if isinstance(not_before, int) and now.timestamp() + 5 < not_before:
+    if not_before is not None and now.timestamp() + NOT_BEFORE_LEEWAY_S < not_before:
         raise TokenError("invalid_token", "the token is not valid yet")
     return grant
 
 
-def _grant(claims: dict[str, Any]) -> AccessToken:
+def _grant(claims: dict[str, Any], expires_at: datetime) -> AccessToken:
     transfer, agreement, consumer = (
         claims.get("transferId"),
         claims.get("agreementId"),
         claims.get("sub"),
     )
-    generation, expires = claims.get("gen"), claims.get("exp")
+    generation = claims.get("gen")
     if not (
         isinstance(transfer, str)
         and isinstance(agreement, str)
         and isinstance(consumer, str)
         and isinstance(generation, int)
-        and isinstance(expires, int)
+        and not isinstance(generation, bool)
     ):
-        raise TokenError("invalid_token", "the token lacks its transfer, agreement or expiry")
-
-    return AccessToken(
-        transfer, agreement, consumer, generation, datetime.fromtimestamp(expires, UTC)
-    )
+        raise TokenError("invalid_token", "the token lacks its transfer, agreement or generation")
+    return AccessToken(transfer, agreement, consumer, generation, expires_at)
 
 
 def new_refresh_token() -> tuple[str, str]:

@@ -3,16 +3,21 @@ granted it to, and stores a delivery only when every credential in it verifies."
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from identity.credential_service import CredentialService, UnsupportedQueryError
 from identity.credentials import CredentialType
+from identity.documents import Service
 from identity.errors import IdentityError, Reason
-from identity.presentations import scope_for
+from identity.presentations import DCP_CONTEXT, scope_for
+from identity.resolver import did_web_url
 from identity.store import CredentialStore, SqlReplayCache
 from identity.sts import WRITE_SCOPE, SecureTokenService
+from identity.verifier import Peer, Verifier
 from tests.identity.world import (
     AUTHORITY,
     BANK,
@@ -142,9 +147,6 @@ def test_a_query_beyond_the_grant_presents_only_what_was_granted(world: World) -
 @pytest.mark.parametrize(
     ("message", "reason"),
     [
-        pytest.param(
-            query(scope_for(CredentialType.REGULATOR)), Reason.ACCESS_DENIED, id="not-granted"
-        ),
         pytest.param(query("org.example:other"), Reason.ACCESS_DENIED, id="unknown-scope"),
         pytest.param({"type": "PresentationQueryMessage"}, Reason.MALFORMED_TOKEN, id="no-scope"),
         pytest.param(
@@ -187,3 +189,67 @@ def test_presentation_definitions_are_not_supported(world: World) -> None:
 
     with pytest.raises(UnsupportedQueryError):
         run(flow())
+
+
+def test_a_query_for_nothing_granted_is_answered_with_no_presentation(world: World) -> None:
+    # DCP 1.0: "If the array contains scopes that a client is not entitled to, the Credential
+    # Service MUST return HTTP 2xx with the PresentationResponseMessage's presentation array
+    # holding less entries than requested."
+    store = CredentialStore(world.engines[BANK])
+    membership, _ = world.issue(BANK)
+
+    async def flow() -> dict[str, Any]:
+        async with world.client() as client:
+            cs = service(world, store, client)
+            await cs.deliver(bearer_from(world, AUTHORITY, [WRITE_SCOPE]), delivery(membership))
+            return await cs.query(
+                bearer_from(world, BUREAU, [MEMBERSHIP]), query(scope_for(CredentialType.REGULATOR))
+            )
+
+    answer = run(flow())
+    assert answer["type"] == "PresentationResponseMessage"
+    assert answer["presentation"] == []
+
+
+def verifier_meets(
+    world: World, answer: dict[str, Any], required: tuple[CredentialType, ...]
+) -> Peer:
+    """The bureau's verifier authenticates the bank, whose Credential Service answers ``answer``."""
+    bank = world.rings[BANK]
+    world.documents[did_web_url(BANK, allow_http=True)] = bank.document(
+        (Service(f"{BANK}#cs", "CredentialService", "http://bank.test/cs"),)
+    ).to_json()
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if str(request.url) == "http://bank.test/cs/presentations/query":
+            return httpx.Response(200, json=answer)
+        return world.handle(request)
+
+    async def go() -> Peer:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
+            resolver = world.resolver(client)
+            verifier = Verifier(
+                sts=sts(world, BUREAU), resolver=resolver, trusted=trusted(),
+                revocation=world.status(client, resolver), replay=SqlReplayCache(engine_for()),
+                client=client, required=required, cache_ttl=timedelta(seconds=60), clock=lambda: NOW,
+            )  # fmt: skip
+            return await verifier.authenticate(
+                "Bearer " + sts(world, BANK).bearer_for(BUREAU, [MEMBERSHIP])
+            )
+
+    return run(go())
+
+
+EMPTY = {"@context": [DCP_CONTEXT], "type": "PresentationResponseMessage", "presentation": []}
+
+
+def test_a_verifier_reads_an_empty_answer_as_no_credentials(world: World) -> None:
+    peer = verifier_meets(world, EMPTY, required=())
+    assert peer.did == BANK
+    assert peer.presentation.credentials == ()
+
+
+def test_a_verifier_that_needs_a_credential_refuses_an_empty_answer(world: World) -> None:
+    with pytest.raises(IdentityError) as raised:
+        verifier_meets(world, EMPTY, required=(CredentialType.MEMBERSHIP,))
+    assert raised.value.reason is Reason.MISSING_CREDENTIAL

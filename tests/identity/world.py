@@ -112,7 +112,7 @@ class World:
         return DIDResolver(client, allow_http=True)
 
     def status(self, client: httpx.AsyncClient, resolver: DIDResolver) -> StatusListCache:
-        return StatusListCache(client, resolver, ttl_s=60)
+        return StatusListCache(client, resolver, ttl_s=60, now=lambda: NOW)
 
 
 def trusted(*issuers: str) -> TrustedIssuers:
