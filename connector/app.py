@@ -83,8 +83,17 @@ def create_app(
         else:
             require_current(engine, schemas(), "dataspace db upgrade connector")
         timeout = settings.http_timeout_s
-        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
-            participant = participant_for(settings, engine, client, clock)
+        async with (
+            httpx.AsyncClient(
+                transport=transport, timeout=timeout, limits=httpx.Limits(max_connections=100)
+            ) as client,
+            httpx.AsyncClient(
+                transport=transport, timeout=timeout, limits=httpx.Limits(max_connections=50)
+            ) as verification,
+        ):
+            # Two pools: verifying callers (DID documents, presentations, status lists) never
+            # waits behind this connector's own outbound traffic (DSP messages, data sources).
+            participant = participant_for(settings, engine, verification, clock)
             static_tokens = {}
             if settings.conformance_token and settings.conformance_participant_id:
                 log.warning(

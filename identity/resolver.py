@@ -23,6 +23,7 @@ from identity.did import DIDSyntaxError, check_did
 from identity.documents import DIDDocument, did_jwk_document, did_key_document, parse_document
 from identity.errors import IdentityError, Reason
 from identity.fetch import FETCH_DEADLINE_S, Limits, fetch
+from identity.flight import SingleFlight
 
 MAX_DOCUMENT_BYTES: Final = 64 * 1024
 
@@ -95,6 +96,7 @@ class DIDResolver:
         self._allow_http = allow_http
         self._clock = clock
         self._cache: dict[str, tuple[float, DIDDocument]] = {}
+        self._flights: SingleFlight[str, DIDDocument] = SingleFlight()
 
     async def resolve(self, did: str) -> DIDDocument:
         try:
@@ -111,7 +113,7 @@ class DIDResolver:
         cached = self._cache.get(did)
         if cached is not None and cached[0] > now:
             return cached[1]
-        document = await self._fetch(did)
+        document = await self._flights.run(did, lambda: self._fetch(did))
         self._cache[did] = (now + self._ttl_s, document)
         return document
 

@@ -26,6 +26,7 @@ from identity.credential_service import bearer
 from identity.credentials import CredentialType, RevocationCheck, TrustedIssuers
 from identity.errors import IdentityError, Reason
 from identity.fetch import FETCH_DEADLINE_S, Limits, fetch
+from identity.flight import SingleFlight
 from identity.presentations import (
     DCP_CONTEXT,
     EVERY_SCOPE,
@@ -94,6 +95,8 @@ class Verifier:
         self._cache_ttl = cache_ttl
         self._clock = clock
         self._cache: dict[str, tuple[datetime, Peer]] = {}
+        self._flights: SingleFlight[str, VerifiedPresentation] = SingleFlight()
+        """A burst from one caller queries its Credential Service once, not once a request."""
 
     async def authenticate(self, authorization: str | None) -> Peer:
         now = self._clock()
@@ -106,7 +109,10 @@ class Verifier:
             return cached[1]
         if id_token.token is None:
             raise IdentityError(Reason.ACCESS_DENIED, "no token claim: cannot query credentials")
-        presentation = await self._pull(id_token.issuer, id_token.token, now)
+        token = id_token.token
+        presentation = await self._flights.run(
+            id_token.issuer, lambda: self._pull(id_token.issuer, token, now)
+        )
         missing = self._required - presentation.types()
         if missing:
             names = ", ".join(sorted(t.value for t in missing))

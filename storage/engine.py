@@ -8,7 +8,7 @@ This module does not create tables: :mod:`storage.migrate` does, through Alembic
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import sqlalchemy
 from pydantic import AfterValidator
@@ -51,6 +51,13 @@ def is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
+POOL_SIZE: Final = 40
+"""Database connections kept: one for each of the worker threads that run the services'
+blocking work (anyio's default limit is 40), so that a burst of requests never waits for a
+connection that another thread holds (SQLAlchemy's default is 5 + 10)."""
+POOL_OVERFLOW: Final = 10
+
+
 def create_engine(database_url: str, *, echo: bool = False) -> Engine:
     """Build the engine for ``database_url``.
 
@@ -66,6 +73,8 @@ def create_engine(database_url: str, *, echo: bool = False) -> Engine:
             kwargs["poolclass"] = StaticPool
     else:
         kwargs["pool_pre_ping"] = True
+    if "poolclass" not in kwargs:
+        kwargs.update(pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
     engine = sqlalchemy.create_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas(memory=is_memory_sqlite(url)))

@@ -121,14 +121,13 @@ class DataContracts:
 
     async def _offer(self, request: DataRequest) -> dict[str, Any]:
         """The provider's first offer for the dataset, as its catalogue shows it to us."""
-        token = self.participant.sts.bearer_for(request.provider, EVERY_SCOPE)
         url = (
             request.provider_address.rstrip("/")
             + "/catalog/datasets/"
             + quote(request.dataset, safe=":")
         )
         try:
-            response = await self.client.get(url, headers={"Authorization": f"Bearer {token}"})
+            response = await self._get_once_more(url, request.provider)
         except httpx.HTTPError as error:
             raise ContractError(502, "provider_unreachable", f"{url}: {error!r}") from None
         if response.status_code == httpx.codes.NOT_FOUND:
@@ -149,6 +148,19 @@ class DataContracts:
             raise ContractError(502, "no_offer", f"dataset {request.dataset} comes with no offer")
         offer: dict[str, Any] = offers[0]
         return offer
+
+    async def _get_once_more(self, url: str, audience: str) -> httpx.Response:
+        """A GET (idempotent) tried once more, with a fresh token, when the connection broke
+        under it: a kept-alive connection the provider closed just as we reused it is no
+        reason to fail a call."""
+        for attempt in (1, 2):
+            token = self.participant.sts.bearer_for(audience, EVERY_SCOPE)
+            try:
+                return await self.client.get(url, headers={"Authorization": f"Bearer {token}"})
+            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _negotiate(self, request: DataRequest, offer: dict[str, Any], deadline: float) -> str:
         try:

@@ -155,3 +155,17 @@ def test_https_is_the_default() -> None:
     with pytest.raises(IdentityError):
         resolve("did:web:secure.test", httpx.MockTransport(record))
     assert seen == ["https://secure.test/.well-known/did.json"]
+
+
+def test_a_burst_of_resolutions_of_one_did_fetches_it_once() -> None:
+    world = World()
+    world.add(BANK)
+
+    async def go() -> list[DIDDocument]:
+        async with world.client() as client:
+            resolver = DIDResolver(client, allow_http=True)
+            return await asyncio.gather(*(resolver.resolve(BANK) for _ in range(50)))
+
+    documents = asyncio.run(go())
+    assert len(documents) == 50
+    assert world.requests == ["http://bank.test/.well-known/did.json"]
