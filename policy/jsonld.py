@@ -4,8 +4,10 @@ Two input forms are read: the compact 2025-1 form (unprefixed terms, as in
 ``shared/dsp/2025-1/context/odrl.jsonld``) and the prefixed form (``odrl:permission``,
 ``{"@id": "odrl:use"}``, full ``http://www.w3.org/ns/odrl/2/`` IRIs, value objects). No context
 is fetched: the term names are fixed here. Every problem is collected with its path and raised
-together as one :class:`PolicyError`. ODRL features we do not enforce (refinements,
-consequences, remedies, rightOperandReference, …) are refused, never silently ignored.
+together as one :class:`PolicyError`; a document nested deeper than :data:`MAX_NESTING` is
+refused before it is read, so that reading never exhausts the stack. ODRL features we do not
+enforce (refinements, consequences, remedies, rightOperandReference, …) are refused, never
+silently ignored.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ PREFIXES: Final = (ODRL_IRI, "odrl:")
 
 MAX_DEPTH: Final = 8
 """Deepest nesting of logical constraints."""
+MAX_NESTING: Final = 32
+"""Deepest nesting of JSON objects and arrays in a policy document (the policy is level 1)."""
 MAX_CONSTRAINTS: Final = 2000
 MAX_RULES: Final = 1000
 MAX_LIST_ITEMS: Final = 1000
@@ -348,8 +352,40 @@ class _Reader:
         )
 
 
+def _shape_issue(document: object) -> Issue | None:
+    """The first node nested deeper than :data:`MAX_NESTING`, or a key that is not a string.
+
+    Checked once, before reading, without recursion: the reader below recurses, and may, because
+    no document it is given is deeper than this.
+    """
+    stack: list[tuple[object, int, str]] = [(document, 1, "")]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > MAX_NESTING:
+            return Issue(path, f"a policy document is nested more than {MAX_NESTING} deep")
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if not isinstance(key, str):
+                    return Issue(f"{path}.{key}" if path else str(key), _NOT_A_JSON_KEY)
+                if isinstance(value, Mapping | list):
+                    stack.append((value, depth + 1, f"{path}.{key}" if path else key))
+        elif isinstance(node, list):
+            stack.extend(
+                (value, depth + 1, f"{path}[{index}]")
+                for index, value in enumerate(node)
+                if isinstance(value, Mapping | list)
+            )
+    return None
+
+
+_NOT_A_JSON_KEY: Final = "keys of a policy document are strings (it is JSON)"
+
+
 def read_policy(document: object) -> Policy:
     """Read a policy from parsed JSON; raise :class:`PolicyError` listing every issue."""
+    shape = _shape_issue(document)
+    if shape is not None:
+        raise PolicyError([shape])
     reader = _Reader()
     policy = reader.policy(document)
     if policy is None or reader.issues:

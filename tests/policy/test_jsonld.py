@@ -6,10 +6,18 @@ from typing import Any
 import pytest
 
 from policy.errors import PolicyError
-from policy.jsonld import MAX_CONSTRAINTS, MAX_DEPTH, read_policy, read_policy_text, write_policy
+from policy.jsonld import (
+    MAX_CONSTRAINTS,
+    MAX_DEPTH,
+    MAX_NESTING,
+    read_policy,
+    read_policy_text,
+    write_policy,
+)
+from policy.lint import lint
 from policy.model import Atomic, ConflictStrategy, Logical, PolicyType, RuleKind
 from tests.dsp_schemas import errors, example
-from tests.policy.policies import FIRM_LIST, atom, offer
+from tests.policy.policies import FIRM_LIST, NOW, atom, offer
 
 PREFIXED: dict[str, Any] = {
     "@id": "urn:uuid:offer-1",
@@ -187,6 +195,54 @@ def test_nesting_is_bounded() -> None:
     read_policy(offer({"action": "use", "constraint": [nested(MAX_DEPTH)]}))
     found = issues_of(offer({"action": "use", "constraint": [nested(MAX_DEPTH + 1)]}))
     assert any(f"nest at most {MAX_DEPTH} deep" in issue for issue in found)
+
+
+def wrapped(depth: int, leaf: object) -> object:
+    """``leaf`` inside ``depth`` lists."""
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+DEEP = 900
+"""Deeper than Python's recursion limit allows a recursive reader to go."""
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param(offer({"action": "use", "constraint": [atom("count", "lteq", wrapped(DEEP, "3"))]}), id="right-operand"),
+        pytest.param(offer({"action": "use", "constraint": [atom("spatial", "isAnyOf", wrapped(DEEP, "440100"))]}), id="list-operator"),
+        pytest.param(offer({"action": "use", "constraint": [{"leftOperand": wrapped(DEEP, "count"), "operator": "lteq", "rightOperand": "3"}]}), id="left-operand"),
+        pytest.param(offer({"action": wrapped(DEEP, "use")}), id="action"),
+        pytest.param(offer({"action": "use", "target": wrapped(DEEP, "urn:x")}), id="target"),
+        pytest.param(offer({"action": "use"}, **{"dct:description": wrapped(DEEP, "x")}), id="unknown-key"),
+        pytest.param(wrapped(DEEP, {}), id="whole-document"),
+    ],
+)  # fmt: skip
+def test_documents_nested_too_deep_are_refused_not_a_recursion_error(document: object) -> None:
+    found = issues_of(document)
+    assert any(f"nested more than {MAX_NESTING} deep" in issue for issue in found), found
+    (finding,) = lint(document, NOW)
+    assert finding.code == "invalid"
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    # The policy object is level 1, so MAX_NESTING - 1 lists inside it reach the limit.
+    read_policy(offer({"action": "use"}, **{"dct:description": wrapped(MAX_NESTING - 1, "x")}))
+    found = issues_of(offer({"action": "use"}, **{"dct:description": wrapped(MAX_NESTING, "x")}))
+    assert found == [
+        f"dct:description{'[0]' * (MAX_NESTING - 1)}: a policy document is nested "
+        f"more than {MAX_NESTING} deep"
+    ]
+
+
+def test_keys_that_are_not_strings_are_refused() -> None:
+    document: dict[object, object] = {7: "x"}
+    document.update(offer({"action": "use"}))
+    found = issues_of(document)
+    assert found == ["7: keys of a policy document are strings (it is JSON)"]
 
 
 def test_the_number_of_constraints_is_bounded() -> None:
