@@ -13,6 +13,7 @@ silently ignored.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -55,6 +56,12 @@ UNSUPPORTED: Final = frozenset(
     }
 )  # fmt: skip
 
+_XSD_DATE_TIME: Final = re.compile(
+    r"-?([1-9][0-9]{3,}|0[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T(([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?|(24:00:00(\.0+)?))"
+    r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))?"
+)
+
 
 def _term(value: str) -> str:
     for prefix in PREFIXES:
@@ -96,6 +103,17 @@ class _Reader:
             raw = raw["@id"]
         if not isinstance(raw, str) or not raw or len(raw) > 2048:
             self.fail(path, 'expected an identifier (a string or {"@id": …})')
+            return None
+        return raw
+
+    def timestamp(self, raw: object) -> str | None:
+        """An agreement's timestamp, kept as written (it is not part of the terms)."""
+        if raw is None:
+            return None
+        # DSP 2025-1, negotiation/contract-schema.json: the Agreement's timestamp is a string
+        # of the xsd:dateTime pattern.
+        if not isinstance(raw, str) or len(raw) > 64 or not _XSD_DATE_TIME.fullmatch(raw):
+            self.fail("timestamp", "expected a date-time such as 2026-11-24T09:00:00Z")
             return None
         return raw
 
@@ -334,7 +352,7 @@ class _Reader:
             self.fail("profile", "profile must be a string or a list of strings")
             profile = []
         uid = node.get("@id", node.get("uid"))
-        timestamp = node.get("timestamp")
+        timestamp = self.timestamp(node.get("timestamp"))
         if self.issues or policy_type is None:
             return None
         return Policy(
@@ -348,7 +366,7 @@ class _Reader:
             assignee=self.party(node.get("assignee"), "assignee"),
             profile=tuple(profile),
             conflict=conflict,
-            timestamp=timestamp if isinstance(timestamp, str) else None,
+            timestamp=timestamp,
         )
 
 
