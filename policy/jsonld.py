@@ -62,6 +62,9 @@ _XSD_DATE_TIME: Final = re.compile(
     r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))?"
 )
 
+COLLECTIONS: Final = frozenset({"PartyCollection", "AssetCollection"})
+COLLECTION_PROPERTIES: Final = frozenset({"source", "refinement"})
+
 
 def _term(value: str) -> str:
     for prefix in PREFIXES:
@@ -97,10 +100,14 @@ class _Reader:
         return _term(raw)
 
     def party(self, raw: object, path: str) -> str | None:
+        """A single party or asset: an identifier, or an object with its ``@id``."""
         if raw is None:
             return None
-        if isinstance(raw, Mapping) and "@id" in raw:
-            raw = raw["@id"]
+        if isinstance(raw, Mapping):
+            node = _normalize_keys(raw)
+            if not self.single(node, path):
+                return None
+            raw = node.get("@id")
         if not isinstance(raw, str) or not raw or len(raw) > 2048:
             self.fail(path, 'expected an identifier (a string or {"@id": …})')
             return None
@@ -116,6 +123,29 @@ class _Reader:
             self.fail("timestamp", "expected a date-time such as 2026-11-24T09:00:00Z")
             return None
         return raw
+
+    def single(self, node: Mapping[str, Any], path: str) -> bool:
+        """Whether a party or asset object is one party or asset, the only kind we compare.
+
+        ODRL 2.2: a PartyCollection is "a Party that is a group of individual entities", an
+        AssetCollection "an Asset that is collection of individual resources"; a rule about one
+        is about its members, given by its ``source`` and narrowed by its ``refinement``. We
+        cannot enumerate members, and reducing a collection to its ``@id`` would let a request
+        through that a prohibition of the collection blocks, so each of these is refused.
+        """
+        types = node.get("@type", [])
+        names = [
+            _term(t) for t in (types if isinstance(types, list) else [types]) if isinstance(t, str)
+        ]
+        refused = [(f"{path}.@type", name) for name in names if name in COLLECTIONS]
+        refused += [(f"{path}.{key}", key) for key in sorted(COLLECTION_PROPERTIES & node.keys())]
+        for where, construct in refused:
+            self.fail(
+                where,
+                f"{construct} is not supported (a rule names single parties and assets only); "
+                "the policy is refused",
+            )
+        return not refused
 
     def as_list(self, raw: object, path: str) -> list[Any]:
         if isinstance(raw, list):

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from policy.errors import PolicyError
 from policy.evaluate import Outcome, evaluate
 from policy.jsonld import read_policy
 from policy.operands import Context, CredentialFacts, Grade, Scope
@@ -321,3 +322,25 @@ def test_evaluation_is_repeatable() -> None:
 
 def test_grades_order() -> None:
     assert Grade.GENERAL.rank < Grade.IMPORTANT.rank < Grade.CORE.rank
+
+
+def test_a_prohibition_for_a_collection_of_parties_is_not_passed_over() -> None:
+    # Reduced to its @id, the collection is not the bank, so the prohibition would not apply and
+    # the permission would grant: ODRL's prohibition is for every member, the bank among them.
+    document = {
+        "@type": "Offer",
+        "permission": [{"action": "use"}],
+        "prohibition": [
+            {
+                "action": "use",
+                "assignee": {
+                    "@id": "urn:group:banks",
+                    "@type": "PartyCollection",
+                    "refinement": [atom("kexin:role", "hasPart", "FinancialInstitution")],
+                },
+            }
+        ],
+        "conflict": "prohibit",
+    }
+    with pytest.raises(PolicyError, match="PartyCollection is not supported"):
+        decide(document, bank_context())

@@ -266,3 +266,40 @@ def test_the_number_of_constraints_is_bounded() -> None:
 def test_malformed_text_is_a_typed_error(text: str | bytes) -> None:
     with pytest.raises(PolicyError):
         read_policy_text(text)
+
+
+BANKS = "urn:group:licensed-banks"
+
+
+@pytest.mark.parametrize(
+    ("where", "party", "expected"),
+    [
+        pytest.param("assignee", {"@id": BANKS, "@type": "PartyCollection"}, "assignee.@type: PartyCollection is not supported", id="party-collection"),
+        pytest.param("assignee", {"@id": BANKS, "@type": "odrl:PartyCollection"}, "assignee.@type: PartyCollection is not supported", id="prefixed-party-collection"),
+        pytest.param("assignee", {"@id": BANKS, "@type": ["vcard:Group", "http://www.w3.org/ns/odrl/2/PartyCollection"]}, "assignee.@type: PartyCollection is not supported", id="one-of-its-types"),
+        pytest.param("assignee", {"@id": BANKS, "source": "urn:registry:banks"}, "assignee.source: source is not supported", id="party-source"),
+        pytest.param("assignee", {"@id": BANKS, "odrl:refinement": [atom("spatial", "eq", "440100")]}, "assignee.refinement: refinement is not supported", id="party-refinement"),
+        pytest.param("target", {"@id": "urn:set:firm-lists", "@type": "AssetCollection"}, "target.@type: AssetCollection is not supported", id="asset-collection"),
+        pytest.param("target", {"@id": "urn:set:firm-lists", "source": "urn:catalog:1"}, "target.source: source is not supported", id="asset-source"),
+        pytest.param("target", {"@id": "urn:set:firm-lists", "refinement": []}, "target.refinement: refinement is not supported", id="asset-refinement"),
+        pytest.param("informedParty", {"@id": BANKS, "@type": "PartyCollection"}, "informedParty.@type: PartyCollection is not supported", id="informed-collection"),
+    ],
+)  # fmt: skip
+def test_collections_of_parties_and_assets_are_refused_not_reduced_to_their_id(
+    where: str, party: dict[str, Any], expected: str
+) -> None:
+    rule = {"action": "use", where: party}
+    prohibited = {"@type": "Offer", "permission": [{"action": "use"}], "prohibition": [rule]}
+    documents = [(prohibited, "prohibition[0].")]
+    if where != "informedParty":  # read in rules only
+        documents.append((offer({"action": "use"}, **{where: party}), ""))
+    for document, path in documents:
+        found = issues_of(document)
+        assert any(issue.startswith(path + expected) for issue in found), found
+        assert any(f.code == "invalid" and f"{path}{where}" in f.path for f in lint(document, NOW))
+
+
+def test_a_party_described_by_other_vocabularies_is_one_party() -> None:
+    party = {"@id": BANKS, "@type": ["Party", "vcard:Organization"], "vcard:fn": "A bank"}
+    policy = read_policy(offer({"action": "use", "assignee": party}))
+    assert policy.permissions[0].assignee == BANKS
