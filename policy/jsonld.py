@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from policy.actions import KNOWN_ACTIONS
+from policy.actions import KNOWN_ACTIONS, action_name
 from policy.errors import Issue, PolicyError
 from policy.model import (
     LIST_OPERATORS,
@@ -316,6 +316,8 @@ class _Reader:
         if isinstance(action_raw, Mapping) and "rdf:value" in action_raw:
             action_raw = action_raw["rdf:value"]
         action = self.identifier(action_raw, f"{path}.action")
+        if action is not None:
+            action = action_name(action)
         if action is not None and action not in KNOWN_ACTIONS:
             self.fail(f"{path}.action", f"unknown action {action!r}")
             action = None

@@ -344,3 +344,24 @@ def test_a_prohibition_for_a_collection_of_parties_is_not_passed_over() -> None:
     }
     with pytest.raises(PolicyError, match="PartyCollection is not supported"):
         decide(document, bank_context())
+
+
+@pytest.mark.parametrize(
+    ("rules", "requested", "allowed"),
+    [
+        pytest.param({"permission": [{"action": "use"}]}, "write", True, id="use-grants-write"),
+        pytest.param({"permission": [{"action": "write"}]}, "modify", True, id="write-grants-modify"),
+        pytest.param({"permission": [{"action": "modify"}]}, "write", True, id="modify-grants-write"),
+        pytest.param({"permission": [{"action": "write"}]}, "read", False, id="write-is-not-read"),
+        pytest.param({"permission": [{"action": "use"}], "prohibition": [{"action": "modify"}], "conflict": "prohibit"}, "write", False, id="modify-prohibited-so-write"),
+        pytest.param({"permission": [{"action": "use"}], "prohibition": [{"action": "write"}], "conflict": "prohibit"}, "modify", False, id="write-prohibited-so-modify"),
+        pytest.param({"permission": [{"action": "use"}], "prohibition": [{"action": "write"}], "conflict": "prohibit"}, "read", True, id="write-prohibited-read-allowed"),
+    ],
+)  # fmt: skip
+def test_write_means_modify_in_policies_and_requests(
+    rules: dict[str, Any], requested: str, allowed: bool
+) -> None:
+    decision = evaluate(read_policy({"@type": "Offer", **rules}), bank_context(), Scope.ACCESS, requested)  # fmt: skip
+    assert decision.allowed is allowed, decision.reasons
+    if not allowed and "prohibition" in rules:
+        assert "prohibition[0] prohibits modify" in decision.reasons[0], decision.reasons

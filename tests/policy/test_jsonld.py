@@ -303,3 +303,11 @@ def test_a_party_described_by_other_vocabularies_is_one_party() -> None:
     party = {"@id": BANKS, "@type": ["Party", "vcard:Organization"], "vcard:fn": "A bank"}
     policy = read_policy(offer({"action": "use", "assignee": party}))
     assert policy.permissions[0].assignee == BANKS
+
+
+@pytest.mark.parametrize("name", ["write", "odrl:write", "http://www.w3.org/ns/odrl/2/write"])
+def test_write_is_read_as_modify(name: str) -> None:
+    # ODRL 2.2: odrl:write "owl:deprecated true; owl:equivalentProperty :modify".
+    policy = read_policy(offer({"action": {"@id": name}}))
+    assert policy == read_policy(offer({"action": "modify"}))
+    assert write_policy(policy)["permission"][0]["action"] == "modify"
