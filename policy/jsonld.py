@@ -194,8 +194,10 @@ class _Reader:
         if isinstance(members, Mapping) and "@list" in members:
             members = members["@list"]
         items = self.as_list(members, f"{path}.{operator}")
-        if len(items) < 2:
-            self.fail(f"{path}.{operator}", f"{operator} needs at least two constraints")
+        # One member means that member (Catena-X's samples wrap their one constraint in "and");
+        # none would leave nothing to decide, which we refuse rather than guess at.
+        if not items:
+            self.fail(f"{path}.{operator}", f"{operator} needs at least one constraint")
         children = [
             self.constraint(item, f"{path}.{operator}[{index}]", depth + 1, in_duty=in_duty)
             for index, item in enumerate(items)

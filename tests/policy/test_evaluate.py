@@ -365,3 +365,22 @@ def test_write_means_modify_in_policies_and_requests(
     assert decision.allowed is allowed, decision.reasons
     if not allowed and "prohibition" in rules:
         assert "prohibition[0] prohibits modify" in decision.reasons[0], decision.reasons
+
+
+@pytest.mark.parametrize("operator", ["and", "or", "xone", "andSequence"])
+@pytest.mark.parametrize(
+    ("uses_so_far", "allowed"), [pytest.param(2, True, id="third-use"), pytest.param(3, False, id="fourth-use")]
+)  # fmt: skip
+def test_a_logical_constraint_of_one_member_means_that_member(
+    operator: str, uses_so_far: int, allowed: bool
+) -> None:
+    document = offer({"action": "use", "constraint": {operator: [atom("count", "lteq", "3")]}})
+    assert decide(document, bank_context(uses_so_far=uses_so_far)) is allowed
+    assert decide(offer({"action": "use", "constraint": [atom("count", "lteq", "3")]}), bank_context(uses_so_far=uses_so_far)) is allowed  # fmt: skip
+
+
+@pytest.mark.parametrize("operator", ["and", "or", "xone", "andSequence"])
+def test_a_logical_constraint_of_one_unknown_member_is_not_satisfied(operator: str) -> None:
+    document = offer({"action": "use", "constraint": {operator: [atom("purpose", "eq", "research")]}})  # fmt: skip
+    assert not decide(document, bank_context(purpose=None))
+    assert decide(document, bank_context(), Scope.CATALOG)  # deferred: shown in the catalogue

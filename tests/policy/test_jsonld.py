@@ -158,7 +158,8 @@ def issues_of(document: object) -> list[str]:
         pytest.param(offer({"action": "use", "constraint": [atom("count", "lteq", "three")]}), "permission[0].constraint[0].rightOperand: expected a whole number", id="count-not-a-number"),
         pytest.param(offer({"action": "use", "constraint": [atom("purpose", "lt", "research")]}), "permission[0].constraint[0].operator: purpose is a term of the purpose taxonomy: use", id="operator-wrong-for-type"),
         pytest.param(offer({"action": "use", "constraint": [{"leftOperand": "count", "operator": "lt"}]}), "permission[0].constraint[0]: missing rightOperand", id="missing-right-operand"),
-        pytest.param(offer({"action": "use", "constraint": [{"and": [atom("count", "lt", "3")]}]}), "permission[0].constraint[0].and: and needs at least two", id="lonely-and"),
+        pytest.param(offer({"action": "use", "constraint": [{"and": []}]}), "permission[0].constraint[0].and: and needs at least one constraint", id="empty-and"),
+        pytest.param(offer({"action": "use", "constraint": [{"xone": {"@list": []}}]}), "permission[0].constraint[0].xone: xone needs at least one constraint", id="empty-xone"),
         pytest.param(offer({"action": "use", "constraint": [{"and": [], "or": []}]}), "permission[0].constraint[0]: a logical constraint has exactly one operator", id="two-logical-operators"),
         pytest.param(offer({"action": "use", "constraint": ["count lt 3"]}), "permission[0].constraint[0]: a constraint must be an object", id="constraint-not-object"),
         pytest.param(offer({"action": "use", "constraint": [atom("count", "lt", {"x": 1})]}), "permission[0].constraint[0].rightOperand: an object right operand must be", id="object-right-operand"),
@@ -311,3 +312,16 @@ def test_write_is_read_as_modify(name: str) -> None:
     policy = read_policy(offer({"action": {"@id": name}}))
     assert policy == read_policy(offer({"action": "modify"}))
     assert write_policy(policy)["permission"][0]["action"] == "modify"
+
+
+@pytest.mark.parametrize("operator", ["and", "or", "xone", "andSequence"])
+def test_a_logical_constraint_of_one_member_is_read(operator: str) -> None:
+    # Catena-X's samples wrap their one constraint in "and" (as an object, not a list).
+    document = offer({"action": "use", "constraint": {operator: [atom("count", "lteq", "3")]}})
+    (logical,) = read_policy(document).permissions[0].constraints
+    assert isinstance(logical, Logical)
+    assert logical.operator == operator
+    assert [c.text for c in logical.constraints] == ["count lteq 3"]
+    assert write_policy(read_policy(document))["permission"][0]["constraint"] == [
+        {operator: [{"leftOperand": "count", "operator": "lteq", "rightOperand": "3"}]}
+    ]

@@ -132,3 +132,10 @@ def test_findings_read_as_sentences() -> None:
 def test_bounds_are_compared_exactly(constraints: list[dict[str, Any]]) -> None:
     # One value lies between each pair; a float would have merged the two bounds into one.
     assert codes(offer({"action": "use", "constraint": constraints})) == []
+
+
+def test_a_one_member_and_is_linted_as_its_member() -> None:
+    lonely = {"and": [atom("count", "lt", "1")]}
+    assert codes(offer({"action": "use", "constraint": [lonely]})) == [
+        ("error", "unsatisfiable", "permission[0]")
+    ]
