@@ -267,14 +267,11 @@ class _Reader:
         return self.typed(values, value_type, where)
 
     def unwrap(self, raw: object, path: str) -> object | None:
-        """JSON-LD value objects and lists to plain values."""
+        """JSON-LD value objects and lists to plain values; None, with an issue, if it cannot."""
         if isinstance(raw, Mapping):
-            if "@value" in raw:
-                value: object = raw["@value"]
-                return value
-            if "@id" in raw:
-                identifier: object = raw["@id"]
-                return identifier
+            if "@value" in raw or "@id" in raw:
+                value: object = raw["@value"] if "@value" in raw else raw["@id"]
+                return self.not_null(value, path)
             if "@list" in raw:
                 return self.unwrap(raw["@list"], path)
             self.fail(path, 'an object right operand must be {"@value": …} or {"@id": …}')
@@ -285,6 +282,11 @@ class _Reader:
                 return None
             items = [self.unwrap(item, f"{path}[{i}]") for i, item in enumerate(raw)]
             return None if any(item is None for item in items) else items
+        return self.not_null(raw, path)
+
+    def not_null(self, raw: object, path: str) -> object | None:
+        if raw is None:
+            self.fail(path, "expected a value, got null")
         return raw
 
     def typed(self, raw: object, value_type: ValueType, path: str) -> Value | None:
@@ -387,7 +389,8 @@ class _Reader:
             profile = []
         uid = node.get("@id", node.get("uid"))
         timestamp = self.timestamp(node.get("timestamp"))
-        if self.issues or policy_type is None:
+        # Fail closed: a rule that could not be read is never left out of the policy.
+        if self.issues or policy_type is None or any(None in r for r in rules.values()):
             return None
         return Policy(
             type=policy_type,

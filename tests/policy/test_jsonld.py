@@ -325,3 +325,24 @@ def test_a_logical_constraint_of_one_member_is_read(operator: str) -> None:
     assert write_policy(read_policy(document))["permission"][0]["constraint"] == [
         {operator: [{"leftOperand": "count", "operator": "lteq", "rightOperand": "3"}]}
     ]
+
+
+@pytest.mark.parametrize(
+    "right",
+    [
+        pytest.param(None, id="null"),
+        pytest.param([None], id="null-in-a-list"),
+        pytest.param({"@value": None}, id="null-value-object"),
+        pytest.param({"@id": None}, id="null-id"),
+        pytest.param({"@list": [None]}, id="null-in-a-list-object"),
+    ],
+)
+def test_a_null_right_operand_is_refused_not_its_rule_dropped(right: object) -> None:
+    # Dropped without an issue, the prohibition would vanish and the permission grant.
+    document = {
+        "@type": "Offer",
+        "permission": [{"action": "use"}],
+        "prohibition": [{"action": "use", "constraint": [atom("count", "lteq", right)]}],
+    }
+    found = issues_of(document)
+    assert any(i.startswith("prohibition[0].constraint[0].rightOperand") for i in found), found
