@@ -327,6 +327,14 @@ def test_a_logical_constraint_of_one_member_is_read(operator: str) -> None:
     ]
 
 
+def test_a_document_that_contains_itself_is_refused() -> None:
+    document = offer({"action": "use"})
+    document["permission"][0]["dct:source"] = document
+    found = issues_of(document)
+    assert len(found) == 1
+    assert f"nested more than {MAX_NESTING} deep" in found[0]
+
+
 @pytest.mark.parametrize(
     "right",
     [
