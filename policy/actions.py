@@ -4,11 +4,14 @@ ODRL's common vocabulary puts most actions under ``use``. We follow it for the a
 consume data (read, display, aggregate, …), but fail closed on actions that hand data on:
 ``transfer``, ``distribute``, ``sell``, ``give``, ``lend``, ``share`` are not implied by ``use``;
 a policy must grant them by name. Duty actions (delete, inform, compensate, log) are never
-requested as uses; they are what a party must do.
+requested as uses; they are what a party must do. A deprecated ODRL 2.2 name (``write``) is
+the action it is equivalent to (``modify``), in a policy and in a request alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final
 
 USE: Final = "use"
@@ -59,9 +62,31 @@ DUTY_ACTIONS: Final[frozenset[str]] = frozenset(
 KNOWN_ACTIONS: Final[frozenset[str]] = frozenset(INCLUDED_IN) | DUTY_ACTIONS
 
 
+# ODRL 2.2 vocabulary (ODRL22.ttl), deprecated actions that have an equivalent, e.g.
+#   :write  rdfs:label "Write"; skos:definition "The act of writing to the asset.";
+#           owl:deprecated true; owl:equivalentProperty :modify .
+# Each deprecated name means exactly its equivalent, in a policy and in a request alike.
+DEPRECATED: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "write": "modify",
+        "writeTo": "modify",
+        "append": "modify",
+        "appendTo": "modify",
+        "copy": "reproduce",
+        "export": "transform",
+    }
+)
+
+
+def action_name(name: str) -> str:
+    """The action a name stands for: a deprecated ODRL 2.2 name is its equivalent."""
+    return DEPRECATED.get(name, name)
+
+
 def includes(granted: str, requested: str) -> bool:
     """Whether a rule about ``granted`` covers a request for ``requested`` (reflexive)."""
-    current: str | None = requested
+    granted = action_name(granted)
+    current: str | None = action_name(requested)
     while current is not None:
         if current == granted:
             return True

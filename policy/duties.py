@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
@@ -20,6 +20,8 @@ from policy.model import Atomic, Rule
 from policy.operands import parse_datetime
 
 RECURRING: Final = frozenset({"kexin:log", "inform"})
+LATEST: Final = datetime.max.replace(tzinfo=UTC)
+"""The last instant a deadline can be: one that falls after it is never reached anyway."""
 
 
 class DutyState(StrEnum):
@@ -70,10 +72,18 @@ def deadline_of(duty: Rule, agreed_at: datetime) -> datetime | None:
         if not isinstance(constraint, Atomic) or constraint.operator not in ("lt", "lteq"):
             continue
         if constraint.left.name == "elapsedTime" and isinstance(constraint.right, timedelta):
-            deadlines.append(agreed_at + constraint.right)
+            deadlines.append(_after(agreed_at, constraint.right))
         elif constraint.left.name == "dateTime" and isinstance(constraint.right, datetime):
             deadlines.append(constraint.right)
     return min(deadlines, default=None)
+
+
+def _after(start: datetime, duration: timedelta) -> datetime:
+    """``start + duration``, or :data:`LATEST` when that is past the calendar's end."""
+    try:
+        return start + duration
+    except OverflowError:
+        return LATEST
 
 
 def obligations_for(

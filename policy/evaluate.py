@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
-from policy.actions import includes, overlap
+from policy.actions import action_name, includes, overlap
 from policy.model import Atomic, ConflictStrategy, Constraint, Logical, Policy, Rule, RuleKind
 from policy.operands import Context, Grade, Scope, Value, region_ancestors, render
 
@@ -225,7 +225,11 @@ def _failures(result: RuleResult) -> list[str]:
 
 
 def evaluate(policy: Policy, context: Context, scope: Scope, action: str = "use") -> Decision:
-    """Decide whether ``action`` is allowed under ``policy`` in ``scope``, with the reasons."""
+    """Decide whether ``action`` is allowed under ``policy`` in ``scope``, with the reasons.
+
+    A deprecated ODRL name is decided as its equivalent (``write`` as ``modify``), as in a policy.
+    """
+    action = action_name(action)
     permissions = [_check_rule(r, policy, context, scope, action) for r in policy.permissions]
     prohibitions = [_check_rule(r, policy, context, scope, action) for r in policy.prohibitions]
     granting = [

@@ -4,17 +4,20 @@ Two input forms are read: the compact 2025-1 form (unprefixed terms, as in
 ``shared/dsp/2025-1/context/odrl.jsonld``) and the prefixed form (``odrl:permission``,
 ``{"@id": "odrl:use"}``, full ``http://www.w3.org/ns/odrl/2/`` IRIs, value objects). No context
 is fetched: the term names are fixed here. Every problem is collected with its path and raised
-together as one :class:`PolicyError`. ODRL features we do not enforce (refinements,
-consequences, remedies, rightOperandReference, …) are refused, never silently ignored.
+together as one :class:`PolicyError`; a document nested deeper than :data:`MAX_NESTING` is
+refused before it is read, so that reading never exhausts the stack. ODRL features we do not
+enforce (refinements, consequences, remedies, rightOperandReference, …) are refused, never
+silently ignored.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from policy.actions import KNOWN_ACTIONS
+from policy.actions import KNOWN_ACTIONS, action_name
 from policy.errors import Issue, PolicyError
 from policy.model import (
     LIST_OPERATORS,
@@ -36,6 +39,8 @@ PREFIXES: Final = (ODRL_IRI, "odrl:")
 
 MAX_DEPTH: Final = 8
 """Deepest nesting of logical constraints."""
+MAX_NESTING: Final = 32
+"""Deepest nesting of JSON objects and arrays in a policy document (the policy is level 1)."""
 MAX_CONSTRAINTS: Final = 2000
 MAX_RULES: Final = 1000
 MAX_LIST_ITEMS: Final = 1000
@@ -50,6 +55,15 @@ UNSUPPORTED: Final = frozenset(
         "function", "inheritFrom", "inheritAllowed", "status", "dataType", "implies",
     }
 )  # fmt: skip
+
+_XSD_DATE_TIME: Final = re.compile(
+    r"-?([1-9][0-9]{3,}|0[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T(([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?|(24:00:00(\.0+)?))"
+    r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))?"
+)
+
+COLLECTIONS: Final = frozenset({"PartyCollection", "AssetCollection"})
+COLLECTION_PROPERTIES: Final = frozenset({"source", "refinement"})
 
 
 def _term(value: str) -> str:
@@ -86,14 +100,52 @@ class _Reader:
         return _term(raw)
 
     def party(self, raw: object, path: str) -> str | None:
+        """A single party or asset: an identifier, or an object with its ``@id``."""
         if raw is None:
             return None
-        if isinstance(raw, Mapping) and "@id" in raw:
-            raw = raw["@id"]
+        if isinstance(raw, Mapping):
+            node = _normalize_keys(raw)
+            if not self.single(node, path):
+                return None
+            raw = node.get("@id")
         if not isinstance(raw, str) or not raw or len(raw) > 2048:
             self.fail(path, 'expected an identifier (a string or {"@id": …})')
             return None
         return raw
+
+    def timestamp(self, raw: object) -> str | None:
+        """An agreement's timestamp, kept as written (it is not part of the terms)."""
+        if raw is None:
+            return None
+        # DSP 2025-1, negotiation/contract-schema.json: the Agreement's timestamp is a string
+        # of the xsd:dateTime pattern.
+        if not isinstance(raw, str) or len(raw) > 64 or not _XSD_DATE_TIME.fullmatch(raw):
+            self.fail("timestamp", "expected a date-time such as 2026-11-24T09:00:00Z")
+            return None
+        return raw
+
+    def single(self, node: Mapping[str, Any], path: str) -> bool:
+        """Whether a party or asset object is one party or asset, the only kind we compare.
+
+        ODRL 2.2: a PartyCollection is "a Party that is a group of individual entities", an
+        AssetCollection "an Asset that is collection of individual resources"; a rule about one
+        is about its members, given by its ``source`` and narrowed by its ``refinement``. We
+        cannot enumerate members, and reducing a collection to its ``@id`` would let a request
+        through that a prohibition of the collection blocks, so each of these is refused.
+        """
+        types = node.get("@type", [])
+        names = [
+            _term(t) for t in (types if isinstance(types, list) else [types]) if isinstance(t, str)
+        ]
+        refused = [(f"{path}.@type", name) for name in names if name in COLLECTIONS]
+        refused += [(f"{path}.{key}", key) for key in sorted(COLLECTION_PROPERTIES & node.keys())]
+        for where, construct in refused:
+            self.fail(
+                where,
+                f"{construct} is not supported (a rule names single parties and assets only); "
+                "the policy is refused",
+            )
+        return not refused
 
     def as_list(self, raw: object, path: str) -> list[Any]:
         if isinstance(raw, list):
@@ -142,8 +194,10 @@ class _Reader:
         if isinstance(members, Mapping) and "@list" in members:
             members = members["@list"]
         items = self.as_list(members, f"{path}.{operator}")
-        if len(items) < 2:
-            self.fail(f"{path}.{operator}", f"{operator} needs at least two constraints")
+        # One member means that member (Catena-X's samples wrap their one constraint in "and");
+        # none would leave nothing to decide, which we refuse rather than guess at.
+        if not items:
+            self.fail(f"{path}.{operator}", f"{operator} needs at least one constraint")
         children = [
             self.constraint(item, f"{path}.{operator}[{index}]", depth + 1, in_duty=in_duty)
             for index, item in enumerate(items)
@@ -213,14 +267,11 @@ class _Reader:
         return self.typed(values, value_type, where)
 
     def unwrap(self, raw: object, path: str) -> object | None:
-        """JSON-LD value objects and lists to plain values."""
+        """JSON-LD value objects and lists to plain values; None, with an issue, if it cannot."""
         if isinstance(raw, Mapping):
-            if "@value" in raw:
-                value: object = raw["@value"]
-                return value
-            if "@id" in raw:
-                identifier: object = raw["@id"]
-                return identifier
+            if "@value" in raw or "@id" in raw:
+                value: object = raw["@value"] if "@value" in raw else raw["@id"]
+                return self.not_null(value, path)
             if "@list" in raw:
                 return self.unwrap(raw["@list"], path)
             self.fail(path, 'an object right operand must be {"@value": …} or {"@id": …}')
@@ -231,6 +282,11 @@ class _Reader:
                 return None
             items = [self.unwrap(item, f"{path}[{i}]") for i, item in enumerate(raw)]
             return None if any(item is None for item in items) else items
+        return self.not_null(raw, path)
+
+    def not_null(self, raw: object, path: str) -> object | None:
+        if raw is None:
+            self.fail(path, "expected a value, got null")
         return raw
 
     def typed(self, raw: object, value_type: ValueType, path: str) -> Value | None:
@@ -264,6 +320,8 @@ class _Reader:
         if isinstance(action_raw, Mapping) and "rdf:value" in action_raw:
             action_raw = action_raw["rdf:value"]
         action = self.identifier(action_raw, f"{path}.action")
+        if action is not None:
+            action = action_name(action)
         if action is not None and action not in KNOWN_ACTIONS:
             self.fail(f"{path}.action", f"unknown action {action!r}")
             action = None
@@ -330,8 +388,9 @@ class _Reader:
             self.fail("profile", "profile must be a string or a list of strings")
             profile = []
         uid = node.get("@id", node.get("uid"))
-        timestamp = node.get("timestamp")
-        if self.issues or policy_type is None:
+        timestamp = self.timestamp(node.get("timestamp"))
+        # Fail closed: a rule that could not be read is never left out of the policy.
+        if self.issues or policy_type is None or any(None in r for r in rules.values()):
             return None
         return Policy(
             type=policy_type,
@@ -344,12 +403,44 @@ class _Reader:
             assignee=self.party(node.get("assignee"), "assignee"),
             profile=tuple(profile),
             conflict=conflict,
-            timestamp=timestamp if isinstance(timestamp, str) else None,
+            timestamp=timestamp,
         )
+
+
+def _shape_issue(document: object) -> Issue | None:
+    """The first node nested deeper than :data:`MAX_NESTING`, or a key that is not a string.
+
+    Checked once, before reading, without recursion: the reader below recurses, and may, because
+    no document it is given is deeper than this.
+    """
+    stack: list[tuple[object, int, str]] = [(document, 1, "")]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > MAX_NESTING:
+            return Issue(path, f"a policy document is nested more than {MAX_NESTING} deep")
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if not isinstance(key, str):
+                    return Issue(f"{path}.{key}" if path else str(key), _NOT_A_JSON_KEY)
+                if isinstance(value, Mapping | list):
+                    stack.append((value, depth + 1, f"{path}.{key}" if path else key))
+        elif isinstance(node, list):
+            stack.extend(
+                (value, depth + 1, f"{path}[{index}]")
+                for index, value in enumerate(node)
+                if isinstance(value, Mapping | list)
+            )
+    return None
+
+
+_NOT_A_JSON_KEY: Final = "keys of a policy document are strings (it is JSON)"
 
 
 def read_policy(document: object) -> Policy:
     """Read a policy from parsed JSON; raise :class:`PolicyError` listing every issue."""
+    shape = _shape_issue(document)
+    if shape is not None:
+        raise PolicyError([shape])
     reader = _Reader()
     policy = reader.policy(document)
     if policy is None or reader.issues:

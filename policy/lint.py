@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
@@ -84,14 +84,19 @@ _FLOOR: Final[dict[str, float]] = {"count": 1, "elapsedTime": 0}
 """Values an operand can never go below: count includes the use being decided."""
 
 
-def _number(value: Value) -> float | None:
-    """Ordered values as numbers, so that bounds of any ordered type compare alike."""
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+def _number(value: Value) -> int | None:
+    """Ordered values as whole numbers (times in microseconds), so that bounds of any ordered
+    type compare alike, and exactly: a float would merge bounds a microsecond apart."""
     if isinstance(value, Grade):
         return value.rank
     if isinstance(value, datetime):
-        return value.timestamp()
+        return (value - _EPOCH) // _MICROSECOND
     if isinstance(value, timedelta):
-        return value.total_seconds()
+        return value // _MICROSECOND
     if isinstance(value, int):
         return value
     return None
@@ -149,8 +154,8 @@ def _unsatisfiable(rule: Rule, now: datetime) -> list[Finding]:
                     f"{texts} can never all hold, so this {rule.kind.value} never applies",
                 )
             )  # fmt: skip
-        elif name == "dateTime" and interval.high <= now.timestamp():
-            ends = datetime.fromtimestamp(interval.high, now.tzinfo)
+        elif name == "dateTime" and interval.high <= (now - _EPOCH) // _MICROSECOND:
+            ends = _EPOCH + int(interval.high) * _MICROSECOND
             findings.append(
                 Finding(
                     Severity.ERROR, "expired", rule.path,

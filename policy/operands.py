@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import Enum, StrEnum
 from types import MappingProxyType
 from typing import Final
@@ -87,8 +88,15 @@ _PROVINCES: Final = frozenset(
     | {50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82}
 )
 MAX_TEXT_CHARS: Final = 2048
+MAX_INTEGER: Final = 10**18 - 1
+"""Largest whole number a policy may hold, of either sign (18 digits)."""
+MAX_DURATION: Final = timedelta(days=3_650_000)
+"""Longest duration a policy may hold (P3650000D, about 10,000 years: the calendar's length)."""
 
 Value = str | int | datetime | timedelta | Grade | frozenset[str]
+
+_SECONDS_IN: Final = {"weeks": 604_800, "days": 86_400, "hours": 3_600, "minutes": 60}
+_MAX_SECONDS: Final = Decimal(MAX_DURATION.days * 86_400)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -99,37 +107,51 @@ def parse_duration(text: str) -> timedelta:
                 f"{text!r}: years and months have no fixed length; write days, e.g. P30D"
             )
         raise ValueError(f"{text!r} is not an ISO 8601 duration such as P30D or PT12H")
-    parts = {name: float(value) for name, value in match.groupdict().items() if value}
-    return timedelta(**parts)
+    # Exact decimal arithmetic: a component of any length is measured before it becomes a
+    # timedelta (which would overflow) and without a float (which would become infinite).
+    seconds = Decimal(0)
+    for name, digits in match.groupdict().items():
+        if digits:
+            seconds += Decimal(digits) * _SECONDS_IN.get(name, 1)
+    if seconds > _MAX_SECONDS:
+        raise ValueError(f"{_shown(text)} is longer than {format_duration(MAX_DURATION)}")
+    return timedelta(microseconds=round(seconds * 1_000_000))
 
 
 def format_duration(value: timedelta) -> str:
-    seconds = value.total_seconds()
-    days, rest = divmod(int(seconds), 86400)
-    if rest == 0 and seconds == int(seconds):
-        return f"P{days}D"
-    text = f"P{days}D" if days else "P"
-    hours, rest = divmod(rest, 3600)
+    """ISO 8601, exact to the microsecond; a negative duration (a clock behind) has a sign."""
+    sign = "-" if value < timedelta(0) else ""
+    magnitude = -value if sign else value
+    days, seconds, microseconds = magnitude.days, magnitude.seconds, magnitude.microseconds
+    if not seconds and not microseconds:
+        return f"{sign}P{days}D"
+    hours, rest = divmod(seconds, 3600)
     minutes, whole = divmod(rest, 60)
-    fraction = seconds - int(seconds)
+    text = f"{sign}P{days}D" if days else f"{sign}P"
     text += "T"
     if hours:
         text += f"{hours}H"
     if minutes:
         text += f"{minutes}M"
-    if whole or fraction:
-        text += f"{whole + fraction:g}S"
+    if microseconds:
+        text += f"{whole}.{microseconds:06d}".rstrip("0") + "S"
+    elif whole:
+        text += f"{whole}S"
     return text
 
 
 def parse_datetime(text: str) -> datetime:
+    """An ISO 8601 date-time with a zone, in UTC (so that every later step stays in range)."""
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{text!r} is not an ISO 8601 date-time") from None
     if value.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone; add Z or an offset such as +08:00")
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def check_region(text: str) -> str:
@@ -148,20 +170,35 @@ def region_ancestors(code: str) -> tuple[str, ...]:
     return tuple(chain)
 
 
+def _integer(raw: object) -> int:
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    if isinstance(raw, str) and re.fullmatch(r"-?\d{1,18}", raw.strip()):
+        raw = int(raw)
+    if not isinstance(raw, int):
+        raise ValueError(f"expected {ValueType.INTEGER.value}, got {_shown(raw)}")
+    if abs(raw) > MAX_INTEGER:
+        raise ValueError(f"a whole number is at most {MAX_INTEGER:,} (either sign)")
+    return raw
+
+
+def _shown(raw: object) -> str:
+    """A value as an error message shows it: its beginning only."""
+    try:
+        text = repr(raw)
+    except ValueError:  # an integer too long for Python to print
+        return f"a {type(raw).__name__} too long to show"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def coerce(value_type: ValueType, raw: object) -> Value:
     """Turn one right-operand value (already unwrapped from JSON-LD) into its typed value."""
     if isinstance(raw, bool) or raw is None or isinstance(raw, dict | list):
-        raise ValueError(f"expected {value_type.value}, got {raw!r}")
+        raise ValueError(f"expected {value_type.value}, got {_shown(raw)}")
     if value_type is ValueType.INTEGER:
-        if isinstance(raw, float) and raw.is_integer():
-            raw = int(raw)
-        if isinstance(raw, int):
-            return raw
-        if isinstance(raw, str) and re.fullmatch(r"-?\d{1,18}", raw.strip()):
-            return int(raw)
-        raise ValueError(f"expected {value_type.value}, got {raw!r}")
+        return _integer(raw)
     if not isinstance(raw, str):
-        raise ValueError(f"expected {value_type.value}, got {raw!r}")
+        raise ValueError(f"expected {value_type.value}, got {_shown(raw)}")
     if len(raw) > MAX_TEXT_CHARS:
         raise ValueError(f"a value is at most {MAX_TEXT_CHARS} characters")
     match value_type:
@@ -175,10 +212,10 @@ def coerce(value_type: ValueType, raw: object) -> Value:
             try:
                 return Grade(raw)
             except ValueError:
-                raise ValueError(f"expected {value_type.value}, got {raw!r}") from None
+                raise ValueError(f"expected {value_type.value}, got {_shown(raw)}") from None
         case ValueType.STATUS:
             if raw != "active":
-                raise ValueError(f"expected {value_type.value}, got {raw!r}")
+                raise ValueError(f"expected {value_type.value}, got {_shown(raw)}")
             return raw
         case ValueType.TEXT | ValueType.TERM | ValueType.ROLES:
             if not raw:
@@ -190,7 +227,11 @@ def coerce(value_type: ValueType, raw: object) -> Value:
 def render(value: Value) -> str:
     """A value as written in a policy (right operands are strings in DSP 2025-1)."""
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:  # a caller's clock past 9999 in UTC: shown with its own offset
+            return value.isoformat()
+        return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, timedelta):
         return format_duration(value)
     if isinstance(value, Grade):

@@ -93,3 +93,10 @@ def test_a_changed_conflict_strategy_is_a_difference() -> None:
     assert agreement_differences(read_policy(FIRM_LIST), read_policy(changed)) == [
         "conflict differs from the offer"
     ]
+
+
+def test_an_agreement_may_say_modify_for_an_offer_of_write() -> None:
+    offered = read_policy(offer({"action": "write"}))
+    agreed = read_policy(agreement_of(offer({"action": "modify"})))
+    assert terms_hash(offered) == terms_hash(agreed)
+    assert agreement_differences(offered, agreed) == []

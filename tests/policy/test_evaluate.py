@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from policy.errors import PolicyError
 from policy.evaluate import Outcome, evaluate
 from policy.jsonld import read_policy
 from policy.operands import Context, CredentialFacts, Grade, Scope
@@ -321,3 +322,65 @@ def test_evaluation_is_repeatable() -> None:
 
 def test_grades_order() -> None:
     assert Grade.GENERAL.rank < Grade.IMPORTANT.rank < Grade.CORE.rank
+
+
+def test_a_prohibition_for_a_collection_of_parties_is_not_passed_over() -> None:
+    # Reduced to its @id, the collection is not the bank, so the prohibition would not apply and
+    # the permission would grant: ODRL's prohibition is for every member, the bank among them.
+    document = {
+        "@type": "Offer",
+        "permission": [{"action": "use"}],
+        "prohibition": [
+            {
+                "action": "use",
+                "assignee": {
+                    "@id": "urn:group:banks",
+                    "@type": "PartyCollection",
+                    "refinement": [atom("kexin:role", "hasPart", "FinancialInstitution")],
+                },
+            }
+        ],
+        "conflict": "prohibit",
+    }
+    with pytest.raises(PolicyError, match="PartyCollection is not supported"):
+        decide(document, bank_context())
+
+
+@pytest.mark.parametrize(
+    ("rules", "requested", "allowed"),
+    [
+        pytest.param({"permission": [{"action": "use"}]}, "write", True, id="use-grants-write"),
+        pytest.param({"permission": [{"action": "write"}]}, "modify", True, id="write-grants-modify"),
+        pytest.param({"permission": [{"action": "modify"}]}, "write", True, id="modify-grants-write"),
+        pytest.param({"permission": [{"action": "write"}]}, "read", False, id="write-is-not-read"),
+        pytest.param({"permission": [{"action": "use"}], "prohibition": [{"action": "modify"}], "conflict": "prohibit"}, "write", False, id="modify-prohibited-so-write"),
+        pytest.param({"permission": [{"action": "use"}], "prohibition": [{"action": "write"}], "conflict": "prohibit"}, "modify", False, id="write-prohibited-so-modify"),
+        pytest.param({"permission": [{"action": "use"}], "prohibition": [{"action": "write"}], "conflict": "prohibit"}, "read", True, id="write-prohibited-read-allowed"),
+    ],
+)  # fmt: skip
+def test_write_means_modify_in_policies_and_requests(
+    rules: dict[str, Any], requested: str, allowed: bool
+) -> None:
+    decision = evaluate(read_policy({"@type": "Offer", **rules}), bank_context(), Scope.ACCESS, requested)  # fmt: skip
+    assert decision.allowed is allowed, decision.reasons
+    if not allowed and "prohibition" in rules:
+        assert "prohibition[0] prohibits modify" in decision.reasons[0], decision.reasons
+
+
+@pytest.mark.parametrize("operator", ["and", "or", "xone", "andSequence"])
+@pytest.mark.parametrize(
+    ("uses_so_far", "allowed"), [pytest.param(2, True, id="third-use"), pytest.param(3, False, id="fourth-use")]
+)  # fmt: skip
+def test_a_logical_constraint_of_one_member_means_that_member(
+    operator: str, uses_so_far: int, allowed: bool
+) -> None:
+    document = offer({"action": "use", "constraint": {operator: [atom("count", "lteq", "3")]}})
+    assert decide(document, bank_context(uses_so_far=uses_so_far)) is allowed
+    assert decide(offer({"action": "use", "constraint": [atom("count", "lteq", "3")]}), bank_context(uses_so_far=uses_so_far)) is allowed  # fmt: skip
+
+
+@pytest.mark.parametrize("operator", ["and", "or", "xone", "andSequence"])
+def test_a_logical_constraint_of_one_unknown_member_is_not_satisfied(operator: str) -> None:
+    document = offer({"action": "use", "constraint": {operator: [atom("purpose", "eq", "research")]}})  # fmt: skip
+    assert not decide(document, bank_context(purpose=None))
+    assert decide(document, bank_context(), Scope.CATALOG)  # deferred: shown in the catalogue

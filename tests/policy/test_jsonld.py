@@ -6,10 +6,18 @@ from typing import Any
 import pytest
 
 from policy.errors import PolicyError
-from policy.jsonld import MAX_CONSTRAINTS, MAX_DEPTH, read_policy, read_policy_text, write_policy
+from policy.jsonld import (
+    MAX_CONSTRAINTS,
+    MAX_DEPTH,
+    MAX_NESTING,
+    read_policy,
+    read_policy_text,
+    write_policy,
+)
+from policy.lint import lint
 from policy.model import Atomic, ConflictStrategy, Logical, PolicyType, RuleKind
 from tests.dsp_schemas import errors, example
-from tests.policy.policies import FIRM_LIST, atom, offer
+from tests.policy.policies import FIRM_LIST, NOW, atom, offer
 
 PREFIXED: dict[str, Any] = {
     "@id": "urn:uuid:offer-1",
@@ -150,7 +158,8 @@ def issues_of(document: object) -> list[str]:
         pytest.param(offer({"action": "use", "constraint": [atom("count", "lteq", "three")]}), "permission[0].constraint[0].rightOperand: expected a whole number", id="count-not-a-number"),
         pytest.param(offer({"action": "use", "constraint": [atom("purpose", "lt", "research")]}), "permission[0].constraint[0].operator: purpose is a term of the purpose taxonomy: use", id="operator-wrong-for-type"),
         pytest.param(offer({"action": "use", "constraint": [{"leftOperand": "count", "operator": "lt"}]}), "permission[0].constraint[0]: missing rightOperand", id="missing-right-operand"),
-        pytest.param(offer({"action": "use", "constraint": [{"and": [atom("count", "lt", "3")]}]}), "permission[0].constraint[0].and: and needs at least two", id="lonely-and"),
+        pytest.param(offer({"action": "use", "constraint": [{"and": []}]}), "permission[0].constraint[0].and: and needs at least one constraint", id="empty-and"),
+        pytest.param(offer({"action": "use", "constraint": [{"xone": {"@list": []}}]}), "permission[0].constraint[0].xone: xone needs at least one constraint", id="empty-xone"),
         pytest.param(offer({"action": "use", "constraint": [{"and": [], "or": []}]}), "permission[0].constraint[0]: a logical constraint has exactly one operator", id="two-logical-operators"),
         pytest.param(offer({"action": "use", "constraint": ["count lt 3"]}), "permission[0].constraint[0]: a constraint must be an object", id="constraint-not-object"),
         pytest.param(offer({"action": "use", "constraint": [atom("count", "lt", {"x": 1})]}), "permission[0].constraint[0].rightOperand: an object right operand must be", id="object-right-operand"),
@@ -189,6 +198,54 @@ def test_nesting_is_bounded() -> None:
     assert any(f"nest at most {MAX_DEPTH} deep" in issue for issue in found)
 
 
+def wrapped(depth: int, leaf: object) -> object:
+    """``leaf`` inside ``depth`` lists."""
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+DEEP = 900
+"""Deeper than Python's recursion limit allows a recursive reader to go."""
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param(offer({"action": "use", "constraint": [atom("count", "lteq", wrapped(DEEP, "3"))]}), id="right-operand"),
+        pytest.param(offer({"action": "use", "constraint": [atom("spatial", "isAnyOf", wrapped(DEEP, "440100"))]}), id="list-operator"),
+        pytest.param(offer({"action": "use", "constraint": [{"leftOperand": wrapped(DEEP, "count"), "operator": "lteq", "rightOperand": "3"}]}), id="left-operand"),
+        pytest.param(offer({"action": wrapped(DEEP, "use")}), id="action"),
+        pytest.param(offer({"action": "use", "target": wrapped(DEEP, "urn:x")}), id="target"),
+        pytest.param(offer({"action": "use"}, **{"dct:description": wrapped(DEEP, "x")}), id="unknown-key"),
+        pytest.param(wrapped(DEEP, {}), id="whole-document"),
+    ],
+)  # fmt: skip
+def test_documents_nested_too_deep_are_refused_not_a_recursion_error(document: object) -> None:
+    found = issues_of(document)
+    assert any(f"nested more than {MAX_NESTING} deep" in issue for issue in found), found
+    (finding,) = lint(document, NOW)
+    assert finding.code == "invalid"
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    # The policy object is level 1, so MAX_NESTING - 1 lists inside it reach the limit.
+    read_policy(offer({"action": "use"}, **{"dct:description": wrapped(MAX_NESTING - 1, "x")}))
+    found = issues_of(offer({"action": "use"}, **{"dct:description": wrapped(MAX_NESTING, "x")}))
+    assert found == [
+        f"dct:description{'[0]' * (MAX_NESTING - 1)}: a policy document is nested "
+        f"more than {MAX_NESTING} deep"
+    ]
+
+
+def test_keys_that_are_not_strings_are_refused() -> None:
+    document: dict[object, object] = {7: "x"}
+    document.update(offer({"action": "use"}))
+    found = issues_of(document)
+    assert found == ["7: keys of a policy document are strings (it is JSON)"]
+
+
 def test_the_number_of_constraints_is_bounded() -> None:
     many = [atom("count", "lt", "3")] * (MAX_CONSTRAINTS + 5)
     found = issues_of(offer({"action": "use", "constraint": many}))
@@ -210,3 +267,90 @@ def test_the_number_of_constraints_is_bounded() -> None:
 def test_malformed_text_is_a_typed_error(text: str | bytes) -> None:
     with pytest.raises(PolicyError):
         read_policy_text(text)
+
+
+BANKS = "urn:group:licensed-banks"
+
+
+@pytest.mark.parametrize(
+    ("where", "party", "expected"),
+    [
+        pytest.param("assignee", {"@id": BANKS, "@type": "PartyCollection"}, "assignee.@type: PartyCollection is not supported", id="party-collection"),
+        pytest.param("assignee", {"@id": BANKS, "@type": "odrl:PartyCollection"}, "assignee.@type: PartyCollection is not supported", id="prefixed-party-collection"),
+        pytest.param("assignee", {"@id": BANKS, "@type": ["vcard:Group", "http://www.w3.org/ns/odrl/2/PartyCollection"]}, "assignee.@type: PartyCollection is not supported", id="one-of-its-types"),
+        pytest.param("assignee", {"@id": BANKS, "source": "urn:registry:banks"}, "assignee.source: source is not supported", id="party-source"),
+        pytest.param("assignee", {"@id": BANKS, "odrl:refinement": [atom("spatial", "eq", "440100")]}, "assignee.refinement: refinement is not supported", id="party-refinement"),
+        pytest.param("target", {"@id": "urn:set:firm-lists", "@type": "AssetCollection"}, "target.@type: AssetCollection is not supported", id="asset-collection"),
+        pytest.param("target", {"@id": "urn:set:firm-lists", "source": "urn:catalog:1"}, "target.source: source is not supported", id="asset-source"),
+        pytest.param("target", {"@id": "urn:set:firm-lists", "refinement": []}, "target.refinement: refinement is not supported", id="asset-refinement"),
+        pytest.param("informedParty", {"@id": BANKS, "@type": "PartyCollection"}, "informedParty.@type: PartyCollection is not supported", id="informed-collection"),
+    ],
+)  # fmt: skip
+def test_collections_of_parties_and_assets_are_refused_not_reduced_to_their_id(
+    where: str, party: dict[str, Any], expected: str
+) -> None:
+    rule = {"action": "use", where: party}
+    prohibited = {"@type": "Offer", "permission": [{"action": "use"}], "prohibition": [rule]}
+    documents = [(prohibited, "prohibition[0].")]
+    if where != "informedParty":  # read in rules only
+        documents.append((offer({"action": "use"}, **{where: party}), ""))
+    for document, path in documents:
+        found = issues_of(document)
+        assert any(issue.startswith(path + expected) for issue in found), found
+        assert any(f.code == "invalid" and f"{path}{where}" in f.path for f in lint(document, NOW))
+
+
+def test_a_party_described_by_other_vocabularies_is_one_party() -> None:
+    party = {"@id": BANKS, "@type": ["Party", "vcard:Organization"], "vcard:fn": "A bank"}
+    policy = read_policy(offer({"action": "use", "assignee": party}))
+    assert policy.permissions[0].assignee == BANKS
+
+
+@pytest.mark.parametrize("name", ["write", "odrl:write", "http://www.w3.org/ns/odrl/2/write"])
+def test_write_is_read_as_modify(name: str) -> None:
+    # ODRL 2.2: odrl:write "owl:deprecated true; owl:equivalentProperty :modify".
+    policy = read_policy(offer({"action": {"@id": name}}))
+    assert policy == read_policy(offer({"action": "modify"}))
+    assert write_policy(policy)["permission"][0]["action"] == "modify"
+
+
+@pytest.mark.parametrize("operator", ["and", "or", "xone", "andSequence"])
+def test_a_logical_constraint_of_one_member_is_read(operator: str) -> None:
+    # Catena-X's samples wrap their one constraint in "and" (as an object, not a list).
+    document = offer({"action": "use", "constraint": {operator: [atom("count", "lteq", "3")]}})
+    (logical,) = read_policy(document).permissions[0].constraints
+    assert isinstance(logical, Logical)
+    assert logical.operator == operator
+    assert [c.text for c in logical.constraints] == ["count lteq 3"]
+    assert write_policy(read_policy(document))["permission"][0]["constraint"] == [
+        {operator: [{"leftOperand": "count", "operator": "lteq", "rightOperand": "3"}]}
+    ]
+
+
+def test_a_document_that_contains_itself_is_refused() -> None:
+    document = offer({"action": "use"})
+    document["permission"][0]["dct:source"] = document
+    found = issues_of(document)
+    assert len(found) == 1
+    assert f"nested more than {MAX_NESTING} deep" in found[0]
+
+
+@pytest.mark.parametrize(
+    "right",
+    [
+        pytest.param(None, id="null"),
+        pytest.param([None], id="null-in-a-list"),
+        pytest.param({"@value": None}, id="null-value-object"),
+        pytest.param({"@id": None}, id="null-id"),
+        pytest.param({"@list": [None]}, id="null-in-a-list-object"),
+    ],
+)
+def test_a_null_right_operand_is_refused_not_its_rule_dropped(right: object) -> None:
+    # Dropped without an issue, the prohibition would vanish and the permission grant.
+    document = {
+        "@type": "Offer",
+        "permission": [{"action": "use"}],
+        "prohibition": [{"action": "use", "constraint": [atom("count", "lteq", right)]}],
+    }
+    found = issues_of(document)
+    assert any(i.startswith("prohibition[0].constraint[0].rightOperand") for i in found), found

@@ -120,3 +120,22 @@ def test_findings_read_as_sentences() -> None:
         "warning no-deadline at permission[0].duty[0]: delete has no deadline, so it can never be "
         "found violated; add e.g. elapsedTime lteq P30D"
     )
+
+
+@pytest.mark.parametrize(
+    "constraints",
+    [
+        pytest.param([atom("dateTime", "gt", "9999-01-01T00:00:00.000001Z"), atom("dateTime", "lt", "9999-01-01T00:00:00.000003Z")], id="microseconds-in-9999"),
+        pytest.param([atom("elapsedTime", "gt", "P3649999DT0.000001S"), atom("elapsedTime", "lt", "P3649999DT0.000003S")], id="microseconds-of-a-long-duration"),
+    ],
+)  # fmt: skip
+def test_bounds_are_compared_exactly(constraints: list[dict[str, Any]]) -> None:
+    # One value lies between each pair; a float would have merged the two bounds into one.
+    assert codes(offer({"action": "use", "constraint": constraints})) == []
+
+
+def test_a_one_member_and_is_linted_as_its_member() -> None:
+    lonely = {"and": [atom("count", "lt", "1")]}
+    assert codes(offer({"action": "use", "constraint": [lonely]})) == [
+        ("error", "unsatisfiable", "permission[0]")
+    ]
