@@ -3,21 +3,26 @@ API or the data contracts API (any method but GET) is audited with who made it (
 id, never the key), what (method and path) and how it ended (the HTTP status). A plain ASGI
 middleware: it passes everything else, data-plane streams included, through untouched.
 
-The event is written after the action's own transaction (not in it): a crash between the two
-can lose the event of an action that took effect.
+The event is written after the action's own transaction (not in it): a crash between the two,
+or a database that fails the event's write (logged), can lose the event of an action that took
+effect.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Final
 
 from anyio.to_thread import run_sync
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connector.audit import AuditRecord, AuditSink, Outcome
+
+log = logging.getLogger("kexin.connector.trail")
 
 MANAGED_PATHS: Final = ("/management/", "/contracts/")
 
@@ -65,4 +70,8 @@ class ManagementTrail:
                 subject=f"operator {key_id(api_key)}",
                 reason=f"HTTP {status}",
             )
-            await run_sync(self.audit.record, record)
+            try:
+                await run_sync(self.audit.record, record)
+            except SQLAlchemyError as error:  # the database failed the action too, most likely
+                log.error("management action not audited (%s): %s %s", error, record.action,
+                          record.reason)  # fmt: skip

@@ -286,7 +286,7 @@ def test_nothing_after_the_time_window_and_the_monitor_ends_the_transfer(
     from datetime import UTC, datetime, timedelta
 
     source, _ = data_file(tmp_path, 100)
-    until = (datetime.now(UTC) + timedelta(seconds=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    until = (datetime.now(UTC) + timedelta(seconds=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
     asset = offer_data(
         space, {"type": "file", "path": str(source)}, terms(atom("dateTime", "lteq", until))
     )
