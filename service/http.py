@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import AfterValidator
 from sqlalchemy.exc import InternalError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from identity.credential_service import UnsupportedQueryError
 from identity.errors import IdentityError, http_status
+from service.headers import SecurityHeaders
+from service.logs import redact_access_log
 
 log = logging.getLogger("kexin.service")
 RETRY_AFTER_S: Final = 5
@@ -48,6 +52,27 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         return json.loads(body)
     except (ValueError, RecursionError):
         raise BadRequestError(400, "malformed_json", "the body is not JSON") from None
+
+
+def check_http_url(value: str) -> str:
+    """An absolute http(s) URL that an HTTP client can send to (no control characters, a
+    host, a valid port), for settings and request fields naming a peer: a bad one is the
+    caller's 4xx, never the client library's exception later."""
+    if any(ord(c) < 0x21 or 0x7F <= ord(c) <= 0x9F for c in value):
+        raise ValueError("a URL has no spaces or control characters")
+    try:
+        url = httpx.URL(value)
+        port = url.port
+    except (httpx.InvalidURL, ValueError, TypeError) as error:
+        raise ValueError(f"not a URL: {error}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("an absolute http(s) URL is needed")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError("the port must be 1 to 65535")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(check_http_url)]
 
 
 def error_body(kind: str, reason: str, message: str) -> dict[str, str]:
@@ -93,6 +118,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     for unavailable in DATABASE_UNAVAILABLE:
         app.add_exception_handler(unavailable, database_unavailable)
+    app.add_middleware(SecurityHeaders)
+    redact_access_log()
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(IdentityError, identity_error)
     app.add_exception_handler(BadRequestError, bad_request)

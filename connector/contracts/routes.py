@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from connector.contracts.service import ContractError, DataContracts, DataRequest
 from connector.deps import require_manager
+from service.http import HttpUrl
 
 router = APIRouter(
     prefix="/contracts/v1", tags=["data contracts"], dependencies=[Depends(require_manager)]
@@ -25,7 +26,7 @@ class DataRequestIn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     provider: str = Field(min_length=1, max_length=2048, description="the provider's DID")
-    provider_address: str = Field(
+    provider_address: HttpUrl = Field(
         alias="providerAddress", pattern=r"^https?://", max_length=2048,
         description="the provider's DSP base URL",
     )  # fmt: skip

@@ -158,7 +158,7 @@ def list_duties(
     duties: DutiesDep,
     role: Role | None = None,
     agreement_id: Annotated[str | None, Query(alias="agreementId", max_length=300)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     """The duties of our agreements, as consumer or provider, with their state."""

@@ -33,6 +33,7 @@ from identity.presentations import EVERY_SCOPE
 from policy.jsonld import read_policy, write_policy
 from policy.lint import Severity, lint
 from policy.operands import Grade, check_region
+from service.http import HttpUrl
 
 router = APIRouter(
     prefix="/management/v1", tags=["management"], dependencies=[Depends(require_manager)]
@@ -326,7 +327,9 @@ def list_contract_definitions(
 class NegotiationIn(Model):
     counter_party_id: str = Field(alias="counterPartyId", min_length=1, max_length=2048)
     """The provider's DID."""
-    counter_party_address: str = Field(alias="counterPartyAddress", min_length=1, max_length=2048)
+    counter_party_address: HttpUrl = Field(
+        alias="counterPartyAddress", min_length=1, max_length=2048
+    )
     """The provider's DSP base URL (the catalogue's DataService endpointURL)."""
     offer: dict[str, Any]
     """The offer as the provider's catalogue showed it."""
@@ -428,7 +431,9 @@ def approve_negotiation(negotiation_id: str, negotiations: NegotiationsDep) -> d
 class OfferIn(Model):
     counter_party_id: str = Field(alias="counterPartyId", min_length=1, max_length=2048)
     """The consumer's DID."""
-    counter_party_address: str = Field(alias="counterPartyAddress", min_length=1, max_length=2048)
+    counter_party_address: HttpUrl = Field(
+        alias="counterPartyAddress", min_length=1, max_length=2048
+    )
     """The consumer's DSP callback base URL."""
     offer_id: str = Field(alias="offerId", min_length=1, max_length=1000)
     """One of our offers, as the catalogue shows it."""
@@ -515,7 +520,9 @@ def list_agreements(
 
 class TransferIn(Model):
     counter_party_id: str = Field(alias="counterPartyId", min_length=1, max_length=2048)
-    counter_party_address: str = Field(alias="counterPartyAddress", min_length=1, max_length=2048)
+    counter_party_address: HttpUrl = Field(
+        alias="counterPartyAddress", min_length=1, max_length=2048
+    )
     agreement_id: Identifier = Field(alias="agreementId")
     format: Literal["HttpData-PULL", "HttpData-PUSH"] = "HttpData-PULL"
     data_address: dict[str, Any] | None = Field(default=None, alias="dataAddress")
@@ -627,7 +634,9 @@ def terminate_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) 
 
 class CatalogRequestIn(Model):
     counter_party_id: str = Field(alias="counterPartyId", min_length=1, max_length=2048)
-    counter_party_address: str = Field(alias="counterPartyAddress", min_length=1, max_length=2048)
+    counter_party_address: HttpUrl = Field(
+        alias="counterPartyAddress", min_length=1, max_length=2048
+    )
     """The peer's DSP base URL."""
     continuation_token: str | None = Field(default=None, alias="continuationToken", max_length=100)
 

@@ -41,6 +41,8 @@ def test_one_satisfiable_range(header: str | None, expected: ByteRange | None) -
         ("items=0-1", 400),
         ("bytes=-", 400),
         ("bytes=a-b", 400),
+        pytest.param("bytes=0-" + "9" * 5000, 400, id="a bound of 5000 digits"),
+        pytest.param("bytes=" + "1" * 19 + "-", 400, id="19 digits"),
     ],
 )
 def test_bad_or_unsatisfiable_ranges(header: str, status: int) -> None:
@@ -106,3 +108,46 @@ def test_sql_rows_in_both_formats_count_rows(tmp_path: Path) -> None:
             asyncio.run(_read(address, engines={}))
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["bytes=0-1,4-5", "bytes=0-" + "9" * 5000, "items=0-1", "bytes=5-2", "bytes=-"],
+)
+def test_an_http_backend_gets_one_range_or_nothing(header: str) -> None:
+    seen: list[str | None] = []
+
+    def backend(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("range"))
+        return httpx.Response(206, content=b"ab", headers={"content-range": "bytes 0-1/10"})
+
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(backend)) as client:
+            await open_source(
+                {"type": "http", "url": "https://backend.test/data"}, range_header=header,
+                accept=None, sql_engines={}, client=client,
+            )  # fmt: skip
+
+    with pytest.raises(SourceError) as refused:
+        asyncio.run(go())
+    assert refused.value.status == 400
+    assert seen == []
+
+
+def test_an_http_backend_gets_the_one_range_asked_for() -> None:
+    seen: list[str | None] = []
+
+    def backend(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("range"))
+        return httpx.Response(206, content=b"ab", headers={"content-range": "bytes 0-1/10"})
+
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(backend)) as client:
+            body = await open_source(
+                {"type": "http", "url": "https://backend.test/data"}, range_header=" bytes=0-1",
+                accept=None, sql_engines={}, client=client,
+            )  # fmt: skip
+            await body.aclose()
+
+    asyncio.run(go())
+    assert seen == ["bytes=0-1"]

@@ -1,0 +1,32 @@
+"""Secrets never reach the access log: a key or token sent by mistake in a query string (an
+API key as ``?x-api-key=…``, a token as ``?access_token=…``) is written as ``[redacted]``."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Final
+
+SECRET_PARAMETER: Final = re.compile(
+    r"(?i)([?&][^=&]*(?:key|token|secret|passw|auth|signature)[^=&]*=)[^&#\s]*"
+)
+
+
+def redact(text: str) -> str:
+    return SECRET_PARAMETER.sub(r"\1[redacted]", text)
+
+
+class RedactSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+def redact_access_log() -> None:
+    """Install the filter on uvicorn's access log (idempotent)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactSecrets) for f in access.filters):
+        access.addFilter(RedactSecrets())
