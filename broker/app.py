@@ -83,7 +83,7 @@ def create_app(
     app = FastAPI(title="Kexin broker", summary="Data-space authority", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
-    install_error_handlers(app)
+    install_error_handlers(app, max_body_bytes=settings.max_body_bytes)
 
     async def authority_error(_request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, AuthorityError)  # noqa: S101 - registered for this type only

@@ -208,7 +208,7 @@ def create_app(
         conformance = Conformance(settings)
     app.state.conformance = conformance
     app.state.audit = SqlAuditSink(engine)
-    install_error_handlers(app)
+    install_error_handlers(app, max_body_bytes=settings.max_body_bytes)
 
     app.add_middleware(ManagementTrail, audit=app.state.audit, actor=settings.participant_id,
                        clock=clock)  # fmt: skip

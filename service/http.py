@@ -22,6 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from identity.credential_service import UnsupportedQueryError
 from identity.errors import IdentityError, http_status
 from service.headers import SecurityHeaders
+from service.limits import BodyLimit
 from service.logs import redact_access_log
 
 log = logging.getLogger("kexin.service")
@@ -79,7 +80,10 @@ def error_body(kind: str, reason: str, message: str) -> dict[str, str]:
     return {"type": kind, "reason": reason, "message": message}
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, *, max_body_bytes: int | None = None) -> None:
+    """Typed error bodies for every refusal, the security headers, the access log's redaction
+    and, given ``max_body_bytes``, the body limit applied before any route runs."""
+
     async def identity_error(_request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, IdentityError)  # noqa: S101 - registered for this type only
         return JSONResponse(
@@ -118,6 +122,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     for unavailable in DATABASE_UNAVAILABLE:
         app.add_exception_handler(unavailable, database_unavailable)
+    if max_body_bytes is not None:
+        app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(SecurityHeaders)
     redact_access_log()
     app.add_exception_handler(RequestValidationError, invalid_request)
