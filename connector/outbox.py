@@ -110,6 +110,35 @@ class Handlers:
     """How to authorize the message; default: a DCP self-issued token for its audience."""
 
 
+SECRET_NAMES: Final = frozenset({"authorization", "refreshtoken", "token", "authtoken"})
+REDACTED: Final = "[redacted]"
+
+
+def without_secrets(body: str) -> str:
+    """A message as it may be kept once it is sent or given up: the tokens it carried (a data
+    address's ``authorization`` and ``refreshToken`` endpoint properties, or such keys) are
+    replaced, so that the database never holds them raw once they are on their way."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return body
+
+    def scrub(node: Any) -> Any:
+        if isinstance(node, list):
+            return [scrub(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        named = str(node.get("name", "")).lower() in SECRET_NAMES and "value" in node
+        return {
+            key: REDACTED
+            if (named and key == "value") or key.lower() in SECRET_NAMES
+            else scrub(value)
+            for key, value in node.items()
+        }
+
+    return json.dumps(scrub(document), ensure_ascii=False)
+
+
 def worker_backoff_s(failures: int) -> float:
     """How long a worker waits after its ``failures``-th failed round in a row."""
     return float(min(WORKER_BACKOFF_MAX_S, WORKER_BACKOFF_S * 2 ** min(failures - 1, 10)))
@@ -280,6 +309,7 @@ class Outbox:
             stored.last_error = error
             if error is None:
                 stored.status = Delivery.SENT
+                stored.body = without_secrets(stored.body)
             elif retry and self._clock() < self._deadline_of(stored):
                 stored.next_attempt_at = self._clock() + backoff(stored.attempts)
             elif early and stored.attempts < EARLY_ATTEMPTS:
@@ -287,6 +317,7 @@ class Outbox:
                 stored.next_attempt_at = self._clock() + wait
             else:  # refused for good, or retried until the deadline: given up
                 stored.status = Delivery.FAILED
+                stored.body = without_secrets(stored.body)
                 self._drop_later(session, stored)
             session.add(stored)
             session.commit()
@@ -307,7 +338,8 @@ class Outbox:
 
     def retry(self, message_id: int) -> OutboxMessage | None:
         """The operator sends a given-up message again, with a new deadline (its process's
-        state is not changed by this: the other side answers what it makes of it)."""
+        state is not changed by this: the other side answers what it makes of it). Tokens it
+        carried were redacted when it was given up, and are not sent again."""
         with Session(self._engine) as session:
             stored = session.get(OutboxMessage, message_id)
             if stored is None or stored.status != Delivery.FAILED:

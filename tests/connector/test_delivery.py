@@ -5,6 +5,7 @@ messages and sends one again. The connector's clock is moved forward instead of 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -13,14 +14,19 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
+from sqlmodel import Session, select
 
 from connector.app import create_app
 from connector.catalog.offers import offer_id
-from connector.outbox import backoff
+from connector.outbox import OutboxMessage, backoff
+from storage.engine import create_engine
 from tests.connector.test_conformance import (
     AUTH,
+    DSP,
     KEY,
+    KIT_BASE,
     OPEN,
+    TCK,
     Kit,
     conformance_settings,
     kit_request,
@@ -56,9 +62,11 @@ def attempts_of(client: TestClient, kind: str) -> int:
     return count
 
 
-def start(tmp_path: Path, kit: Kit, clock: Clock, **extra: Any) -> TestClient:
+def start(
+    tmp_path: Path, kit: Kit, clock: Clock, kit_id: str | None = None, **extra: Any
+) -> TestClient:
     app = create_app(
-        conformance_settings(tmp_path, **extra),
+        conformance_settings(tmp_path, **({"kit": kit_id} if kit_id else {}), **extra),
         transport=httpx.MockTransport(kit.handle),
         clock=clock,
     )
@@ -164,3 +172,38 @@ def test_a_later_message_never_overtakes_one_waiting_for_its_retry(tmp_path: Pat
         wait_for(lambda: TERMINATION in kit.paths())
     delivered = [path for path, _, status in kit.received if status == 200]
     assert delivered == [AGREEMENT, TERMINATION]
+
+
+def test_a_sent_message_is_kept_without_its_tokens(tmp_path: Path) -> None:
+    """The start message carries the data address's access and refresh tokens to the
+    consumer; once sent, the outbox keeps it with both redacted."""
+    kit = Kit()
+    with start(tmp_path, kit, Clock(), kit_id=TCK) as client:
+        response = client.post(
+            "/dsp/transfers/request",
+            headers=AUTH,
+            json={"@context": [DSP], "@type": "TransferRequestMessage",
+                  "consumerPid": "urn:uuid:kit-t1", "agreementId": "ATP0201",
+                  "format": "HttpData-PULL", "callbackAddress": KIT_BASE},
+        )  # fmt: skip
+        assert response.status_code == 201, response.text
+        wait_for(lambda: "/transfers/urn:uuid:kit-t1/start" in kit.paths())
+        wait_for(lambda: all(m["status"] == "sent" for m in outbox_items(client)))
+        engine = create_engine(str(client.app.state.settings.database_url))  # type: ignore[attr-defined]
+        with Session(engine) as session:
+            kept = [m.body for m in session.exec(select(OutboxMessage)).all()]
+        engine.dispose()
+    received = next(body for path, body, _ in kit.received if path.endswith("/start"))
+    properties = {p["name"]: p["value"] for p in received["dataAddress"]["endpointProperties"]}
+    assert properties["authorization"].count(".") == 2  # the real token reached the consumer
+    assert properties["refreshToken"] not in ("", "[redacted]")
+    (start_body,) = [json.loads(b) for b in kept if "TransferStartMessage" in b]
+    stored = {p["name"]: p["value"] for p in start_body["dataAddress"]["endpointProperties"]}
+    assert stored["authorization"] == stored["refreshToken"] == "[redacted]"
+    assert properties["authorization"] not in "".join(kept)
+    assert properties["refreshToken"] not in "".join(kept)
+
+
+def outbox_items(client: TestClient) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = client.get("/management/v1/outbox", headers=KEY).json()["items"]
+    return items
