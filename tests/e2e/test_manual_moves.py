@@ -47,7 +47,7 @@ def test_the_provider_counters_the_consumer_accepts_a_person_approves(held_space
     space = held_space
     offer = ready(space)
     negotiation = negotiate(space, offer)
-    wait_for(lambda: provider_side(space)["onHold"] is True)
+    wait_for(lambda: provider_side(space).get("onHold") is True)
     act(
         space.bureau.base_url,
         provider_side(space)["id"],
@@ -71,7 +71,7 @@ def test_the_consumer_counters_and_the_provider_agrees_to_the_new_terms(held_spa
     space = held_space
     offer = ready(space)
     negotiation = negotiate(space, offer)
-    wait_for(lambda: provider_side(space)["onHold"] is True)
+    wait_for(lambda: provider_side(space).get("onHold") is True)
     act(
         space.bureau.base_url,
         provider_side(space)["id"],
@@ -94,7 +94,7 @@ def test_the_consumer_counters_and_the_provider_agrees_to_the_new_terms(held_spa
 def test_a_person_verifies_the_agreement(manual_space: Space) -> None:
     space = manual_space
     negotiation = negotiate(space, ready(space))
-    wait_for(lambda: provider_side(space)["onHold"] is True)
+    wait_for(lambda: provider_side(space).get("onHold") is True)
     act(space.bureau.base_url, provider_side(space)["id"], "approve")
     wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "AGREED")
     act(space.bank.base_url, negotiation["id"], "verify")
@@ -105,7 +105,7 @@ def test_a_person_verifies_the_agreement(manual_space: Space) -> None:
 def test_a_person_starts_a_held_transfer(manual_space: Space) -> None:
     space = manual_space
     negotiation = negotiate(space, ready(space))
-    wait_for(lambda: provider_side(space)["onHold"] is True)
+    wait_for(lambda: provider_side(space).get("onHold") is True)
     act(space.bureau.base_url, provider_side(space)["id"], "approve")
     wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "AGREED")
     act(space.bank.base_url, negotiation["id"], "verify")
@@ -156,7 +156,7 @@ def offered_to_the_bank(space: Space) -> str:
     wait_for(lambda: [n["state"] for n in banks()] == ["OFFERED"])
     (consumer,) = banks()
     assert consumer["assetId"] == "urn:kexin:asset:firm-list"
-    wait_for(lambda: provider_side(space)["consumerPid"] is not None)
+    wait_for(lambda: provider_side(space).get("consumerPid") is not None)
     negotiation_id: str = consumer["id"]
     return negotiation_id
 
