@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -51,9 +51,6 @@ from policy.evaluate import evaluate
 from policy.jsonld import read_policy
 from policy.operands import Context, Scope
 
-if TYPE_CHECKING:
-    from connector.dataplane.plane import DataPlane
-
 ERROR_TYPE: Final = "TransferError"
 PEER_ENDED: Final = "ended_at_peer"
 FORMATS: Final = frozenset({"HttpData-PULL", "HttpData-PUSH"})
@@ -64,6 +61,23 @@ VERB: Final = {
     Event.COMPLETE: "completion",
     Event.TERMINATE: "termination",
 }
+
+
+class DataPlaneHooks(Protocol):
+    """What a transfer process needs of a data plane, called inside the transaction of its
+    move (the connector's own: ``connector.dataplane.grants``)."""
+
+    def grant(self, session: Session, record: TransferProcessRecord, peer: Peer) -> None:
+        """Provider: remember the consumer's credentials as verified with its request."""
+
+    def address(self, session: Session, record: TransferProcessRecord) -> dict[str, Any] | None:
+        """Provider, on start: the pull address for the start message (None for push)."""
+
+    def revoke(self, session: Session, record: TransferProcessRecord) -> None:
+        """Provider: the transfer no longer runs; its tokens stop working."""
+
+    def consumer_started(self, session: Session, record: TransferProcessRecord) -> None:
+        """Consumer: the transfer started; the agreement's duties are tracked."""
 
 
 def _reasons(reason: list[Any] | None) -> str | None:
@@ -87,7 +101,7 @@ class Transfers(ProcessSteps[TransferProcessRecord]):
         clock: Callable[[], datetime],
         manual_start: bool = False,
         webhook: Webhook | None = None,
-        dataplane: DataPlane | None = None,
+        dataplane: DataPlaneHooks | None = None,
         steering: Steering | None = None,
     ) -> None:
         super().__init__(
