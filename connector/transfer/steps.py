@@ -68,6 +68,7 @@ class TransferSteps(ProcessSteps[TransferProcessRecord]):
     terminal = frozenset(state.value for state in TERMINAL)
     path = "transfers"
     dataplane: DataPlaneHooks | None
+    """What the data plane does about our moves (None: no data plane)."""
     manual_start: bool
     """Provider: a person starts admitted transfers."""
 
