@@ -20,9 +20,11 @@ from connector.catalog.routes import router as catalog_router
 from connector.contracts.routes import router as contracts_router
 from connector.contracts.service import DataContracts
 from connector.dataplane.duties import Duties
+from connector.dataplane.grants import Grants
 from connector.dataplane.plane import DataPlane
 from connector.dataplane.routes import management as duties_router
 from connector.dataplane.routes import public as dataplane_router
+from connector.dataplane.worker import DataPlaneWorker, Wakeup
 from connector.dcp.routes import did_document
 from connector.dcp.routes import router as dcp_router
 from connector.deps import ManagementError
@@ -132,21 +134,24 @@ def create_app(
             dataplane = DataPlane(
                 engine=engine,
                 participant=participant,
-                base_url=settings.base_url,
                 audit=app.state.audit,
                 clock=clock,
                 client=client,
                 sql_sources=sql_engines,
                 required=settings.required_credentials,
                 token_ttl_s=settings.token_ttl_s,
-                monitor_interval_s=settings.monitor_interval_s,
             )
             app.state.dataplane = dataplane
+            wake_dataplane = Wakeup()
+            grants = Grants(
+                participant=participant, base_url=settings.base_url, clock=clock,
+                token_ttl_s=settings.token_ttl_s, wake=wake_dataplane,
+            )  # fmt: skip
             app.state.duties = Duties(
                 engine=engine, participant=participant, outbox=outbox,
                 audit=app.state.audit, clock=clock,
             )  # fmt: skip
-            app.state.transfers = Transfers(
+            transfers = Transfers(
                 engine=engine,
                 me=participant.did,
                 base_url=settings.base_url,
@@ -155,10 +160,14 @@ def create_app(
                 clock=clock,
                 manual_start=settings.transfer_approval == "manual",
                 webhook=webhook,
-                dataplane=dataplane,
+                dataplane=grants,
                 steering=steering,
             )
-            dataplane.transfers = app.state.transfers
+            app.state.transfers = transfers
+            dataplane_worker = DataPlaneWorker(
+                plane=dataplane, transfers=transfers, wake=wake_dataplane,
+                monitor_interval_s=settings.monitor_interval_s,
+            )  # fmt: skip
             app.state.contracts = DataContracts(
                 engine=engine, participant=participant, client=client,
                 negotiations=app.state.negotiations, transfers=app.state.transfers,
@@ -166,7 +175,7 @@ def create_app(
             )  # fmt: skip
             workers: dict[str, tuple[asyncio.Task[None], Supervised | None]] = {
                 "outbox": (asyncio.create_task(outbox.run()), outbox),
-                "dataplane": (asyncio.create_task(dataplane.run()), dataplane),
+                "dataplane": (asyncio.create_task(dataplane_worker.run()), dataplane_worker),
             }
             resync = Resync(
                 processes=[app.state.negotiations, app.state.transfers], client=client,

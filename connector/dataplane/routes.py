@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from connector.dataplane.duties import Duties, DutyRequestError
-from connector.dataplane.plane import RECEIPT_PATH, TOKEN_PATH, DataPlane, DataPlaneError
+from connector.dataplane.grants import RECEIPT_PATH, TOKEN_PATH
+from connector.dataplane.plane import DataPlane, DataPlaneError
 from connector.dataplane.response import AccessResponse
 from connector.dataplane.store import DutyRecord
 from connector.deps import ParticipantDep, peer_dependency, require_manager

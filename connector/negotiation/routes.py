@@ -22,7 +22,8 @@ from connector.negotiation.messages import (
     ContractOfferMessage,
     ContractRequestMessage,
 )
-from connector.negotiation.process import ERROR_TYPE, Negotiations
+from connector.negotiation.process import Negotiations
+from connector.negotiation.steps import ERROR_TYPE
 from connector.protocol import DspError
 from identity.verifier import Peer
 

@@ -21,7 +21,7 @@ from connector.transfer.messages import (
     TransferSuspensionMessage,
     TransferTerminationMessage,
 )
-from connector.transfer.process import ERROR_TYPE
+from connector.transfer.steps import ERROR_TYPE
 from identity.verifier import Peer
 
 provider = APIRouter(prefix="/dsp/transfers", tags=["dsp transfer"])
