@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -46,6 +46,7 @@ from connector.webhooks import KIND as WEBHOOK
 from connector.webhooks import Webhook
 from identity.resolver import did_web_url
 from service.http import error_body, install_error_handlers
+from service.limits import BodyLimit, plain_refusal
 from storage.engine import create_engine
 from storage.health import check_health
 from storage.migrate import require_current
@@ -55,6 +56,15 @@ log = logging.getLogger("kexin.connector")
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+DSP_ERROR_TYPES: Final = (
+    ("/dsp/negotiations", "ContractNegotiationError"),
+    ("/dsp/callback/negotiations", "ContractNegotiationError"),
+    ("/dsp/transfers", "TransferError"),
+    ("/dsp/callback/transfers", "TransferError"),
+    ("/dsp/catalog", "CatalogError"),
+)
 
 
 class Supervised(Protocol):
@@ -217,7 +227,27 @@ def create_app(
         conformance = Conformance(settings)
     app.state.conformance = conformance
     app.state.audit = SqlAuditSink(engine)
-    install_error_handlers(app, max_body_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+
+    def body_refusal(path: str, max_bytes: int) -> dict[str, Any]:
+        """DSP paths get their protocol's typed error, every other path the plain one."""
+        kind = next((t for prefix, t in DSP_ERROR_TYPES if path.startswith(prefix)), None)
+        if kind is None:
+            return plain_refusal(path, max_bytes)
+        return DspError(413, kind, "body_too_large", f"a body is at most {max_bytes} bytes").body()
+
+    def body_refused(method: str, path: str, max_bytes: int) -> None:
+        app.state.audit.record(
+            AuditRecord(
+                actor=settings.participant_id, action=f"{method} {path}"[:200],
+                outcome=Outcome.REFUSED, occurred_at=clock(),
+                reason=f"body_too_large: a body is at most {max_bytes} bytes",
+            )
+        )  # fmt: skip
+
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, refusal=body_refusal, refused=body_refused
+    )
 
     app.add_middleware(ManagementTrail, audit=app.state.audit, actor=settings.participant_id,
                        clock=clock)  # fmt: skip
