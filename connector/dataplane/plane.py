@@ -21,8 +21,9 @@ from typing import Any, Final
 
 import anyio
 import httpx
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from connector.audit import AuditRecord, AuditSink, Outcome
 from connector.catalog.store import Asset
@@ -155,7 +156,7 @@ class DataPlane:
         )
 
     def _load(self, session: Session, token: tokens.AccessToken) -> DataGrant:
-        grant = session.get(DataGrant, token.transfer_id)
+        grant = session.get(DataGrant, token.transfer_id, populate_existing=True)
         if (
             grant is None
             or grant.consumer != token.consumer
@@ -386,6 +387,15 @@ class DataPlane:
         (possibly expired) access token and its refresh token; both old ones stop working."""
         token = self.check_token(self.read_token(authorization), allow_expired=True)
         with Session(self.engine) as session:
+            # Lock the grant first (a write to its row: a row lock on PostgreSQL, the write
+            # lock on SQLite), so that concurrent refreshes with one refresh token happen one
+            # after the other: the first replaces the generation, the others are refused.
+            session.execute(
+                update(DataGrant)
+                .where(col(DataGrant.transfer_id) == token.transfer_id)
+                .values(updated_at=DataGrant.updated_at),
+                execution_options={"synchronize_session": False},
+            )
             grant = self._load(session, token)
             expected = grant.refresh_hash or ""
             if not hmac.compare_digest(expected, tokens.refresh_hash(refresh_token)):

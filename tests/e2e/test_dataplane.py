@@ -329,3 +329,31 @@ def test_concurrent_requests_cannot_both_take_the_last_use(space: Space, tmp_pat
     with ThreadPoolExecutor(8) as pool:
         statuses = sorted(pool.map(lambda _: fetch(grant).status_code, range(8)))
     assert statuses == [200] + [403] * 7
+
+
+def test_one_refresh_token_redeemed_at_once_gives_one_working_token(
+    space: Space, tmp_path: Path
+) -> None:
+    """Five refreshes with the same refresh token at the same moment: exactly one answers with
+    a new pair (the others are refused), so one refresh token never yields two access tokens."""
+    source, _ = data_file(tmp_path, 100)
+    asset = offer_data(space, {"type": "file", "path": str(source)}, terms())
+
+    async def refresh_five(grant: Any) -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        str(grant.refresh_endpoint),
+                        headers={"Authorization": f"Bearer {grant.token}"},
+                        json={"refreshToken": grant.refresh_token},
+                    )
+                    for _ in range(5)
+                )
+            )
+
+    for _ in range(3):
+        answers = asyncio.run(refresh_five(grant_for(space, asset)))
+        assert sorted(a.status_code for a in answers) == [200, 401, 401, 401, 401], [
+            a.text for a in answers
+        ]
