@@ -92,7 +92,14 @@ class Transfers(ProviderSide, ConsumerSide):
         sender = Role.CONSUMER if role is Role.PROVIDER else Role.PROVIDER
 
         def apply(session: Session, record: TransferProcessRecord) -> None:
+            resuming = isinstance(message, TransferStartMessage) and sender is Role.CONSUMER
+            if resuming and record.suspended_by == Role.PROVIDER.value:
+                raise self.error(
+                    400, "suspended_by_provider",
+                    "the provider suspended this transfer: only the provider resumes it", record,
+                )  # fmt: skip
             self.move(record, message.event, sender)
+            record.suspended_by = sender.value if message.event is Event.SUSPEND else None
             self._data_plane_sees(session, record)
             if isinstance(message, TransferStartMessage) and message.data_address is not None:
                 record.data_address = message.data_address.model_dump_json(by_alias=True)
@@ -134,6 +141,12 @@ class Transfers(ProviderSide, ConsumerSide):
                     "the provider has not acknowledged this transfer yet",
                     record,
                 )
+            theirs = Role.PROVIDER if record.role == Role.CONSUMER.value else None
+            if event is Event.START and theirs and record.suspended_by == theirs.value:
+                raise self.error(
+                    409, "suspended_by_provider",
+                    "the provider suspended this transfer: only the provider resumes it", record,
+                )  # fmt: skip
             extra: dict[str, Any] = {}
             if event in (Event.SUSPEND, Event.TERMINATE):
                 extra = {

@@ -90,6 +90,7 @@ class TransferSteps(ProcessSteps[TransferProcessRecord]):
     ) -> None:
         """Move as ourselves and tell the other side."""
         self.move(record, event, Role(record.role))
+        record.suspended_by = record.role if event is Event.SUSPEND else None
         self._data_plane_sees(session, record)
         if event is Event.START and record.role == Role.PROVIDER.value and self.dataplane:
             address = self.dataplane.address(session, record)

@@ -28,6 +28,9 @@ class TransferProcessRecord(ConnectorBase, table=True):
     """JSON: the consumer's push address, or the provider's pull address once started."""
     on_hold: bool = False
     """Provider: admitted by the policy, waiting for a person to start it."""
+    suspended_by: str | None = Field(default=None, max_length=20)
+    """Who suspended it (provider or consumer) while it is suspended: the consumer may resume
+    only its own suspension; the provider's stands until the provider resumes."""
     termination_code: str | None = Field(default=None, max_length=200)
     termination_reason: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -322,3 +322,31 @@ def complete_and_terminate_at_once(space: Space) -> None:
         assert sorted(codes) == [200, 409], codes
         final = "COMPLETED" if codes[0] == 200 else "TERMINATED"
         in_state(space, view["id"], final)
+
+
+def test_the_consumer_cannot_resume_what_the_provider_suspended(space: Space) -> None:
+    """The bureau's operator suspends; the bank may not resume (its operator is told so, and
+    a raw start message is refused by the bureau); the bureau resumes it."""
+    view = transfer(space, agreed(space))
+    in_state(space, view["id"], "STARTED")
+    (provider,) = bureau_transfers(space)
+    assert move(space.bureau.base_url, provider["id"], "suspend", reason="audit").status_code == 200
+    in_state(space, view["id"], "SUSPENDED")
+    refused = move(space.bank.base_url, view["id"], "resume")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["reason"] == "suspended_by_provider"
+    forged = asyncio.run(
+        call(
+            space.bank,
+            space.bureau.participant_id,
+            f"{space.bureau.base_url}/dsp/transfers/{provider['id']}/start",
+            method="POST",
+            body={"@context": [DSP], "@type": "TransferStartMessage",
+                  "providerPid": provider["id"], "consumerPid": view["id"]},
+        )
+    )  # fmt: skip
+    assert forged.status_code == 400, forged.text
+    assert forged.json()["code"] == "suspended_by_provider"
+    assert bureau_transfers(space)[0]["state"] == "SUSPENDED"
+    assert move(space.bureau.base_url, provider["id"], "resume").status_code == 200
+    in_state(space, view["id"], "STARTED")
