@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.identity_bench
 	$(BIN)/python -m bench.connector_bench
 	$(BIN)/python -m bench.dataplane_bench
+	$(BIN)/python -m bench.contracts_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
