@@ -228,14 +228,19 @@ class Outbox:
         with Session(self._engine) as session:
             return list(session.exec(query).all())
 
-    def _next_due_at(self) -> datetime | None:
+    def _next_due_at(self, busy: Collection[str]) -> datetime | None:
+        """When the next message of a process not ``busy`` is due (a busy process's task
+        wakes the worker when it is done: its messages must not make the worker spin)."""
+        query = (
+            select(OutboxMessage.next_attempt_at)
+            .where(OutboxMessage.status == Delivery.PENDING)
+            .order_by(col(OutboxMessage.next_attempt_at))
+            .limit(1)
+        )
+        if busy:
+            query = query.where(col(OutboxMessage.process_id).not_in(list(busy)))
         with Session(self._engine) as session:
-            pending = session.exec(
-                select(OutboxMessage.next_attempt_at)
-                .where(OutboxMessage.status == Delivery.PENDING)
-                .order_by(col(OutboxMessage.next_attempt_at))
-                .limit(1)
-            ).first()
+            pending = session.exec(query).first()
         if pending is None:
             return None
         return pending if pending.tzinfo else pending.replace(tzinfo=UTC)
@@ -384,7 +389,7 @@ class Outbox:
             self._wake.clear()
             try:
                 self._dispatch()
-                due = self._next_due_at()
+                due = self._next_due_at(self._in_flight.keys())
             except Exception as error:
                 failures += 1
                 self._round_failing = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
