@@ -184,6 +184,36 @@ def authority_settings(
     )  # fmt: skip
 
 
+def start_pair(
+    servers: ExitStack, folder: Path, **overrides: dict[str, Any]
+) -> tuple[ConnectorSettings, ConnectorSettings]:
+    """The authority (in this process) and the bureau and the bank (each its own process),
+    onboarded, the bureau seeded with its catalogue; ``overrides``: settings per name
+    (``bureau={...}``, ``bank={...}``). Everything stops with ``servers``."""
+    authority_sock, bureau_sock, bank_sock = bind(), bind(), bind()
+    authority = did(authority_sock, "authority")
+    bureau = connector(bureau_sock, folder, "bureau", authority).model_copy(
+        update=overrides.get("bureau", {})
+    )
+    bank = connector(bank_sock, folder, "bank", authority).model_copy(
+        update=overrides.get("bank", {})
+    )
+    broker = authority_settings(authority_sock, folder, bureau, bank)
+    servers.enter_context(serve_in_thread(create_broker(broker), authority_sock))
+    for settings, sock in ((bureau, bureau_sock), (bank, bank_sock)):
+        sock.close()
+        servers.enter_context(serve_process(settings))
+
+    async def onboard(settings: ConnectorSettings, types: list[CredentialType]) -> None:
+        async with standalone(settings) as (participant, client):
+            await request_credentials(participant, client, authority, types)
+
+    asyncio.run(onboard(bureau, [CredentialType.MEMBERSHIP]))
+    asyncio.run(onboard(bank, [CredentialType.MEMBERSHIP, CredentialType.FINANCIAL_INSTITUTION]))
+    seed(bureau, datetime.now(UTC))
+    return bureau, bank
+
+
 def finalized(engine: Any, negotiation_id: str) -> bool:
     with Session(engine) as session:
         record = session.get(ContractNegotiationRecord, negotiation_id)
@@ -193,27 +223,7 @@ def finalized(engine: Any, negotiation_id: str) -> bool:
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kexin-bench-") as scratch, ExitStack() as servers:
         folder = Path(scratch)
-        authority_sock, bureau_sock, bank_sock = bind(), bind(), bind()
-        authority = did(authority_sock, "authority")
-        bureau, bank = (
-            connector(bureau_sock, folder, "bureau", authority),
-            connector(bank_sock, folder, "bank", authority),
-        )
-        broker = authority_settings(authority_sock, folder, bureau, bank)
-        servers.enter_context(serve_in_thread(create_broker(broker), authority_sock))
-        for settings, sock in ((bureau, bureau_sock), (bank, bank_sock)):
-            sock.close()
-            servers.enter_context(serve_process(settings))
-
-        async def onboard(settings: ConnectorSettings, types: list[CredentialType]) -> None:
-            async with standalone(settings) as (participant, client):
-                await request_credentials(participant, client, authority, types)
-
-        asyncio.run(onboard(bureau, [CredentialType.MEMBERSHIP]))
-        asyncio.run(
-            onboard(bank, [CredentialType.MEMBERSHIP, CredentialType.FINANCIAL_INSTITUTION])
-        )
-        seed(bureau, datetime.now(UTC))
+        bureau, bank = start_pair(servers, folder)
 
         # --- catalogue: first page of 100 out of 10,000 --------------------------------------
         async def tokens(count: int) -> list[str]:

@@ -26,18 +26,12 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
-from bench.connector_bench import KEY, authority_settings, connector, seed, serve_process
-from broker.app import create_app as create_broker
-from connector.dcp.client import request_credentials
-from connector.participant import standalone
+from bench.connector_bench import KEY, start_pair
 from connector.settings import ConnectorSettings
-from dataspace.servers import bind, serve_in_thread
-from identity.credentials import CredentialType
 
 BURST = 200
 SUSTAINED = 1_000
@@ -124,30 +118,10 @@ def main() -> int:
         ExitStack() as servers,
         databases(options.postgres, Path(scratch)) as (bureau_db, bank_db),
     ):
-        folder = Path(scratch)
-        authority_sock, bureau_sock, bank_sock = bind(), bind(), bind()
-        authority = f"did:web:127.0.0.1%3A{authority_sock.getsockname()[1]}:authority"
-        bureau = connector(bureau_sock, folder, "bureau", authority).model_copy(
-            update={"database_url": bureau_db}
-        )
-        bank = connector(bank_sock, folder, "bank", authority).model_copy(
-            update={"database_url": bank_db, "contracts_timeout_s": CALL_TIMEOUT_S}
-        )
-        broker = authority_settings(authority_sock, folder, bureau, bank)
-        servers.enter_context(serve_in_thread(create_broker(broker), authority_sock))
-        for settings, sock in ((bureau, bureau_sock), (bank, bank_sock)):
-            sock.close()
-            servers.enter_context(serve_process(settings))
-
-        async def onboard(settings: ConnectorSettings, types: list[CredentialType]) -> None:
-            async with standalone(settings) as (participant, client):
-                await request_credentials(participant, client, authority, types)
-
-        asyncio.run(onboard(bureau, [CredentialType.MEMBERSHIP]))
-        asyncio.run(
-            onboard(bank, [CredentialType.MEMBERSHIP, CredentialType.FINANCIAL_INSTITUTION])
-        )
-        seed(bureau, datetime.now(UTC))
+        bureau, bank = start_pair(
+            servers, Path(scratch), bureau={"database_url": bureau_db},
+            bank={"database_url": bank_db, "contracts_timeout_s": CALL_TIMEOUT_S},
+        )  # fmt: skip
         datasets = [f"urn:kexin:asset:{index:05d}" for index in range(10_000)]
         kind = "PostgreSQL" if options.postgres else "SQLite"
         burst, burst_s = asyncio.run(

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Final, Generic, Protocol, TypeVar, cast
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar, cast
 
 import anyio
 import httpx
@@ -47,6 +47,8 @@ ACK_WAIT_S: Final = 5.0
 ACK_POLL_S: Final = 0.02
 TERMINATED: Final = "TERMINATED"
 POLICY_DENIED: Final = "policy_denied"
+PEER_ENDED: Final = "ended_at_peer"
+"""Termination code of a process ended here because the other side had ended it (resync)."""
 """The termination code of a process its policy refused (both protocols)."""
 
 
@@ -385,6 +387,33 @@ class ProcessSteps(Generic[R]):
             session.commit()
             session.refresh(record)
         self._changed(record)
+
+    terminate_event: Any
+    """The protocol's termination event."""
+    taken_over: ClassVar[dict[tuple[str, str], Any]] = {}
+    """Re-synchronisation: (the other side's state, ours) -> the event we take over."""
+
+    def follow_peer(self, process_id: str, seen_state: str, their_state: str | None) -> None:
+        """Re-synchronisation (connector.resync): take over an end the other side reached
+        while we did not hear of it (None: the other side does not know the process)."""
+        with Session(self.engine) as session:
+            record = self.lock(session, process_id)
+            if record is None or record.state != seen_state:
+                return  # moved meanwhile: nothing was missed
+            peer = Role.PROVIDER if record.role == Role.CONSUMER.value else Role.CONSUMER
+            if their_state in (None, TERMINATED):
+                self.move(record, self.terminate_event, peer)
+                record.termination_code = PEER_ENDED
+                record.termination_reason = f"the {peer.value} says: {their_state or 'unknown'}"
+            elif (event := self.taken_over.get((str(their_state), record.state))) is not None:
+                self.move(record, event, peer)
+            else:
+                return
+            self.moved_by_peer(session, record)
+            self.commit(session, record, "resync", f"the {peer.value} says {their_state}")
+
+    def moved_by_peer(self, session: Session, record: R) -> None:
+        """What else a move of the other side's causes here (none by default)."""
 
     def on_failed(self, message: OutboxMessage, error: str) -> None:
         raise NotImplementedError  # each protocol ends its process its own way

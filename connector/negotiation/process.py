@@ -31,7 +31,7 @@ from connector.negotiation.messages import (
     ContractRequestMessage,
 )
 from connector.negotiation.provider import ProviderSide
-from connector.negotiation.steps import MAX_REASON_CHARS, PEER_ENDED, parse_policy
+from connector.negotiation.steps import MAX_REASON_CHARS, parse_policy
 from connector.negotiation.store import ContractNegotiationRecord
 from connector.outbox import Handlers, Outbox, OutboxMessage
 from connector.processes import Steering
@@ -237,24 +237,6 @@ class Negotiations(ProviderSide, ConsumerSide):
                 session, record, Role(record.role), "delivery_failed", [f"{message.kind}: {error}"]
             )
             self.commit(session, record, "delivery_failed", error)
-
-    def follow_peer(self, process_id: str, seen_state: str, their_state: str | None) -> None:
-        """Re-synchronisation (connector.resync): take over an end the other side reached
-        while we did not hear of it; None: the other side does not know the process."""
-        with Session(self.engine) as session:
-            record = self.lock(session, process_id)
-            if record is None or record.state != seen_state:
-                return  # moved meanwhile: nothing was missed
-            peer = Role.PROVIDER if record.role == Role.CONSUMER.value else Role.CONSUMER
-            if their_state in (None, State.TERMINATED.value):
-                self.move(record, Event.TERMINATE, peer)
-                record.termination_code = PEER_ENDED
-                record.termination_reason = f"the {peer.value} says: {their_state or 'unknown'}"
-            elif their_state == State.FINALIZED.value and record.state == State.VERIFIED.value:
-                self.move(record, Event.FINALIZE, Role.PROVIDER)
-            else:
-                return
-            self.commit(session, record, "resync", f"the {peer.value} says {their_state}")
 
     def list(
         self, *, role: Role | None, state: State | None, offset: int, limit: int

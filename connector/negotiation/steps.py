@@ -8,11 +8,11 @@ together with the operator's moves.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlmodel import Session
 
-from connector.negotiation.machine import TERMINAL, Event, Role
+from connector.negotiation.machine import TERMINAL, Event, Role, State
 from connector.negotiation.messages import (
     ContractNegotiation,
     ContractNegotiationTerminationMessage,
@@ -25,8 +25,6 @@ from policy.jsonld import read_policy
 from policy.model import Policy
 
 ERROR_TYPE = "ContractNegotiationError"
-PEER_ENDED = "ended_at_peer"
-"""Termination code of a process ended here because the other side had ended it (resync)."""
 MAX_REASON_CHARS = 2000
 
 
@@ -44,6 +42,10 @@ class NegotiationSteps(ProcessSteps[ContractNegotiationRecord]):
     noun = "contract negotiation"
     terminal = frozenset(state.value for state in TERMINAL)
     path = "negotiations"
+    terminate_event = Event.TERMINATE
+    taken_over: ClassVar[dict[tuple[str, str], Any]] = {
+        (State.FINALIZED.value, State.VERIFIED.value): Event.FINALIZE,
+    }
     manual_approval: bool
     """Provider: a person agrees to admitted requests and finalizes verified agreements."""
     manual_verification: bool

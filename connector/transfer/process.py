@@ -32,7 +32,6 @@ from connector.transfer.messages import (
 from connector.transfer.provider import ProviderSide
 from connector.transfer.steps import (
     MAX_REASON_CHARS,
-    PEER_ENDED,
     VERB,
     DataPlaneHooks,
     joined_reasons,
@@ -203,24 +202,8 @@ class Transfers(ProviderSide, ConsumerSide):
                 )
             self.commit(session, record, "delivery_failed", error)
 
-    def follow_peer(self, process_id: str, seen_state: str, their_state: str | None) -> None:
-        """Re-synchronisation (connector.resync): take over an end the other side reached
-        while we did not hear of it; None: the other side does not know the process."""
-        with Session(self.engine) as session:
-            record = self.lock(session, process_id)
-            if record is None or record.state != seen_state:
-                return  # moved meanwhile: nothing was missed
-            peer = Role.PROVIDER if record.role == Role.CONSUMER.value else Role.CONSUMER
-            if their_state in (None, State.TERMINATED.value):
-                self.move(record, Event.TERMINATE, peer)
-                record.termination_code = PEER_ENDED
-                record.termination_reason = f"the {peer.value} says: {their_state or 'unknown'}"
-            elif their_state == State.COMPLETED.value and record.state == State.STARTED.value:
-                self.move(record, Event.COMPLETE, peer)
-            else:
-                return
-            self._data_plane_sees(session, record)
-            self.commit(session, record, "resync", f"the {peer.value} says {their_state}")
+    def moved_by_peer(self, session: Session, record: TransferProcessRecord) -> None:
+        self._data_plane_sees(session, record)
 
     def list(
         self, *, role: Role | None, state: State | None, offset: int, limit: int

@@ -10,7 +10,7 @@ through its own port, ``DataPlaneHooks``, and imports no data plane.
 
 from __future__ import annotations
 
-from typing import Any, Final, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 from sqlmodel import Session
 
@@ -28,7 +28,6 @@ from connector.transfer.store import TransferProcessRecord
 from identity.verifier import Peer
 
 ERROR_TYPE: Final = "TransferError"
-PEER_ENDED: Final = "ended_at_peer"
 FORMATS: Final = frozenset({"HttpData-PULL", "HttpData-PUSH"})
 MAX_REASON_CHARS: Final = 2000
 VERB: Final = {
@@ -67,6 +66,10 @@ class TransferSteps(ProcessSteps[TransferProcessRecord]):
     noun = "transfer process"
     terminal = frozenset(state.value for state in TERMINAL)
     path = "transfers"
+    terminate_event = Event.TERMINATE
+    taken_over: ClassVar[dict[tuple[str, str], Any]] = {
+        (State.COMPLETED.value, State.STARTED.value): Event.COMPLETE,
+    }
     dataplane: DataPlaneHooks | None
     """What the data plane does about our moves (None: no data plane)."""
     manual_start: bool
