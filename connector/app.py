@@ -34,6 +34,7 @@ from connector.management.trail import ManagementTrail
 from connector.negotiation.process import Negotiations
 from connector.negotiation.routes import consumer as negotiation_consumer
 from connector.negotiation.routes import provider as negotiation_provider
+from connector.negotiation.steps import ERROR_TYPE as NEGOTIATION_ERROR
 from connector.outbox import Handlers, Outbox
 from connector.participant import migrate, participant_for, schemas
 from connector.protocol import DSP_VERSION, DspError
@@ -42,6 +43,7 @@ from connector.settings import ConnectorSettings
 from connector.transfer.process import Transfers
 from connector.transfer.routes import consumer as transfer_consumer
 from connector.transfer.routes import provider as transfer_provider
+from connector.transfer.steps import ERROR_TYPE as TRANSFER_ERROR
 from connector.webhooks import KIND as WEBHOOK
 from connector.webhooks import Webhook
 from identity.resolver import did_web_url
@@ -59,10 +61,10 @@ def utc_now() -> datetime:
 
 
 DSP_ERROR_TYPES: Final = (
-    ("/dsp/negotiations", "ContractNegotiationError"),
-    ("/dsp/callback/negotiations", "ContractNegotiationError"),
-    ("/dsp/transfers", "TransferError"),
-    ("/dsp/callback/transfers", "TransferError"),
+    ("/dsp/negotiations", NEGOTIATION_ERROR),
+    ("/dsp/callback/negotiations", NEGOTIATION_ERROR),
+    ("/dsp/transfers", TRANSFER_ERROR),
+    ("/dsp/callback/transfers", TRANSFER_ERROR),
     ("/dsp/catalog", "CatalogError"),
 )
 

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
 
 from connector.negotiation.process import Negotiations
+from connector.outbox import Outbox
 from connector.protocol import DspError, DspMessage, MessageError
 from connector.settings import ConnectorSettings
 from connector.transfer.process import Transfers
@@ -87,6 +88,11 @@ def get_negotiations(request: Request) -> Negotiations:
     return negotiations
 
 
+def get_outbox(request: Request) -> Outbox:
+    outbox: Outbox = request.app.state.outbox
+    return outbox
+
+
 def get_transfers(request: Request) -> Transfers:
     transfers: Transfers = request.app.state.transfers
     return transfers
@@ -108,6 +114,7 @@ async def read_message(request: Request, model: type[M], error_type: str) -> M:
 
 SettingsDep = Annotated[ConnectorSettings, Depends(get_settings)]
 TransfersDep = Annotated[Transfers, Depends(get_transfers)]
+OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 NegotiationsDep = Annotated[Negotiations, Depends(get_negotiations)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ParticipantDep = Annotated[Participant, Depends(get_participant)]

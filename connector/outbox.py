@@ -36,6 +36,7 @@ from sqlmodel import Field, Session, col, select
 from connector.database import ConnectorBase
 from identity.participant import Participant
 from identity.presentations import EVERY_SCOPE
+from service.logs import one_line
 
 log = logging.getLogger("kexin.connector.outbox")
 
@@ -272,7 +273,7 @@ class Outbox:
             self._delivery_failing = None
         else:  # the database failed while recording a delivery: the message is still pending
             # (sent again later; a repeat is answered as the first time)
-            self._delivery_failing = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+            self._delivery_failing = one_line(error)
             log.warning("outbox delivery for %s failed: %s", process_id, self._delivery_failing)
         self._wake.set()
 
@@ -392,7 +393,7 @@ class Outbox:
                 due = self._next_due_at(self._in_flight.keys())
             except Exception as error:
                 failures += 1
-                self._round_failing = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+                self._round_failing = one_line(error)
                 log.warning("outbox round %d failed, retrying: %s", failures, self._round_failing)
                 await asyncio.sleep(worker_backoff_s(failures))
                 continue

@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 from connector.negotiation.machine import Role
 from connector.outbox import Delivery, OutboxMessage
 from connector.processes import join
+from service.logs import one_line
 
 log = logging.getLogger("kexin.connector.resync")
 
@@ -138,7 +139,7 @@ class Resync:
                 await self.sweep()
                 self.failing = None
             except Exception as error:  # a bad sweep must not end the worker
-                self.failing = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+                self.failing = one_line(error)
                 log.warning("resync sweep failed, retrying: %s", self.failing)
             await asyncio.sleep(self.interval_s)
 

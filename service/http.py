@@ -23,7 +23,7 @@ from identity.credential_service import UnsupportedQueryError
 from identity.errors import IdentityError, http_status
 from service.headers import SecurityHeaders
 from service.limits import BodyLimit
-from service.logs import redact_access_log
+from service.logs import one_line, redact_access_log
 
 log = logging.getLogger("kexin.service")
 RETRY_AFTER_S: Final = 5
@@ -112,7 +112,7 @@ def install_error_handlers(app: FastAPI, *, max_body_bytes: int | None = None) -
 
     async def database_unavailable(_request: Request, error: Exception) -> JSONResponse:
         # locked, unreachable, read-only or full: nothing was changed, and it may pass
-        log.error("database unavailable: %s", str(error).splitlines()[0][:300])
+        log.error("database unavailable: %s", one_line(error))
         body = error_body(
             "ServiceUnavailable",
             "database_unavailable",

@@ -1,5 +1,6 @@
-"""Secrets never reach the access log: a key or token sent by mistake in a query string (an
-API key as ``?x-api-key=…``, a token as ``?access_token=…``) is written as ``[redacted]``."""
+"""What the services log: a failure in one line, and never a secret: a key or token sent by
+mistake in a query string (an API key as ``?x-api-key=…``, a token as ``?access_token=…``) is
+written to the access log as ``[redacted]``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,13 @@ from typing import Final
 SECRET_PARAMETER: Final = re.compile(
     r"(?i)([?&][^=&]*(?:key|token|secret|passw|auth|signature)[^=&]*=)[^&#\s]*"
 )
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """A failure in one line, for logs and readiness: its type and the first line of its
+    message (a message that is empty, as httpx's ``ReadTimeout('')``, leaves the type)."""
+    first = next(iter(str(error).splitlines()), "")
+    return f"{type(error).__name__}: {first[:limit]}" if first else type(error).__name__
 
 
 def redact(text: str) -> str:

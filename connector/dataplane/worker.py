@@ -29,6 +29,7 @@ from connector.transfer.machine import State
 from connector.transfer.store import TransferProcessRecord
 from policy.duties import DutyState
 from policy.operands import CredentialFacts, Scope
+from service.logs import one_line
 
 log = logging.getLogger("kexin.dataplane")
 
@@ -109,7 +110,7 @@ class DataPlaneWorker:
                 await self.tick()
                 self.failing = None
             except Exception as error:
-                self.failing = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+                self.failing = one_line(error)
                 log.warning("data plane round failed, retrying: %s", self.failing)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), self.monitor_interval_s)

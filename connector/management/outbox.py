@@ -5,25 +5,17 @@ carry data-plane tokens."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
-from connector.deps import ManagementError, require_manager
+from connector.deps import ManagementError, OutboxDep, require_manager
 from connector.management.routes import Limit, Offset, _page
-from connector.outbox import Delivery, Outbox, OutboxMessage
+from connector.outbox import Delivery, OutboxMessage
 
 router = APIRouter(
     prefix="/management/v1/outbox", tags=["management"], dependencies=[Depends(require_manager)]
 )
-
-
-def get_outbox(request: Request) -> Outbox:
-    outbox: Outbox = request.app.state.outbox
-    return outbox
-
-
-OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 
 
 def message_view(message: OutboxMessage) -> dict[str, Any]:

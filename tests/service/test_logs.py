@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from service.logs import RedactSecrets, redact
+from service.logs import RedactSecrets, one_line, redact
 
 
 @pytest.mark.parametrize(
@@ -32,3 +32,15 @@ def test_the_filter_redacts_uvicorns_access_log_arguments() -> None:
     assert RedactSecrets().filter(record)
     assert "s3cret" not in record.getMessage()
     assert "[redacted]" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (TimeoutError(""), "TimeoutError"),  # an empty message: no IndexError in a handler
+        (ValueError("first\nsecond"), "ValueError: first"),
+        (OSError("x" * 400), "OSError: " + "x" * 300),
+    ],
+)
+def test_a_failure_in_one_line(error: BaseException, line: str) -> None:
+    assert one_line(error) == line
