@@ -363,8 +363,8 @@ class ProcessSteps(Generic[R]):
                 counterparty=record.counterparty, subject=record.id, reason=why,
             ),
         )  # fmt: skip
+        session.expire_on_commit = False  # the record stays as written: no read after commit
         session.commit()
-        session.refresh(record)
         self.outbox.wake()
         self._changed(record)
 
@@ -384,8 +384,8 @@ class ProcessSteps(Generic[R]):
             if record.consumer_pid is None:
                 record.consumer_pid = getattr(ack, "consumer_pid", None)
             session.add(record)
+            session.expire_on_commit = False
             session.commit()
-            session.refresh(record)
         self._changed(record)
 
     terminate_event: Any
