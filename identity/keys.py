@@ -125,7 +125,9 @@ SALT_BYTES: Final = 16
 NONCE_BYTES: Final = 12
 WRAPPING_KEY_BYTES: Final = 32
 MAX_LOG2_N: Final = 20
-"""N=2^20 with r=8 needs 1 GiB: stored parameters above that are refused, not computed."""
+MAX_SCRYPT_BYTES: Final = 1 << 30
+"""scrypt needs 128 * r * N bytes (N=2^20 with r=8: 1 GiB): stored parameters asking for more
+are refused, not computed."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,8 @@ class ScryptCost:
     p: int = 1
 
     def __post_init__(self) -> None:
-        if not (1 <= self.log2_n <= MAX_LOG2_N and 1 <= self.r <= 32 and 1 <= self.p <= 16):
+        in_range = 1 <= self.log2_n <= MAX_LOG2_N and 1 <= self.r <= 32 and 1 <= self.p <= 16
+        if not in_range or 128 * self.r * 2**self.log2_n > MAX_SCRYPT_BYTES:
             raise KeyMaterialError(
                 f"scrypt parameters out of range: N=2^{self.log2_n}, r={self.r}, p={self.p}"
             )

@@ -179,6 +179,7 @@ def test_one_key_that_does_not_decrypt_leaves_the_whole_old_ring_as_it_was(
         pytest.param("not json", id="not-json"),
         pytest.param('{"n": 3, "r": 8, "p": 1, "salt": "AAAA"}', id="n-not-a-power-of-two"),
         pytest.param('{"n": 2097152, "r": 8, "p": 1, "salt": "AAAA"}', id="n-too-large"),
+        pytest.param('{"n": 1048576, "r": 32, "p": 1, "salt": "AAAA"}', id="4-gib-of-memory"),
         pytest.param('{"n": 1024, "r": 8, "salt": "AAAA"}', id="p-missing"),
         pytest.param('{"n": 1024, "r": true, "p": 1, "salt": "AAAA"}', id="r-not-a-number"),
     ],
