@@ -63,6 +63,7 @@ def create_app(
                 status_ttl=timedelta(seconds=60),
                 clock=clock,
                 key_type=settings.key_type,
+                key_cost=settings.key_cost,
             )
             app.state.participant = participant
             app.state.authority = Authority(

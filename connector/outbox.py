@@ -28,7 +28,7 @@ from functools import partial
 from typing import Any, Final
 
 import httpx
-from sqlalchemy import Column, DateTime, Text, update
+from sqlalchemy import Column, DateTime, Text
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, col, select
@@ -383,17 +383,20 @@ class Outbox:
     def _drop_later(session: Session, failed: OutboxMessage) -> None:
         """Messages to the same party that the process enqueued after one that failed assumed it
         was delivered: they are not sent either (the process's failure handler decides what
-        to tell the other side)."""
-        session.execute(
-            update(OutboxMessage)
-            .where(
+        to tell the other side), and are kept, like the one that failed, without their tokens."""
+        later = session.exec(
+            select(OutboxMessage).where(
                 col(OutboxMessage.process_id) == failed.process_id,
                 col(OutboxMessage.audience) == failed.audience,
                 col(OutboxMessage.status) == Delivery.PENDING,
                 col(OutboxMessage.id) > failed.id,
             )
-            .values(status=Delivery.FAILED, last_error=f"not sent: message {failed.id} failed")
-        )
+        ).all()
+        for message in later:
+            message.status = Delivery.FAILED
+            message.last_error = f"not sent: message {failed.id} failed"
+            message.body = without_secrets(message.body)
+            session.add(message)
 
     async def run(self) -> None:
         """The worker: deliver what is due; sleep until woken or until the next retry is due.

@@ -178,6 +178,7 @@ def connector_rotate_key() -> None:
             settings.key_passphrase.get_secret_value(),
             datetime.now(UTC),
             settings.key_type,
+            settings.key_cost,
         )
     except KeyMaterialError as error:
         typer.echo(f"error: {error}", err=True)

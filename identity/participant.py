@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from identity.credential_service import CredentialService
 from identity.credentials import CredentialType, TrustedIssuers
 from identity.keyring import KeyRing
-from identity.keys import KeyType
+from identity.keys import OWASP_SCRYPT, KeyType, ScryptCost
 from identity.resolver import DIDResolver
 from identity.status import StatusListCache
 from identity.store import CredentialStore, SqlReplayCache
@@ -47,8 +47,9 @@ def build_participant(
     status_ttl: timedelta,
     clock: Callable[[], datetime],
     key_type: KeyType = KeyType.ED25519,
+    key_cost: ScryptCost = OWASP_SCRYPT,
 ) -> Participant:
-    keyring = KeyRing.load_or_create(engine, did, passphrase, clock(), key_type)
+    keyring = KeyRing.load_or_create(engine, did, passphrase, clock(), key_type, key_cost)
     sts = SecureTokenService(keyring, clock)
     resolver = DIDResolver(client, allow_http=allow_http)
     replay = SqlReplayCache(engine)

@@ -9,8 +9,11 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
 
-from identity.keys import MIN_PASSPHRASE_CHARS, KeyType
+from identity.keys import MIN_PASSPHRASE_CHARS, OWASP_SCRYPT, KeyType, ScryptCost
 from storage.engine import DatabaseURL
+
+MIN_SCRYPT_LOG2_N = 15
+"""The least cost accepted from settings (N=2^15: about 0.1 s here)."""
 
 
 class ParticipantServiceSettings(BaseSettings):
@@ -24,12 +27,19 @@ class ParticipantServiceSettings(BaseSettings):
     app refuses to start on an old schema and names the command to run."""
     key_passphrase: SecretStr = Field(min_length=MIN_PASSPHRASE_CHARS)
     """Encrypts the participant's private keys at rest."""
+    key_scrypt_log2_n: int = Field(default=OWASP_SCRYPT.log2_n, ge=MIN_SCRYPT_LOG2_N, le=20)
+    """scrypt's cost for the key passphrase: N = 2**this (r=8, p=1). The default, 17, is
+    OWASP's (about 0.5 s and 128 MiB, once per start); 15 and 16 cost a quarter and a half."""
     key_type: KeyType = KeyType.ED25519
     """Ed25519 or P-256, for keys generated from now on (existing keys stay until rotated)."""
     did_web_allow_http: bool = False
     """Resolve did:web over plain HTTP (loopback or a private network only)."""
     http_timeout_s: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+
+    @property
+    def key_cost(self) -> ScryptCost:
+        return ScryptCost(self.key_scrypt_log2_n, OWASP_SCRYPT.r, OWASP_SCRYPT.p)
 
     @property
     def base_url(self) -> str:

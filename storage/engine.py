@@ -85,6 +85,9 @@ def _sqlite_pragmas(*, memory: bool) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
+        # What is deleted or overwritten (a token redacted once sent) is zeroed in the file,
+        # not left in free space: Debian's SQLite does this by default, others do not.
+        cursor.execute("PRAGMA secure_delete=ON")
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=5000")
