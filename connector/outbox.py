@@ -28,7 +28,7 @@ from functools import partial
 from typing import Any, Final
 
 import httpx
-from sqlalchemy import Column, DateTime, Text
+from sqlalchemy import Column, DateTime, Text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, col, select
@@ -326,15 +326,17 @@ class Outbox:
             error = f"{response.status_code}: {response.text[:500]}"
             retry = response.status_code >= 500 or response.status_code in RETRIED_STATUSES
             early = response.status_code in EARLY_STATUSES
+        if error is None:
+            sent = self._record_sent(message)
+            if handlers.on_sent and response is not None:
+                handlers.on_sent(sent, response)
+            return Delivery.SENT
         with Session(self._engine, expire_on_commit=False) as session:
             stored = session.get(OutboxMessage, message.id)
             assert stored is not None  # noqa: S101 - read a moment ago, never deleted
             stored.attempts += 1
             stored.last_error = error
-            if error is None:
-                stored.status = Delivery.SENT
-                stored.body = without_secrets(stored.body)
-            elif retry and self._clock() < self._deadline_of(stored):
+            if retry and self._clock() < self._deadline_of(stored):
                 stored.next_attempt_at = self._clock() + backoff(stored.attempts)
             elif early and stored.attempts < EARLY_ATTEMPTS:
                 wait = backoff(stored.attempts, EARLY_BACKOFF_BASE_S)
@@ -345,11 +347,26 @@ class Outbox:
                 self._drop_later(session, stored)
             session.add(stored)
             session.commit()
-        if stored.status == Delivery.SENT and handlers.on_sent and response is not None:
-            handlers.on_sent(stored, response)
         if stored.status == Delivery.FAILED and handlers.on_failed:
             handlers.on_failed(stored, error or "failed")
         return Delivery(stored.status)
+
+    def _record_sent(self, message: OutboxMessage) -> OutboxMessage:
+        """Mark a message sent (one UPDATE: the message was read a moment ago, and only its own
+        delivery task changes a pending message), kept without the tokens it carried."""
+        body = without_secrets(message.body)
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id) == message.id)
+                .values(
+                    status=Delivery.SENT, attempts=col(OutboxMessage.attempts) + 1,
+                    last_error=None, body=body,
+                )
+            )  # fmt: skip
+        message.status, message.attempts = Delivery.SENT, message.attempts + 1
+        message.last_error, message.body = None, body
+        return message
 
     def messages(self, *, status: Delivery | None, offset: int, limit: int) -> list[OutboxMessage]:
         """For the operator: messages, newest first (given up ones with ``status=failed``)."""

@@ -363,9 +363,11 @@ class ProcessSteps(Generic[R]):
                 counterparty=record.counterparty, subject=record.id, reason=why,
             ),
         )  # fmt: skip
+        enqueued = any(isinstance(added, OutboxMessage) for added in session.new)
         session.expire_on_commit = False  # the record stays as written: no read after commit
         session.commit()
-        self.outbox.wake()
+        if enqueued:
+            self.outbox.wake()
         self._changed(record)
 
     def on_ack(self, message: OutboxMessage, response: httpx.Response) -> None:
