@@ -28,6 +28,7 @@ from connector.dataplane.worker import DataPlaneWorker, Wakeup
 from connector.dcp.routes import did_document
 from connector.dcp.routes import router as dcp_router
 from connector.deps import ManagementError
+from connector.management.credentials import router as credentials_router
 from connector.management.outbox import router as outbox_router
 from connector.management.routes import router as management_router
 from connector.management.trail import ManagementTrail
@@ -299,6 +300,7 @@ def create_app(
     app.include_router(transfer_consumer)
     app.include_router(management_router)
     app.include_router(outbox_router)
+    app.include_router(credentials_router)
     app.include_router(dataplane_router)
     app.include_router(contracts_router)
     app.include_router(duties_router)

@@ -50,11 +50,11 @@ def build_participant(
     key_cost: ScryptCost = OWASP_SCRYPT,
 ) -> Participant:
     keyring = KeyRing.load_or_create(engine, did, passphrase, clock(), key_type, key_cost)
-    sts = SecureTokenService(keyring, clock)
+    store = CredentialStore(engine)
+    sts = SecureTokenService(keyring, clock, held=store.fingerprint)
     resolver = DIDResolver(client, allow_http=allow_http)
     replay = SqlReplayCache(engine)
     status = StatusListCache(client, resolver, ttl_s=status_ttl.total_seconds(), now=clock)
-    store = CredentialStore(engine)
     return Participant(
         did=did,
         keyring=keyring,

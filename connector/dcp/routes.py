@@ -53,7 +53,8 @@ async def store_credentials(
 async def verified_peer(
     participant: ParticipantDep, authorization: AuthorizationHeader = None
 ) -> dict[str, Any]:
-    """Authenticate the caller the DCP way and say what was verified about it."""
+    """Authenticate the caller the DCP way and say what was verified about it, and which of
+    the credentials it presented did not count, and why."""
     peer = await participant.verifier.authenticate(authorization)
     facts = peer.facts()
     return {
@@ -61,6 +62,16 @@ async def verified_peer(
         "credentials": [
             {"type": c.type.value, "issuer": c.issuer, "expires": c.expires_at.isoformat()}
             for c in peer.presentation.credentials
+        ],
+        "refused": [
+            {
+                "id": r.id,
+                "type": r.type,
+                "issuer": r.issuer,
+                "reason": r.reason.value,
+                "message": r.message,
+            }
+            for r in peer.presentation.refused
         ],
         "membership": facts.membership,
         "roles": sorted(facts.roles),

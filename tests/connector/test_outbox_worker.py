@@ -5,7 +5,7 @@ message is left behind by that economy. The peer is an httpx mock; the worker ru
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -45,7 +45,7 @@ async def until(check: Callable[[], bool], seconds: float = 10.0) -> None:
 
 def run_worker(
     engine: Engine,
-    answer: Callable[[httpx.Request], Awaitable[httpx.Response]],
+    answer: Callable[[httpx.Request], Coroutine[None, None, httpx.Response]],
     scenario: Callable[[Outbox], Awaitable[None]],
 ) -> None:
     upgrade(engine, migrations())
