@@ -34,6 +34,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Field, Session, col, select
 
 from connector.database import ConnectorBase
+from connector.faults import NO_FAULTS, FaultPoint, Faults
 from identity.participant import Participant
 from identity.presentations import EVERY_SCOPE
 from service.logs import one_line
@@ -166,7 +167,9 @@ class Outbox:
         static_tokens: dict[str, str] | None = None,
         *,
         deadline_s: float = DEADLINE_S,
+        faults: Faults = NO_FAULTS,
     ) -> None:
+        self._faults = faults
         self._deadline = timedelta(seconds=deadline_s)
         self._static_tokens = static_tokens or {}
         """Conformance-testing mode: audience DID -> the static token sent instead of DCP."""
@@ -308,6 +311,8 @@ class Outbox:
             error = f"{response.status_code}: {response.text[:500]}"
             retry = response.status_code >= 500 or response.status_code in RETRIED_STATUSES
             early = response.status_code in EARLY_STATUSES
+        if error is None:
+            self._faults.reached(FaultPoint.DELIVERED, message.kind)
         with Session(self._engine) as session:
             stored = session.get(OutboxMessage, message.id)
             assert stored is not None  # noqa: S101 - read a moment ago, never deleted

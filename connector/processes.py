@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from connector.audit import AuditRecord, AuditSink, Outcome
+from connector.faults import NO_FAULTS, FaultPoint, Faults
 from connector.inbox import answered, digest, remember
 from connector.negotiation.machine import ProtocolError, Role
 from connector.outbox import Outbox, OutboxMessage, enqueue
@@ -101,7 +102,9 @@ class ProcessSteps(Generic[R]):
         state_type: Callable[[str], Any],
         webhook: Webhook | None = None,
         steering: Steering | None = None,
+        faults: Faults = NO_FAULTS,
     ) -> None:
+        self.faults = faults
         self.steering = steering
         self.engine = engine
         self.me = me
@@ -364,6 +367,7 @@ class ProcessSteps(Generic[R]):
             ),
         )  # fmt: skip
         session.commit()
+        self.faults.reached(FaultPoint.COMMITTED, action)
         session.refresh(record)
         self.outbox.wake()
         self._changed(record)

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from connector.faults import FaultSpec
 from identity.credentials import CredentialType
 from identity.did import DID, check_did
 from service.settings import ParticipantServiceSettings
@@ -104,3 +105,7 @@ class ConnectorSettings(ParticipantServiceSettings):
     side how it stands and follows an end it missed."""
     contracts_timeout_s: float = Field(default=30.0, gt=0, le=600)
     """Data contracts API: how long one call waits for a negotiation and a transfer start."""
+    fault: FaultSpec | None = None
+    """Test-only fault injection (connector.faults): ``delivered:<message kind>`` or
+    ``committed:<action>`` kills this connector (SIGKILL) the first time it gets there, for the
+    crash tests. Never in production; logged loudly when set."""
