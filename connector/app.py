@@ -127,7 +127,8 @@ def create_app(
                 )
             outbox = Outbox(
                 engine, participant, client, clock, static_tokens,
-                deadline_s=settings.delivery_deadline_s, faults=faults,
+                deadline_s=settings.delivery_deadline_s, backoff_s=settings.delivery_backoff_s,
+                faults=faults,
             )  # fmt: skip
             steering = None if conformance is None else conformance.driver
             webhook = None

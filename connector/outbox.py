@@ -167,9 +167,11 @@ class Outbox:
         static_tokens: dict[str, str] | None = None,
         *,
         deadline_s: float = DEADLINE_S,
+        backoff_s: float = BACKOFF_BASE_S,
         faults: Faults = NO_FAULTS,
     ) -> None:
         self._faults = faults
+        self._backoff_s = backoff_s
         self._deadline = timedelta(seconds=deadline_s)
         self._static_tokens = static_tokens or {}
         """Conformance-testing mode: audience DID -> the static token sent instead of DCP."""
@@ -322,7 +324,7 @@ class Outbox:
                 stored.status = Delivery.SENT
                 stored.body = without_secrets(stored.body)
             elif retry and self._clock() < self._deadline_of(stored):
-                stored.next_attempt_at = self._clock() + backoff(stored.attempts)
+                stored.next_attempt_at = self._clock() + backoff(stored.attempts, self._backoff_s)
             elif early and stored.attempts < EARLY_ATTEMPTS:
                 wait = backoff(stored.attempts, EARLY_BACKOFF_BASE_S)
                 stored.next_attempt_at = self._clock() + wait
