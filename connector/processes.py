@@ -356,7 +356,9 @@ class ProcessSteps(Generic[R]):
                 body=event(self.noun.split()[-1], record, self.clock()),
                 now=self.clock(),
             )
-        outcome, why = Outcome.ACCEPTED, reason or f"now {record.state}"
+        # The state the process is now in, always: the audit log shows the path it took.
+        why = f"now {record.state}" + (f": {reason}" if reason else "")
+        outcome = Outcome.ACCEPTED
         if changed and record.state == TERMINATED and record.termination_code == POLICY_DENIED:
             outcome, why = Outcome.REFUSED, f"{POLICY_DENIED}: {record.termination_reason}"
         self.audit.add(
