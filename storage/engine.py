@@ -8,12 +8,13 @@ This module does not create tables: :mod:`storage.migrate` does, through Alembic
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Annotated, Any, Final
 
 import sqlalchemy
 from pydantic import AfterValidator
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Engine, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
@@ -78,7 +79,23 @@ def create_engine(database_url: str, *, echo: bool = False) -> Engine:
     engine = sqlalchemy.create_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas(memory=is_memory_sqlite(url)))
+        event.listen(engine, "handle_error", _discard_read_only)
     return engine
+
+
+SQLITE_READONLY: Final = 8
+"""SQLite's primary result code for "attempt to write a readonly database" (its extended codes
+carry it in the low byte)."""
+
+
+def _discard_read_only(context: ExceptionContext) -> None:
+    """A SQLite connection opened while its file could not be written (read-only, immutable)
+    stays read-only for good, even once the file is writable again: treat its error as a lost
+    connection, so that the pool closes it (and the others it holds) and opens new ones."""
+    error = context.original_exception
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(error, sqlite3.OperationalError) and isinstance(code, int):
+        context.is_disconnect = context.is_disconnect or code & 0xFF == SQLITE_READONLY
 
 
 def _sqlite_pragmas(*, memory: bool) -> Any:

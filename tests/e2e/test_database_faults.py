@@ -1,6 +1,8 @@
 """A connector whose disk fills up, for real: its SQLite file lies on a small tmpfs that the
-test fills. While the
-fault lasts, requests get a typed 503 ``database_unavailable`` (never a 500), readiness says
+test fills; one whose database becomes read-only, for real: its files on an ext4 image of the
+test's own are made immutable (``chattr +i``), which the kernel enforces even on descriptors
+already open for writing (remounting read-only is refused while the database is open). While
+the fault lasts, requests get a typed 503 ``database_unavailable`` (never a 500), readiness says
 why, and the outbox worker keeps retrying; once the fault clears, what was pending is sent
 without a restart and new requests succeed. Mounting needs root (CI runs as root)."""
 
@@ -11,6 +13,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -31,6 +34,7 @@ from tests.connector.test_conformance import (
 
 DISK_BYTES = 8 << 20
 AGREEMENT = "/negotiations/urn:uuid:kit-1/agreement"
+CALLERS = 16
 
 
 @pytest.fixture
@@ -126,3 +130,76 @@ def test_a_full_disk_gives_503_and_pending_work_completes_once_space_is_freed(
     assert state == "AGREED"
     assert "/negotiations/urn:uuid:kit-1/termination" not in kit.paths()
     assert os.path.exists(small_disk / "c.db")
+
+
+@pytest.fixture
+def ext4_disk(tmp_path: Path) -> Iterator[Path]:
+    """A small ext4 file system of the test's own (a loop device), where the kernel enforces
+    the immutable attribute even on files already open for writing."""
+    image, folder = tmp_path / "disk.ext4", tmp_path / "ext4"
+    folder.mkdir()
+    with image.open("wb") as out:
+        out.truncate(DISK_BYTES * 2)
+    made = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True, check=False)
+    mounted = subprocess.run(
+        ["mount", "-o", "loop", str(image), str(folder)], capture_output=True, check=False
+    )
+    if made.returncode != 0 or mounted.returncode != 0:
+        why = (made.stderr or mounted.stderr).decode().strip()
+        pytest.skip(f"cannot make and mount an ext4 image here (needs root): {why}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-R", "-i", str(folder)], capture_output=True, check=False)
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def immutable(folder: Path, on: bool) -> None:
+    """The database and its write-ahead log become read-only for everyone, root included (the
+    kernel refuses writes to them, through descriptors already open too), or writable again.
+    The shared-memory index stays writable: SQLite maps it, and needs it to read at all."""
+    files = [str(folder / name) for name in ("c.db", "c.db-wal")]
+    subprocess.run(["chattr", "+i" if on else "-i", *files], check=True, capture_output=True)
+
+
+def test_a_read_only_database_gives_503_and_pending_work_completes_once_writable(
+    ext4_disk: Path,
+) -> None:
+    delivering = {"on": False}
+    kit = Kit(lambda path, _count: 200 if delivering["on"] or path != AGREEMENT else 503)
+    settings = conformance_settings(ext4_disk)  # its database: ext4_disk / c.db
+    with app_with(settings, kit) as client:
+        publish(client)
+        created = client.post("/dsp/negotiations/request", json=kit_request(OFFER), headers=AUTH)
+        assert created.status_code == 201, created.text
+        pid = created.json()["providerPid"]
+        wait_for(lambda: AGREEMENT in kit.paths())  # tried once: the kit answered 503
+
+        immutable(ext4_disk, on=True)
+        with pytest.raises(PermissionError):
+            (ext4_disk / "c.db").open("r+b")  # a real fault: even root cannot write
+        delivering["on"] = True  # the kit would take it now, but the outbox cannot record it
+        with ThreadPoolExecutor(CALLERS) as callers:  # at once: the pool opens connections
+            answers = list(callers.map(lambda n: client.post(
+                "/management/v1/assets", headers=KEY, json=big_asset(f"during-{n}")
+            ), range(CALLERS)))  # fmt: skip
+        health = client.get("/health")
+        time.sleep(1.5)  # outbox rounds fail meanwhile
+        worker = client.get("/health").json()["workers"]["outbox"]
+
+        immutable(ext4_disk, on=False)
+        wait_for(lambda: client.get("/health").status_code == 200, timeout_s=20)
+        wait_for(lambda: outbox_states(ext4_disk) == ["sent"], timeout_s=30)
+        state = negotiation_state(client, pid)
+        with ThreadPoolExecutor(CALLERS) as callers:
+            after = list(callers.map(lambda n: client.post(
+                "/management/v1/assets", headers=KEY, json=big_asset(f"after-{n}")
+            ), range(CALLERS)))  # fmt: skip
+
+    assert [a.status_code for a in answers] == [503] * CALLERS
+    assert answers[0].json()["reason"] == "database_unavailable"
+    assert (health.status_code, health.json()["database"]) == (503, "unwritable")
+    assert worker.startswith("retrying: "), worker
+    assert [a.status_code for a in after] == [201] * CALLERS, [a.text for a in after]
+    assert state == "AGREED"
+    assert "/negotiations/urn:uuid:kit-1/termination" not in kit.paths()
