@@ -12,13 +12,17 @@ import os
 import sqlite3
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from connector.catalog.offers import offer_id
+from tests import postgres
 from tests.connector.test_conformance import (
     AUTH,
     KEY,
@@ -31,6 +35,12 @@ from tests.connector.test_conformance import (
     publish,
     wait_for,
 )
+from tests.e2e.dataplane_helpers import audit
+from tests.e2e.space import start_space
+from tests.e2e.test_catalog import onboard_both
+from tests.e2e.test_catalog import publish as publish_catalog
+from tests.e2e.test_negotiation import firm_list_offer, negotiate, state_of
+from tests.e2e.test_negotiation import wait_for as wait_until
 
 DISK_BYTES = 8 << 20
 AGREEMENT = "/negotiations/urn:uuid:kit-1/agreement"
@@ -203,3 +213,91 @@ def test_a_read_only_database_gives_503_and_pending_work_completes_once_writable
     assert [a.status_code for a in after] == [201] * CALLERS, [a.text for a in after]
     assert state == "AGREED"
     assert "/negotiations/urn:uuid:kit-1/termination" not in kit.paths()
+
+
+OUTAGE_S = 10.0
+NEGOTIATIONS = 3
+
+
+@pytest.fixture
+def stoppable_postgres() -> Iterator[postgres.Cluster]:
+    """A PostgreSQL cluster of this test's own, to stop and start again (the session's cluster
+    serves the other tests)."""
+    bindir = postgres.find_bindir()
+    if bindir is None:
+        if os.environ.get("KEXIN_REQUIRE_POSTGRES") == "1":
+            pytest.fail("PostgreSQL server binaries not found (make test installs them)")
+        pytest.skip("PostgreSQL server binaries not found; run `make test` to install them")
+    with postgres.controlled_cluster(bindir) as running:
+        yield running
+
+
+@pytest.mark.postgres
+# Seen once in six runs: a psycopg connection garbage-collected while open (its finalizer warns)
+# as the connectors shut down after the outage; not a failure of what this test checks.
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <function BaseConnection.__del__"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
+def test_postgres_stopped_and_started_again_mid_negotiation(
+    tmp_path: Path, stoppable_postgres: postgres.Cluster
+) -> None:
+    """Both connectors on PostgreSQL; the server stops for ten seconds while negotiations are
+    under way. Meanwhile calls answer 503 ``database_unavailable`` and readiness 503; once it is
+    back, readiness is 200 and every negotiation ends FINALIZED on both sides, without a restart
+    of either connector (their workers survived)."""
+    databases = tuple(
+        postgres.create_database(stoppable_postgres.url, f"{name}_{uuid.uuid4().hex[:8]}")
+        for name in ("bureau", "bank")
+    )
+    with start_space(tmp_path, allow_list=True, databases=(databases[0], databases[1])) as space:
+        onboard_both(space)
+        publish_catalog(space)
+        offer = firm_list_offer(space)
+        started = [negotiate(space, offer)["id"] for _ in range(NEGOTIATIONS)]
+        stoppable_postgres.stop()
+        began = time.monotonic()
+        health = [httpx.get(f"{url}/health", timeout=10) for url in (space.bureau.base_url, space.bank_url)]  # fmt: skip
+        listed = httpx.get(f"{space.bank_url}/management/v1/negotiations", headers=KEY, timeout=10)
+        asked = httpx.post(
+            f"{space.bank_url}/management/v1/negotiations", headers=KEY, timeout=10,
+            json={"counterPartyId": space.bureau.participant_id,
+                  "counterPartyAddress": f"{space.bureau.base_url}/dsp", "offer": offer,
+                  "target": "urn:kexin:asset:firm-list", "purpose": "credit-assessment"},
+        )  # fmt: skip
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - began)))
+        stoppable_postgres.start()
+        back = datetime.now(UTC)
+
+        def states() -> dict[str, list[str]]:
+            bank = [state_of(space.bank_url, pid)["state"] for pid in started]
+            bureau = httpx.get(
+                f"{space.bureau.base_url}/management/v1/negotiations", headers=KEY
+            ).json()["items"]
+            return {"bank": bank, "bureau": [n["state"] for n in bureau]}
+
+        def ready() -> bool:
+            urls = (space.bureau.base_url, space.bank_url)
+            return all(httpx.get(f"{url}/health").status_code == 200 for url in urls)
+
+        wait_until(ready, timeout_s=30)
+        wait_until(
+            lambda: states() == {"bank": ["FINALIZED"] * NEGOTIATIONS,
+                                 "bureau": ["FINALIZED"] * NEGOTIATIONS},
+            timeout_s=60, seen=states,
+        )  # fmt: skip
+        after = [httpx.get(f"{url}/health").json() for url in (space.bureau.base_url, space.bank_url)]  # fmt: skip
+        moved_after = [
+            e for e in audit(space, "bureau") + audit(space, "bank")
+            if e["occurred_at"] > back and (e["reason"] or "").startswith("now ")
+        ]  # fmt: skip
+
+    assert [h.status_code for h in health] == [503, 503]
+    assert {h.json()["database"] for h in health} == {"unreachable"}
+    for refused in (listed, asked):
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["reason"] == "database_unavailable"
+    assert moved_after, "nothing was left to do when the server stopped"
+    for report in after:
+        assert report["status"] == "ok"
+        assert set(report["workers"].values()) == {"running"}, report["workers"]
