@@ -28,6 +28,7 @@ from connector.dataplane.worker import DataPlaneWorker, Wakeup
 from connector.dcp.routes import did_document
 from connector.dcp.routes import router as dcp_router
 from connector.deps import ManagementError
+from connector.faults import faults_for
 from connector.management.credentials import router as credentials_router
 from connector.management.outbox import router as outbox_router
 from connector.management.routes import router as management_router
@@ -119,9 +120,16 @@ def create_app(
                 static_tokens[settings.conformance_participant_id] = (
                     settings.conformance_token.get_secret_value()
                 )
+            faults = faults_for(settings.fault)
+            if settings.fault is not None:
+                log.warning(
+                    "FAULT INJECTION IS ON (%s): this connector kills itself there. Test only.",
+                    settings.fault,
+                )
             outbox = Outbox(
                 engine, participant, client, clock, static_tokens,
-                deadline_s=settings.delivery_deadline_s,
+                deadline_s=settings.delivery_deadline_s, backoff_s=settings.delivery_backoff_s,
+                faults=faults,
             )  # fmt: skip
             steering = None if conformance is None else conformance.driver
             webhook = None
@@ -142,6 +150,7 @@ def create_app(
                 manual_verification=settings.agreement_verification == "manual",
                 webhook=webhook,
                 steering=steering,
+                faults=faults,
             )
             sql_engines = {name: create_engine(url) for name, url in settings.sql_sources.items()}
             dataplane = DataPlane(
@@ -175,6 +184,7 @@ def create_app(
                 webhook=webhook,
                 dataplane=grants,
                 steering=steering,
+                faults=faults,
             )
             app.state.transfers = transfers
             dataplane_worker = DataPlaneWorker(

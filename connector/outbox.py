@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, col, select
 
 from connector.database import ConnectorBase
+from connector.faults import NO_FAULTS, FaultPoint, Faults
 from identity.participant import Participant
 from identity.presentations import EVERY_SCOPE
 from service.logs import one_line
@@ -168,7 +169,11 @@ class Outbox:
         static_tokens: dict[str, str] | None = None,
         *,
         deadline_s: float = DEADLINE_S,
+        backoff_s: float = BACKOFF_BASE_S,
+        faults: Faults = NO_FAULTS,
     ) -> None:
+        self._faults = faults
+        self._backoff_s = backoff_s
         self._deadline = timedelta(seconds=deadline_s)
         self._static_tokens = static_tokens or {}
         """Conformance-testing mode: audience DID -> the static token sent instead of DCP."""
@@ -327,6 +332,7 @@ class Outbox:
             retry = response.status_code >= 500 or response.status_code in RETRIED_STATUSES
             early = response.status_code in EARLY_STATUSES
         if error is None:
+            self._faults.reached(FaultPoint.DELIVERED, message.kind)
             sent = self._record_sent(message)
             if handlers.on_sent and response is not None:
                 handlers.on_sent(sent, response)
@@ -337,7 +343,7 @@ class Outbox:
             stored.attempts += 1
             stored.last_error = error
             if retry and self._clock() < self._deadline_of(stored):
-                stored.next_attempt_at = self._clock() + backoff(stored.attempts)
+                stored.next_attempt_at = self._clock() + backoff(stored.attempts, self._backoff_s)
             elif early and stored.attempts < EARLY_ATTEMPTS:
                 wait = backoff(stored.attempts, EARLY_BACKOFF_BASE_S)
                 stored.next_attempt_at = self._clock() + wait

@@ -136,6 +136,19 @@ def test_the_deadline_comes_from_settings(tmp_path: Path) -> None:
         wait_for(lambda: negotiation_state(client, pid) == "TERMINATED")
 
 
+def test_the_first_retry_wait_comes_from_settings(tmp_path: Path) -> None:
+    """From 50 ms doubling, four attempts fit in a second and a half (from the default 0.5 s,
+    the fourth comes after at least 1.75 s)."""
+    kit = Kit(lambda path, _n: 503 if path == AGREEMENT else 200)
+    with start(tmp_path, kit, Clock(), delivery_backoff_s=0.05) as client:
+        publish(client)
+        client.post("/dsp/negotiations/request", json=kit_request(OFFER), headers=AUTH)
+        wait_for(lambda: AGREEMENT in kit.paths())
+        began = time.monotonic()
+        wait_for(lambda: attempts_of(client, "negotiation.agreement") >= 4, timeout_s=1.5)
+    assert time.monotonic() - began < 1.5
+
+
 def test_backoff_grows_is_capped_and_jittered() -> None:
     first = [backoff(1).total_seconds() for _ in range(200)]
     late = [backoff(40).total_seconds() for _ in range(200)]
