@@ -229,21 +229,21 @@ def create_app(
         conformance = Conformance(settings)
     app.state.conformance = conformance
     app.state.audit = SqlAuditSink(engine)
-    install_error_handlers(app)
 
-    def body_refusal(path: str, max_bytes: int) -> dict[str, Any]:
+    def body_refusal(path: str, status: int, reason: str, message: str) -> dict[str, Any]:
         """DSP paths get their protocol's typed error, every other path the plain one."""
         kind = next((t for prefix, t in DSP_ERROR_TYPES if path.startswith(prefix)), None)
         if kind is None:
-            return plain_refusal(path, max_bytes)
-        return DspError(413, kind, "body_too_large", f"a body is at most {max_bytes} bytes").body()
+            return plain_refusal(path, status, reason, message)
+        return DspError(status, kind, reason, message).body()
 
-    def body_refused(method: str, path: str, max_bytes: int) -> None:
+    install_error_handlers(app, refusal=body_refusal)
+
+    def body_refused(method: str, path: str, why: str) -> None:
         app.state.audit.record(
             AuditRecord(
                 actor=settings.participant_id, action=f"{method} {path}"[:200],
-                outcome=Outcome.REFUSED, occurred_at=clock(),
-                reason=f"body_too_large: a body is at most {max_bytes} bytes",
+                outcome=Outcome.REFUSED, occurred_at=clock(), reason=why,
             )
         )  # fmt: skip
 

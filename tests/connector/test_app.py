@@ -76,3 +76,29 @@ def test_a_wrong_passphrase_refuses_to_start(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="wrong passphrase"), TestClient(create_app(wrong)):
         pass
+
+
+def test_the_frameworks_own_refusals_are_typed_dsp_errors_on_dsp_paths(tmp_path: Path) -> None:
+    with TestClient(create_app(make_settings(f"sqlite:///{tmp_path / 'c.db'}"))) as client:
+        unknown = client.get("/dsp/negotiations/a%0Ab/nothing")
+        wrong_method = client.put("/dsp/catalog/request")
+        management = client.get("/management/v1/nothing")
+        unreadable = client.post(
+            "/management/v1/policydefinitions",
+            content=b'{"id": "\xff"}',
+            headers={"Content-Type": "application/json"},
+        )
+    assert unknown.status_code == 404
+    assert unknown.json()["@type"] == "ContractNegotiationError"
+    assert unknown.json()["code"] == "not_found"
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["@type"] == "CatalogError"
+    assert wrong_method.headers["allow"] == "POST"
+    assert management.status_code == 404
+    assert management.json() == {
+        "type": "BadRequest",
+        "reason": "not_found",
+        "message": "Not Found",
+    }
+    assert unreadable.status_code == 400, unreadable.text
+    assert unreadable.json()["reason"] == "bad_request"
