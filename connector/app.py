@@ -49,6 +49,7 @@ from connector.webhooks import Webhook
 from identity.resolver import did_web_url
 from service.http import error_body, install_error_handlers
 from service.limits import BodyLimit, plain_refusal
+from service.refusals import NOT_READY
 from storage.engine import create_engine
 from storage.health import check_health
 from storage.migrate import require_current
@@ -308,7 +309,7 @@ def create_app(
         path = urlsplit(did_web_url(settings.participant_id)).path
         app.add_api_route(path, did_document, methods=["GET"], tags=["dcp"])
 
-    @app.get("/health", tags=["health"])
+    @app.get("/health", tags=["health"], responses=NOT_READY)
     def health() -> JSONResponse:
         """Readiness: the database reachable and writable, its schemas current, and every
         background worker running (a worker that keeps failing says why)."""
