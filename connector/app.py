@@ -51,6 +51,7 @@ from connector.webhooks import Webhook
 from identity.resolver import did_web_url
 from service.http import error_body, install_error_handlers
 from service.limits import BodyLimit, plain_refusal
+from service.refusals import NOT_READY
 from storage.engine import create_engine
 from storage.health import check_health
 from storage.migrate import require_current
@@ -240,21 +241,21 @@ def create_app(
         conformance = Conformance(settings)
     app.state.conformance = conformance
     app.state.audit = SqlAuditSink(engine)
-    install_error_handlers(app)
 
-    def body_refusal(path: str, max_bytes: int) -> dict[str, Any]:
+    def body_refusal(path: str, status: int, reason: str, message: str) -> dict[str, Any]:
         """DSP paths get their protocol's typed error, every other path the plain one."""
         kind = next((t for prefix, t in DSP_ERROR_TYPES if path.startswith(prefix)), None)
         if kind is None:
-            return plain_refusal(path, max_bytes)
-        return DspError(413, kind, "body_too_large", f"a body is at most {max_bytes} bytes").body()
+            return plain_refusal(path, status, reason, message)
+        return DspError(status, kind, reason, message).body()
 
-    def body_refused(method: str, path: str, max_bytes: int) -> None:
+    install_error_handlers(app, refusal=body_refusal)
+
+    def body_refused(method: str, path: str, why: str) -> None:
         app.state.audit.record(
             AuditRecord(
                 actor=settings.participant_id, action=f"{method} {path}"[:200],
-                outcome=Outcome.REFUSED, occurred_at=clock(),
-                reason=f"body_too_large: a body is at most {max_bytes} bytes",
+                outcome=Outcome.REFUSED, occurred_at=clock(), reason=why,
             )
         )  # fmt: skip
 
@@ -320,7 +321,7 @@ def create_app(
         path = urlsplit(did_web_url(settings.participant_id)).path
         app.add_api_route(path, did_document, methods=["GET"], tags=["dcp"])
 
-    @app.get("/health", tags=["health"])
+    @app.get("/health", tags=["health"], responses=NOT_READY)
     def health() -> JSONResponse:
         """Readiness: the database reachable and writable, its schemas current, and every
         background worker running (a worker that keeps failing says why)."""

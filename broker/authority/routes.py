@@ -33,9 +33,13 @@ from identity.documents import DIDDocument, Service
 from identity.presentations import DCP_CONTEXT
 from identity.tokens import IdToken, validate_id_token
 from service.http import read_json
+from service.refusals import refusals
 
 router = APIRouter(tags=["authority"])
-admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[OperatorDep])
+admin = APIRouter(
+    prefix="/admin", tags=["admin"], dependencies=[OperatorDep],
+    responses=refusals(400, 401, 404, 409, 413, 422, 502, 503, 507),
+)  # fmt: skip
 AuthorizationHeader = Annotated[str | None, Header()]
 
 
@@ -69,7 +73,9 @@ def metadata(authority: AuthorityDep) -> dict[str, Any]:
     return authority.metadata()
 
 
-@router.post("/credentials", status_code=201)
+@router.post(
+    "/credentials", status_code=201, responses=refusals(400, 401, 403, 409, 413, 422, 503, 507)
+)
 async def request_credentials(
     request: Request,
     response: Response,
@@ -86,7 +92,7 @@ async def request_credentials(
     return _status(created)
 
 
-@router.get("/requests/{request_id}")
+@router.get("/requests/{request_id}", responses=refusals(401, 403, 404, 422, 503))
 async def request_status(
     request_id: str, authority: AuthorityDep, participant: ParticipantDep,
     authorization: AuthorizationHeader = None,
@@ -96,7 +102,17 @@ async def request_status(
     return _status(authority.request(request_id, holder=id_token.issuer))
 
 
-@router.get("/status/{list_id}", response_class=PlainTextResponse)
+@router.get(
+    "/status/{list_id}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The status list credential",
+            "content": {"application/vc+jwt": {"schema": {"type": "string"}}},
+        },
+        **refusals(404, 422, 503),
+    },
+)
 def status_list(list_id: str, authority: AuthorityDep) -> PlainTextResponse:
     """The StatusList2021Credential (a VC JWT) for revocation checks."""
     return PlainTextResponse(authority.status_list(list_id), media_type="application/vc+jwt")

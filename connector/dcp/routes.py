@@ -10,8 +10,9 @@ from fastapi import APIRouter, Header, Request
 from connector.deps import ParticipantDep, SettingsDep
 from identity.documents import Service
 from service.http import read_json
+from service.refusals import refusals
 
-router = APIRouter(tags=["dcp"])
+router = APIRouter(tags=["dcp"], responses=refusals(400, 401, 403, 413, 422, 501, 503))
 AuthorizationHeader = Annotated[str | None, Header()]
 
 

@@ -14,11 +14,13 @@ from connector.deps import ManagementError, ParticipantDep, require_manager
 from connector.management.routes import Limit, Offset, _page
 from identity.credential_service import Holding
 from identity.credentials import CredentialType
+from service.refusals import refusals
 
 router = APIRouter(
     prefix="/management/v1/credentials",
     tags=["management"],
     dependencies=[Depends(require_manager)],
+    responses=refusals(401, 404, 422, 503),
 )
 
 

@@ -112,3 +112,29 @@ def test_an_old_format_key_ring_is_rewrapped_on_first_start(tmp_path: Path) -> N
     assert kdf == "scrypt"
     assert json.loads(params)["n"] == 2 ** make_settings(url).key_scrypt_log2_n
     assert b"ENCRYPTED PRIVATE KEY" not in wrapped
+
+
+def test_the_frameworks_own_refusals_are_typed_dsp_errors_on_dsp_paths(tmp_path: Path) -> None:
+    with TestClient(create_app(make_settings(f"sqlite:///{tmp_path / 'c.db'}"))) as client:
+        unknown = client.get("/dsp/negotiations/a%0Ab/nothing")
+        wrong_method = client.put("/dsp/catalog/request")
+        management = client.get("/management/v1/nothing")
+        unreadable = client.post(
+            "/management/v1/policydefinitions",
+            content=b'{"id": "\xff"}',
+            headers={"Content-Type": "application/json"},
+        )
+    assert unknown.status_code == 404
+    assert unknown.json()["@type"] == "ContractNegotiationError"
+    assert unknown.json()["code"] == "not_found"
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["@type"] == "CatalogError"
+    assert wrong_method.headers["allow"] == "POST"
+    assert management.status_code == 404
+    assert management.json() == {
+        "type": "BadRequest",
+        "reason": "not_found",
+        "message": "Not Found",
+    }
+    assert unreadable.status_code == 400, unreadable.text
+    assert unreadable.json()["reason"] == "bad_request"
