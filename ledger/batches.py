@@ -25,7 +25,7 @@ from identity import jwt_sign
 from identity.did import DID
 from identity.documents import DIDDocument
 from identity.errors import IdentityError
-from identity.keyring import SigningKey
+from identity.keys import PrivateKey
 from ledger.digests import HashAlgorithm
 from ledger.events import Count, HexDigest, UtcTime
 from ledger.hashchain import GENESIS, Link
@@ -132,10 +132,12 @@ def build_header(
     return header, tree
 
 
-def sign_header(header: BatchHeader, key: SigningKey) -> str:
-    if key.key_id.split("#", 1)[0] != header.participant:
-        raise BatchError(BatchFault.WRONG_PARTICIPANT, f"{key.key_id} is not {header.participant}")
-    return jwt_sign.sign(header.to_json(), key.private_key, key.key_id, BATCH_TYP)
+def sign_header(header: BatchHeader, key_id: str, key: PrivateKey) -> str:
+    """Sign with the participant's key ``key_id`` (absolute: ``did#key-1``), as the key ring's
+    current ``SigningKey`` gives it."""
+    if key_id.split("#", 1)[0] != header.participant:
+        raise BatchError(BatchFault.WRONG_PARTICIPANT, f"{key_id} is not {header.participant}")
+    return jwt_sign.sign(header.to_json(), key, key_id, BATCH_TYP)
 
 
 def verify_signed_header(token: str, document: DIDDocument) -> BatchHeader:

@@ -46,7 +46,7 @@ def two_batches(
 def test_a_signed_batch_verifies_against_the_did_document(key_type: keys.KeyType) -> None:
     key, document = participant_key(key_type=key_type)
     _links, first, _second = two_batches()
-    token = sign_header(first, key)
+    token = sign_header(first, key.key_id, key.private_key)
     assert verify_signed_header(token, document) == first
     assert jwt_sign.unverified(token)[0]["typ"] == "kexin-ledger-batch+jwt"
 
@@ -64,7 +64,7 @@ def test_the_root_proves_each_event_of_the_batch(algorithm: HashAlgorithm) -> No
 def test_a_changed_signature_or_header_is_refused() -> None:
     key, document = participant_key()
     _links, first, _ = two_batches()
-    token = sign_header(first, key)
+    token = sign_header(first, key.key_id, key.private_key)
     protected, claims, signature = token.split(".")
     forged_claims = json.loads(base64.urlsafe_b64decode(claims + "=="))
     forged_claims["lastSequence"] = 2
@@ -83,7 +83,7 @@ def test_a_batch_signed_by_another_key_is_refused() -> None:
     impostor, _ = participant_key()
     _links, first, _ = two_batches()
     with pytest.raises(BatchError) as caught:
-        verify_signed_header(sign_header(first, impostor), document)
+        verify_signed_header(sign_header(first, impostor.key_id, impostor.private_key), document)
     assert caught.value.fault is BatchFault.BAD_SIGNATURE
 
 
@@ -96,7 +96,7 @@ def test_a_key_not_listed_for_assertions_is_refused() -> None:
     )
     _links, first, _ = two_batches()
     with pytest.raises(BatchError, match="assertionMethod") as caught:
-        verify_signed_header(sign_header(first, key), authentication_only)
+        verify_signed_header(sign_header(first, key.key_id, key.private_key), authentication_only)
     assert caught.value.fault is BatchFault.BAD_SIGNATURE
 
 
@@ -105,11 +105,11 @@ def test_a_batch_of_another_participant_is_refused() -> None:
     _other_key, other_document = participant_key(CONSUMER)
     _links, first, _ = two_batches()
     with pytest.raises(BatchError) as caught:
-        verify_signed_header(sign_header(first, key), other_document)
+        verify_signed_header(sign_header(first, key.key_id, key.private_key), other_document)
     assert caught.value.fault is BatchFault.WRONG_PARTICIPANT
     foreign = SigningKey(f"{CONSUMER}#key-1", key.private_key)
     with pytest.raises(BatchError):
-        sign_header(first, foreign)
+        sign_header(first, foreign.key_id, foreign.private_key)
 
 
 def test_a_token_naming_a_key_of_another_did_is_refused() -> None:
@@ -206,5 +206,5 @@ def test_a_verification_method_of_another_controller_is_still_the_documents() ->
     missing = DIDDocument(document.id, (stranger,), assertion_method=(key.key_id,))
     _links, first, _ = two_batches()
     with pytest.raises(BatchError) as caught:
-        verify_signed_header(sign_header(first, key), missing)
+        verify_signed_header(sign_header(first, key.key_id, key.private_key), missing)
     assert caught.value.fault is BatchFault.BAD_SIGNATURE
