@@ -326,15 +326,18 @@ class Chain:
             raise ChainError(ChainFault.GARBAGE, "the deployment receipt names no contract")
         return self.registry(address)
 
-    def registry(self, address: str) -> AnchorRegistry:
-        """The registry at ``address``; refused when no contract is there."""
+    def registry(self, address: str, *, check_code: bool = True) -> AnchorRegistry:
+        """The registry at ``address`` (from settings); refused when no contract is there.
+        ``check_code=False`` skips asking the node, for a service that starts while its chain
+        is down (every later call still fails with the node's reason)."""
         try:
             checksum = Web3.to_checksum_address(address)
         except ValueError:
             raise ChainError(ChainFault.NOT_DEPLOYED, f"not an address: {address!r}") from None
-        code = self.call("registry code", lambda: self.w3.eth.get_code(checksum))
-        if not code:
-            raise ChainError(ChainFault.NOT_DEPLOYED, f"no contract at {checksum}")
+        if check_code:
+            code = self.call("registry code", lambda: self.w3.eth.get_code(checksum))
+            if not code:
+                raise ChainError(ChainFault.NOT_DEPLOYED, f"no contract at {checksum}")
         return AnchorRegistry(
             self, self.w3.eth.contract(address=checksum, abi=self.artifact["abi"])
         )
