@@ -150,6 +150,12 @@ def address_of(private_key: bytes) -> str:
     return address
 
 
+def sign_transaction(transaction: TxParams, key: bytes) -> bytes:
+    """The raw signed transaction (secp256k1, through :func:`signing_backend`)."""
+    signed = Account.sign_transaction(dict(transaction), key)
+    return bytes(signed.raw_transaction)
+
+
 def caip10(chain_id: int, address: str) -> str:
     """The account as a CAIP-10 id (``eip155:<chainId>:0x…``), for a DID document's
     ``blockchainAccountId``."""
@@ -303,9 +309,7 @@ class Chain:
                 "chainId": self.chain_id,
                 "nonce": self.w3.eth.get_transaction_count(sender, "pending"),
             }
-            transaction = build(base)
-            signed = Account.sign_transaction(transaction, key)
-            sent = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            sent = self.w3.eth.send_raw_transaction(sign_transaction(build(base), key))
             receipt = self.w3.eth.wait_for_transaction_receipt(
                 sent, timeout=self.timeout_s, poll_latency=RECEIPT_POLL_S
             )
