@@ -56,7 +56,7 @@ def _answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def anvil(state: Path | None = None) -> Iterator[str]:
+def anvil(state: Path | None = None, *options: str) -> Iterator[str]:
     """A running anvil (its own process group); yields its URL; stopped with SIGTERM, which
     makes anvil write ``state`` before it exits, and waited for until the whole group is gone."""
     binary = require(ANVIL, "anvil")
@@ -64,6 +64,7 @@ def anvil(state: Path | None = None) -> Iterator[str]:
     command = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--silent"]
     if state is not None:
         command += ["--state", str(state)]
+    command += options
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

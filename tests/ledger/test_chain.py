@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -330,6 +331,44 @@ def test_a_chain_answering_an_error_refuses() -> None:
         with pytest.raises(ChainError, match="boom") as caught:
             Chain.connect(url, timeout_s=2).block_number()
         assert caught.value.fault is ChainFault.REFUSED
+
+
+def rpc(chain: Chain, method: str, *params: object) -> Any:
+    """A development node's own methods (anvil: balances, mining)."""
+    return cast(Any, chain.w3.provider).make_request(method, list(params))
+
+
+def test_an_anchor_whose_receipt_never_came_is_not_sent_twice() -> None:
+    """A node that takes transactions but mines nothing: each wait ends at the deadline; once
+    the block is mined, anchoring again finds the batch on chain and sends nothing."""
+    with nodetools.anvil(None, "--no-mining") as url:
+        chain = Chain.connect(url, timeout_s=1)
+        operator, account = new_account_key(), new_account_key()
+        for key in (operator, account):
+            rpc(chain, "anvil_setBalance", address_of(key), hex(10**18))
+        with pytest.raises(ChainError) as caught:
+            chain.deploy(operator)
+        assert caught.value.fault is ChainFault.TIMEOUT
+        rpc(chain, "evm_mine")
+        [deployment] = rpc(chain, "eth_getBlockByNumber", "latest", False)["result"]["transactions"]
+        receipt = rpc(chain, "eth_getTransactionReceipt", deployment)["result"]
+        registry = chain.registry(receipt["contractAddress"])
+        with pytest.raises(ChainError):
+            registry.register(operator, address_of(account), PROVIDER)
+        rpc(chain, "evm_mine")
+        header, _ = build_header(
+            PROVIDER, BatchReady(0, 0, 3, Closed.FULL), chained(4)[1], GENESIS, T0
+        )
+        started = time.monotonic()
+        with pytest.raises(ChainError) as caught:
+            registry.anchor(account, header)
+        assert caught.value.fault is ChainFault.TIMEOUT
+        assert time.monotonic() - started < 5
+        rpc(chain, "evm_mine")
+        again = registry.anchor(account, header)
+        assert again.already_anchored
+        assert again.anchor.root == header.root_bytes
+        assert registry.anchor_count(address_of(account)) == 1
 
 
 def test_anvil_keeps_anchors_across_a_restart(tmp_path: Path) -> None:
