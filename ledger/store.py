@@ -1,0 +1,372 @@
+"""A participant's ledger in SQL: its chained events and its signed batches, with their anchors.
+
+Events are appended in the caller's transaction (:func:`append`), so that the event describing a
+state change commits with the change or not at all; a refusal, whose business transaction rolls
+back, is appended in a transaction of its own. Two transactions appending for the same
+participant at once cannot both commit: the second one's sequence numbers collide with the
+first's (primary key), and it fails rather than fork the chain. Each event is kept as the exact
+canonical bytes that were hashed. :func:`verify` re-checks everything stored: each event against
+its hashes and the chain, each batch against its events, its signature and the batch before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    Table,
+    Text,
+    func,
+    insert,
+    update,
+)
+from sqlalchemy import select as sa_select
+from sqlmodel import Field, Session, col, select
+
+from identity import jwt_sign
+from identity.documents import DIDDocument
+from identity.errors import IdentityError
+from ledger.batches import BatchError, BatchHeader, check_batch, verify_signed_header
+from ledger.canonical import event_bytes
+from ledger.database import LedgerBase
+from ledger.digests import HashAlgorithm, digest
+from ledger.events import EventError, LedgerEvent
+from ledger.hashchain import ChainFailure, Fault, Link, StoredRecord, check_chain
+from ledger.hashchain import append as chain_append
+
+MAX_DID_CHARS = 2048
+
+
+class EventRecord(LedgerBase, table=True):
+    __tablename__ = "ledger_event"
+    __table_args__ = (Index("ix_ledger_event_participant_batch", "participant", "batch_sequence"),)
+
+    participant: str = Field(primary_key=True, max_length=MAX_DID_CHARS)
+    sequence: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    event_id: str = Field(max_length=36, unique=True)
+    event_type: str = Field(max_length=50)
+    occurred_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    counterparty: str | None = Field(default=None, max_length=MAX_DID_CHARS)
+    provider_pid: str | None = Field(default=None, max_length=500)
+    """DSP process ids, kept as columns for reconciliation (their indexes come with the
+    regulator's queries)."""
+    consumer_pid: str | None = Field(default=None, max_length=500)
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    """The event's canonical bytes (RFC 8785), exactly as hashed."""
+    event_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    previous_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    link_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    batch_sequence: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class BatchRecord(LedgerBase, table=True):
+    __tablename__ = "ledger_batch"
+
+    participant: str = Field(primary_key=True, max_length=MAX_DID_CHARS)
+    batch_sequence: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    first_sequence: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_sequence: int = Field(sa_column=Column(BigInteger, nullable=False))
+    root: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    signed_header: str = Field(sa_column=Column(Text, nullable=False))
+    """The compact JWS whose claims are the batch header (:mod:`ledger.batches`)."""
+    closed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    anchor_transaction: str | None = Field(default=None, max_length=66)
+    anchor_block: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    anchored_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+def _events_table() -> Table:
+    return LedgerBase.metadata.tables[EventRecord.__tablename__]
+
+
+@dataclass(frozen=True)
+class HashedEvent:
+    """An event's canonical bytes, their hash and the columns stored beside them, computed
+    before the event is chained: this part is pure and may run in other processes (it pickles
+    cheaply); chaining is sequential."""
+
+    participant: str
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    counterparty: str | None
+    provider_pid: str | None
+    consumer_pid: str | None
+    body: bytes
+    event_hash: bytes
+
+
+def hash_event(event: LedgerEvent, algorithm: HashAlgorithm = HashAlgorithm.SHA256) -> HashedEvent:
+    body = event_bytes(event)
+    return HashedEvent(
+        event.participant, event.event_id, event.type.value, event.occurred_at,
+        event.counterparty, event.provider_pid, event.consumer_pid,
+        body, digest(algorithm, body),
+    )  # fmt: skip
+
+
+def head(session: Session, participant: str) -> Link | None:
+    """The participant's last link, or ``None`` before its first event."""
+    row = session.exec(
+        select(EventRecord)
+        .where(EventRecord.participant == participant)
+        .order_by(col(EventRecord.sequence).desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return Link(row.sequence, row.previous_hash, row.event_hash, row.link_hash)
+
+
+def append(
+    session: Session,
+    participant: str,
+    events: Sequence[LedgerEvent | HashedEvent],
+    algorithm: HashAlgorithm = HashAlgorithm.SHA256,
+) -> list[Link]:
+    """Chain ``events`` after the participant's last one, in the caller's transaction."""
+    hashed = [e if isinstance(e, HashedEvent) else hash_event(e, algorithm) for e in events]
+    for item in hashed:
+        if item.participant != participant:
+            raise EventError(f"an event of {item.participant} is not {participant}'s")
+    last = head(session, participant)
+    links: list[Link] = []
+    rows = []
+    for item in hashed:
+        last = chain_append(last, item.event_hash, algorithm)
+        links.append(last)
+        rows.append(
+            {
+                "participant": participant,
+                "sequence": last.sequence,
+                "event_id": item.event_id,
+                "event_type": item.event_type,
+                "occurred_at": item.occurred_at,
+                "counterparty": item.counterparty,
+                "provider_pid": item.provider_pid,
+                "consumer_pid": item.consumer_pid,
+                "body": item.body,
+                "event_hash": item.event_hash,
+                "previous_hash": last.previous_hash,
+                "link_hash": last.link_hash,
+                "batch_sequence": None,
+            }
+        )
+    if rows:
+        # Core's executemany: the ORM's bulk path costs more per row than the insert itself.
+        session.execute(insert(_events_table()), rows)
+    return links
+
+
+def links(session: Session, participant: str, first: int, last: int) -> list[Link]:
+    rows = session.exec(
+        select(
+            EventRecord.sequence,
+            EventRecord.previous_hash,
+            EventRecord.event_hash,
+            EventRecord.link_hash,
+        )
+        .where(EventRecord.participant == participant)
+        .where(col(EventRecord.sequence) >= first, col(EventRecord.sequence) <= last)
+        .order_by(col(EventRecord.sequence))
+    ).all()
+    return [Link(*row) for row in rows]
+
+
+def events(session: Session, participant: str, first: int, last: int) -> list[bytes]:
+    return list(
+        session.exec(
+            select(EventRecord.body)
+            .where(EventRecord.participant == participant)
+            .where(col(EventRecord.sequence) >= first, col(EventRecord.sequence) <= last)
+            .order_by(col(EventRecord.sequence))
+        ).all()
+    )
+
+
+def save_batch(session: Session, header: BatchHeader, signed_header: str) -> None:
+    """Record a signed batch and mark its events as batched, in the caller's transaction."""
+    session.add(
+        BatchRecord(
+            participant=header.participant,
+            batch_sequence=header.batch_sequence,
+            first_sequence=header.first_sequence,
+            last_sequence=header.last_sequence,
+            root=header.root_bytes,
+            signed_header=signed_header,
+            closed_at=header.closed_at,
+        )
+    )
+    session.execute(
+        update(EventRecord)
+        .where(col(EventRecord.participant) == header.participant)
+        .where(col(EventRecord.sequence) >= header.first_sequence)
+        .where(col(EventRecord.sequence) <= header.last_sequence)
+        .values(batch_sequence=header.batch_sequence)
+    )
+
+
+def header_of(record: BatchRecord) -> BatchHeader:
+    """The header as signed (the claims of the stored JWS, not re-verified here)."""
+    _protected, claims = jwt_sign.unverified(record.signed_header)
+    return BatchHeader.model_validate_json(json.dumps(claims))
+
+
+def last_batch(session: Session, participant: str) -> BatchRecord | None:
+    return session.exec(
+        select(BatchRecord)
+        .where(BatchRecord.participant == participant)
+        .order_by(col(BatchRecord.batch_sequence).desc())
+        .limit(1)
+    ).first()
+
+
+def unanchored(session: Session, participant: str) -> list[BatchRecord]:
+    """Batches signed but not yet known to be on chain, oldest first."""
+    return list(
+        session.exec(
+            select(BatchRecord)
+            .where(BatchRecord.participant == participant)
+            .where(col(BatchRecord.anchor_block).is_(None))
+            .order_by(col(BatchRecord.batch_sequence))
+        ).all()
+    )
+
+
+def mark_anchored(
+    session: Session,
+    participant: str,
+    batch_sequence: int,
+    transaction: str | None,
+    block: int,
+    at: datetime,
+) -> None:
+    record = session.get(BatchRecord, (participant, batch_sequence))
+    if record is None:
+        raise LookupError(f"no batch {batch_sequence} of {participant}")
+    if record.anchor_transaction is None:
+        record.anchor_transaction = transaction
+    record.anchor_block = block
+    record.anchored_at = at
+    session.add(record)
+
+
+def event_count(session: Session, participant: str) -> int:
+    count = session.exec(
+        select(func.count()).select_from(EventRecord).where(EventRecord.participant == participant)
+    ).one()
+    return int(count)
+
+
+def stored_records(
+    session: Session, participant: str, chunk: int = 10_000
+) -> Iterator[StoredRecord]:
+    """Every stored event of ``participant`` in sequence order, read in chunks."""
+    after = -1
+    while True:
+        table = _events_table().c
+        rows = session.execute(
+            sa_select(
+                table.sequence, table.body, table.previous_hash, table.event_hash, table.link_hash
+            )
+            .where(table.participant == participant, table.sequence > after)
+            .order_by(table.sequence)
+            .limit(chunk)
+        ).all()
+        if not rows:
+            return
+        for row in rows:
+            yield StoredRecord(*row)
+        after = rows[-1][0]
+
+
+@dataclass(frozen=True)
+class BatchFailure:
+    batch_sequence: int
+    fault: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    events: list[ChainFailure]
+    batches: list[BatchFailure]
+
+    @property
+    def ok(self) -> bool:
+        return not self.events and not self.batches
+
+
+def verify(
+    session: Session,
+    participant: str,
+    document: DIDDocument | None = None,
+    algorithm: HashAlgorithm = HashAlgorithm.SHA256,
+) -> Verification:
+    """Re-check ``participant``'s stored ledger: every event against its hashes and the chain
+    (naming each that fails and why), every batch against its events and the batch before, and,
+    given the participant's DID document, every batch's signature. A batch whose events are no
+    longer all there names the missing ones, so that a deleted tail is seen too."""
+    records = list(stored_records(session, participant))
+    chain_failures = check_chain(participant, records, algorithm)
+    by_sequence = {r.sequence: r for r in records}
+    batch_failures: list[BatchFailure] = []
+    previous: BatchHeader | None = None
+    batch_rows = session.exec(
+        select(BatchRecord)
+        .where(BatchRecord.participant == participant)
+        .order_by(col(BatchRecord.batch_sequence))
+    ).all()
+    for row in batch_rows:
+        try:
+            header = (
+                verify_signed_header(row.signed_header, document)
+                if document is not None
+                else header_of(row)
+            )
+        except (BatchError, IdentityError, ValueError) as error:
+            batch_failures.append(BatchFailure(row.batch_sequence, "bad_header", str(error)))
+            previous = None
+            continue
+        if (header.batch_sequence, header.root_bytes) != (row.batch_sequence, row.root):
+            batch_failures.append(
+                BatchFailure(row.batch_sequence, "header_mismatch", "stored columns differ")
+            )
+        missing = [
+            n
+            for n in range(header.first_sequence, header.last_sequence + 1)
+            if n not in by_sequence
+        ]
+        if missing:
+            chain_failures.extend(
+                ChainFailure(n, None, Fault.GAP, f"batch {header.batch_sequence} holds it")
+                for n in missing
+            )
+            batch_failures.append(
+                BatchFailure(
+                    row.batch_sequence, "missing_events", f"{len(missing)} events are gone"
+                )
+            )
+        else:
+            batch_links = [
+                Link(r.sequence, r.previous_hash, r.event_hash, r.link_hash)
+                for r in (
+                    by_sequence[n] for n in range(header.first_sequence, header.last_sequence + 1)
+                )
+            ]
+            try:
+                check_batch(header, batch_links, previous)
+            except BatchError as error:
+                batch_failures.append(
+                    BatchFailure(row.batch_sequence, error.fault.value, error.message)
+                )
+        previous = header
+    return Verification(sorted(chain_failures, key=lambda f: f.sequence), batch_failures)
