@@ -28,6 +28,7 @@ from functools import partial
 from typing import Any, Final
 
 import httpx
+from anyio.to_thread import run_sync
 from sqlalchemy import Column, DateTime, Text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
@@ -232,7 +233,7 @@ class Outbox:
             rows = connection.execute(self._pending_query).all()
         return [(row[0], row[1], _aware(row[2])) for row in rows]
 
-    def _dispatch(self) -> datetime | None:
+    async def _dispatch(self) -> datetime | None:
         """Start one delivery task for each process with messages due and none in flight (at
         most ``CONCURRENCY`` at once): a slow peer holds up only its own processes, and a
         message enqueued meanwhile goes as soon as its process is free. A process's messages
@@ -240,8 +241,8 @@ class Outbox:
         Returns when the next message not sent now is due (None: only a wake-up can bring
         one), for the processes not in flight (a busy process's task wakes the worker when
         it is done, if it left anything for later)."""
+        pending = await run_sync(self._pending)  # in a worker thread, as all database work
         now = self._clock()
-        pending = self._pending()
         due: dict[str, list[int]] = {}
         waiting: set[str] = set()
         next_due: datetime | None = None
@@ -265,15 +266,18 @@ class Outbox:
         if not going:
             return next_due
         ids = [message_id for _, message_ids in going for message_id in message_ids]
-        with Session(self._engine) as session:
-            rows = session.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(ids)))
-            messages = {message.id: message for message in rows}
+        messages = await run_sync(self._load, ids)
         for process_id, message_ids in going:
             batch = [messages[i] for i in message_ids if i in messages]
             task = asyncio.create_task(self._in_order(batch))
             self._in_flight[process_id] = task
             task.add_done_callback(partial(self._landed, process_id))
         return next_due
+
+    def _load(self, ids: list[int]) -> dict[int | None, OutboxMessage]:
+        with Session(self._engine) as session:
+            rows = session.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(ids)))
+            return {message.id: message for message in rows}
 
     async def _in_order(self, messages: list[OutboxMessage]) -> bool:
         """Deliver in order; False if one was not sent (it is retried later, or failed), which
@@ -333,6 +337,20 @@ class Outbox:
             early = response.status_code in EARLY_STATUSES
         if error is None:
             self._faults.reached(FaultPoint.DELIVERED, message.kind)
+        # the database work in a worker thread: the event loop never waits for a lock
+        return await run_sync(self._settle, message, handlers, response, error, retry, early)
+
+    def _settle(
+        self,
+        message: OutboxMessage,
+        handlers: Handlers,
+        response: httpx.Response | None,
+        error: str | None,
+        retry: bool,
+        early: bool,
+    ) -> Delivery:
+        """Record what became of an attempt, and tell the message's handlers."""
+        if error is None:
             sent = self._record_sent(message)
             if handlers.on_sent and response is not None:
                 handlers.on_sent(sent, response)
@@ -437,7 +455,7 @@ class Outbox:
             if self._dirty or (due is not None and due <= self._clock()):
                 self._dirty = False
                 try:
-                    due = self._dispatch()
+                    due = await self._dispatch()
                 except Exception as error:
                     self._dirty = True
                     failures += 1

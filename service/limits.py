@@ -13,6 +13,7 @@ from collections.abc import Callable
 from itertools import accumulate
 from typing import Any, Final
 
+import anyio
 from anyio.to_thread import run_sync
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,6 +22,14 @@ TOO_DEEP: Final = 400
 MAX_JSON_DEPTH: Final = 64
 """How deep any JSON body may nest (arrays and objects; the outermost is level 1): room for a
 policy's own 32 levels inside a message, and far below what a recursive parser survives."""
+
+DRAIN_BYTES: Final = 16 * 1024 * 1024
+"""A body refused for its size is read and thrown away up to this much before the answer goes:
+a server that answers while the client is still sending, then closes, makes the client's kernel
+see a reset, and the client never reads the 413 (nginx's lingering close does the same). Larger
+bodies get the answer at once. Nothing is kept: memory stays flat whatever is sent."""
+DRAIN_S: Final = 2.0
+"""At most this long spent throwing a refused body away."""
 
 _STEPS: Final = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 _NOT_BRACKETS: Final = bytes(c for c in range(256) if c not in b"[]{}")
@@ -69,6 +78,19 @@ def _may_be_json(content_type: bytes | None) -> bool:
     return content_type is None or b"json" in content_type.lower()
 
 
+async def _drain(receive: Receive, budget: int) -> None:
+    """Read the rest of a refused body and throw it away: at most ``budget`` bytes, for at most
+    :data:`DRAIN_S` seconds."""
+    with anyio.move_on_after(DRAIN_S):
+        while budget > 0:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            budget -= len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+
 class BodyLimit:
     def __init__(
         self,
@@ -90,6 +112,8 @@ class BodyLimit:
         declared = headers.get(b"content-length")
         too_large = f"a body is at most {self.max_bytes} bytes"
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            if declared.isdigit() and int(declared) <= DRAIN_BYTES:
+                await _drain(receive, int(declared))
             await self._refuse(scope, send, TOO_LARGE, "body_too_large", too_large)
             return
         json_body = _may_be_json(headers.get(b"content-type"))
@@ -111,6 +135,8 @@ class BodyLimit:
                 chunk = message.get("body", b"")
                 seen += len(chunk)
                 if seen > self.max_bytes:
+                    if message.get("more_body", False):
+                        await _drain(receive, DRAIN_BYTES - seen)
                     await refuse(TOO_LARGE, "body_too_large", too_large)
                 if json_body:
                     chunks.append(chunk)
