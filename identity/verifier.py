@@ -2,8 +2,9 @@
 
 1. Validate its self-issued ID token (signature, audience, lifetime, replay).
 2. Unless a verified presentation of that participant is cached, resolve its DID document, find
-   its ``CredentialService``, and query it with our own ID token carrying the caller's access
-   token (the answer read under a total deadline and capped at ``MAX_VP_BYTES`` while it
+   its ``CredentialService`` (admitted by the destination policy: HTTPS, no query string, on
+   the DID's own host unless allowed), and query it with our own ID token carrying the caller's
+   access token (the answer read under a total deadline and capped at ``MAX_VP_BYTES`` while it
    streams in); verify the returned presentation and each credential in it.
 3. Require the credential types this service needs; cache the result for at most the
    revocation-list TTL, so that a revocation is noticed once the caches refresh.
@@ -38,6 +39,7 @@ from identity.resolver import DIDResolver
 from identity.sts import SecureTokenService
 from identity.tokens import ReplayCache, validate_id_token
 from policy.operands import CredentialFacts, Grade
+from service.destinations import DestinationError
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,11 @@ class Verifier:
             "scope": list(EVERY_SCOPE),
         }
         headers = {"Authorization": "Bearer " + self._sts.id_token(holder, token=access_token)}
-        url = service.endpoint.rstrip("/") + "/presentations/query"
+        try:
+            endpoint = self._resolver.destinations.credential_service(service.endpoint, holder)
+        except DestinationError as error:
+            raise IdentityError(Reason.UNRESOLVABLE_DID, f"{holder}: {error}") from None
+        url = str(endpoint).rstrip("/") + "/presentations/query"
         answer = await fetch(
             self._client, "POST", url, Limits(MAX_VP_BYTES, self._deadline_s),
             unavailable=Reason.UNRESOLVABLE_DID, oversized=Reason.ACCESS_DENIED,
