@@ -112,7 +112,6 @@ class SourceRules:
             descriptor = os.open(resolved, _OPEN_FLAGS)
         except OSError as error:
             raise AddressError(f"the file cannot be opened: {error.strerror}") from None
-        handle = os.fdopen(descriptor, "rb")
         opened = os.fstat(descriptor)
         own = set()
         for protected in self.protected:
@@ -122,9 +121,9 @@ class SourceRules:
                 continue
             own.add((info.st_dev, info.st_ino))
         if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) in own:
-            handle.close()
+            os.close(descriptor)
             raise AddressError("not a regular file that may be served")
-        return handle
+        return os.fdopen(descriptor, "rb")
 
     def http_url(self, url: str) -> str:
         """An HTTP backend's URL, when it is on a configured host and the destination
