@@ -5,6 +5,7 @@ lists. The data address of an asset is shown here, never in the catalogue."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -37,6 +38,7 @@ from policy.lint import Severity, lint
 from policy.operands import Grade, check_region
 from service.http import HttpUrl
 
+log = logging.getLogger("kexin.connector")
 router = APIRouter(
     prefix="/management/v1", tags=["management"], dependencies=[Depends(require_manager)]
 )
@@ -678,7 +680,8 @@ async def request_catalog(
             json={"@context": [DSP_CONTEXT], "@type": "CatalogRequestMessage"},
         )
     except httpx.HTTPError as error:
-        raise ManagementError(502, "peer_unreachable", f"{url}: {error!r}") from None
+        log.info("catalogue request to %s failed: %r", url, error)
+        raise ManagementError(502, "peer_unreachable", f"{url}: unreachable") from None
     if response.status_code != httpx.codes.OK:
         raise ManagementError(
             502, "peer_refused", f"{url} answered {response.status_code}: {response.text[:500]}"
