@@ -1,4 +1,4 @@
-"""Connector benchmarks (issue: with two connectors on loopback, request -> FINALIZED p50 <= 100 ms
+"""Connector benchmarks (issues: with two connectors on loopback, request -> FINALIZED p50 <= 50 ms
 and >= 30 negotiations per second sustained; first catalogue page of 100 out of 10,000 assets
 p50 <= 100 ms).
 
@@ -36,13 +36,14 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from broker.app import create_app as create_broker
 from broker.settings import BrokerSettings, OnboardingGrant
 from connector.catalog.store import Asset, ContractDefinition, PolicyDefinition
 from connector.dcp.client import request_credentials
 from connector.negotiation.store import ContractNegotiationRecord
+from connector.outbox import OutboxMessage
 from connector.participant import standalone
 from connector.settings import ConnectorSettings
 from dataspace.demo import BANK_ORG, BUREAU_ORG, FIRM_LIST_OFFER, LOOPBACK
@@ -51,7 +52,7 @@ from identity.credentials import CredentialType
 from identity.presentations import EVERY_SCOPE
 from storage.engine import create_engine
 
-LATENCY_TARGET_MS = 100.0
+LATENCY_TARGET_MS = 50.0
 THROUGHPUT_TARGET = 30.0
 CATALOG_TARGET_MS = 100.0
 ASSETS = 10_000
@@ -223,6 +224,18 @@ def finalized(engine: Any, negotiation_id: str) -> bool:
         return record is not None and record.state in ("FINALIZED", "TERMINATED")
 
 
+def retried(settings: ConnectorSettings) -> tuple[int, int, list[str]]:
+    """Messages of the connector's outbox that needed more than one attempt: how many, the
+    extra attempts in all, and the last errors seen (a message that arrived before the peer
+    recorded the step before it, answered 404/409 and retried after a wait, shows here)."""
+    engine = create_engine(settings.database_url)
+    with Session(engine) as session:
+        again = session.exec(select(OutboxMessage).where(col(OutboxMessage.attempts) > 1)).all()
+    engine.dispose()
+    errors = sorted({(m.last_error or "sent at last")[:80] for m in again})
+    return len(again), sum(m.attempts - 1 for m in again), errors
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kexin-bench-") as scratch, ExitStack() as servers:
         folder = Path(scratch)
@@ -311,6 +324,7 @@ def main() -> int:
         done = sum(1 for r in states if r is not None and r.state == "FINALIZED")
         rate = done / elapsed
         bank_engine.dispose()
+        retries = [retried(settings) for settings in (bureau, bank)]
 
     print(
         f"catalogue, first page of 100 out of {ASSETS:,} assets: p50 {catalog_p50:.1f} ms "
@@ -322,6 +336,11 @@ def main() -> int:
     )
     print(f"negotiations sustained: {done} of {count} FINALIZED in {elapsed:.2f} s = {rate:.1f}/s "
           f"(target >= {THROUGHPUT_TARGET:.0f}/s)")  # fmt: skip
+    for name, (count_retried, extra, errors) in zip(("bureau", "bank"), retries, strict=True):
+        print(
+            f"{name}'s outbox: {count_retried} messages needed more than one attempt "
+            f"({extra} retries in all){': ' + '; '.join(errors) if errors else ''}"
+        )
     ok = (
         catalog_p50 <= CATALOG_TARGET_MS
         and latency_p50 <= LATENCY_TARGET_MS

@@ -22,6 +22,7 @@ from identity.database import migrations as identity_migrations
 from identity.participant import build_participant
 from identity.resolver import did_web_url
 from service.http import error_body, install_error_handlers
+from service.refusals import NOT_READY
 from service.transport import guarded_transport
 from storage.engine import create_engine
 from storage.health import check_health
@@ -65,6 +66,7 @@ def create_app(
                 status_ttl=timedelta(seconds=60),
                 clock=clock,
                 key_type=settings.key_type,
+                key_cost=settings.key_cost,
             )
             app.state.participant = participant
             app.state.authority = Authority(
@@ -98,7 +100,7 @@ def create_app(
         path = urlsplit(did_web_url(settings.authority_id)).path
         app.add_api_route(path, did_document, methods=["GET"], tags=["authority"])
 
-    @app.get("/health", tags=["health"])
+    @app.get("/health", tags=["health"], responses=NOT_READY)
     def health() -> JSONResponse:
         report = check_health("broker", engine, schemas)
         return JSONResponse(report.body(), status_code=200 if report.ok else 503)

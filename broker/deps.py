@@ -6,10 +6,13 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from sqlalchemy.engine import Engine
 
 from broker.authority.issuer import Authority, AuthorityError
+from broker.authority.store import DecidedBy, Decider
 from broker.settings import BrokerSettings
 from identity.participant import Participant
+from service.logs import key_id
 
 
 def get_settings(request: Request) -> BrokerSettings:
@@ -22,6 +25,11 @@ def get_authority(request: Request) -> Authority:
     return authority
 
 
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
 def get_participant(request: Request) -> Participant:
     participant: Participant = request.app.state.participant
     return participant
@@ -30,14 +38,18 @@ def get_participant(request: Request) -> Participant:
 SettingsDep = Annotated[BrokerSettings, Depends(get_settings)]
 AuthorityDep = Annotated[Authority, Depends(get_authority)]
 ParticipantDep = Annotated[Participant, Depends(get_participant)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
 def require_operator(
     settings: SettingsDep, x_api_key: Annotated[str | None, Header()] = None
-) -> None:
+) -> Decider:
+    """The operator, named in audit events by its key's id."""
     expected = settings.admin_api_key.get_secret_value().encode()
     if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), expected):
         raise AuthorityError(401, "not_operator", "the admin API needs the operator's X-Api-Key")
+    return Decider(DecidedBy.OPERATOR, key_id(x_api_key))
 
 
 OperatorDep = Depends(require_operator)
+OperatorDecider = Annotated[Decider, OperatorDep]

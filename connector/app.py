@@ -28,6 +28,8 @@ from connector.dataplane.worker import DataPlaneWorker, Wakeup
 from connector.dcp.routes import did_document
 from connector.dcp.routes import router as dcp_router
 from connector.deps import ManagementError, source_rules
+from connector.faults import faults_for
+from connector.management.credentials import router as credentials_router
 from connector.management.outbox import router as outbox_router
 from connector.management.routes import router as management_router
 from connector.management.trail import ManagementTrail
@@ -49,6 +51,7 @@ from connector.webhooks import Webhook
 from identity.resolver import did_web_url
 from service.http import error_body, install_error_handlers
 from service.limits import BodyLimit, plain_refusal
+from service.refusals import NOT_READY
 from service.transport import guarded_transport
 from storage.engine import create_engine
 from storage.health import check_health
@@ -122,9 +125,16 @@ def create_app(
                 static_tokens[settings.conformance_participant_id] = (
                     settings.conformance_token.get_secret_value()
                 )
+            faults = faults_for(settings.fault)
+            if settings.fault is not None:
+                log.warning(
+                    "FAULT INJECTION IS ON (%s): this connector kills itself there. Test only.",
+                    settings.fault,
+                )
             outbox = Outbox(
                 engine, participant, client, clock, static_tokens,
-                deadline_s=settings.delivery_deadline_s,
+                deadline_s=settings.delivery_deadline_s, backoff_s=settings.delivery_backoff_s,
+                faults=faults,
             )  # fmt: skip
             steering = None if conformance is None else conformance.driver
             webhook = None
@@ -145,6 +155,7 @@ def create_app(
                 manual_verification=settings.agreement_verification == "manual",
                 webhook=webhook,
                 steering=steering,
+                faults=faults,
             )
             sql_engines = {name: create_engine(url) for name, url in settings.sql_sources.items()}
             dataplane = DataPlane(
@@ -180,6 +191,7 @@ def create_app(
                 webhook=webhook,
                 dataplane=grants,
                 steering=steering,
+                faults=faults,
             )
             app.state.transfers = transfers
             dataplane_worker = DataPlaneWorker(
@@ -236,21 +248,21 @@ def create_app(
         conformance = Conformance(settings)
     app.state.conformance = conformance
     app.state.audit = SqlAuditSink(engine)
-    install_error_handlers(app)
 
-    def body_refusal(path: str, max_bytes: int) -> dict[str, Any]:
+    def body_refusal(path: str, status: int, reason: str, message: str) -> dict[str, Any]:
         """DSP paths get their protocol's typed error, every other path the plain one."""
         kind = next((t for prefix, t in DSP_ERROR_TYPES if path.startswith(prefix)), None)
         if kind is None:
-            return plain_refusal(path, max_bytes)
-        return DspError(413, kind, "body_too_large", f"a body is at most {max_bytes} bytes").body()
+            return plain_refusal(path, status, reason, message)
+        return DspError(status, kind, reason, message).body()
 
-    def body_refused(method: str, path: str, max_bytes: int) -> None:
+    install_error_handlers(app, refusal=body_refusal)
+
+    def body_refused(method: str, path: str, why: str) -> None:
         app.state.audit.record(
             AuditRecord(
                 actor=settings.participant_id, action=f"{method} {path}"[:200],
-                outcome=Outcome.REFUSED, occurred_at=clock(),
-                reason=f"body_too_large: a body is at most {max_bytes} bytes",
+                outcome=Outcome.REFUSED, occurred_at=clock(), reason=why,
             )
         )  # fmt: skip
 
@@ -306,6 +318,7 @@ def create_app(
     app.include_router(transfer_consumer)
     app.include_router(management_router)
     app.include_router(outbox_router)
+    app.include_router(credentials_router)
     app.include_router(dataplane_router)
     app.include_router(contracts_router)
     app.include_router(duties_router)
@@ -315,7 +328,7 @@ def create_app(
         path = urlsplit(did_web_url(settings.participant_id)).path
         app.add_api_route(path, did_document, methods=["GET"], tags=["dcp"])
 
-    @app.get("/health", tags=["health"])
+    @app.get("/health", tags=["health"], responses=NOT_READY)
     def health() -> JSONResponse:
         """Readiness: the database reachable and writable, its schemas current, and every
         background worker running (a worker that keeps failing says why)."""

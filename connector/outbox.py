@@ -20,7 +20,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -28,12 +28,13 @@ from functools import partial
 from typing import Any, Final
 
 import httpx
-from sqlalchemy import Column, DateTime, Text, exists, update
+from sqlalchemy import Column, DateTime, Text, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import aliased
 from sqlmodel import Field, Session, col, select
 
 from connector.database import ConnectorBase
+from connector.faults import NO_FAULTS, FaultPoint, Faults
 from identity.participant import Participant
 from identity.presentations import EVERY_SCOPE
 from service.logs import one_line
@@ -55,6 +56,8 @@ WORKER_BACKOFF_S: Final = 0.5
 WORKER_BACKOFF_MAX_S: Final = 10.0
 CONCURRENCY: Final = 32
 """Processes whose messages are sent at the same time."""
+PENDING_SCAN: Final = 2000
+"""Pending messages the worker looks at in one round (more: it looks again soon)."""
 
 
 class Delivery(StrEnum):
@@ -166,7 +169,11 @@ class Outbox:
         static_tokens: dict[str, str] | None = None,
         *,
         deadline_s: float = DEADLINE_S,
+        backoff_s: float = BACKOFF_BASE_S,
+        faults: Faults = NO_FAULTS,
     ) -> None:
+        self._faults = faults
+        self._backoff_s = backoff_s
         self._deadline = timedelta(seconds=deadline_s)
         self._static_tokens = static_tokens or {}
         """Conformance-testing mode: audience DID -> the static token sent instead of DCP."""
@@ -179,7 +186,19 @@ class Outbox:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._round_failing: str | None = None
         self._delivery_failing: str | None = None
-        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._in_flight: dict[str, asyncio.Task[bool]] = {}
+        self._dirty = True
+        """Something may have been enqueued since the worker last looked."""
+        self._saturated = False
+        """The last round left due processes waiting for a free slot."""
+        self._held: set[str] = set()
+        """Processes in flight that have more messages pending."""
+        self._pending_query = (
+            sa_select(OutboxMessage.id, OutboxMessage.process_id, OutboxMessage.next_attempt_at)  # type: ignore[call-overload]
+            .where(col(OutboxMessage.status) == Delivery.PENDING)
+            .order_by(col(OutboxMessage.id))
+            .limit(PENDING_SCAN)
+        )
 
     @property
     def failing(self) -> str | None:
@@ -192,6 +211,7 @@ class Outbox:
     def wake(self) -> None:
         """Tell the worker that something was enqueued (call after the commit), from the event
         loop or from any other thread (sync routes run in a thread pool)."""
+        self._dirty = True  # before the event: the worker clears the event, then reads this
         loop = self._loop
         if loop is None or loop.is_closed():
             self._wake.set()
@@ -205,68 +225,65 @@ class Outbox:
         else:
             loop.call_soon_threadsafe(self._wake.set)
 
-    def _due(self, busy: Collection[str]) -> list[OutboxMessage]:
-        """Pending messages due now, in order, of processes not ``busy``; a message whose
-        process has an earlier one still waiting for its retry is not due (no overtaking)."""
-        now = self._clock()
-        earlier = aliased(OutboxMessage)
-        waiting = exists().where(
-            col(earlier.process_id) == col(OutboxMessage.process_id),
-            col(earlier.status) == Delivery.PENDING,
-            col(earlier.id) < col(OutboxMessage.id),
-            col(earlier.next_attempt_at) > now,
-        )
-        query = (
-            select(OutboxMessage)
-            .where(OutboxMessage.status == Delivery.PENDING)
-            .where(col(OutboxMessage.next_attempt_at) <= now)
-            .where(~waiting)
-            .order_by(col(OutboxMessage.id))
-            .limit(200)
-        )
-        if busy:
-            query = query.where(col(OutboxMessage.process_id).not_in(list(busy)))
-        with Session(self._engine) as session:
-            return list(session.exec(query).all())
+    def _pending(self) -> list[tuple[int, str, datetime]]:
+        """Every pending message's id, process and due time, in order (one light query: the
+        bodies are read only for the messages that go now)."""
+        with self._engine.connect() as connection:
+            rows = connection.execute(self._pending_query).all()
+        return [(row[0], row[1], _aware(row[2])) for row in rows]
 
-    def _next_due_at(self, busy: Collection[str]) -> datetime | None:
-        """When the next message of a process not ``busy`` is due (a busy process's task
-        wakes the worker when it is done: its messages must not make the worker spin)."""
-        query = (
-            select(OutboxMessage.next_attempt_at)
-            .where(OutboxMessage.status == Delivery.PENDING)
-            .order_by(col(OutboxMessage.next_attempt_at))
-            .limit(1)
-        )
-        if busy:
-            query = query.where(col(OutboxMessage.process_id).not_in(list(busy)))
-        with Session(self._engine) as session:
-            pending = session.exec(query).first()
-        if pending is None:
-            return None
-        return pending if pending.tzinfo else pending.replace(tzinfo=UTC)
-
-    def _dispatch(self) -> None:
+    def _dispatch(self) -> datetime | None:
         """Start one delivery task for each process with messages due and none in flight (at
         most ``CONCURRENCY`` at once): a slow peer holds up only its own processes, and a
-        message enqueued meanwhile goes as soon as its process is free."""
+        message enqueued meanwhile goes as soon as its process is free. A process's messages
+        go in order: one waiting for its retry holds back the later ones (no overtaking).
+        Returns when the next message not sent now is due (None: only a wake-up can bring
+        one), for the processes not in flight (a busy process's task wakes the worker when
+        it is done, if it left anything for later)."""
+        now = self._clock()
+        pending = self._pending()
+        due: dict[str, list[int]] = {}
+        waiting: set[str] = set()
+        next_due: datetime | None = None
+        for message_id, process_id, at in pending:
+            if process_id in self._in_flight:
+                self._held.add(process_id)  # goes when its process's task is done
+                continue
+            if process_id in waiting:
+                continue
+            if at > now:
+                waiting.add(process_id)
+                next_due = at if next_due is None else min(next_due, at)
+            else:
+                due.setdefault(process_id, []).append(message_id)
+        if len(pending) >= PENDING_SCAN:  # more than one scan holds: look again soon
+            soon = now + timedelta(seconds=WORKER_BACKOFF_S)
+            next_due = soon if next_due is None else min(next_due, soon)
         free = CONCURRENCY - len(self._in_flight)
-        if free <= 0:
-            return
-        by_process: dict[str, list[OutboxMessage]] = {}
-        for message in self._due(self._in_flight.keys()):
-            by_process.setdefault(message.process_id, []).append(message)
-        for process_id, messages in list(by_process.items())[:free]:
-            task = asyncio.create_task(self._in_order(messages))
+        self._saturated = len(due) > free
+        going = list(due.items())[: max(free, 0)]
+        if not going:
+            return next_due
+        ids = [message_id for _, message_ids in going for message_id in message_ids]
+        with Session(self._engine) as session:
+            rows = session.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(ids)))
+            messages = {message.id: message for message in rows}
+        for process_id, message_ids in going:
+            batch = [messages[i] for i in message_ids if i in messages]
+            task = asyncio.create_task(self._in_order(batch))
             self._in_flight[process_id] = task
             task.add_done_callback(partial(self._landed, process_id))
+        return next_due
 
-    async def _in_order(self, messages: list[OutboxMessage]) -> None:
+    async def _in_order(self, messages: list[OutboxMessage]) -> bool:
+        """Deliver in order; False if one was not sent (it is retried later, or failed), which
+        stops the rest: a later message must not overtake it."""
         for message in messages:
             if await self._deliver(message) != Delivery.SENT:
-                return  # a later message must not overtake one retried or failed
+                return False
+        return True
 
-    def _landed(self, process_id: str, task: asyncio.Task[None]) -> None:
+    def _landed(self, process_id: str, task: asyncio.Task[bool]) -> None:
         self._in_flight.pop(process_id, None)
         error = None if task.cancelled() else task.exception()
         if error is None:
@@ -275,6 +292,12 @@ class Outbox:
             # (sent again later; a repeat is answered as the first time)
             self._delivery_failing = one_line(error)
             log.warning("outbox delivery for %s failed: %s", process_id, self._delivery_failing)
+        held = process_id in self._held
+        self._held.discard(process_id)
+        if held or self._saturated or error is not None or task.cancelled() or not task.result():
+            # messages enqueued while it was in flight, processes that waited for a slot, or
+            # a retry to schedule: look again
+            self._dirty = True
         self._wake.set()
 
     def _dcp_headers(self, message: OutboxMessage) -> dict[str, str]:
@@ -308,16 +331,19 @@ class Outbox:
             error = f"{response.status_code}: {response.text[:500]}"
             retry = response.status_code >= 500 or response.status_code in RETRIED_STATUSES
             early = response.status_code in EARLY_STATUSES
-        with Session(self._engine) as session:
+        if error is None:
+            self._faults.reached(FaultPoint.DELIVERED, message.kind)
+            sent = self._record_sent(message)
+            if handlers.on_sent and response is not None:
+                handlers.on_sent(sent, response)
+            return Delivery.SENT
+        with Session(self._engine, expire_on_commit=False) as session:
             stored = session.get(OutboxMessage, message.id)
             assert stored is not None  # noqa: S101 - read a moment ago, never deleted
             stored.attempts += 1
             stored.last_error = error
-            if error is None:
-                stored.status = Delivery.SENT
-                stored.body = without_secrets(stored.body)
-            elif retry and self._clock() < self._deadline_of(stored):
-                stored.next_attempt_at = self._clock() + backoff(stored.attempts)
+            if retry and self._clock() < self._deadline_of(stored):
+                stored.next_attempt_at = self._clock() + backoff(stored.attempts, self._backoff_s)
             elif early and stored.attempts < EARLY_ATTEMPTS:
                 wait = backoff(stored.attempts, EARLY_BACKOFF_BASE_S)
                 stored.next_attempt_at = self._clock() + wait
@@ -327,12 +353,26 @@ class Outbox:
                 self._drop_later(session, stored)
             session.add(stored)
             session.commit()
-            session.refresh(stored)
-        if stored.status == Delivery.SENT and handlers.on_sent and response is not None:
-            handlers.on_sent(stored, response)
         if stored.status == Delivery.FAILED and handlers.on_failed:
             handlers.on_failed(stored, error or "failed")
         return Delivery(stored.status)
+
+    def _record_sent(self, message: OutboxMessage) -> OutboxMessage:
+        """Mark a message sent (one UPDATE: the message was read a moment ago, and only its own
+        delivery task changes a pending message), kept without the tokens it carried."""
+        body = without_secrets(message.body)
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id) == message.id)
+                .values(
+                    status=Delivery.SENT, attempts=col(OutboxMessage.attempts) + 1,
+                    last_error=None, body=body,
+                )
+            )  # fmt: skip
+        message.status, message.attempts = Delivery.SENT, message.attempts + 1
+        message.last_error, message.body = None, body
+        return message
 
     def messages(self, *, status: Delivery | None, offset: int, limit: int) -> list[OutboxMessage]:
         """For the operator: messages, newest first (given up ones with ``status=failed``)."""
@@ -366,38 +406,48 @@ class Outbox:
     def _drop_later(session: Session, failed: OutboxMessage) -> None:
         """Messages to the same party that the process enqueued after one that failed assumed it
         was delivered: they are not sent either (the process's failure handler decides what
-        to tell the other side)."""
-        session.execute(
-            update(OutboxMessage)
-            .where(
+        to tell the other side), and are kept, like the one that failed, without their tokens."""
+        later = session.exec(
+            select(OutboxMessage).where(
                 col(OutboxMessage.process_id) == failed.process_id,
                 col(OutboxMessage.audience) == failed.audience,
                 col(OutboxMessage.status) == Delivery.PENDING,
                 col(OutboxMessage.id) > failed.id,
             )
-            .values(status=Delivery.FAILED, last_error=f"not sent: message {failed.id} failed")
-        )
+        ).all()
+        for message in later:
+            message.status = Delivery.FAILED
+            message.last_error = f"not sent: message {failed.id} failed"
+            message.body = without_secrets(message.body)
+            session.add(message)
 
     async def run(self) -> None:
         """The worker: deliver what is due; sleep until woken or until the next retry is due.
-        A round that fails (the database locked, read-only, full or gone) is logged and tried
-        again after a backoff: the worker never ends but with the app, and what was pending
-        is sent once the fault clears (a message delivered but not recorded as sent goes
-        again: receivers answer a repeat as the first time)."""
+        It looks at the database only when something was enqueued, a delivery left something
+        for later, or a retry is due. A round that fails (the database locked, read-only, full
+        or gone) is logged and tried again after a backoff: the worker never ends but with the
+        app, and what was pending is sent once the fault clears (a message delivered but not
+        recorded as sent goes again: receivers answer a repeat as the first time)."""
         self._loop = asyncio.get_running_loop()
         failures = 0
+        due: datetime | None = None
+        self._dirty = True
         while True:
             self._wake.clear()
-            try:
-                self._dispatch()
-                due = self._next_due_at(self._in_flight.keys())
-            except Exception as error:
-                failures += 1
-                self._round_failing = one_line(error)
-                log.warning("outbox round %d failed, retrying: %s", failures, self._round_failing)
-                await asyncio.sleep(worker_backoff_s(failures))
-                continue
-            failures, self._round_failing = 0, None
+            if self._dirty or (due is not None and due <= self._clock()):
+                self._dirty = False
+                try:
+                    due = self._dispatch()
+                except Exception as error:
+                    self._dirty = True
+                    failures += 1
+                    self._round_failing = one_line(error)
+                    log.warning(
+                        "outbox round %d failed, retrying: %s", failures, self._round_failing
+                    )
+                    await asyncio.sleep(worker_backoff_s(failures))
+                    continue
+                failures, self._round_failing = 0, None
             timeout = None if due is None else max(0.0, (due - self._clock()).total_seconds())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)

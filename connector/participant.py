@@ -48,6 +48,7 @@ def participant_for(
         status_ttl=timedelta(seconds=settings.status_list_ttl_s),
         clock=clock,
         key_type=settings.key_type,
+        key_cost=settings.key_cost,
     )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from connector.audit import AuditRecord, AuditSink, Outcome
+from connector.faults import NO_FAULTS, FaultPoint, Faults
 from connector.inbox import answered, digest, remember
 from connector.negotiation.machine import ProtocolError, Role
 from connector.outbox import Outbox, OutboxMessage, enqueue
@@ -101,7 +102,9 @@ class ProcessSteps(Generic[R]):
         state_type: Callable[[str], Any],
         webhook: Webhook | None = None,
         steering: Steering | None = None,
+        faults: Faults = NO_FAULTS,
     ) -> None:
+        self.faults = faults
         self.steering = steering
         self.engine = engine
         self.me = me
@@ -353,7 +356,9 @@ class ProcessSteps(Generic[R]):
                 body=event(self.noun.split()[-1], record, self.clock()),
                 now=self.clock(),
             )
-        outcome, why = Outcome.ACCEPTED, reason or f"now {record.state}"
+        # The state the process is now in, always: the audit log shows the path it took.
+        why = f"now {record.state}" + (f": {reason}" if reason else "")
+        outcome = Outcome.ACCEPTED
         if changed and record.state == TERMINATED and record.termination_code == POLICY_DENIED:
             outcome, why = Outcome.REFUSED, f"{POLICY_DENIED}: {record.termination_reason}"
         self.audit.add(
@@ -363,9 +368,12 @@ class ProcessSteps(Generic[R]):
                 counterparty=record.counterparty, subject=record.id, reason=why,
             ),
         )  # fmt: skip
+        enqueued = any(isinstance(added, OutboxMessage) for added in session.new)
+        session.expire_on_commit = False  # the record stays as written: no read after commit
         session.commit()
-        session.refresh(record)
-        self.outbox.wake()
+        self.faults.reached(FaultPoint.COMMITTED, action)
+        if enqueued:
+            self.outbox.wake()
         self._changed(record)
 
     def on_ack(self, message: OutboxMessage, response: httpx.Response) -> None:
@@ -384,8 +392,8 @@ class ProcessSteps(Generic[R]):
             if record.consumer_pid is None:
                 record.consumer_pid = getattr(ack, "consumer_pid", None)
             session.add(record)
+            session.expire_on_commit = False
             session.commit()
-            session.refresh(record)
         self._changed(record)
 
     terminate_event: Any

@@ -12,6 +12,8 @@ from typing import Any, ClassVar, Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from service.refusals import refusals
+
 DSP_CONTEXT: Final = "https://w3id.org/dspace/2025/1/context.jsonld"
 DSP_VERSION: Final = "2025-1"
 MAX_PID_CHARS: Final = 500
@@ -112,3 +114,23 @@ class DspError(Exception):
         body["code"] = self.code
         body["reason"] = [self.reason]
         return body
+
+
+class DspErrorBody(BaseModel):
+    """What :meth:`DspError.body` sends, for the routes' OpenAPI ``responses``."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    context: list[str] = Field(alias="@context")
+    type: str = Field(alias="@type", description="CatalogError, ContractNegotiationError, ...")
+    provider_pid: str | None = Field(default=None, alias="providerPid")
+    consumer_pid: str | None = Field(default=None, alias="consumerPid")
+    code: str
+    reason: list[str]
+
+
+DSP_REFUSALS: Final = {
+    **refusals(400, 401, 403, 404, 413, model=DspErrorBody),
+    **refusals(422, 503),  # validation and the database: the services' plain refusals
+}
+"""The refusals of every DSP route, in OpenAPI ``responses``."""

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from connector.faults import FaultSpec
 from identity.credentials import CredentialType
 from identity.did import DID, check_did
 from service.destinations import check_host_name
@@ -142,8 +143,15 @@ class ConnectorSettings(ParticipantServiceSettings):
     delivery_deadline_s: float = Field(default=86_400.0, ge=1, le=30 * 86_400)
     """How long an outbound message is retried (peer down, 5xx) before it is given up and its
     process terminated (the termination is retried as long in its turn)."""
+    delivery_backoff_s: float = Field(default=0.5, gt=0, le=60)
+    """The first retry's wait after a failed delivery (peer down, 5xx); it doubles with each
+    further failure, jittered, up to a minute."""
     resync_after_s: float = Field(default=3600.0, ge=1, le=30 * 86_400)
     """A process that heard nothing for this long, with nothing left to send, asks the other
     side how it stands and follows an end it missed."""
     contracts_timeout_s: float = Field(default=30.0, gt=0, le=600)
     """Data contracts API: how long one call waits for a negotiation and a transfer start."""
+    fault: FaultSpec | None = None
+    """Test-only fault injection (connector.faults): ``delivered:<message kind>`` or
+    ``committed:<action>`` kills this connector (SIGKILL) the first time it gets there, for the
+    crash tests. Never in production; logged loudly when set."""

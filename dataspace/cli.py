@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from importlib.metadata import version
@@ -34,11 +34,13 @@ from connector.participant import migrate as migrate_connector
 from connector.participant import standalone
 from connector.settings import ConnectorSettings
 from dataspace import demo
+from identity.credential_service import Holding
 from identity.credentials import CredentialType
 from identity.database import migrations as identity_migrations
 from identity.errors import IdentityError
 from identity.keyring import KeyRing
 from identity.keys import KeyMaterialError
+from identity.store import CredentialStore
 from ledger.app import create_app as create_ledger_app
 from ledger.settings import LedgerSettings
 from storage.engine import create_engine
@@ -62,6 +64,11 @@ broker_cli = typer.Typer(
 )
 ledger_cli = typer.Typer(help="The audit ledger and its regulator API.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+credentials_cli = typer.Typer(
+    help="The credentials this connector holds (its CONNECTOR_* settings and database).",
+    no_args_is_help=True,
+)
+connector_cli.add_typer(credentials_cli, name="credentials")
 app.add_typer(connector_cli, name="connector")
 app.add_typer(broker_cli, name="broker")
 app.add_typer(ledger_cli, name="ledger")
@@ -165,6 +172,57 @@ async def _onboard(
         return await request_credentials(participant, client, authority, types)
 
 
+@credentials_cli.command("list")
+def credentials_list(
+    credential_type: Annotated[
+        CredentialType | None, typer.Option("--type", help="Only credentials of this type.")
+    ] = None,
+) -> None:
+    """List held credentials, newest first, with what this connector believes of each now
+    (valid, expired, not_yet_valid, revoked; unknown while its status list cannot be read).
+    Only valid and unknown ones are presented to verifiers."""
+    settings = load_settings(ConnectorSettings)
+    types = None if credential_type is None else frozenset({credential_type})
+    held = asyncio.run(_holdings(settings, types))
+    if not held:
+        typer.echo("no credentials held")
+        return
+    rows = [("ID", "TYPE", "ISSUER", "ISSUED", "EXPIRES", "STATUS")]
+    for h in held:
+        status = h.belief.value if h.why is None else f"{h.belief.value} ({h.why})"
+        issued, expires = (t.isoformat(timespec="seconds") for t in (h.issued_at, h.expires_at))
+        rows.append((h.id, h.type.value, h.issuer, issued, expires, status))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        typer.echo("  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]))
+
+
+async def _holdings(
+    settings: ConnectorSettings, types: frozenset[CredentialType] | None
+) -> Sequence[Holding]:
+    async with standalone(settings) as (participant, _):
+        return await participant.credential_service.holdings(types)
+
+
+@credentials_cli.command("remove")
+def credentials_remove(
+    credential_id: Annotated[str, typer.Argument(help="The credential's id (see list).")],
+) -> None:
+    """Stop holding a credential: it is never presented again (a new one is asked for with
+    `dataspace connector onboard`)."""
+    settings = load_settings(ConnectorSettings)
+    engine = create_engine(settings.database_url)
+    try:
+        migrate_connector(engine)
+        removed = CredentialStore(engine).remove(credential_id)
+    finally:
+        engine.dispose()
+    if not removed:
+        typer.echo(f"error: no held credential {credential_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"removed {credential_id}")
+
+
 @connector_cli.command("rotate-key")
 def connector_rotate_key() -> None:
     """Make a new signing key current; the old one stays published for what it signed."""
@@ -178,6 +236,7 @@ def connector_rotate_key() -> None:
             settings.key_passphrase.get_secret_value(),
             datetime.now(UTC),
             settings.key_type,
+            settings.key_cost,
         )
     except KeyMaterialError as error:
         typer.echo(f"error: {error}", err=True)

@@ -10,9 +10,10 @@ declared purpose) to an agreement in one call of its data contracts API, which a
 transfer; the bank downloads the firm list twice from the bureau's data plane, the third
 download is refused by the agreement's count limit and the bureau's policy monitor ends the
 transfer; the bank deletes the data and its connector sends a signed deletion receipt; the
-operator revokes the bank's licence credential and the bureau refuses the bank once its caches
-refresh. The demo then says plainly which parts are
-not built yet instead of pretending to run them.
+operator revokes the bank's licence credential: once the caches refresh, the bank's connector
+believes it revoked and no longer presents it, and the bureau admits the bank as a member
+without the licence (the firm list, which needs it, leaves the bank's catalogue). The demo then
+says plainly which parts are not built yet instead of pretending to run them.
 """
 
 from __future__ import annotations
@@ -226,10 +227,25 @@ async def revoke_and_check(
         await operator.post(f"/admin/credentials/{licence['id']}/revoke")
     say("  the operator revokes the bank's FinancialInstitutionCredential")
     await asyncio.sleep(CACHE_TTL_S * 1.5)
-    refused = await verified_by(bank, bureau)
-    reason = refused.json().get("reason")
-    say(f"  after the caches refresh the bureau answers {refused.status_code}: {reason}")
-    return refused.status_code == httpx.codes.FORBIDDEN and reason == "revoked_credential"
+    own = {"X-Api-Key": MANAGER_KEY}
+    async with httpx.AsyncClient(base_url=bank.base_url, headers=own, timeout=10) as manager:
+        held = (await manager.get("/management/v1/credentials")).json()["items"]
+    beliefs = dict(sorted((h["type"], h["status"]) for h in held))
+    say(f"  the bank's connector believes its credentials: {beliefs}")
+    after = await verified_by(bank, bureau)
+    peer = after.json()
+    offered = [d["@id"] for d in (await read_catalog(bank, bureau)).get("dataset", [])]
+    say(
+        f"  after the caches refresh the bureau answers {after.status_code}: membership "
+        f"{peer.get('membership')}, roles {peer.get('roles')}; the bank's catalogue: {offered}"
+    )
+    return (
+        beliefs.get("FinancialInstitutionCredential") == "revoked"
+        and after.status_code == httpx.codes.OK
+        and peer.get("membership") is True
+        and peer.get("roles") == []
+        and FIRM_LIST not in offered
+    )
 
 
 MANAGER_KEY = "kexin-demo-management-key"

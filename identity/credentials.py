@@ -1,10 +1,11 @@
 """Verifiable credentials of the data space, VC Data Model 1.1 as JWT (DCP profile
 ``vc11-sl2021/jwt``): issue, and verify each credential on its own.
 
-Verification checks, in order: size and shape; the ``kid`` belongs to ``iss``; the key is an
+Verification checks, in order: size and shape; the ``kid`` belongs to ``iss``; the type is one
+of ours and its issuer is trusted for it (as claimed, before anything is fetched); the key is an
 ``assertionMethod`` of the issuer's DID document; the signature; the JWT and ``vc`` claims agree;
-the type is one of ours and its issuer is trusted for it; not yet valid / expired; the subject is
-who we expect; the organisation claims are well formed; not revoked (StatusList2021).
+the type and trust again, on the verified claims; not yet valid / expired; the subject is who we
+expect; the organisation claims are well formed; not revoked (StatusList2021).
 """
 
 from __future__ import annotations
@@ -185,6 +186,11 @@ async def verify_credential(
     key_id = key_id_of(header, issuer)
     if key_id is None:
         raise IdentityError(Reason.INVALID_CREDENTIAL, "credential without kid")
+    claimed = claims.get("vc")
+    # Before anything is fetched: the type as claimed is ours and its issuer trusted for it (the
+    # same claims are checked again once the signature is), so that a presentation of many
+    # credentials from untrusted issuers costs no DID resolution.
+    trusted.check(_type_of(claimed.get("type") if isinstance(claimed, dict) else None), issuer)
     document = await resolver.resolve(issuer)
     try:
         verified = verify(token, document, key_id, "assertionMethod")

@@ -18,7 +18,7 @@ class IdentityBase(SQLModel, registry=registry()):
 
 
 class KeyRecord(IdentityBase, table=True):
-    """A participant's key; the private half only as encrypted PKCS#8."""
+    """A participant's key; the private half only wrapped (see :mod:`identity.keys`)."""
 
     __tablename__ = "identity_key"
 
@@ -26,7 +26,13 @@ class KeyRecord(IdentityBase, table=True):
     key_id: str = Field(max_length=100, unique=True)
     """The fragment of the verification method id (``key-1``)."""
     key_type: str = Field(max_length=20)
-    encrypted_pem: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    kdf: str = Field(max_length=20)
+    """How the key is wrapped: ``scrypt`` (then AES-256-GCM), or ``pkcs8`` (written before
+    scrypt; re-wrapped when the ring is next loaded)."""
+    kdf_params: str = Field(sa_column=Column(Text, nullable=False))
+    """JSON: the KDF's parameters and salt (``{"n", "r", "p", "salt", "length"}``)."""
+    wrapped_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    """The nonce and AES-256-GCM ciphertext of the PKCS#8 key (``pkcs8``: its encrypted PEM)."""
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     retired_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 

@@ -1,18 +1,30 @@
 """Participant keys: Ed25519 and P-256 through ``cryptography``; JWKs; encryption at rest.
 
-A private key is stored only as encrypted PKCS#8 (``BestAvailableEncryption``, a passphrase from
-settings). JWS algorithms: EdDSA for Ed25519, ES256 for P-256. Nothing else is accepted.
+A private key is stored only wrapped: its PKCS#8 encoding encrypted with AES-256-GCM under a
+wrapping key derived from the passphrase (from settings) with scrypt (RFC 7914; OWASP's
+parameters by default: N=2^17, r=8, p=1). The KDF, its parameters and salt are stored beside
+each wrapped key, so that they can change later. Keys written before (encrypted PKCS#8, whose
+PBES2 uses PBKDF2-HMAC-SHA256 at 2,048 iterations) are still read, to be re-wrapped. A derived
+wrapping key is kept for the life of the process: scrypt runs once per start, not per key use.
+JWS algorithms: EdDSA for Ed25519, ES256 for P-256. Nothing else is accepted.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import json
+import os
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 PrivateKey = Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey
@@ -100,25 +112,137 @@ def public_key_from_jwk(jwk: Any) -> PublicKey:
     raise KeyMaterialError(f"unsupported key type {kty}/{crv}; use OKP/Ed25519 or EC/P-256")
 
 
-def encrypt(key: PrivateKey, passphrase: str) -> bytes:
+class Kdf(StrEnum):
+    """How a stored private key is wrapped."""
+
+    SCRYPT = "scrypt"
+    """scrypt, then AES-256-GCM; parameters and salt in ``kdf_params``."""
+    PKCS8 = "pkcs8"
+    """Before: encrypted PKCS#8 PEM (PBKDF2-HMAC-SHA256, 2,048 iterations), read to re-wrap."""
+
+
+SALT_BYTES: Final = 16
+NONCE_BYTES: Final = 12
+WRAPPING_KEY_BYTES: Final = 32
+MAX_LOG2_N: Final = 20
+MAX_SCRYPT_BYTES: Final = 1 << 30
+"""scrypt needs 128 * r * N bytes (N=2^20 with r=8: 1 GiB): stored parameters asking for more
+are refused, not computed."""
+
+
+@dataclass(frozen=True)
+class ScryptCost:
+    """scrypt's cost parameters: N = 2**log2_n, block size r, parallelism p."""
+
+    log2_n: int = 17
+    r: int = 8
+    p: int = 1
+
+    def __post_init__(self) -> None:
+        in_range = 1 <= self.log2_n <= MAX_LOG2_N and 1 <= self.r <= 32 and 1 <= self.p <= 16
+        if not in_range or 128 * self.r * 2**self.log2_n > MAX_SCRYPT_BYTES:
+            raise KeyMaterialError(
+                f"scrypt parameters out of range: N=2^{self.log2_n}, r={self.r}, p={self.p}"
+            )
+
+
+OWASP_SCRYPT: Final = ScryptCost()
+"""OWASP's Password Storage Cheat Sheet: scrypt with N=2^17 (128 MiB), r=8, p=1."""
+
+
+@dataclass(frozen=True)
+class WrappingKey:
+    """A key-encryption key derived from the passphrase, with what it was derived with."""
+
+    cost: ScryptCost
+    salt: bytes
+    key: bytes = field(repr=False)
+
+    def params(self) -> str:
+        """The ``kdf_params`` stored beside each key it wraps (JSON)."""
+        return json.dumps(
+            {"n": 2**self.cost.log2_n, "r": self.cost.r, "p": self.cost.p,
+             "salt": _b64(self.salt), "length": WRAPPING_KEY_BYTES},
+            sort_keys=True,
+        )  # fmt: skip
+
+
+def _check_passphrase(passphrase: str) -> None:
     if len(passphrase) < MIN_PASSPHRASE_CHARS:
         raise KeyMaterialError(
             f"the key passphrase must be at least {MIN_PASSPHRASE_CHARS} characters"
         )
-    return key.private_bytes(
-        serialization.Encoding.PEM,
+
+
+@functools.lru_cache(maxsize=16)
+def _scrypt(passphrase: str, salt: bytes, cost: ScryptCost) -> bytes:
+    """The derivation, once per process for each passphrase, salt and cost."""
+    kdf = Scrypt(salt=salt, length=WRAPPING_KEY_BYTES, n=2**cost.log2_n, r=cost.r, p=cost.p)
+    return kdf.derive(passphrase.encode())
+
+
+def derive(passphrase: str, cost: ScryptCost, salt: bytes | None = None) -> WrappingKey:
+    """The wrapping key for ``salt`` (a fresh random salt when None)."""
+    _check_passphrase(passphrase)
+    salt = os.urandom(SALT_BYTES) if salt is None else salt
+    return WrappingKey(cost, salt, _scrypt(passphrase, salt, cost))
+
+
+def stored_wrapping(kdf_params: str) -> tuple[ScryptCost, bytes]:
+    """The cost and salt recorded beside a wrapped key; damaged or absurd ones are refused."""
+    try:
+        params = json.loads(kdf_params)
+        n, r, p, salt = params["n"], params["r"], params["p"], params["salt"]
+        length = params.get("length", WRAPPING_KEY_BYTES)
+    except (ValueError, TypeError, KeyError):
+        raise KeyMaterialError("the stored key's scrypt parameters are damaged") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (n, r, p, length)):
+        raise KeyMaterialError("the stored key's scrypt parameters are damaged")
+    if n < 2 or n & (n - 1) or length != WRAPPING_KEY_BYTES:
+        raise KeyMaterialError("the stored key's scrypt parameters are damaged")
+    return ScryptCost(n.bit_length() - 1, r, p), _unb64(salt)
+
+
+def wrap(key: PrivateKey, wrapping: WrappingKey, associated: bytes) -> bytes:
+    """The nonce and the AES-256-GCM ciphertext of the key's PKCS#8 encoding; ``associated``
+    (the key's id and type) is authenticated, so that a row's key cannot be moved to another."""
+    plain = key.private_bytes(
+        serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(passphrase.encode()),
+        serialization.NoEncryption(),
     )
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(wrapping.key).encrypt(nonce, plain, associated)
 
 
-def decrypt(pem: bytes, passphrase: str) -> PrivateKey:
+def unwrap(wrapped: bytes, wrapping: WrappingKey, associated: bytes) -> PrivateKey:
+    try:
+        plain = AESGCM(wrapping.key).decrypt(
+            wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], associated
+        )
+    except (InvalidTag, ValueError):
+        raise KeyMaterialError(
+            "cannot decrypt the stored key: wrong passphrase or damaged key"
+        ) from None
+    try:
+        key = serialization.load_der_private_key(plain, password=None)
+    except (ValueError, TypeError):
+        raise KeyMaterialError("the stored key is damaged") from None
+    return _supported(key)
+
+
+def decrypt_pkcs8(pem: bytes, passphrase: str) -> PrivateKey:
+    """A key stored before scrypt (encrypted PKCS#8 PEM), for re-wrapping."""
     try:
         key = serialization.load_pem_private_key(pem, password=passphrase.encode())
     except (ValueError, TypeError):
         raise KeyMaterialError(
             "cannot decrypt the stored key: wrong passphrase or damaged key"
         ) from None
+    return _supported(key)
+
+
+def _supported(key: object) -> PrivateKey:
     if isinstance(key, Ed25519PrivateKey) or (
         isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1)
     ):

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from identity.credential_service import CredentialService
 from identity.credentials import CredentialType, TrustedIssuers
 from identity.keyring import KeyRing
-from identity.keys import KeyType
+from identity.keys import OWASP_SCRYPT, KeyType, ScryptCost
 from identity.resolver import DIDResolver
 from identity.status import StatusListCache
 from identity.store import CredentialStore, SqlReplayCache
@@ -48,13 +48,14 @@ def build_participant(
     status_ttl: timedelta,
     clock: Callable[[], datetime],
     key_type: KeyType = KeyType.ED25519,
+    key_cost: ScryptCost = OWASP_SCRYPT,
 ) -> Participant:
-    keyring = KeyRing.load_or_create(engine, did, passphrase, clock(), key_type)
-    sts = SecureTokenService(keyring, clock)
+    keyring = KeyRing.load_or_create(engine, did, passphrase, clock(), key_type, key_cost)
+    store = CredentialStore(engine)
+    sts = SecureTokenService(keyring, clock, held=store.fingerprint)
     resolver = DIDResolver(client, destinations=destinations)
     replay = SqlReplayCache(engine)
     status = StatusListCache(client, resolver, ttl_s=status_ttl.total_seconds(), now=clock)
-    store = CredentialStore(engine)
     return Participant(
         did=did,
         keyring=keyring,

@@ -6,6 +6,12 @@ The holder answers a ``PresentationQueryMessage`` whose scopes name credential t
 signature, audience and validity claims (``exp``, ``nbf``, ``iat``, with a 30 s leeway for clock
 skew), **and then each credential on its own** (signature, trusted issuer, validity period,
 revocation, and that its subject is the holder who signed the VP).
+
+A credential that fails its own checks (forged, untrusted, expired, revoked, or one whose status
+cannot be read) is left out of the result and reported with its reason: it counts as not held,
+and only what needed it fails. What binds the presentation to its holder fails it whole: its
+signature, audience, validity claims, its ``holder``, its shape, and any credential whose
+subject is not the holder who signed it (someone else's credential, presented as one's own).
 """
 
 from __future__ import annotations
@@ -80,10 +86,50 @@ def issue_presentation(
 
 
 @dataclass(frozen=True)
+class RefusedCredential:
+    """A presented credential that did not verify, as it claims to be (its claims unverified:
+    for reports and logs only), and why it was refused."""
+
+    id: str | None
+    type: str | None
+    issuer: str | None
+    reason: Reason
+    message: str
+
+    @classmethod
+    def of(cls, raw: str, error: IdentityError) -> RefusedCredential:
+        try:
+            _, claims = unverified(raw)
+        except IdentityError:
+            claims = {}
+        vc = claims.get("vc")
+        types = vc.get("type") if isinstance(vc, dict) else None
+        ours = (
+            [t for t in types if t in CredentialType.__members__.values()]
+            if isinstance(types, list)
+            else []
+        )
+        return cls(
+            id=_text(claims.get("jti")),
+            type=ours[0] if len(ours) == 1 else None,
+            issuer=_text(claims.get("iss")),
+            reason=error.reason,
+            message=error.message,
+        )
+
+
+def _text(value: object) -> str | None:
+    return value[:500] if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
 class VerifiedPresentation:
     holder: str
     credentials: tuple[VerifiedCredential, ...]
+    """Only the credentials that verified, each on its own."""
     expires_at: datetime
+    refused: tuple[RefusedCredential, ...] = ()
+    """The presented credentials that did not verify, with their reasons."""
 
     def types(self) -> frozenset[CredentialType]:
         return frozenset(c.type for c in self.credentials)
@@ -139,19 +185,48 @@ async def verify_presentation(
     raw_credentials = vp.get("verifiableCredential", [])
     if not isinstance(raw_credentials, list) or len(raw_credentials) > MAX_CREDENTIALS:
         raise IdentityError(Reason.MALFORMED_TOKEN, f"at most {MAX_CREDENTIALS} credentials")
-    credentials = []
+    if not all(isinstance(raw, str) for raw in raw_credentials):
+        raise IdentityError(Reason.INVALID_CREDENTIAL, "only JWT credentials are accepted here")
+    for raw in raw_credentials:  # holder binding first, before any credential costs a fetch
+        _check_bound(raw, expected_holder)
+    credentials, refused = [], []
     for raw in raw_credentials:
-        if not isinstance(raw, str):
-            raise IdentityError(Reason.INVALID_CREDENTIAL, "only JWT credentials are accepted here")
-        credentials.append(
-            await verify_credential(
-                raw,
-                resolver=resolver,
-                trusted=trusted,
-                revocation=revocation,
-                now=now,
-                expected_subject=expected_holder,
+        try:
+            credentials.append(
+                await verify_credential(
+                    raw,
+                    resolver=resolver,
+                    trusted=trusted,
+                    revocation=revocation,
+                    now=now,
+                    expected_subject=expected_holder,
+                )
             )
-        )
+        except IdentityError as error:
+            if error.reason is Reason.SUBJECT_MISMATCH:
+                raise
+            refused.append(RefusedCredential.of(raw, error))
     earliest = min([expires, *(c.expires_at.timestamp() for c in credentials)])
-    return VerifiedPresentation(expected_holder, tuple(credentials), instant(earliest, now))
+    return VerifiedPresentation(
+        expected_holder, tuple(credentials), instant(earliest, now), tuple(refused)
+    )
+
+
+def _check_bound(raw: str, holder: str) -> None:
+    """Every credential of this data space is issued to the participant that holds it: one
+    whose subject is someone other than the presentation's signer is someone else's credential,
+    and the whole presentation fails. Read before any signature is checked (the claim fails the
+    presentation whether it is forged or not) and before any credential costs a fetch. A
+    credential too malformed to read is judged, and refused, on its own."""
+    try:
+        _, claims = unverified(raw)
+    except IdentityError:
+        return
+    vc = claims.get("vc")
+    subject = vc.get("credentialSubject") if isinstance(vc, dict) else None
+    for claimed in (claims.get("sub"), subject.get("id") if isinstance(subject, dict) else None):
+        if claimed is not None and claimed != holder:
+            raise IdentityError(
+                Reason.SUBJECT_MISMATCH,
+                f"a presented credential is about {claimed!r}, not {holder}",
+            )

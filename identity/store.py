@@ -3,6 +3,7 @@ holds. Each write is its own short transaction."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 
@@ -63,19 +64,43 @@ class CredentialStore:
             )
             session.commit()
 
-    def tokens(self, types: Collection[CredentialType], now: datetime) -> Sequence[str]:
-        """Unexpired credentials of the given types, newest first."""
+    def held(
+        self,
+        types: Collection[CredentialType] | None = None,
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> Sequence[HeldCredential]:
+        """The credentials held (of the given types), newest first, expired ones included."""
+        query = select(HeldCredential)
+        if types is not None:
+            query = query.where(col(HeldCredential.credential_type).in_([t.value for t in types]))
+        order = (col(HeldCredential.received_at).desc(), col(HeldCredential.id))
+        with Session(self._engine) as session:
+            return session.exec(query.order_by(*order).offset(offset).limit(limit)).all()
+
+    def remove(self, credential_id: str) -> bool:
+        """Forget a held credential; False when there is none with that id."""
+        with Session(self._engine) as session:
+            removed = session.execute(
+                delete(HeldCredential).where(col(HeldCredential.id) == credential_id)
+            )
+            session.commit()
+            return bool(getattr(removed, "rowcount", 0))
+
+    def fingerprint(self) -> str:
+        """What identifies the set of held credentials: it changes when one is added, replaced
+        or removed (and the same set always gives the same value, in every process)."""
         with Session(self._engine) as session:
             rows = session.exec(
-                select(HeldCredential)
-                .where(col(HeldCredential.credential_type).in_([t.value for t in types]))
-                .order_by(col(HeldCredential.received_at).desc())
+                select(HeldCredential.id, HeldCredential.received_at).order_by(
+                    col(HeldCredential.id)
+                )
             ).all()
-            return [
-                row.payload
-                for row in rows
-                if row.expires_at.replace(tzinfo=row.expires_at.tzinfo or UTC) > now
-            ]
+        digest = hashlib.sha256()
+        for credential_id, received_at in rows:
+            digest.update(f"{credential_id}\n{received_at.isoformat()}\n".encode())
+        return digest.hexdigest()
 
     def types(self) -> frozenset[CredentialType]:
         with Session(self._engine) as session:

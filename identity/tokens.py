@@ -34,6 +34,9 @@ ID_TOKEN_TYP: Final = "JWT"  # noqa: S105 - a media type, not a secret
 ID_TOKEN_TYPS: Final = frozenset({"jwt"})
 ACCESS_TOKEN_TYP: Final = "kexin-access+jwt"  # noqa: S105 - a media type
 MAX_ID_TOKEN_BYTES: Final = 8 * 1024
+SIGNING_ALGORITHMS: Final = frozenset({"EdDSA", "ES256"})
+"""What our keys sign with (identity.keys.algorithm_of); any other ``alg`` is refused before the
+signer's DID is resolved."""
 MAX_TOKEN_AGE_S: Final = 3600
 """Tokens issued longer ago than this are refused, so that jti values need not be kept longer."""
 
@@ -119,6 +122,11 @@ async def validate_id_token(
     aud = claims.get("aud")
     if aud != audience and not (isinstance(aud, list) and audience in aud):
         raise IdentityError(Reason.WRONG_AUDIENCE, f"the token is not for {audience}")
+    # cheap checks before any network work (DCP lets the verifier order its checks): the
+    # algorithm and the times as sent; the times are checked again once the signature holds
+    if header.get("alg") not in SIGNING_ALGORITHMS:
+        raise IdentityError(Reason.FORGED_SIGNATURE, "the token's algorithm is not accepted")
+    _check_times(claims, now)
     # 3. + 4. the key comes from sub's DID document and has capabilityInvocation
     document = await resolver.resolve(issuer)
     key_id = _signing_key_id(header, issuer, document)

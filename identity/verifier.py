@@ -5,9 +5,15 @@
    its ``CredentialService`` (admitted by the destination policy: HTTPS, no query string, on
    the DID's own host unless allowed), and query it with our own ID token carrying the caller's
    access token (the answer read under a total deadline and capped at ``MAX_VP_BYTES`` while it
-   streams in); verify the returned presentation and each credential in it.
+   streams in); verify the returned presentation and each credential in it, on its own: a
+   credential that fails (forged, untrusted, expired, revoked, its status unreadable) is left
+   out and logged with its reason, and counts as not held.
 3. Require the credential types this service needs; cache the result for at most the
-   revocation-list TTL, so that a revocation is noticed once the caches refresh.
+   revocation-list TTL, so that a revocation is noticed once the caches refresh. The result is
+   cached under the access token it was pulled with: a holder that grants anew (a Kexin holder
+   does as soon as its credentials change) is asked again at once, so that a re-issued
+   credential counts from the next request. A result in which a credential could not be
+   checked (status list or issuer unreachable) is not cached.
 
 The result is a :class:`Peer`: who the caller is and what its credentials say, ready to be the
 credential part of a policy decision.
@@ -16,10 +22,11 @@ credential part of a policy decision.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -32,6 +39,7 @@ from identity.presentations import (
     DCP_CONTEXT,
     EVERY_SCOPE,
     MAX_VP_BYTES,
+    RefusedCredential,
     VerifiedPresentation,
     verify_presentation,
 )
@@ -40,6 +48,12 @@ from identity.sts import SecureTokenService
 from identity.tokens import ReplayCache, validate_id_token
 from policy.operands import CredentialFacts, Grade
 from service.destinations import DestinationError
+
+log = logging.getLogger("kexin.identity")
+
+UNCHECKED: Final = frozenset({Reason.STATUS_UNAVAILABLE, Reason.UNRESOLVABLE_DID})
+"""Refusals that say a credential could not be checked, not that it is bad: they count as not
+held now, and a result with one is not cached, so the next request checks again."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,26 @@ def facts_of(credentials: Iterable[tuple[CredentialType, Grade, str]]) -> Creden
     )
 
 
+@dataclass(frozen=True)
+class _Verdict:
+    grant: str
+    """The access token the presentation was pulled with."""
+    until: datetime
+    peer: Peer
+
+
+def _missing(
+    holder: str, missing: frozenset[CredentialType], refused: Iterable[RefusedCredential]
+) -> IdentityError:
+    """A caller without a required credential; when it presented one that was refused, the
+    refusal's reason says why."""
+    names = ", ".join(sorted(t.value for t in missing))
+    why = next((r for r in refused if r.type in {t.value for t in missing}), None)
+    if why is None:
+        return IdentityError(Reason.MISSING_CREDENTIAL, f"{holder} lacks {names}")
+    return IdentityError(why.reason, f"{holder} lacks a valid {names}: {why.message}")
+
+
 class Verifier:
     def __init__(
         self,
@@ -96,9 +130,10 @@ class Verifier:
         self._required = frozenset(required)
         self._cache_ttl = cache_ttl
         self._clock = clock
-        self._cache: dict[str, tuple[datetime, Peer]] = {}
-        self._flights: SingleFlight[str, VerifiedPresentation] = SingleFlight()
-        """A burst from one caller queries its Credential Service once, not once a request."""
+        self._cache: dict[str, _Verdict] = {}
+        self._flights: SingleFlight[tuple[str, str], VerifiedPresentation] = SingleFlight()
+        """A burst from one caller under one grant queries its Credential Service once, not
+        once a request; a request under a new grant never waits for the old grant's answer."""
 
     async def authenticate(self, authorization: str | None) -> Peer:
         now = self._clock()
@@ -106,21 +141,24 @@ class Verifier:
             bearer(authorization), audience=self._sts.did, resolver=self._resolver,
             replay=self._replay, now=now,
         )  # fmt: skip
-        cached = self._cache.get(id_token.issuer)
-        if cached is not None and cached[0] > now:
-            return cached[1]
         if id_token.token is None:
             raise IdentityError(Reason.ACCESS_DENIED, "no token claim: cannot query credentials")
         token = id_token.token
+        cached = self._cache.get(id_token.issuer)
+        if cached is not None and cached.grant == token and cached.until > now:
+            return cached.peer
         presentation = await self._flights.run(
-            id_token.issuer, lambda: self._pull(id_token.issuer, token, now)
+            (id_token.issuer, token), lambda: self._pull(id_token.issuer, token, now)
         )
         missing = self._required - presentation.types()
         if missing:
-            names = ", ".join(sorted(t.value for t in missing))
-            raise IdentityError(Reason.MISSING_CREDENTIAL, f"{id_token.issuer} lacks {names}")
+            raise _missing(id_token.issuer, missing, presentation.refused)
         peer = Peer(id_token.issuer, presentation)
-        self._cache[id_token.issuer] = (min(now + self._cache_ttl, presentation.expires_at), peer)
+        if any(r.reason in UNCHECKED for r in presentation.refused):
+            self._cache.pop(id_token.issuer, None)
+        else:
+            until = min(now + self._cache_ttl, presentation.expires_at)
+            self._cache[id_token.issuer] = _Verdict(token, until, peer)
         return peer
 
     def forget(self, did: str) -> None:
@@ -167,7 +205,13 @@ class Verifier:
         (token,) = presentations
         if not isinstance(token, str):
             raise IdentityError(Reason.MALFORMED_TOKEN, "only JWT presentations are accepted")
-        return await verify_presentation(
+        presentation = await verify_presentation(
             token, audience=self._sts.did, expected_holder=holder, resolver=self._resolver,
             trusted=self._trusted, revocation=self._revocation, now=now,
         )  # fmt: skip
+        for refused in presentation.refused:  # claims unverified: quoted, never trusted
+            log.warning(
+                "%s presented %r %r of %r: not counted, %s: %r", holder, refused.type,
+                refused.id, refused.issuer, refused.reason.value, refused.message,
+            )  # fmt: skip
+        return presentation

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from ledger.settings import LedgerSettings
+from service.refusals import NOT_READY
 from storage.engine import create_engine
 from storage.health import check_health
 
@@ -29,7 +30,7 @@ def create_app(settings: LedgerSettings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
 
-    @app.get("/health", tags=["health"])
+    @app.get("/health", tags=["health"], responses=NOT_READY)
     def health() -> JSONResponse:
         report = check_health("ledger", engine, ())
         return JSONResponse(report.body(), status_code=200 if report.ok else 503)

@@ -1,14 +1,17 @@
 """HTTP plumbing the service apps share: bounded JSON bodies and typed error bodies.
 
-Every refusal leaves as ``{"type": ..., "reason": ..., "message": ...}`` with a 4xx status; a
-malformed or oversized body never reaches a handler as a half-read object; a database that
-cannot be used gives 503 ``database_unavailable``.
+Every refusal leaves as ``{"type": ..., "reason": ..., "message": ...}`` with a 4xx status,
+the framework's own (unknown path, wrong method, unreadable body) included; a malformed,
+oversized or too deeply nested body never reaches a handler as a half-read object; a database
+that cannot be used gives 503 ``database_unavailable``. :mod:`service.refusals` documents them
+in the routes' OpenAPI ``responses``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from http import HTTPStatus
 from typing import Annotated, Any, Final
 
 import httpx
@@ -18,11 +21,12 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator
 from sqlalchemy.exc import InternalError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
 
 from identity.credential_service import UnsupportedQueryError
 from identity.errors import IdentityError, http_status
 from service.headers import SecurityHeaders
-from service.limits import BodyLimit
+from service.limits import MAX_JSON_DEPTH, BodyLimit, Refusal, nests_deeper, plain_refusal, too_deep
 from service.logs import one_line, redact_access_log
 
 log = logging.getLogger("kexin.service")
@@ -49,6 +53,8 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         body += chunk
         if len(body) > max_bytes:
             raise BadRequestError(413, "body_too_large", f"a body is at most {max_bytes} bytes")
+    if nests_deeper(body, MAX_JSON_DEPTH):  # whatever its media type says
+        raise BadRequestError(400, "too_deep", too_deep(MAX_JSON_DEPTH))
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
@@ -80,9 +86,13 @@ def error_body(kind: str, reason: str, message: str) -> dict[str, str]:
     return {"type": kind, "reason": reason, "message": message}
 
 
-def install_error_handlers(app: FastAPI, *, max_body_bytes: int | None = None) -> None:
+def install_error_handlers(
+    app: FastAPI, *, max_body_bytes: int | None = None, refusal: Refusal = plain_refusal
+) -> None:
     """Typed error bodies for every refusal, the security headers, the access log's redaction
-    and, given ``max_body_bytes``, the body limit applied before any route runs."""
+    and, given ``max_body_bytes``, the body limit applied before any route runs. ``refusal``
+    types the framework's own refusals and the body limit's (a service may type them by
+    path)."""
 
     async def identity_error(_request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, IdentityError)  # noqa: S101 - registered for this type only
@@ -100,6 +110,14 @@ def install_error_handlers(app: FastAPI, *, max_body_bytes: int | None = None) -
 
     async def unsupported(_request: Request, error: Exception) -> JSONResponse:
         return JSONResponse(error_body("NotImplemented", "unsupported", str(error)), 501)
+
+    async def http_error(request: Request, error: Exception) -> JSONResponse:
+        # the framework's own refusals: no such path, a method the path does not take, a body
+        # that cannot be read
+        assert isinstance(error, HTTPException)  # noqa: S101 - registered for this type only
+        reason = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_")
+        body = refusal(request.url.path, error.status_code, reason, str(error.detail))
+        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
     async def invalid_request(_request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)  # noqa: S101 - registered for this type
@@ -123,9 +141,10 @@ def install_error_handlers(app: FastAPI, *, max_body_bytes: int | None = None) -
     for unavailable in DATABASE_UNAVAILABLE:
         app.add_exception_handler(unavailable, database_unavailable)
     if max_body_bytes is not None:
-        app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+        app.add_middleware(BodyLimit, max_bytes=max_body_bytes, refusal=refusal)
     app.add_middleware(SecurityHeaders)
     redact_access_log()
+    app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(IdentityError, identity_error)
     app.add_exception_handler(BadRequestError, bad_request)

@@ -11,11 +11,13 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings
 
-from identity.keys import MIN_PASSPHRASE_CHARS, KeyType
+from identity.keys import MIN_PASSPHRASE_CHARS, OWASP_SCRYPT, KeyType, ScryptCost
 from service.destinations import Destinations, check_host_name
 from storage.engine import DatabaseURL
 
 HostName = Annotated[str, AfterValidator(check_host_name)]
+MIN_SCRYPT_LOG2_N = 15
+"""The least cost accepted from settings (N=2^15: about 0.1 s here)."""
 
 
 class ParticipantServiceSettings(BaseSettings):
@@ -29,6 +31,9 @@ class ParticipantServiceSettings(BaseSettings):
     app refuses to start on an old schema and names the command to run."""
     key_passphrase: SecretStr = Field(min_length=MIN_PASSPHRASE_CHARS)
     """Encrypts the participant's private keys at rest."""
+    key_scrypt_log2_n: int = Field(default=OWASP_SCRYPT.log2_n, ge=MIN_SCRYPT_LOG2_N, le=20)
+    """scrypt's cost for the key passphrase: N = 2**this (r=8, p=1). The default, 17, is
+    OWASP's (about 0.5 s and 128 MiB, once per start); 15 and 16 cost a quarter and a half."""
     key_type: KeyType = KeyType.ED25519
     """Ed25519 or P-256, for keys generated from now on (existing keys stay until rotated)."""
     did_web_allow_http: bool = False
@@ -51,6 +56,10 @@ class ParticipantServiceSettings(BaseSettings):
             allowed_networks=self.outbound_allowed_networks,
             credential_service_hosts=self.credential_service_hosts,
         )
+
+    @property
+    def key_cost(self) -> ScryptCost:
+        return ScryptCost(self.key_scrypt_log2_n, OWASP_SCRYPT.r, OWASP_SCRYPT.p)
 
     @property
     def base_url(self) -> str:

@@ -8,13 +8,15 @@ This module does not create tables: :mod:`storage.migrate` does, through Alembic
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from typing import Annotated, Any, Final
 
 import sqlalchemy
 from pydantic import AfterValidator
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL, Engine, ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.pool import StaticPool
 
 SUPPORTED_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
@@ -78,13 +80,60 @@ def create_engine(database_url: str, *, echo: bool = False) -> Engine:
     engine = sqlalchemy.create_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas(memory=is_memory_sqlite(url)))
+        event.listen(engine, "handle_error", _discard_read_only)
+        if not is_memory_sqlite(url) and url.database:
+            _reopen_when_writable(engine, url.database)
     return engine
+
+
+def _reopen_when_writable(engine: Engine, path: str) -> None:
+    """SQLite opens a file it cannot write read-only, silently, and the connection stays so for
+    good: note at connect time whether the file was writable, and when a connection opened
+    while it was not is checked out once the file is writable again, the pool replaces it
+    (before any caller writes through it and gets "readonly database")."""
+
+    def writable() -> bool:
+        return os.access(path, os.W_OK) or not os.path.exists(path)
+
+    def on_connect(_dbapi_connection: Any, record: Any) -> None:
+        record.info["opened_unwritable"] = not writable()
+
+    def on_checkout(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.info.get("opened_unwritable") and writable():
+            raise DisconnectionError("opened while the database could not be written")
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "checkout", on_checkout)
+
+
+SQLITE_READONLY: Final = 8
+"""SQLite's primary result code for "attempt to write a readonly database" (its extended codes
+carry it in the low byte)."""
+SQLITE_IOERR: Final = 10
+"""SQLite's "disk I/O error": what a write into a file made immutable meanwhile gets."""
+
+
+def _discard_read_only(context: ExceptionContext) -> None:
+    """A SQLite connection opened while its file could not be written (read-only, immutable)
+    stays read-only for good, even once the file is writable again, and one that met an I/O
+    error may be left unusable: treat either error as a lost connection, so that the pool
+    closes it (and the others it holds) and opens new ones."""
+    error = context.original_exception
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(error, sqlite3.OperationalError) and isinstance(code, int):
+        context.is_disconnect = context.is_disconnect or code & 0xFF in (
+            SQLITE_READONLY,
+            SQLITE_IOERR,
+        )
 
 
 def _sqlite_pragmas(*, memory: bool) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
+        # What is deleted or overwritten (a token redacted once sent) is zeroed in the file,
+        # not left in free space: Debian's SQLite does this by default, others do not.
+        cursor.execute("PRAGMA secure_delete=ON")
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=5000")

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -38,9 +39,37 @@ def _run(command: Sequence[str], *, as_postgres: bool) -> None:
     subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=120)
 
 
+@dataclass
+class Cluster:
+    """A running throw-away cluster that a test may stop and start again (same port, data)."""
+
+    bindir: Path
+    data: Path
+    options: str
+    log: Path
+    url: str
+    """The admin URL (``postgresql+psycopg://kexin@127.0.0.1:PORT/postgres``)."""
+    up: bool = False
+
+    def start(self) -> None:
+        self.up = True
+        _run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", self.options,
+             "-l", str(self.log), "-w", "-t", "60", "start"],
+            as_postgres=os.geteuid() == 0,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        self.up = False
+        _run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+            as_postgres=os.geteuid() == 0,
+        )
+
+
 @contextmanager
-def cluster(bindir: Path) -> Iterator[str]:
-    """Start a cluster; yield the admin URL (``postgresql+psycopg://kexin@127.0.0.1:PORT/postgres``)."""
+def controlled_cluster(bindir: Path) -> Iterator[Cluster]:
+    """Start a cluster; yield it, to be stopped and started again; remove it afterwards."""
     as_postgres = os.geteuid() == 0
     folder = Path(tempfile.mkdtemp(prefix="kexin-pg-"))
     data = folder / "data"
@@ -57,19 +86,23 @@ def cluster(bindir: Path) -> Iterator[str]:
         f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off -c synchronous_commit=off "
         "-c full_page_writes=off"
     )
-    _run(
-        [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"),
-         "-w", "-t", "60", "start"],
-        as_postgres=as_postgres,
+    running = Cluster(
+        bindir, data, options, folder / "log", f"postgresql+psycopg://{USER}@127.0.0.1:{port}/postgres"
     )  # fmt: skip
+    running.start()
     try:
-        yield f"postgresql+psycopg://{USER}@127.0.0.1:{port}/postgres"
+        yield running
     finally:
-        _run(
-            [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-            as_postgres=as_postgres,
-        )
+        if running.up:
+            running.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def cluster(bindir: Path) -> Iterator[str]:
+    """Start a cluster; yield the admin URL (``postgresql+psycopg://kexin@127.0.0.1:PORT/postgres``)."""
+    with controlled_cluster(bindir) as running:
+        yield running.url
 
 
 def create_database(admin_url: str, name: str) -> str:

@@ -3,7 +3,11 @@
 delivers them to the holder's Credential Service, and revokes on the operator's word.
 
 Issued credentials are recorded only after the holder's Credential Service accepted them: a
-failed delivery leaves the request RECEIVED with the error, for the operator to retry.
+failed delivery leaves the request RECEIVED with the error, for the operator to retry. Every
+decision (a request received, approved, rejected; credentials issued, a delivery failed, a
+credential revoked) is audited in the transaction that carries it out, with who decided (the
+operator by the id of its API key, or the allow-list). The holder's write token is kept only
+until the request is decided.
 """
 
 from __future__ import annotations
@@ -19,7 +23,17 @@ import httpx
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from broker.authority.store import CredentialRequest, IssuedCredential, RequestStatus, StatusList
+from broker.authority.store import (
+    ALLOW_LIST,
+    HOLDER,
+    CredentialRequest,
+    Decider,
+    Decision,
+    IssuedCredential,
+    RequestStatus,
+    StatusList,
+    audit,
+)
 from identity.claims import OrganisationClaims
 from identity.credentials import CredentialType, Organisation, issue_credential
 from identity.errors import IdentityError, Reason
@@ -141,11 +155,15 @@ class Authority:
         )
         with Session(self._engine) as session:
             session.add(request)
+            audit(
+                session, Decision.REQUEST_RECEIVED, subject=holder, decider=HOLDER,
+                now=request.created_at, request_id=request.id, detail=request.credential_types,
+            )  # fmt: skip
             session.commit()
             session.refresh(request)
         grant = self._allow.get(holder)
         if grant is not None and set(message.types) <= set(grant[0]):
-            return await self.approve(request.id, grant[1])
+            return await self.approve(request.id, grant[1], ALLOW_LIST)
         return request
 
     def request(self, request_id: str, holder: str | None = None) -> CredentialRequest:
@@ -169,24 +187,32 @@ class Authority:
                 query = query.where(IssuedCredential.holder == holder)
             return list(session.exec(query).all())
 
-    def reject(self, request_id: str, reason: str) -> CredentialRequest:
+    def reject(self, request_id: str, reason: str, decider: Decider) -> CredentialRequest:
         with Session(self._engine) as session:
             request = session.get(CredentialRequest, request_id)
             if request is None:
                 raise AuthorityError(404, "unknown_request", f"no request {request_id}")
             if request.status != RequestStatus.RECEIVED:
                 raise AuthorityError(409, "already_decided", f"request is {request.status}")
+            now = self._clock()
             request.status, request.reason, request.decided_at = (
                 RequestStatus.REJECTED,
                 reason,
-                self._clock(),
+                now,
             )
+            request.write_token = ""  # not needed any more: not kept
             session.add(request)
+            audit(
+                session, Decision.REQUEST_REJECTED, subject=request.holder, decider=decider,
+                now=now, request_id=request.id, detail=reason,
+            )  # fmt: skip
             session.commit()
             session.refresh(request)
             return request
 
-    async def approve(self, request_id: str, organisation: Organisation) -> CredentialRequest:
+    async def approve(
+        self, request_id: str, organisation: Organisation, decider: Decider
+    ) -> CredentialRequest:
         """Issue and deliver. Three short steps, no transaction held across the network:
         reserve status-list entries, deliver, then record the outcome."""
         now = self._clock()
@@ -219,9 +245,24 @@ class Authority:
             assert stored is not None  # noqa: S101 - read in _reserve, never deleted
             if error is None:
                 stored.status, stored.decided_at, stored.reason = RequestStatus.ISSUED, now, None
+                stored.write_token = ""  # delivered: not kept
                 session.add_all(issued)
+                audit(
+                    session, Decision.REQUEST_APPROVED, subject=stored.holder, decider=decider,
+                    now=now, request_id=stored.id, detail=stored.credential_types,
+                )  # fmt: skip
+                for credential in issued:
+                    audit(
+                        session, Decision.CREDENTIAL_ISSUED, subject=stored.holder,
+                        decider=decider, now=now, request_id=stored.id,
+                        credential_id=credential.id, detail=credential.credential_type,
+                    )  # fmt: skip
             else:  # the reserved entries stay unused; the operator may approve again
                 stored.reason = f"delivery failed: {error}"[:1000]
+                audit(
+                    session, Decision.DELIVERY_FAILED, subject=stored.holder, decider=decider,
+                    now=now, request_id=stored.id, detail=stored.reason,
+                )  # fmt: skip
             session.add(stored)
             session.commit()
             session.refresh(stored)
@@ -283,7 +324,7 @@ class Authority:
             return f"the Credential Service answered {response.status_code}"
         return None
 
-    def revoke(self, credential_id: str) -> IssuedCredential:
+    def revoke(self, credential_id: str, decider: Decider) -> IssuedCredential:
         with Session(self._engine) as session:
             credential = session.get(IssuedCredential, credential_id)
             if credential is None:
@@ -294,8 +335,14 @@ class Authority:
                 bits = bytearray(status_list.bits)
                 set_bit(bits, credential.status_index)
                 status_list.bits = bytes(bits)
-                credential.revoked_at = self._clock()
+                now = self._clock()
+                credential.revoked_at = now
                 session.add_all([status_list, credential])
+                audit(
+                    session, Decision.CREDENTIAL_REVOKED, subject=credential.holder,
+                    decider=decider, now=now, request_id=credential.request_id,
+                    credential_id=credential.id, detail=credential.credential_type,
+                )  # fmt: skip
                 session.commit()
                 session.refresh(credential)
             return credential

@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session
 
 from broker.authority.issuer import CredentialRequestMessage, organisation_json
-from broker.authority.store import CredentialRequest, IssuedCredential, RequestStatus
-from broker.deps import AuthorityDep, OperatorDep, ParticipantDep, SettingsDep
+from broker.authority.store import (
+    AuthorityEvent,
+    CredentialRequest,
+    Decision,
+    IssuedCredential,
+    RequestStatus,
+    audit_events,
+)
+from broker.deps import (
+    AuthorityDep,
+    EngineDep,
+    OperatorDecider,
+    OperatorDep,
+    ParticipantDep,
+    SettingsDep,
+)
 from identity.claims import OrganisationClaims
 from identity.credential_service import bearer
 from identity.documents import DIDDocument, Service
 from identity.presentations import DCP_CONTEXT
 from identity.tokens import IdToken, validate_id_token
 from service.http import read_json
+from service.refusals import refusals
 
 router = APIRouter(tags=["authority"])
-admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[OperatorDep])
+admin = APIRouter(
+    prefix="/admin", tags=["admin"], dependencies=[OperatorDep],
+    responses=refusals(400, 401, 404, 409, 413, 422, 502, 503, 507),
+)  # fmt: skip
 AuthorizationHeader = Annotated[str | None, Header()]
 
 
@@ -53,7 +73,9 @@ def metadata(authority: AuthorityDep) -> dict[str, Any]:
     return authority.metadata()
 
 
-@router.post("/credentials", status_code=201)
+@router.post(
+    "/credentials", status_code=201, responses=refusals(400, 401, 403, 409, 413, 422, 503, 507)
+)
 async def request_credentials(
     request: Request,
     response: Response,
@@ -70,7 +92,7 @@ async def request_credentials(
     return _status(created)
 
 
-@router.get("/requests/{request_id}")
+@router.get("/requests/{request_id}", responses=refusals(401, 403, 404, 422, 503))
 async def request_status(
     request_id: str, authority: AuthorityDep, participant: ParticipantDep,
     authorization: AuthorizationHeader = None,
@@ -80,7 +102,17 @@ async def request_status(
     return _status(authority.request(request_id, holder=id_token.issuer))
 
 
-@router.get("/status/{list_id}", response_class=PlainTextResponse)
+@router.get(
+    "/status/{list_id}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The status list credential",
+            "content": {"application/vc+jwt": {"schema": {"type": "string"}}},
+        },
+        **refusals(404, 422, 503),
+    },
+)
 def status_list(list_id: str, authority: AuthorityDep) -> PlainTextResponse:
     """The StatusList2021Credential (a VC JWT) for revocation checks."""
     return PlainTextResponse(authority.status_list(list_id), media_type="application/vc+jwt")
@@ -132,14 +164,19 @@ def list_requests(
 
 
 @admin.post("/requests/{request_id}/approve")
-async def approve(request_id: str, approval: Approval, authority: AuthorityDep) -> dict[str, Any]:
+async def approve(
+    request_id: str, approval: Approval, authority: AuthorityDep, operator: OperatorDecider
+) -> dict[str, Any]:
     """Issue the requested credentials with these organisation claims, and deliver them."""
-    return _request_view(await authority.approve(request_id, approval.organisation.organisation()))
+    organisation = approval.organisation.organisation()
+    return _request_view(await authority.approve(request_id, organisation, operator))
 
 
 @admin.post("/requests/{request_id}/reject")
-def reject(request_id: str, rejection: Rejection, authority: AuthorityDep) -> dict[str, Any]:
-    return _request_view(authority.reject(request_id, rejection.reason))
+def reject(
+    request_id: str, rejection: Rejection, authority: AuthorityDep, operator: OperatorDecider
+) -> dict[str, Any]:
+    return _request_view(authority.reject(request_id, rejection.reason, operator))
 
 
 @admin.get("/credentials")
@@ -148,6 +185,45 @@ def list_credentials(authority: AuthorityDep, holder: str | None = None) -> list
 
 
 @admin.post("/credentials/{credential_id}/revoke")
-def revoke(credential_id: str, authority: AuthorityDep) -> dict[str, Any]:
+def revoke(
+    credential_id: str, authority: AuthorityDep, operator: OperatorDecider
+) -> dict[str, Any]:
     """Revoke: the status list flips now; verifiers see it once their cache refreshes."""
-    return _credential_view(authority.revoke(credential_id))
+    return _credential_view(authority.revoke(credential_id, operator))
+
+
+def _event_view(event: AuthorityEvent) -> dict[str, Any]:
+    occurred_at = event.occurred_at  # SQLite keeps no zone; only UTC is ever stored
+    occurred_at = occurred_at if occurred_at.tzinfo else occurred_at.replace(tzinfo=UTC)
+    return {
+        "id": event.id,
+        "occurredAt": occurred_at.isoformat(),
+        "decision": event.decision,
+        "subject": event.subject,
+        "decidedBy": event.decided_by,
+        "operatorKeyId": event.operator_key_id,
+        "requestId": event.request_id,
+        "credentialId": event.credential_id,
+        "detail": event.detail,
+    }
+
+
+@admin.get("/audit")
+def list_audit_events(
+    engine: EngineDep,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    subject: Annotated[str | None, Query(max_length=2048)] = None,
+    decision: Decision | None = None,
+) -> dict[str, Any]:
+    """The authority's decisions, newest first, a page at a time (``next``: the offset of the
+    next page, or null)."""
+    with Session(engine) as session:
+        rows = audit_events(
+            session, offset=offset, limit=limit + 1, subject=subject, decision=decision
+        )
+    return {
+        "items": [_event_view(row) for row in rows[:limit]],
+        "offset": offset,
+        "next": offset + limit if len(rows) > limit else None,
+    }

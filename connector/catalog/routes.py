@@ -17,10 +17,10 @@ from connector.catalog import messages
 from connector.catalog.offers import admitted_definitions, offers_for
 from connector.catalog.store import Asset, assets_page
 from connector.deps import EngineDep, ParticipantDep, SettingsDep, peer_dependency, read_message
-from connector.protocol import DSP_CONTEXT, DspError
+from connector.protocol import DSP_CONTEXT, DSP_REFUSALS, DspError
 from identity.verifier import Peer
 
-router = APIRouter(prefix="/dsp/catalog", tags=["dsp catalog"])
+router = APIRouter(prefix="/dsp/catalog", tags=["dsp catalog"], responses=DSP_REFUSALS)
 PeerDep = Annotated[Peer, Depends(peer_dependency("CatalogError"))]
 
 

@@ -21,8 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from connector.deps import NegotiationsDep, SettingsDep, TransfersDep, conformance_peer
 from identity.verifier import Peer
 from service.http import BadRequestError, error_body, read_json
+from service.refusals import refusals
 
-router = APIRouter(prefix="/conformance", tags=["conformance testing"])
+router = APIRouter(
+    prefix="/conformance", tags=["conformance testing"],
+    responses=refusals(400, 401, 409, 413, 422, 503),
+)  # fmt: skip
 
 
 class ConformanceError(Exception):

@@ -11,10 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from connector.contracts.service import ContractError, DataContracts, DataRequest
 from connector.deps import require_manager
 from service.http import HttpUrl
+from service.refusals import refusal, refusals
 
 router = APIRouter(
-    prefix="/contracts/v1", tags=["data contracts"], dependencies=[Depends(require_manager)]
-)
+    prefix="/contracts/v1", tags=["data contracts"], dependencies=[Depends(require_manager)],
+    responses=refusals(400, 401, 413, 422, 503),
+)  # fmt: skip
 
 
 def get_contracts(request: Request) -> DataContracts:
@@ -50,10 +52,10 @@ class DataGrantOut(BaseModel):
     "/data",
     response_model=DataGrantOut,
     responses={
-        403: {"description": "refused by the provider's policy (reasons included)"},
-        404: {"description": "the provider offers no such dataset to us"},
-        502: {"description": "the provider cannot be reached or answered badly"},
-        504: {"description": "the provider has not decided in time (ids included)"},
+        403: refusal("refused by the provider's policy (reasons included)"),
+        404: refusal("the provider offers no such dataset to us"),
+        502: refusal("the provider cannot be reached or answered badly"),
+        504: refusal("the provider has not decided in time (ids included)"),
     },
 )
 async def request_data(

@@ -19,14 +19,20 @@ from connector.dataplane.response import AccessResponse
 from connector.dataplane.store import DutyRecord
 from connector.deps import ParticipantDep, peer_dependency, require_manager
 from connector.negotiation.machine import Role
+from connector.protocol import DspErrorBody
 from identity.errors import IdentityError
 from identity.verifier import Peer
 from service.http import BadRequestError, read_json
+from service.refusals import ErrorBody, refusals
 
-public = APIRouter(tags=["data plane"])
+public = APIRouter(
+    tags=["data plane"],
+    responses=refusals(400, 401, 403, 404, 409, 410, 413, 416, 422, 502, 503),
+)  # fmt: skip
 management = APIRouter(
-    prefix="/management/v1", tags=["management"], dependencies=[Depends(require_manager)]
-)
+    prefix="/management/v1", tags=["management"], dependencies=[Depends(require_manager)],
+    responses=refusals(400, 401, 404, 409, 413, 422, 503),
+)  # fmt: skip
 PeerDep = Annotated[Peer, Depends(peer_dependency("DataPlaneError"))]
 
 
@@ -111,7 +117,11 @@ class ReceiptIn(BaseModel):
     receipt: str = Field(min_length=1, max_length=16_384)
 
 
-@public.post(RECEIPT_PATH)
+@public.post(
+    RECEIPT_PATH,
+    # the caller is authenticated the DCP way: its refusal is a typed DSP error
+    responses=refusals(401, 403, model=ErrorBody | DspErrorBody),
+)
 async def receipt(
     request: Request, peer: PeerDep, participant: ParticipantDep, duties: DutiesDep
 ) -> Any:

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Header, Request
 from connector.deps import ParticipantDep, SettingsDep
 from identity.documents import Service
 from service.http import read_json
+from service.refusals import refusals
 
-router = APIRouter(tags=["dcp"])
+router = APIRouter(tags=["dcp"], responses=refusals(400, 401, 403, 413, 422, 501, 503))
 AuthorizationHeader = Annotated[str | None, Header()]
 
 
@@ -53,7 +54,8 @@ async def store_credentials(
 async def verified_peer(
     participant: ParticipantDep, authorization: AuthorizationHeader = None
 ) -> dict[str, Any]:
-    """Authenticate the caller the DCP way and say what was verified about it."""
+    """Authenticate the caller the DCP way and say what was verified about it, and which of
+    the credentials it presented did not count, and why."""
     peer = await participant.verifier.authenticate(authorization)
     facts = peer.facts()
     return {
@@ -61,6 +63,16 @@ async def verified_peer(
         "credentials": [
             {"type": c.type.value, "issuer": c.issuer, "expires": c.expires_at.isoformat()}
             for c in peer.presentation.credentials
+        ],
+        "refused": [
+            {
+                "id": r.id,
+                "type": r.type,
+                "issuer": r.issuer,
+                "reason": r.reason.value,
+                "message": r.message,
+            }
+            for r in peer.presentation.refused
         ],
         "membership": facts.membership,
         "roles": sorted(facts.roles),

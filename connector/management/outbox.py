@@ -5,17 +5,19 @@ carry data-plane tokens."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 
 from connector.deps import ManagementError, OutboxDep, require_manager
 from connector.management.routes import Limit, Offset, _page
 from connector.outbox import Delivery, OutboxMessage
+from service.refusals import refusals
 
 router = APIRouter(
-    prefix="/management/v1/outbox", tags=["management"], dependencies=[Depends(require_manager)]
-)
+    prefix="/management/v1/outbox", tags=["management"], dependencies=[Depends(require_manager)],
+    responses=refusals(401, 404, 409, 422, 503),
+)  # fmt: skip
 
 
 def message_view(message: OutboxMessage) -> dict[str, Any]:
@@ -42,8 +44,14 @@ def list_messages(
     return _page([message_view(m) for m in found], offset, limit)
 
 
+MAX_ID: Final = 2**63 - 1
+"""The largest id a database's integer key holds: a larger one is refused (422), not a 500."""
+
+
 @router.post("/{message_id}/retry")
-def retry_message(message_id: int, outbox: OutboxDep) -> dict[str, Any]:
+def retry_message(
+    message_id: Annotated[int, Path(ge=1, le=MAX_ID)], outbox: OutboxDep
+) -> dict[str, Any]:
     retried = outbox.retry(message_id)
     if retried is None:
         raise ManagementError(404, "not_found", f"no outbox message {message_id}")

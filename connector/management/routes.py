@@ -37,11 +37,13 @@ from policy.jsonld import read_policy, write_policy
 from policy.lint import Severity, lint
 from policy.operands import Grade, check_region
 from service.http import HttpUrl
+from service.refusals import refusals
 
 log = logging.getLogger("kexin.connector")
 router = APIRouter(
-    prefix="/management/v1", tags=["management"], dependencies=[Depends(require_manager)]
-)
+    prefix="/management/v1", tags=["management"], dependencies=[Depends(require_manager)],
+    responses=refusals(400, 401, 404, 409, 413, 422, 502, 503),
+)  # fmt: skip
 Identifier = Annotated[str, Field(min_length=1, max_length=300)]
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from connector.audit import AuditSink
+from connector.faults import NO_FAULTS, Faults
 from connector.negotiation.consumer import ConsumerSide
 from connector.negotiation.machine import Event, Role, State, next_state
 from connector.negotiation.messages import (
@@ -53,6 +54,7 @@ class Negotiations(ProviderSide, ConsumerSide):
         manual_verification: bool = False,
         webhook: Webhook | None = None,
         steering: Steering | None = None,
+        faults: Faults = NO_FAULTS,
     ) -> None:
         super().__init__(
             engine=engine,
@@ -65,6 +67,7 @@ class Negotiations(ProviderSide, ConsumerSide):
             state_type=State,
             webhook=webhook,
             steering=steering,
+            faults=faults,
         )
         self.manual_approval = manual_approval
         self.manual_verification = manual_verification

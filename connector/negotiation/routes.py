@@ -24,11 +24,14 @@ from connector.negotiation.messages import (
 )
 from connector.negotiation.process import Negotiations
 from connector.negotiation.steps import ERROR_TYPE
-from connector.protocol import DspError
+from connector.protocol import DSP_REFUSALS, DspError
 from identity.verifier import Peer
 
-provider = APIRouter(prefix="/dsp/negotiations", tags=["dsp negotiation"])
-consumer = APIRouter(prefix="/dsp/callback/negotiations", tags=["dsp negotiation callbacks"])
+provider = APIRouter(prefix="/dsp/negotiations", tags=["dsp negotiation"], responses=DSP_REFUSALS)
+consumer = APIRouter(
+    prefix="/dsp/callback/negotiations", tags=["dsp negotiation callbacks"],
+    responses=DSP_REFUSALS,
+)  # fmt: skip
 PeerDep = Annotated[Peer, Depends(peer_dependency(ERROR_TYPE))]
 
 

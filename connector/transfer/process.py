@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from connector.audit import AuditSink
+from connector.faults import NO_FAULTS, Faults
 from connector.negotiation.machine import Role
 from connector.outbox import Handlers, Outbox, OutboxMessage
 from connector.processes import Steering
@@ -55,6 +56,7 @@ class Transfers(ProviderSide, ConsumerSide):
         webhook: Webhook | None = None,
         dataplane: DataPlaneHooks | None = None,
         steering: Steering | None = None,
+        faults: Faults = NO_FAULTS,
     ) -> None:
         super().__init__(
             engine=engine,
@@ -67,6 +69,7 @@ class Transfers(ProviderSide, ConsumerSide):
             state_type=State,
             webhook=webhook,
             steering=steering,
+            faults=faults,
         )
         self.manual_start = manual_start
         self.dataplane = dataplane

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from connector.deps import TransfersDep, peer_dependency, read_message
 from connector.negotiation.machine import Role
-from connector.protocol import DspError
+from connector.protocol import DSP_REFUSALS, DspError
 from connector.transfer.messages import (
     TransferCompletionMessage,
     TransferRequestMessage,
@@ -24,8 +24,10 @@ from connector.transfer.messages import (
 from connector.transfer.steps import ERROR_TYPE
 from identity.verifier import Peer
 
-provider = APIRouter(prefix="/dsp/transfers", tags=["dsp transfer"])
-consumer = APIRouter(prefix="/dsp/callback/transfers", tags=["dsp transfer callbacks"])
+provider = APIRouter(prefix="/dsp/transfers", tags=["dsp transfer"], responses=DSP_REFUSALS)
+consumer = APIRouter(
+    prefix="/dsp/callback/transfers", tags=["dsp transfer callbacks"], responses=DSP_REFUSALS
+)
 PeerDep = Annotated[Peer, Depends(peer_dependency(ERROR_TYPE))]
 Moves = (
     ("start", TransferStartMessage),

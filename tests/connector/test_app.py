@@ -1,14 +1,20 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from connector.app import create_app
 from connector.settings import ConnectorSettings
-from storage.migrate import SchemaNotCurrentError
+from identity import keys
+from identity.database import migrations as identity_migrations
+from storage.engine import create_engine
+from storage.migrate import SchemaNotCurrentError, upgrade
 from tests.participants import PASSPHRASE
 
 
@@ -76,3 +82,59 @@ def test_a_wrong_passphrase_refuses_to_start(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="wrong passphrase"), TestClient(create_app(wrong)):
         pass
+
+
+def test_an_old_format_key_ring_is_rewrapped_on_first_start(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    old = keys.generate(keys.KeyType.ED25519)
+    pem = old.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(PASSPHRASE.encode()),
+    )  # fmt: skip
+    engine = create_engine(url)
+    upgrade(engine, identity_migrations(), "2cc58d6b67b7")  # before the KDF was recorded
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO identity_key (key_id, key_type, encrypted_pem, created_at) "
+                "VALUES ('key-1', 'Ed25519', :pem, '2026-11-24 09:00:00')"
+            ),
+            {"pem": pem},
+        )
+    with TestClient(create_app(make_settings(url))) as client:
+        (method,) = client.get("/bank/did.json").json()["verificationMethod"]
+    assert method["publicKeyJwk"] == keys.public_jwk(old)
+    with engine.connect() as connection:
+        kdf, params, wrapped = connection.execute(
+            text("SELECT kdf, kdf_params, wrapped_key FROM identity_key")
+        ).one()
+    engine.dispose()
+    assert kdf == "scrypt"
+    assert json.loads(params)["n"] == 2 ** make_settings(url).key_scrypt_log2_n
+    assert b"ENCRYPTED PRIVATE KEY" not in wrapped
+
+
+def test_the_frameworks_own_refusals_are_typed_dsp_errors_on_dsp_paths(tmp_path: Path) -> None:
+    with TestClient(create_app(make_settings(f"sqlite:///{tmp_path / 'c.db'}"))) as client:
+        unknown = client.get("/dsp/negotiations/a%0Ab/nothing")
+        wrong_method = client.put("/dsp/catalog/request")
+        management = client.get("/management/v1/nothing")
+        unreadable = client.post(
+            "/management/v1/policydefinitions",
+            content=b'{"id": "\xff"}',
+            headers={"Content-Type": "application/json"},
+        )
+    assert unknown.status_code == 404
+    assert unknown.json()["@type"] == "ContractNegotiationError"
+    assert unknown.json()["code"] == "not_found"
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["@type"] == "CatalogError"
+    assert wrong_method.headers["allow"] == "POST"
+    assert management.status_code == 404
+    assert management.json() == {
+        "type": "BadRequest",
+        "reason": "not_found",
+        "message": "Not Found",
+    }
+    assert unreadable.status_code == 400, unreadable.text
+    assert unreadable.json()["reason"] == "bad_request"

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from connector.app import create_app
 from connector.catalog.offers import offer_id
-from connector.outbox import OutboxMessage, backoff
+from connector.outbox import OutboxMessage, backoff, enqueue
 from storage.engine import create_engine
 from tests.connector.test_conformance import (
     AUTH,
@@ -136,6 +136,19 @@ def test_the_deadline_comes_from_settings(tmp_path: Path) -> None:
         wait_for(lambda: negotiation_state(client, pid) == "TERMINATED")
 
 
+def test_the_first_retry_wait_comes_from_settings(tmp_path: Path) -> None:
+    """From 50 ms doubling, four attempts fit in a second and a half (from the default 0.5 s,
+    the fourth comes after at least 1.75 s)."""
+    kit = Kit(lambda path, _n: 503 if path == AGREEMENT else 200)
+    with start(tmp_path, kit, Clock(), delivery_backoff_s=0.05) as client:
+        publish(client)
+        client.post("/dsp/negotiations/request", json=kit_request(OFFER), headers=AUTH)
+        wait_for(lambda: AGREEMENT in kit.paths())
+        began = time.monotonic()
+        wait_for(lambda: attempts_of(client, "negotiation.agreement") >= 4, timeout_s=1.5)
+    assert time.monotonic() - began < 1.5
+
+
 def test_backoff_grows_is_capped_and_jittered() -> None:
     first = [backoff(1).total_seconds() for _ in range(200)]
     late = [backoff(40).total_seconds() for _ in range(200)]
@@ -207,3 +220,32 @@ def test_a_sent_message_is_kept_without_its_tokens(tmp_path: Path) -> None:
 def outbox_items(client: TestClient) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = client.get("/management/v1/outbox", headers=KEY).json()["items"]
     return items
+
+
+def test_messages_given_up_are_kept_without_their_tokens(tmp_path: Path) -> None:
+    """A message refused for good is kept redacted, and so is each later message of its
+    process that is given up with it, unsent (a start message's tokens among them)."""
+    process = "urn:uuid:given-up"
+    refused = f"/transfers/{process}/suspension"
+    kit = Kit(lambda path, _n: 400 if path == refused else 200)
+    with start(tmp_path, kit, Clock(), kit_id=TCK) as client:
+        engine = create_engine(str(client.app.state.settings.database_url))  # type: ignore[attr-defined]
+        with Session(engine) as session:
+            for name, token in (("suspension", "first-secret-token"), ("start", "later-secret")):
+                enqueue(
+                    session, process_id=process, kind="test.given_up", audience=TCK,
+                    url=f"{KIT_BASE}/transfers/{process}/{name}", now=datetime.now(UTC),
+                    body={"dataAddress": {"endpointProperties": [
+                        {"name": "authorization", "value": token},
+                        {"name": "refreshToken", "value": f"refresh-{token}"},
+                    ]}},
+                )  # fmt: skip
+            session.commit()
+        client.app.state.outbox.wake()  # type: ignore[attr-defined]
+        wait_for(lambda: [m["status"] for m in outbox_items(client)] == ["failed", "failed"])
+        with Session(engine) as session:
+            kept = [m.body for m in session.exec(select(OutboxMessage)).all()]
+        engine.dispose()
+    assert kit.paths() == [refused]  # the later one was never sent
+    assert "secret" not in "".join(kept)
+    assert all("[redacted]" in body for body in kept)

@@ -52,3 +52,10 @@ def test_a_bad_provider_address_is_refused_before_any_request(
 def test_a_huge_offset_is_refused(client: TestClient, offset: str) -> None:
     response = client.get("/management/v1/duties", headers=KEY, params={"offset": offset})
     assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize("message_id", [str(2**63), str(-(2**63) - 1), "9" * 30, "0"])
+def test_an_outbox_id_past_the_database_is_refused(client: TestClient, message_id: str) -> None:
+    response = client.post(f"/management/v1/outbox/{message_id}/retry", headers=KEY)
+    assert response.status_code == 422, response.text
+    assert response.json()["reason"] == "invalid_request"

@@ -5,13 +5,19 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
+from connector.participant import migrate
 from dataspace.cli import EXIT_CONFIG, app
+from identity.credentials import CredentialType, VerifiedCredential, issue_credential
+from identity.store import CredentialStore
+from storage.engine import create_engine
+from tests.identity.world import AUTHORITY, ORG, World
 from tests.loopback import free_port
 from tests.participants import ADMIN_KEY, PASSPHRASE
 
@@ -186,3 +192,64 @@ def test_tck_config_prints_the_kits_configuration(monkeypatch: pytest.MonkeyPatc
     )
     assert "dataspacetck.callback.address=http://kit:8687" in lines
     assert "TP_C_03_06_AGREEMENTID=ATPC0306" in lines
+
+
+def hold(database_url: str, holder: str) -> None:
+    """The connector's database holds a membership (valid, no status list) and a licence that
+    expired yesterday."""
+    world = World()
+    world.add(AUTHORITY)
+    key, now = world.rings[AUTHORITY].current, datetime.now(UTC).replace(microsecond=0)
+    engine = create_engine(database_url)
+    migrate(engine)
+    store = CredentialStore(engine)
+    for credential_id, kind, expires_at in (
+        ("urn:uuid:member", CredentialType.MEMBERSHIP, now + timedelta(days=30)),
+        ("urn:uuid:licence", CredentialType.FINANCIAL_INSTITUTION, now - timedelta(days=1)),
+    ):
+        token = issue_credential(
+            issuer=AUTHORITY, key=key.private_key, key_id=key.key_id, credential_id=credential_id,
+            credential_type=kind, subject=holder, organisation=ORG,
+            issued_at=now - timedelta(days=60), expires_at=expires_at, status=None,
+        )  # fmt: skip
+        store.save(
+            VerifiedCredential(
+                credential_id, kind, AUTHORITY, holder, ORG, expires_at, None, token
+            ),
+            now - timedelta(days=59),
+        )
+    engine.dispose()
+
+
+def test_connector_credentials_list_and_remove(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'c.db'}"
+    monkeypatch.setenv("CONNECTOR_DATABASE_URL", database_url)
+    empty = runner.invoke(app, ["connector", "credentials", "list"])
+    assert (empty.exit_code, empty.output) == (0, "no credentials held\n")
+    hold(database_url, VALID_ENV["CONNECTOR_PARTICIPANT_ID"])
+
+    listed = runner.invoke(app, ["connector", "credentials", "list"])
+    assert listed.exit_code == 0, listed.output
+    header, *rows = listed.output.splitlines()
+    assert header.split() == ["ID", "TYPE", "ISSUER", "ISSUED", "EXPIRES", "STATUS"]
+    by_id = {row.split()[0]: row.split() for row in rows}
+    assert by_id["urn:uuid:member"][1:3] == ["MembershipCredential", "did:web:authority.test"]
+    assert by_id["urn:uuid:member"][5:] == ["valid"]
+    assert by_id["urn:uuid:licence"][1] == "FinancialInstitutionCredential"
+    assert by_id["urn:uuid:licence"][5:7] == ["expired", "(expired"]
+    only = runner.invoke(
+        app, ["connector", "credentials", "list", "--type", "MembershipCredential"]
+    )
+    assert [row.split()[0] for row in only.output.splitlines()[1:]] == ["urn:uuid:member"]
+
+    removed = runner.invoke(app, ["connector", "credentials", "remove", "urn:uuid:licence"])
+    assert (removed.exit_code, removed.output) == (0, "removed urn:uuid:licence\n")
+    after = runner.invoke(app, ["connector", "credentials", "list"])
+    assert [row.split()[0] for row in after.output.splitlines()[1:]] == ["urn:uuid:member"]
+    unknown = runner.invoke(app, ["connector", "credentials", "remove", "urn:uuid:licence"])
+    assert unknown.exit_code == 1
+    assert unknown.output == "error: no held credential urn:uuid:licence\n"
+    wrong_type = runner.invoke(app, ["connector", "credentials", "list", "--type", "Passport"])
+    assert wrong_type.exit_code == 2

@@ -4,13 +4,14 @@ by DCP, sees exactly the offers whose access policy admits its verified credenti
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
 
 from identity.credentials import CredentialType
 from tests.dsp_schemas import errors
-from tests.e2e.space import Space, call, onboard
+from tests.e2e.space import TTL_S, Space, call, onboard
 from tests.participants import ADMIN_KEY
 from tests.policy.policies import FIRM_LIST, atom
 
@@ -190,3 +191,76 @@ def test_the_management_api_asks_a_peer_for_its_catalogue(space: Space) -> None:
     )
     assert unreachable.status_code == 502
     assert unreachable.json()["reason"] == "peer_unreachable"
+
+
+def bank_sees(space: Space) -> list[str]:
+    """The datasets of the bureau's catalogue for the bank, every page, asked by the bank's own
+    running connector (its management API), as its operator would."""
+    seen, token = [], None
+    while True:
+        answer = httpx.post(
+            f"{space.bank.base_url}/management/v1/catalog/request",
+            headers=KEY,
+            json={
+                "counterPartyId": space.bureau.participant_id,
+                "counterPartyAddress": f"{space.bureau.base_url}/dsp",
+                **({"continuationToken": token} if token else {}),
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        seen += [d["@id"] for d in answer.json()["catalog"].get("dataset", [])]
+        if answer.json()["next"] is None:
+            return seen
+        token = httpx.URL(answer.json()["next"]).params["continuationToken"]
+
+
+def held_by_bank(space: Space) -> list[tuple[str, str]]:
+    items = httpx.get(f"{space.bank.base_url}/management/v1/credentials", headers=KEY).json()
+    return sorted((item["type"], item["status"]) for item in items["items"])
+
+
+def test_a_revoked_licence_hides_only_what_needs_it_and_a_new_one_counts_at_once(
+    space: Space,
+) -> None:
+    """Issue 13: after the bank's FinancialInstitutionCredential was revoked it was refused even
+    a membership-only catalogue, and still after a new one was issued."""
+    onboard_both(space)
+    publish(space)
+    firm_list, open_stats = "urn:kexin:asset:firm-list", "urn:kexin:asset:open-stats"
+    assert bank_sees(space) == [firm_list, open_stats]
+
+    admin = {"X-Api-Key": ADMIN_KEY}
+    issued = httpx.get(
+        f"{space.authority_url}/admin/credentials",
+        params={"holder": space.bank.participant_id},
+        headers=admin,
+    ).json()
+    licence = next(c for c in issued if c["type"] == "FinancialInstitutionCredential")
+    assert httpx.post(
+        f"{space.authority_url}/admin/credentials/{licence['id']}/revoke", headers=admin
+    ).json()["revoked"]
+    time.sleep(TTL_S * 2)  # the caches refresh
+
+    assert held_by_bank(space) == [
+        ("FinancialInstitutionCredential", "revoked"),
+        ("MembershipCredential", "valid"),
+    ]
+    assert bank_sees(space) == [open_stats]  # the members' offer stays
+    hidden = bank_asks(space, f"/dsp/catalog/datasets/{firm_list}", method="GET", body=None)
+    assert hidden.status_code == 404  # what needs the licence does not
+
+    renewed = asyncio.run(
+        onboard(space.bank, space.authority, [CredentialType.FINANCIAL_INSTITUTION])
+    )
+    assert renewed["status"] == "ISSUED"
+    assert bank_sees(space) == [firm_list, open_stats]  # at once, no cache to wait for
+    assert held_by_bank(space) == [
+        ("FinancialInstitutionCredential", "revoked"),
+        ("FinancialInstitutionCredential", "valid"),
+        ("MembershipCredential", "valid"),
+    ]
+    removed = httpx.delete(
+        f"{space.bank.base_url}/management/v1/credentials/{licence['id']}", headers=KEY
+    )
+    assert removed.status_code == 204
+    assert bank_sees(space) == [firm_list, open_stats]

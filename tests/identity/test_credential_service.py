@@ -253,3 +253,129 @@ def test_a_verifier_that_needs_a_credential_refuses_an_empty_answer(world: World
     with pytest.raises(IdentityError) as raised:
         verifier_meets(world, EMPTY, required=(CredentialType.MEMBERSHIP,))
     assert raised.value.reason is Reason.MISSING_CREDENTIAL
+
+
+def presented_in(answer: dict[str, Any]) -> list[str]:
+    import jwt
+
+    (token,) = answer["presentation"]
+    credentials: list[str] = jwt.decode(token, options={"verify_signature": False})["vp"][
+        "verifiableCredential"
+    ]
+    return credentials
+
+
+EVERYTHING = [scope_for(kind) for kind in CredentialType]
+
+
+def test_the_holder_presents_only_what_it_still_believes_valid(world: World) -> None:
+    store = CredentialStore(world.engines[BANK])
+    membership, _ = world.issue(BANK)
+    licence, licence_entry = world.issue(BANK, CredentialType.FINANCIAL_INSTITUTION)
+    short, _ = world.issue(
+        BANK, CredentialType.PUBLIC_DATA_HOLDER, expires_at=NOW + timedelta(hours=1)
+    )
+
+    async def flow() -> dict[str, Any]:
+        async with world.client() as client:
+            delivered = service(world, store, client)
+            await delivered.deliver(
+                bearer_from(world, AUTHORITY, [WRITE_SCOPE]), delivery(membership, licence, short)
+            )
+            world.revoke(licence_entry)
+            later = NOW + timedelta(hours=2)
+            resolver = world.resolver(client)
+            holder = CredentialService(
+                keyring=world.rings[BANK], store=store, resolver=resolver,
+                replay=SqlReplayCache(engine_for()), trusted=trusted(),
+                revocation=world.status(client, resolver), clock=lambda: later,
+            )  # fmt: skip
+            grant = SecureTokenService(world.rings[BANK], lambda: later).access_token(
+                BUREAU, EVERYTHING
+            )
+            bearer = SecureTokenService(world.rings[BUREAU], lambda: later).id_token(
+                BANK, token=grant
+            )
+            return await holder.query("Bearer " + bearer, query(*EVERYTHING))
+
+    assert presented_in(run(flow())) == [membership]  # the licence revoked, `short` expired
+
+
+def test_the_holder_lists_its_credentials_with_what_it_believes_and_removes_them(
+    world: World,
+) -> None:
+    store = CredentialStore(world.engines[BANK])
+    membership, _ = world.issue(BANK)
+    licence, licence_entry = world.issue(BANK, CredentialType.FINANCIAL_INSTITUTION)
+
+    async def flow() -> tuple[list[tuple[str, str, str]], list[str], list[str]]:
+        async with world.client() as client:
+            cs = service(world, store, client)
+            await cs.deliver(
+                bearer_from(world, AUTHORITY, [WRITE_SCOPE]), delivery(membership, licence)
+            )
+            world.revoke(licence_entry)
+            cs = service(world, store, client)  # its status cache is empty
+            held = [(h.id, h.type.value, h.belief.value) for h in await cs.holdings()]
+            assert cs.remove("urn:uuid:cred-1") is True
+            assert cs.remove("urn:uuid:cred-1") is False
+            assert cs.remove("urn:uuid:no-such") is False
+            left = [h.id for h in await cs.holdings()]
+            world.status_up = False
+            unknown = [h.belief.value for h in await service(world, store, client).holdings()]
+            return held, left, unknown
+
+    held, left, unknown = run(flow())
+    assert sorted(held) == [
+        ("urn:uuid:cred-0", "MembershipCredential", "valid"),
+        ("urn:uuid:cred-1", "FinancialInstitutionCredential", "revoked"),
+    ]
+    assert left == ["urn:uuid:cred-0"]
+    assert unknown == ["unknown"]
+
+
+def test_a_holding_says_when_it_was_issued_and_expires(world: World) -> None:
+    store = CredentialStore(world.engines[BANK])
+    membership, _ = world.issue(BANK, expires_at=NOW + timedelta(days=30))
+
+    async def flow() -> Any:
+        async with world.client() as client:
+            cs = service(world, store, client)
+            await cs.deliver(bearer_from(world, AUTHORITY, [WRITE_SCOPE]), delivery(membership))
+            return await cs.holdings()
+
+    (held,) = run(flow())
+    assert (held.issuer, held.issued_at, held.expires_at) == (
+        AUTHORITY,
+        NOW - timedelta(days=1),
+        NOW + timedelta(days=30),
+    )
+    assert held.status is not None
+    assert (held.status.list_url, held.why) == ("http://authority.test/status/1", None)
+
+
+@pytest.mark.parametrize("status_up", [pytest.param(True, id="up"), pytest.param(False, id="down")])
+def test_status_lists_are_not_fetched_for_every_credential_or_presentation(
+    world: World, status_up: bool
+) -> None:
+    store = CredentialStore(world.engines[BANK])
+    tokens = [world.issue(BANK, kind)[0] for kind in CredentialType]
+
+    async def flow() -> list[int]:
+        async with world.client() as client:
+            await service(world, store, client).deliver(
+                bearer_from(world, AUTHORITY, [WRITE_SCOPE]), delivery(*tokens)
+            )
+            cs = service(world, store, client)  # its status cache is empty
+            world.requests.clear()
+            world.status_up = status_up
+            fetches = []
+            for _ in range(3):
+                answer = await cs.query(bearer_from(world, BUREAU, EVERYTHING), query(*EVERYTHING))
+                assert len(presented_in(answer)) == len(tokens)  # unknown status: presented
+                fetches.append(world.requests.count("http://authority.test/status/1"))
+            return fetches
+
+    # four credentials on one list: fetched once, then cached; a list that is down is asked
+    # once a presentation, not once a credential
+    assert run(flow()) == ([1, 1, 1] if status_up else [1, 2, 3])

@@ -161,15 +161,81 @@ def test_a_presentation_carrying_a_tampered_credential(world: World) -> None:
     forged = tamper(
         licence, lambda c: c["vc"].update(type=["VerifiableCredential", "RegulatorCredential"])
     )
-    with pytest.raises(IdentityError) as raised:
-        run(present(world, BANK, [membership, forged]))
-    assert raised.value.reason is Reason.INVALID_CREDENTIAL
+    verified = run(present(world, BANK, [membership, forged]))
+    assert verified.types() == {CredentialType.MEMBERSHIP}
+    assert [c.id for c in verified.credentials] == ["urn:uuid:cred-0"]
+    (refused,) = verified.refused
+    assert (refused.id, refused.type, refused.issuer) == (
+        "urn:uuid:cred-1",
+        "RegulatorCredential",
+        AUTHORITY,
+    )
+    assert refused.reason is Reason.INVALID_CREDENTIAL
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param("revoked", id="revoked"),
+        pytest.param("expired", id="expired"),
+        pytest.param("status-unreachable", id="status-unreachable"),
+        pytest.param("untrusted", id="untrusted-issuer"),
+    ],
+)
+def test_a_bad_credential_is_refused_on_its_own_and_the_others_count(
+    world: World, spoil: str
+) -> None:
+    membership, _ = world.issue(BANK)
+    if spoil == "expired":
+        licence, _ = world.issue(
+            BANK, CredentialType.FINANCIAL_INSTITUTION, expires_at=NOW - timedelta(hours=1)
+        )
+    elif spoil == "untrusted":
+        licence, _ = world.issue(BANK, CredentialType.FINANCIAL_INSTITUTION, issuer=ROGUE)
+    else:
+        licence, entry = world.issue(BANK, CredentialType.FINANCIAL_INSTITUTION)
+        world.revoke(entry)
+    if spoil == "status-unreachable":
+        # one list for both: the membership, unchecked, does not count either (fail closed)
+        world.status_up = False
+        verified = run(present(world, BANK, [membership, licence]))
+        assert verified.credentials == ()
+        assert {r.reason for r in verified.refused} == {Reason.STATUS_UNAVAILABLE}
+        return
+    verified = run(present(world, BANK, [membership, licence]))
+    assert verified.types() == {CredentialType.MEMBERSHIP}
+    (refused,) = verified.refused
+    assert refused.type == "FinancialInstitutionCredential"
+    assert (
+        refused.reason
+        is {
+            "revoked": Reason.REVOKED_CREDENTIAL,
+            "expired": Reason.EXPIRED_CREDENTIAL,
+            "untrusted": Reason.UNTRUSTED_ISSUER,
+        }[spoil]
+    )
 
 
 def test_a_presentation_whose_signer_is_not_the_credential_subject(world: World) -> None:
     bureau_membership, _ = world.issue(BUREAU)
     with pytest.raises(IdentityError) as raised:
         run(present(world, BANK, [bureau_membership]))
+    assert raised.value.reason is Reason.SUBJECT_MISMATCH
+
+
+@pytest.mark.parametrize(
+    "expires_in",
+    [pytest.param(timedelta(days=30), id="valid"), pytest.param(-timedelta(days=1), id="expired")],
+)
+def test_someone_elses_credential_fails_the_whole_presentation(
+    world: World, expires_in: timedelta
+) -> None:
+    """Holder binding is the presentation's, not one credential's: its own valid membership
+    does not save a presentation that also carries the bureau's credential, expired or not."""
+    membership, _ = world.issue(BANK)
+    stolen, _ = world.issue(BUREAU, CredentialType.PUBLIC_DATA_HOLDER, expires_at=NOW + expires_in)
+    with pytest.raises(IdentityError) as raised:
+        run(present(world, BANK, [membership, stolen]))
     assert raised.value.reason is Reason.SUBJECT_MISMATCH
 
 
@@ -180,12 +246,14 @@ def test_a_presentation_for_another_verifier(world: World) -> None:
     assert raised.value.reason is Reason.WRONG_AUDIENCE
 
 
-def test_a_presentation_with_a_revoked_credential(world: World) -> None:
+def test_a_presentation_with_only_a_revoked_credential_proves_nothing(world: World) -> None:
     membership, entry = world.issue(BANK)
     world.revoke(entry)
-    with pytest.raises(IdentityError) as raised:
-        run(present(world, BANK, [membership]))
-    assert raised.value.reason is Reason.REVOKED_CREDENTIAL
+    verified = run(present(world, BANK, [membership]))
+    assert verified.credentials == ()
+    assert [(r.id, r.reason) for r in verified.refused] == [
+        ("urn:uuid:cred-0", Reason.REVOKED_CREDENTIAL)
+    ]
 
 
 def test_old_keys_still_verify_what_they_signed_after_rotation(world: World) -> None:

@@ -177,3 +177,68 @@ def test_the_replay_cache_on_each_database(engine: Any) -> None:
     assert cache.first_use(BUREAU, "jti-1", NOW + timedelta(minutes=5))  # per issuer
     cache.purge(NOW + timedelta(minutes=10))
     assert cache.first_use(BANK, "jti-1", NOW + timedelta(minutes=15))
+
+
+class CountingResolver:
+    """The world's resolver, counting what it is asked to resolve."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.asked = inner, 0
+
+    async def resolve(self, did: str) -> Any:
+        self.asked += 1
+        return await self.inner.resolve(did)
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("expired", Reason.EXPIRED_TOKEN),
+        ("far future exp", Reason.MALFORMED_TOKEN),
+        ("issued an hour ago and more", Reason.EXPIRED_TOKEN),
+        ("wrong audience", Reason.WRONG_AUDIENCE),
+        ("HMAC", Reason.FORGED_SIGNATURE),
+        ("none", Reason.FORGED_SIGNATURE),
+    ],
+)
+def test_cheap_checks_come_before_the_signers_did_is_resolved(
+    world: World, case: str, reason: Reason
+) -> None:
+    """An unknown caller makes the verifier fetch nothing with a token that fails on its face
+    (attackers' DID documents drip-fed one byte at a time held the verifier's pool before)."""
+    key = world.rings[BANK].current
+    at = int(NOW.timestamp())
+    claims = {"iss": BANK, "sub": BANK, "aud": BUREAU, "jti": "j", "iat": at, "exp": at + 60}
+    token = {
+        "expired": lambda: mint(world, now=NOW - timedelta(minutes=10)),
+        "far future exp": lambda: jwt.encode(
+            {**claims, "exp": 10**18},
+            key.private_key,
+            algorithm="EdDSA",
+            headers={"kid": key.key_id},
+        ),
+        "issued an hour ago and more": lambda: jwt.encode(
+            {**claims, "iat": at - 7200},
+            key.private_key,
+            algorithm="EdDSA",
+            headers={"kid": key.key_id},
+        ),
+        "wrong audience": lambda: mint(world, audience="did:web:someone-else.test"),
+        "HMAC": lambda: jwt.encode(
+            claims,
+            "a shared secret of thirty-two bytes!",
+            algorithm="HS256",
+            headers={"kid": key.key_id},
+        ),
+        "none": lambda: jwt.encode(claims, key="", algorithm="none", headers={"kid": key.key_id}),
+    }[case]()
+
+    async def check() -> CountingResolver:
+        async with world.client() as client:
+            resolver = CountingResolver(world.resolver(client))
+            with pytest.raises(IdentityError) as raised:
+                await validate_id_token(token, audience=BUREAU, resolver=resolver, replay=SqlReplayCache(engine_for()), now=NOW)  # type: ignore[arg-type]  # fmt: skip
+            assert raised.value.reason is reason, raised.value
+            return resolver
+
+    assert run(check()).asked == 0

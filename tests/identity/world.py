@@ -18,7 +18,7 @@ from identity.credentials import CredentialType, Organisation, TrustedIssuers, i
 from identity.database import migrations
 from identity.documents import Service
 from identity.keyring import KeyRing
-from identity.keys import KeyType
+from identity.keys import KeyType, ScryptCost
 from identity.resolver import DIDResolver, did_web_url
 from identity.status import LIST_BITS, StatusEntry, StatusListCache, issue_status_list, set_bit
 from identity.store import SqlReplayCache
@@ -30,6 +30,8 @@ from storage.migrate import upgrade
 T = TypeVar("T")
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 PASSPHRASE = "correct horse battery staple"
+COST = ScryptCost(log2_n=10)
+"""A cheap scrypt for the hundreds of throw-away rings here (services default to OWASP's)."""
 AUTHORITY = "did:web:authority.test"
 BANK = "did:web:bank.test"
 BUREAU = "did:web:bureau.test"
@@ -76,7 +78,7 @@ class World:
         self, did: str, services: tuple[Service, ...] = (), key_type: KeyType = KeyType.ED25519
     ) -> KeyRing:
         engine = engine_for()
-        ring = KeyRing.load_or_create(engine, did, PASSPHRASE, NOW, key_type)
+        ring = KeyRing.load_or_create(engine, did, PASSPHRASE, NOW, key_type, COST)
         self.rings[did], self.engines[did] = ring, engine
         self.publish(did, services)
         return ring
@@ -87,7 +89,7 @@ class World:
         )
 
     def rotate(self, did: str) -> KeyRing:
-        ring = KeyRing.rotate(self.engines[did], did, PASSPHRASE, NOW)
+        ring = KeyRing.rotate(self.engines[did], did, PASSPHRASE, NOW, cost=COST)
         self.rings[did] = ring
         self.publish(did)
         return ring

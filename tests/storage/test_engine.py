@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy
 from sqlalchemy.engine import Engine
@@ -46,3 +48,20 @@ def test_unreachable_postgres_raises_on_ping() -> None:
     engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
     with pytest.raises(OperationalError):
         ping(engine)
+
+
+def test_sqlite_zeroes_what_is_overwritten(tmp_path: Path) -> None:
+    """A value replaced (a token redacted once sent) leaves no copy in the database file."""
+    path = tmp_path / "s.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        assert connection.execute(sqlalchemy.text("PRAGMA secure_delete")).scalar_one() == 1
+        connection.execute(sqlalchemy.text("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)"))
+        connection.execute(
+            sqlalchemy.text("INSERT INTO t (body) VALUES (:body)"),
+            {"body": "x" * 100 + "raw-secret-token" + "y" * 2000},
+        )
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("UPDATE t SET body = '[redacted]'"))
+    engine.dispose()
+    assert b"raw-secret-token" not in path.read_bytes()
