@@ -46,7 +46,7 @@ from connector.negotiation.store import ContractNegotiationRecord
 from connector.outbox import OutboxMessage
 from connector.participant import standalone
 from connector.settings import ConnectorSettings
-from dataspace.demo import BANK_ORG, BUREAU_ORG, FIRM_LIST_OFFER
+from dataspace.demo import BANK_ORG, BUREAU_ORG, FIRM_LIST_OFFER, LOOPBACK
 from dataspace.servers import bind, serve_in_thread
 from identity.credentials import CredentialType
 from identity.presentations import EVERY_SCOPE
@@ -74,6 +74,8 @@ def connector(sock: Any, folder: Path, name: str, authority: str) -> ConnectorSe
         management_api_key=SecretStr(KEY),
         trusted_issuers={kind: [authority] for kind in CredentialType},
         did_web_allow_http=True,
+        outbound_allowed_networks=LOOPBACK,
+        data_roots=[folder],
     )
 
 
@@ -173,6 +175,7 @@ def authority_settings(
         key_passphrase=PASSPHRASE,
         admin_api_key=SecretStr(KEY),
         did_web_allow_http=True,
+        outbound_allowed_networks=LOOPBACK,
         onboarding_allow={
             bureau.participant_id: OnboardingGrant.model_validate(
                 {"types": ["MembershipCredential"], "organisation": BUREAU_ORG}

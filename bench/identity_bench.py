@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from dataspace.demo import LOOPBACK
 from dataspace.servers import bind, serve_in_thread
 from identity.credential_service import CredentialService
 from identity.credentials import CredentialType, Organisation, TrustedIssuers, issue_credential
@@ -50,8 +51,12 @@ from identity.store import CredentialStore, SqlReplayCache
 from identity.sts import SecureTokenService
 from identity.verifier import Verifier
 from policy.operands import Grade
+from service.destinations import Destinations
 from storage.engine import create_engine
 from storage.migrate import upgrade
+
+LOCAL = Destinations.of(allow_http=True, allowed_networks=LOOPBACK)
+"""Everything here is on 127.0.0.1: the destination policy allows it explicitly."""
 
 CACHED_TARGET_MS = 1.0
 COLD_TARGET_MS = 10.0
@@ -131,7 +136,7 @@ async def measure(
             message = await receive()
             if message["type"] == "lifespan.startup":
                 client = httpx.AsyncClient(timeout=10)
-                resolver = DIDResolver(client, allow_http=True)
+                resolver = DIDResolver(client, destinations=LOCAL)
                 server_side["client"] = client
                 server_side["cs"] = CredentialService(
                     keyring=bank.ring,
@@ -179,7 +184,7 @@ async def measure(
             from identity.credentials import verify_credential
 
             for token in credentials:  # the bank stores its credentials
-                resolver = DIDResolver(client, allow_http=True)
+                resolver = DIDResolver(client, destinations=LOCAL)
                 bank_store.save(
                     await verify_credential(
                         token,
@@ -192,7 +197,7 @@ async def measure(
                     now(),
                 )
 
-            resolver = DIDResolver(client, allow_http=True)
+            resolver = DIDResolver(client, destinations=LOCAL)
             status = StatusListCache(client, resolver, ttl_s=3600)
             bank_sts = SecureTokenService(bank.ring, now)
             scopes = list(EVERY_SCOPE)

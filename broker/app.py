@@ -23,6 +23,7 @@ from identity.participant import build_participant
 from identity.resolver import did_web_url
 from service.http import error_body, install_error_handlers
 from service.refusals import NOT_READY
+from service.transport import guarded_transport
 from storage.engine import create_engine
 from storage.health import check_health
 from storage.migrate import require_current, upgrade
@@ -49,7 +50,8 @@ def create_app(
         else:
             require_current(engine, schemas, "dataspace db upgrade broker")
         async with httpx.AsyncClient(
-            transport=transport, timeout=settings.http_timeout_s
+            transport=transport or guarded_transport(settings.destinations),
+            timeout=settings.http_timeout_s,
         ) as client:
             participant = build_participant(
                 did=settings.authority_id,
@@ -60,7 +62,7 @@ def create_app(
                     {kind: frozenset({settings.authority_id}) for kind in CredentialType}
                 ),
                 required=(),
-                allow_http=settings.did_web_allow_http,
+                destinations=settings.destinations,
                 status_ttl=timedelta(seconds=60),
                 clock=clock,
                 key_type=settings.key_type,

@@ -27,7 +27,7 @@ from connector.dataplane.routes import public as dataplane_router
 from connector.dataplane.worker import DataPlaneWorker, Wakeup
 from connector.dcp.routes import did_document
 from connector.dcp.routes import router as dcp_router
-from connector.deps import ManagementError
+from connector.deps import ManagementError, source_rules
 from connector.faults import faults_for
 from connector.management.credentials import router as credentials_router
 from connector.management.outbox import router as outbox_router
@@ -52,6 +52,7 @@ from identity.resolver import did_web_url
 from service.http import error_body, install_error_handlers
 from service.limits import BodyLimit, plain_refusal
 from service.refusals import NOT_READY
+from service.transport import guarded_transport
 from storage.engine import create_engine
 from storage.health import check_health
 from storage.migrate import require_current
@@ -100,12 +101,15 @@ def create_app(
         else:
             require_current(engine, schemas(), "dataspace db upgrade connector")
         timeout = settings.http_timeout_s
+        destinations = settings.destinations  # every connection checked when it is made
         async with (
             httpx.AsyncClient(
-                transport=transport, timeout=timeout, limits=httpx.Limits(max_connections=100)
+                transport=transport or guarded_transport(destinations, max_connections=100),
+                timeout=timeout,
             ) as client,
             httpx.AsyncClient(
-                transport=transport, timeout=timeout, limits=httpx.Limits(max_connections=50)
+                transport=transport or guarded_transport(destinations, max_connections=50),
+                timeout=timeout,
             ) as verification,
         ):
             # Two pools: verifying callers (DID documents, presentations, status lists) never
@@ -163,12 +167,14 @@ def create_app(
                 sql_sources=sql_engines,
                 required=settings.required_credentials,
                 token_ttl_s=settings.token_ttl_s,
+                rules=app.state.source_rules,
             )
             app.state.dataplane = dataplane
             wake_dataplane = Wakeup()
             grants = Grants(
                 participant=participant, base_url=settings.base_url, clock=clock,
                 token_ttl_s=settings.token_ttl_s, wake=wake_dataplane,
+                destinations=settings.destinations,
             )  # fmt: skip
             app.state.duties = Duties(
                 engine=engine, participant=participant, outbox=outbox,
@@ -233,6 +239,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.source_rules = source_rules(settings)
     conformance = None
     if settings.conformance_mode:
         # Only in conformance-testing mode: the test kit's extension (webhooks, driver).

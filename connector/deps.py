@@ -9,6 +9,7 @@ from typing import Annotated, Protocol, TypeVar
 from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
 
+from connector.dataplane.sources import SourceRules, sqlite_files
 from connector.negotiation.process import Negotiations
 from connector.outbox import Outbox
 from connector.protocol import DspError, DspMessage, MessageError
@@ -23,6 +24,22 @@ from service.http import BadRequestError, read_json
 def get_settings(request: Request) -> ConnectorSettings:
     settings: ConnectorSettings = request.app.state.settings
     return settings
+
+
+def source_rules(settings: ConnectorSettings) -> SourceRules:
+    """What data addresses this connector may serve: files in its data roots (never its own
+    database files), HTTP backends on its source hosts, through its destination policy."""
+    return SourceRules(
+        data_roots=tuple(settings.data_roots),
+        protected=sqlite_files([settings.database_url, *settings.sql_sources.values()]),
+        http_hosts=frozenset(settings.http_source_hosts),
+        destinations=settings.destinations,
+    )
+
+
+def get_source_rules(request: Request) -> SourceRules:
+    rules: SourceRules = request.app.state.source_rules
+    return rules
 
 
 def get_engine(request: Request) -> Engine:
@@ -113,6 +130,7 @@ async def read_message(request: Request, model: type[M], error_type: str) -> M:
 
 
 SettingsDep = Annotated[ConnectorSettings, Depends(get_settings)]
+SourceRulesDep = Annotated[SourceRules, Depends(get_source_rules)]
 TransfersDep = Annotated[Transfers, Depends(get_transfers)]
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 NegotiationsDep = Annotated[Negotiations, Depends(get_negotiations)]

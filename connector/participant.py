@@ -14,6 +14,7 @@ from connector.settings import ConnectorSettings
 from identity.credentials import TrustedIssuers
 from identity.database import migrations as identity_migrations
 from identity.participant import Participant, build_participant
+from service.transport import guarded_transport
 from storage.engine import create_engine
 from storage.migrate import Migrations, upgrade
 
@@ -43,7 +44,7 @@ def participant_for(
             {kind: frozenset(dids) for kind, dids in settings.trusted_issuers.items()}
         ),
         required=settings.required_credentials,
-        allow_http=settings.did_web_allow_http,
+        destinations=settings.destinations,
         status_ttl=timedelta(seconds=settings.status_list_ttl_s),
         clock=clock,
         key_type=settings.key_type,
@@ -60,7 +61,9 @@ async def standalone(
     engine = create_engine(settings.database_url)
     try:
         migrate(engine)
-        async with httpx.AsyncClient(timeout=settings.http_timeout_s) as client:
+        async with httpx.AsyncClient(
+            transport=guarded_transport(settings.destinations), timeout=settings.http_timeout_s
+        ) as client:
             yield participant_for(settings, engine, client, lambda: datetime.now(UTC)), client
     finally:
         engine.dispose()

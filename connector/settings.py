@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
@@ -11,6 +13,7 @@ from pydantic_settings import SettingsConfigDict
 from connector.faults import FaultSpec
 from identity.credentials import CredentialType
 from identity.did import DID, check_did
+from service.destinations import check_host_name
 from service.settings import ParticipantServiceSettings
 from storage.engine import DatabaseURL
 
@@ -27,6 +30,40 @@ def _conformance_participant(value: str) -> str:
 
 
 ConformanceParticipant = Annotated[str, AfterValidator(_conformance_participant)]
+
+
+def _source_host(value: str) -> str:
+    """``host``, ``host:port``, an IPv4 literal or a bracketed IPv6 literal, with a port or
+    not: where HTTP data sources may be."""
+    host, port = value, ""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{value!r} is not host or host:port")
+        port = rest[1:]
+        ipaddress.IPv6Address(host)
+    else:
+        if ":" in value:
+            host, port = value.rsplit(":", 1)
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            check_host_name(host)
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{value!r}: the port must be 1 to 65535")
+    return value.lower()
+
+
+SourceHost = Annotated[str, AfterValidator(_source_host)]
+
+
+def _absolute(value: Path) -> Path:
+    if not value.is_absolute():
+        raise ValueError(f"{value}: a data root is an absolute path")
+    return value
+
+
+DataRoot = Annotated[Path, AfterValidator(_absolute)]
 
 
 class ConnectorSettings(ParticipantServiceSettings):
@@ -69,6 +106,12 @@ class ConnectorSettings(ParticipantServiceSettings):
     plan's list); empty: not checked."""
     sql_sources: dict[str, DatabaseURL] = Field(default_factory=dict)
     """JSON: the databases a SQL data address may name (name -> URL); none by default."""
+    data_roots: list[DataRoot] = Field(default_factory=list)
+    """JSON: the directories a file data address may be in (after following symlinks); none
+    by default, and then file data addresses are refused."""
+    http_source_hosts: list[SourceHost] = Field(default_factory=list)
+    """JSON: the hosts (``host`` for any port, ``host:port``) an HTTP data address may name;
+    none by default, and then HTTP data addresses are refused."""
     webhook_url: str | None = None
     """Where the data holder's application hears of every state change (POST, JSON)."""
     webhook_secret: SecretStr | None = Field(default=None, min_length=16)

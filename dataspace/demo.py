@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import hashlib
+import ipaddress
 import tempfile
 import time
 from collections.abc import Callable
@@ -90,6 +91,8 @@ FIRM_LIST_OFFER = {
         }
     ],
 }
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+"""The demo runs on 127.0.0.1, which the outbound destination policy refuses unless allowed."""
 NOT_BUILT_YET = (
     "ledger: anchoring audit events on an EVM chain, inclusion proofs",
     "matching: private set intersection between two connectors",
@@ -115,6 +118,8 @@ def run(say: Say) -> int:
                 key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
                 trusted_issuers={kind: [authority] for kind in CredentialType},
                 did_web_allow_http=True,
+                outbound_allowed_networks=LOOPBACK,
+                data_roots=[folder],
                 status_list_ttl_s=CACHE_TTL_S,
                 management_api_key=MANAGER_KEY,  # type: ignore[arg-type]
                 monitor_interval_s=0.5,
@@ -128,6 +133,7 @@ def run(say: Say) -> int:
             key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
             admin_api_key=OPERATOR_KEY,  # type: ignore[arg-type]
             did_web_allow_http=True,
+            outbound_allowed_networks=LOOPBACK,
             onboarding_allow={
                 bureau.participant_id: OnboardingGrant.model_validate(
                     {

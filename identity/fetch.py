@@ -6,6 +6,9 @@ that drips one byte every few seconds never trips a read timeout. So every excha
 under a deadline for all of it (connect, headers, body), and the body is read chunk by chunk
 and abandoned as soon as it passes ``max_bytes``, before it is ever held whole. Every failure
 (network, malformed URL, deadline, size) is an :class:`IdentityError` with the caller's reason.
+A failure to get an answer at all (refused, reset, timed out, TLS, DNS, past the deadline, or a
+destination the connect-time policy refuses) is told to the caller as "unreachable" and nothing
+more, so that error bodies are no port-scan oracle; the log keeps the detail.
 Redirects are never followed. Bodies of answers other than 200 are not read. Bodies are asked
 for and read unencoded (``Accept-Encoding: identity``; a compressed answer is refused), so that
 the cap counts the bytes held, not bytes that a decompressor could multiply.
@@ -13,6 +16,7 @@ the cap counts the bytes held, not bytes that a decompressor could multiply.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -21,6 +25,8 @@ import anyio
 import httpx
 
 from identity.errors import IdentityError, Reason
+
+log = logging.getLogger("kexin.identity")
 
 _UNENCODED: Final = {"Accept-Encoding": "identity"}
 FETCH_DEADLINE_S: Final = 10.0
@@ -60,11 +66,11 @@ async def fetch(
             )
             return await _exchange(client, request, limits.max_bytes, unavailable, oversized)
     except TimeoutError:
-        raise IdentityError(
-            unavailable, f"{url}: no complete answer within {limits.deadline_s} s"
-        ) from None
+        log.info("%s: no complete answer within %s s", url, limits.deadline_s)
+        raise IdentityError(unavailable, f"{url}: unreachable") from None
     except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as error:
-        raise IdentityError(unavailable, f"{url}: {error!r}") from None
+        log.info("%s: %r", url, error)
+        raise IdentityError(unavailable, f"{url}: unreachable") from None
 
 
 async def _exchange(

@@ -18,6 +18,7 @@ from identity.status import StatusListCache
 from identity.store import CredentialStore, SqlReplayCache
 from identity.sts import SecureTokenService
 from identity.verifier import Verifier
+from service.destinations import Destinations
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def build_participant(
     client: httpx.AsyncClient,
     trusted: TrustedIssuers,
     required: Collection[CredentialType],
-    allow_http: bool,
+    destinations: Destinations,
     status_ttl: timedelta,
     clock: Callable[[], datetime],
     key_type: KeyType = KeyType.ED25519,
@@ -52,7 +53,7 @@ def build_participant(
     keyring = KeyRing.load_or_create(engine, did, passphrase, clock(), key_type, key_cost)
     store = CredentialStore(engine)
     sts = SecureTokenService(keyring, clock, held=store.fingerprint)
-    resolver = DIDResolver(client, allow_http=allow_http)
+    resolver = DIDResolver(client, destinations=destinations)
     replay = SqlReplayCache(engine)
     status = StatusListCache(client, resolver, ttl_s=status_ttl.total_seconds(), now=clock)
     return Participant(

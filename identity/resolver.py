@@ -6,6 +6,9 @@ built from it, and resolution fails only with an :class:`IdentityError`.
 ``did:web:127.0.0.1%3A8101:bank`` is fetched from ``https://127.0.0.1:8101/bank/did.json``;
 ``did:web:example.cn`` from ``https://example.cn/.well-known/did.json``. Plain HTTP is used only
 when ``allow_http`` is set (loopback test and demo set-ups); the did:web method requires HTTPS.
+Every document URL goes through the outbound destination policy (:mod:`service.destinations`:
+an IP literal such as ``127.0.0.1`` only inside the allowed networks), which the resolver holds
+for the lookups that follow from a document (a caller's Credential Service).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from identity.documents import DIDDocument, did_jwk_document, did_key_document, 
 from identity.errors import IdentityError, Reason
 from identity.fetch import FETCH_DEADLINE_S, Limits, fetch
 from identity.flight import SingleFlight
+from service.destinations import DestinationError, Destinations, Purpose
 
 MAX_DOCUMENT_BYTES: Final = 64 * 1024
 
@@ -89,7 +93,12 @@ class DIDResolver:
         allow_http: bool = False,
         clock: Callable[[], float] = time.monotonic,
         deadline_s: float = FETCH_DEADLINE_S,
+        destinations: Destinations | None = None,
     ) -> None:
+        """``destinations``: the outbound policy (by default the strict one, with plain HTTP
+        as ``allow_http`` says); given, its own ``allow_http`` decides."""
+        self.destinations = destinations or Destinations(allow_http=allow_http)
+        allow_http = self.destinations.allow_http
         self._client = client
         self._deadline_s = deadline_s
         self._ttl_s = cache_ttl_s
@@ -122,6 +131,10 @@ class DIDResolver:
 
     async def _fetch(self, did: str) -> DIDDocument:
         url = did_web_url(did, allow_http=self._allow_http)
+        try:
+            self.destinations.check(url, Purpose.DID_DOCUMENT)
+        except DestinationError as error:
+            raise IdentityError(Reason.UNRESOLVABLE_DID, f"{did}: {error}") from None
         answer = await fetch(
             self._client, "GET", url, Limits(MAX_DOCUMENT_BYTES, self._deadline_s),
             unavailable=Reason.UNRESOLVABLE_DID, oversized=Reason.MALFORMED_DOCUMENT,

@@ -2,8 +2,9 @@
 
 1. Validate its self-issued ID token (signature, audience, lifetime, replay).
 2. Unless a verified presentation of that participant is cached, resolve its DID document, find
-   its ``CredentialService``, and query it with our own ID token carrying the caller's access
-   token (the answer read under a total deadline and capped at ``MAX_VP_BYTES`` while it
+   its ``CredentialService`` (admitted by the destination policy: HTTPS, no query string, on
+   the DID's own host unless allowed), and query it with our own ID token carrying the caller's
+   access token (the answer read under a total deadline and capped at ``MAX_VP_BYTES`` while it
    streams in); verify the returned presentation and each credential in it, on its own: a
    credential that fails (forged, untrusted, expired, revoked, its status unreadable) is left
    out and logged with its reason, and counts as not held.
@@ -46,6 +47,7 @@ from identity.resolver import DIDResolver
 from identity.sts import SecureTokenService
 from identity.tokens import ReplayCache, validate_id_token
 from policy.operands import CredentialFacts, Grade
+from service.destinations import DestinationError
 
 log = logging.getLogger("kexin.identity")
 
@@ -174,7 +176,11 @@ class Verifier:
             "scope": list(EVERY_SCOPE),
         }
         headers = {"Authorization": "Bearer " + self._sts.id_token(holder, token=access_token)}
-        url = service.endpoint.rstrip("/") + "/presentations/query"
+        try:
+            endpoint = self._resolver.destinations.credential_service(service.endpoint, holder)
+        except DestinationError as error:
+            raise IdentityError(Reason.UNRESOLVABLE_DID, f"{holder}: {error}") from None
+        url = str(endpoint).rstrip("/") + "/presentations/query"
         answer = await fetch(
             self._client, "POST", url, Limits(MAX_VP_BYTES, self._deadline_s),
             unavailable=Reason.UNRESOLVABLE_DID, oversized=Reason.ACCESS_DENIED,

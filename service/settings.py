@@ -6,12 +6,16 @@ Each service subclasses this with its own ``env_prefix`` and its own defaults fo
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings
 
 from identity.keys import MIN_PASSPHRASE_CHARS, OWASP_SCRYPT, KeyType, ScryptCost
+from service.destinations import Destinations, check_host_name
 from storage.engine import DatabaseURL
 
+HostName = Annotated[str, AfterValidator(check_host_name)]
 MIN_SCRYPT_LOG2_N = 15
 """The least cost accepted from settings (N=2^15: about 0.1 s here)."""
 
@@ -33,9 +37,25 @@ class ParticipantServiceSettings(BaseSettings):
     key_type: KeyType = KeyType.ED25519
     """Ed25519 or P-256, for keys generated from now on (existing keys stay until rotated)."""
     did_web_allow_http: bool = False
-    """Resolve did:web over plain HTTP (loopback or a private network only)."""
+    """Plain HTTP, not only HTTPS, for did:web and every outbound destination (Credential
+    Services, push endpoints, HTTP data sources): local trials only."""
+    outbound_allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+    """JSON: networks that outbound destinations may be in although their addresses are not
+    global (loopback, private, link-local ...), and the only ones IP literals may name; e.g.
+    ``["127.0.0.0/8"]`` for a trial on loopback. Empty: global addresses only."""
+    credential_service_hosts: list[HostName] = Field(default_factory=list)
+    """JSON: hosts where a caller's Credential Service may be besides its DID's own host."""
     http_timeout_s: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+
+    @property
+    def destinations(self) -> Destinations:
+        """The outbound destination policy these settings make."""
+        return Destinations.of(
+            allow_http=self.did_web_allow_http,
+            allowed_networks=self.outbound_allowed_networks,
+            credential_service_hosts=self.credential_service_hosts,
+        )
 
     @property
     def key_cost(self) -> ScryptCost:

@@ -4,6 +4,7 @@ The organisations are the demo's, so that tests and demo describe the same data 
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from identity.credentials import CredentialType
 PASSPHRASE = "correct horse battery staple"
 WEBHOOK_SECRET = "webhook-secret-0123456789"
 ADMIN_KEY = "operator-key-0123456789"
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+"""Everything runs on 127.0.0.1: the destination policy must allow it explicitly."""
 
 
 def did_for(sock: socket.socket, name: str) -> str:
@@ -38,6 +41,7 @@ def authority_settings(
         admin_api_key=ADMIN_KEY,  # type: ignore[arg-type]
         onboarding_allow=allow or {},
         did_web_allow_http=True,
+        outbound_allowed_networks=LOOPBACK,
     )
 
 
@@ -62,6 +66,9 @@ def connector_settings(
         key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
         trusted_issuers={kind: [authority] for kind in CredentialType},
         did_web_allow_http=True,
+        outbound_allowed_networks=LOOPBACK,
+        data_roots=[folder, Path("/srv")],  # /srv: assets that are offered, never read
+        http_source_hosts=["127.0.0.1"],
         status_list_ttl_s=ttl_s,
         management_api_key=ADMIN_KEY,  # type: ignore[arg-type]
         catalog_page_size=page_size,

@@ -40,6 +40,7 @@ from identity.errors import IdentityError, Reason
 from identity.participant import Participant
 from identity.presentations import DCP_CONTEXT
 from identity.status import LIST_BITS, StatusEntry, issue_status_list, set_bit
+from service.destinations import DestinationError
 
 LIST_ID: Final = "1"
 MAX_TYPES: Final = 4
@@ -304,17 +305,23 @@ class Authority:
             "status": "ISSUED",
             "credentials": credentials,
         }
+        try:
+            endpoint = self._me.resolver.destinations.credential_service(
+                service.endpoint, request.holder
+            )
+        except DestinationError as error:
+            return str(error)
         bearer = self._me.sts.id_token(request.holder, token=request.write_token)
         try:
             response = await self._client.post(
-                service.endpoint.rstrip("/") + "/credentials",
+                str(endpoint).rstrip("/") + "/credentials",
                 json=message,
                 headers={"Authorization": f"Bearer {bearer}"},
             )
-        except httpx.HTTPError as error:
-            return repr(error)
+        except httpx.HTTPError:
+            return "the Credential Service is unreachable"
         if response.status_code != httpx.codes.OK:
-            return f"Credential Service answered {response.status_code}: {response.text[:300]}"
+            return f"the Credential Service answered {response.status_code}"
         return None
 
     def revoke(self, credential_id: str, decider: Decider) -> IssuedCredential:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from identity.participant import Participant
 from identity.presentations import EVERY_SCOPE
 from service.http import error_body
 
+log = logging.getLogger("kexin.connector")
 POLL_S: Final = 0.05
 R = TypeVar("R", ContractNegotiationRecord, TransferProcessRecord)
 
@@ -129,7 +131,8 @@ class DataContracts:
         try:
             response = await self._get_once_more(url, request.provider)
         except httpx.HTTPError as error:
-            raise ContractError(502, "provider_unreachable", f"{url}: {error!r}") from None
+            log.info("catalogue request to %s failed: %r", url, error)
+            raise ContractError(502, "provider_unreachable", f"{url}: unreachable") from None
         if response.status_code == httpx.codes.NOT_FOUND:
             raise ContractError(
                 404, "unknown_dataset", f"{request.provider} offers us no dataset {request.dataset}"

@@ -18,6 +18,7 @@ from typing import Any, Final
 from sqlmodel import Session, select
 
 from connector.dataplane import tokens
+from connector.dataplane.push import PushAddressError, push_target
 from connector.dataplane.store import DataGrant, DutyRecord, agreement_time
 from connector.negotiation.machine import Role
 from connector.negotiation.store import ContractNegotiationRecord
@@ -26,6 +27,7 @@ from identity.participant import Participant
 from identity.verifier import Peer
 from policy.duties import DutyState, obligations_for
 from policy.jsonld import read_policy
+from service.destinations import DestinationError, Destinations
 
 DATA_PATH: Final = "/dataplane/v1/data"
 TOKEN_PATH: Final = "/dataplane/v1/token"  # noqa: S105 - a path, not a secret
@@ -85,6 +87,7 @@ class Grants:
         clock: Callable[[], datetime],
         token_ttl_s: float,
         wake: Callable[[], None],
+        destinations: Destinations,
     ) -> None:
         self.participant = participant
         self.me = participant.did
@@ -93,6 +96,7 @@ class Grants:
         self.token_ttl = timedelta(seconds=token_ttl_s)
         self.wake = wake
         """Wakes the data plane's worker: a push was queued."""
+        self.destinations = destinations
 
     def grant(self, session: Session, record: TransferProcessRecord, peer: Peer) -> None:
         """Provider: remember the consumer's credentials as verified with this request."""
@@ -153,6 +157,14 @@ class Grants:
             grant.refresh_hash = None
             grant.updated_at = self.clock()
             session.add(grant)
+
+    def push_problem(self, address: dict[str, Any], consumer: str) -> str | None:
+        """Provider, on a push request: why the push address is refused, or None."""
+        try:
+            push_target(address, consumer, self.destinations)
+        except (DestinationError, PushAddressError) as error:
+            return str(error)
+        return None
 
     def consumer_started(self, session: Session, record: TransferProcessRecord) -> None:
         """Consumer: the agreement's duties become tracked obligations."""

@@ -29,7 +29,7 @@ from connector.audit import AuditRecord, AuditSink, Outcome
 from connector.catalog.store import Asset
 from connector.dataplane import tokens
 from connector.dataplane.grants import issue_tokens
-from connector.dataplane.sources import Body, SourceError, open_source
+from connector.dataplane.sources import Body, SourceError, SourceRules, open_source
 from connector.dataplane.store import (
     COUNTED,
     DataAccess,
@@ -90,6 +90,7 @@ class DataPlane:
         sql_sources: Mapping[str, Engine],
         required: Collection[CredentialType],
         token_ttl_s: float,
+        rules: SourceRules,
     ) -> None:
         self.engine = engine
         self.participant = participant
@@ -100,6 +101,8 @@ class DataPlane:
         self.sql_sources = dict(sql_sources)
         self.required = frozenset(required)
         self.token_ttl = timedelta(seconds=token_ttl_s)
+        self.rules = rules
+        """Which data addresses may be served, checked again on every access."""
 
     # --- admission ----------------------------------------------------------------------
 
@@ -356,7 +359,7 @@ class DataPlane:
             admitted = await self.admit(authorization)
             body = await open_source(
                 admitted.address, range_header=range_header, accept=accept,
-                sql_engines=self.sql_sources, client=self.client,
+                sql_engines=self.sql_sources, client=self.client, rules=self.rules,
             )  # fmt: skip
         except (SourceError, DataPlaneError) as error:
             failure = (

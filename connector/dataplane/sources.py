@@ -4,6 +4,14 @@
 Files and HTTP backends answer one HTTP byte range (RFC 9110 section 14); SQL results are
 produced afresh on each request and are not addressable by range (``Accept-Ranges: none``: a
 Range header is ignored and the whole result is sent, as the RFC allows).
+
+Which addresses may be served is :class:`SourceRules`'s, checked when an asset is created and
+again on every access (a file can be replaced by a symlink later): a file must resolve, symlinks
+followed, inside a configured data root, be a regular file, not hidden (no component starting
+with ``.``: ``.env``, ``.git``, ``.ssh``) and not one of the connector's own files (its
+database, the SQLite files of its SQL sources, compared by inode so that a hard link does not
+help); an HTTP backend must be on a configured source host and pass the outbound destination
+policy. A consumer is told only that the source is unavailable; the operator's log says why.
 """
 
 from __future__ import annotations
@@ -11,19 +19,27 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import mimetypes
 import os
 import queue
 import re
+import stat
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from pathlib import Path
+from typing import Any, BinaryIO, Final
 
 import anyio
 import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+
+from service.destinations import DestinationError, Destinations
+from storage.engine import is_memory_sqlite, parse_database_url
+
+log = logging.getLogger("kexin.dataplane")
 
 CHUNK: Final = 1024 * 1024
 SQL_BATCH: Final = 1000
@@ -37,6 +53,85 @@ class SourceError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+class AddressError(ValueError):
+    """A data address that the rules do not let this connector serve."""
+
+
+UNAVAILABLE: Final = "the data source is unavailable"
+_OPEN_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+def sqlite_files(database_urls: Iterable[str]) -> tuple[Path, ...]:
+    """The files of the SQLite databases among ``database_urls`` (with their journals)."""
+    files: list[Path] = []
+    for value in database_urls:
+        url = parse_database_url(value)
+        if url.get_backend_name() == "sqlite" and url.database and not is_memory_sqlite(url):
+            main = Path(os.path.realpath(url.database))
+            files += [main, *(main.with_name(main.name + s) for s in ("-wal", "-shm", "-journal"))]
+    return tuple(files)
+
+
+@dataclass(frozen=True)
+class SourceRules:
+    data_roots: tuple[Path, ...]
+    """Directories file data addresses must resolve into; none: files are refused."""
+    protected: tuple[Path, ...]
+    """The connector's own files, never served even inside a root."""
+    http_hosts: frozenset[str]
+    """Hosts (``host`` or ``host:port``) HTTP data addresses may name; none: HTTP refused."""
+    destinations: Destinations
+
+    def file_path(self, path: str) -> Path:
+        """The file a path names, symlinks followed, when it may be served."""
+        if not os.path.isabs(path) or "\x00" in path:
+            raise AddressError("a file path must be absolute")
+        resolved = os.path.realpath(path)
+        for root in self.data_roots:
+            base = os.path.realpath(root)
+            if os.path.commonpath([base, resolved]) == base:
+                inside = Path(resolved).relative_to(base).parts
+                if any(part.startswith(".") for part in inside):
+                    raise AddressError("hidden files and folders are not served")
+                break
+        else:
+            where = ", ".join(str(r) for r in self.data_roots) or "none configured"
+            raise AddressError(f"a file must be inside a data root ({where})")
+        if Path(resolved) in self.protected:
+            raise AddressError("the connector's own files are never served")
+        return Path(resolved)
+
+    def open_file(self, path: str) -> BinaryIO:
+        """The file opened for reading, checked again on what was opened: a regular file
+        (no device, FIFO or directory), reached without a symlink at its last step, not one
+        of the connector's own files by device and inode."""
+        resolved = self.file_path(path)
+        try:
+            descriptor = os.open(resolved, _OPEN_FLAGS)
+        except OSError as error:
+            raise AddressError(f"the file cannot be opened: {error.strerror}") from None
+        opened = os.fstat(descriptor)
+        own = set()
+        for protected in self.protected:
+            try:
+                info = os.stat(protected)
+            except OSError:
+                continue
+            own.add((info.st_dev, info.st_ino))
+        if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) in own:
+            os.close(descriptor)
+            raise AddressError("not a regular file that may be served")
+        return os.fdopen(descriptor, "rb")
+
+    def http_url(self, url: str) -> str:
+        """An HTTP backend's URL, when it is on a configured host and the destination
+        policy admits it."""
+        try:
+            return str(self.destinations.http_source(url, self.http_hosts))
+        except DestinationError as error:
+            raise AddressError(str(error)) from None
 
 
 @dataclass(frozen=True)
@@ -102,14 +197,20 @@ async def open_source(
     accept: str | None,
     sql_engines: Mapping[str, Engine],
     client: httpx.AsyncClient,
+    rules: SourceRules,
 ) -> Body:
     """Open the data an asset's data address names, ready to stream. Failures before the
     first byte raise :class:`SourceError`; failures while streaming raise from the chunks."""
     kind = address.get("type")
-    if kind == "file":
-        return _file(str(address["path"]), range_header)
-    if kind == "http":
-        return await _http(str(address["url"]), range_header, client)
+    try:
+        if kind == "file":
+            path = str(address["path"])
+            return _file(rules.open_file(path), path, range_header)
+        if kind == "http":
+            return await _http(rules.http_url(str(address["url"])), range_header, client)
+    except AddressError as error:
+        log.warning("data address refused at access: %s", error)
+        raise SourceError(502, "source_unavailable", UNAVAILABLE) from None
     if kind == "sql":
         engine = sql_engines.get(str(address["database"]))
         if engine is None:
@@ -121,13 +222,7 @@ async def open_source(
     raise SourceError(502, "source_unavailable", f"unknown data address type {kind!r}")
 
 
-def _file(path: str, range_header: str | None) -> Body:
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed when the body is closed
-    except OSError as error:
-        raise SourceError(
-            502, "source_unavailable", f"the file cannot be read: {error.strerror}"
-        ) from None
+def _file(handle: BinaryIO, path: str, range_header: str | None) -> Body:
     size = os.fstat(handle.fileno()).st_size
     try:
         byte_range = parse_range(range_header, size)
@@ -178,22 +273,23 @@ async def _http(url: str, range_header: str | None, client: httpx.AsyncClient) -
     try:
         response = await client.send(request, stream=True, follow_redirects=False)
     except httpx.HTTPError as error:
-        raise SourceError(
-            502, "source_unavailable", f"the backend cannot be reached: {error!r}"
-        ) from None
+        log.warning("HTTP source %s unreachable: %r", url, error)
+        raise SourceError(502, "source_unavailable", UNAVAILABLE) from None
     if response.status_code == 416:
         await response.aclose()
         raise SourceError(416, "range_not_satisfiable", f"{range_header}: beyond the data")
     if response.status_code not in (200, 206):
         await response.aclose()
-        raise SourceError(502, "source_unavailable", f"the backend answered {response.status_code}")
+        log.warning("HTTP source %s answered %s", url, response.status_code)
+        raise SourceError(502, "source_unavailable", UNAVAILABLE)
 
     async def chunks() -> AsyncIterator[bytes]:
         try:
             async for chunk in response.aiter_raw(CHUNK):
                 yield chunk
         except httpx.HTTPError as error:
-            raise SourceError(502, "source_failed", f"the backend failed: {error!r}") from None
+            log.warning("HTTP source %s failed mid-stream: %r", url, error)
+            raise SourceError(502, "source_failed", "the data source failed") from None
 
     relayed = {"Accept-Ranges": response.headers.get("accept-ranges", "none")}
     for name in ("content-range", "content-encoding"):

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import anyio
 import httpx
@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 from connector.audit import AuditRecord, Outcome
 from connector.catalog.store import Asset
 from connector.dataplane.plane import DataPlane, DataPlaneError
+from connector.dataplane.push import PushAddressError, push_target
 from connector.dataplane.sources import Body, SourceError, open_source
 from connector.dataplane.store import DataAccess, DataGrant, DutyRecord
 from connector.negotiation.machine import Role
@@ -29,9 +30,11 @@ from connector.transfer.machine import State
 from connector.transfer.store import TransferProcessRecord
 from policy.duties import DutyState
 from policy.operands import CredentialFacts, Scope
+from service.destinations import DestinationError
 from service.logs import one_line
 
 log = logging.getLogger("kexin.dataplane")
+PUSH_FAILED: Final = "the consumer's push endpoint is unreachable or did not take the data"
 
 
 class TransferMoves(Protocol):
@@ -203,10 +206,10 @@ class DataPlaneWorker:
             admitted = await plane.admit_grant(grant)
             body = await open_source(
                 admitted.address, range_header=None, accept=None,
-                sql_engines=plane.sql_sources, client=plane.client,
+                sql_engines=plane.sql_sources, client=plane.client, rules=plane.rules,
             )  # fmt: skip
             access_id = await anyio.to_thread.run_sync(plane.reserve, admitted, None)
-            sent = await self._push_body(body, target)
+            sent = await self._push_body(body, target, grant.consumer)
         except (DataPlaneError, SourceError) as error:
             message = error.message
             if access_id is not None:
@@ -221,17 +224,15 @@ class DataPlaneWorker:
         )
         await anyio.to_thread.run_sync(self._end_push, grant.transfer_id, "done", [])
 
-    async def _push_body(self, body: Body, target: Mapping[str, Any]) -> int:
-        endpoint = target.get("endpoint")
-        if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+    async def _push_body(self, body: Body, target: Mapping[str, Any], consumer: str) -> int:
+        """POST the data to the consumer's own endpoint (``push.push_target``). However the
+        endpoint fails (unreachable, a TLS or protocol error, any answer but 2xx), the reason
+        the consumer is given is the same, and nothing of the answer is in it."""
+        try:
+            push = push_target(target, consumer, self.plane.rules.destinations)
+        except (DestinationError, PushAddressError) as error:
             await body.aclose()
-            raise DataPlaneError(400, "bad_push_address", "the push address has no HTTP endpoint")
-        properties = {p.get("name"): p.get("value") for p in target.get("endpointProperties", [])}
-        headers = {"Content-Type": body.media_type}
-        if properties.get("authorization"):
-            value = str(properties["authorization"])
-            bearer = properties.get("authType", "bearer") == "bearer"
-            headers["Authorization"] = f"Bearer {value}" if bearer else value
+            raise DataPlaneError(400, "bad_push_address", str(error)) from None
         sent = 0
 
         async def content() -> Any:
@@ -240,14 +241,19 @@ class DataPlaneWorker:
                 sent += len(chunk)
                 yield chunk
 
+        headers = {"Content-Type": body.media_type, **push.headers}
         try:
-            response = await self.plane.client.post(endpoint, content=content(), headers=headers)
+            response = await self.plane.client.post(
+                push.endpoint, content=content(), headers=headers, follow_redirects=False
+            )
         except httpx.HTTPError as error:
-            raise SourceError(502, "push_failed", f"{endpoint}: {error!r}") from None
+            log.warning("push to %s failed: %r", push.endpoint, error)
+            raise SourceError(502, "push_failed", PUSH_FAILED) from None
         finally:
             await body.aclose()
         if not response.is_success:
-            raise SourceError(502, "push_failed", f"{endpoint} answered {response.status_code}")
+            log.warning("push to %s answered %s", push.endpoint, response.status_code)
+            raise SourceError(502, "push_failed", PUSH_FAILED)
         return sent
 
     def _end_push(self, transfer_id: str, state: str, reasons: list[str]) -> None:

@@ -5,6 +5,7 @@ lists. The data address of an asset is shown here, never in the catalogue."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -14,12 +15,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connector.catalog.store import Asset, ContractDefinition, PolicyDefinition
+from connector.dataplane.sources import AddressError, SourceRules
 from connector.deps import (
     EngineDep,
     ManagementError,
     NegotiationsDep,
     ParticipantDep,
     SettingsDep,
+    SourceRulesDep,
     TransfersDep,
     require_manager,
 )
@@ -36,6 +39,7 @@ from policy.operands import Grade, check_region
 from service.http import HttpUrl
 from service.refusals import refusals
 
+log = logging.getLogger("kexin.connector")
 router = APIRouter(
     prefix="/management/v1", tags=["management"], dependencies=[Depends(require_manager)],
     responses=refusals(400, 401, 404, 409, 413, 422, 502, 503),
@@ -150,13 +154,31 @@ Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
+def check_address(address: DataAddressIn, rules: SourceRules) -> None:
+    """A file inside a data root (and, if it exists already, a regular file that is none of
+    the connector's own), an HTTP backend on a source host: checked again at every access."""
+    try:
+        if address.type == "file" and address.path is not None:
+            if rules.file_path(address.path).exists():
+                rules.open_file(address.path).close()
+        elif address.type == "http" and address.url is not None:
+            rules.http_url(address.url)
+    except AddressError as error:
+        raise ManagementError(400, "data_address_refused", str(error)) from None
+
+
 @router.post("/assets", status_code=201)
 def create_asset(
-    body: AssetIn, engine: EngineDep, participant: ParticipantDep, settings: SettingsDep
+    body: AssetIn,
+    engine: EngineDep,
+    participant: ParticipantDep,
+    settings: SettingsDep,
+    rules: SourceRulesDep,
 ) -> dict[str, Any]:
     domains = settings.scenario_domains
     if domains and body.domain not in domains:
         raise ManagementError(400, "unknown_domain", f"domain must be one of {', '.join(domains)}")
+    check_address(body.data_address, rules)
     database = body.data_address.database
     if body.data_address.type == "sql" and database not in settings.sql_sources:
         known = ", ".join(sorted(settings.sql_sources)) or "none (set CONNECTOR_SQL_SOURCES)"
@@ -660,7 +682,8 @@ async def request_catalog(
             json={"@context": [DSP_CONTEXT], "@type": "CatalogRequestMessage"},
         )
     except httpx.HTTPError as error:
-        raise ManagementError(502, "peer_unreachable", f"{url}: {error!r}") from None
+        log.info("catalogue request to %s failed: %r", url, error)
+        raise ManagementError(502, "peer_unreachable", f"{url}: unreachable") from None
     if response.status_code != httpx.codes.OK:
         raise ManagementError(
             502, "peer_refused", f"{url} answered {response.status_code}: {response.text[:500]}"

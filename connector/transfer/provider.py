@@ -79,6 +79,17 @@ class ProviderSide(TransferSteps):
                     "a push transfer needs a dataAddress",
                     consumer_pid=message.consumer_pid,
                 )
+            problem = (
+                self.dataplane.push_problem(
+                    message.data_address.model_dump(by_alias=True), peer.did
+                )
+                if message.format == "HttpData-PUSH" and message.data_address and self.dataplane
+                else None
+            )
+            if problem is not None:
+                raise self.error(
+                    400, "invalid_push_address", problem, consumer_pid=message.consumer_pid
+                )
             if not message.callback_address.startswith(("http://", "https://")):
                 raise self.error(
                     400,

@@ -54,6 +54,10 @@ class DataPlaneHooks(Protocol):
     def consumer_started(self, session: Session, record: TransferProcessRecord) -> None:
         """Consumer: the transfer started; the agreement's duties are tracked."""
 
+    def push_problem(self, address: dict[str, Any], consumer: str) -> str | None:
+        """Provider, on a push request: why the consumer's push address cannot be used (it is
+        checked again before each push), or None."""
+
 
 def joined_reasons(reason: list[Any] | None) -> str | None:
     return "\n".join(str(r) for r in reason or [])[:MAX_REASON_CHARS] or None

@@ -42,6 +42,7 @@ def settings(tmp_path: Path, **extra: Any) -> ConnectorSettings:
         database_url=f"sqlite:///{tmp_path / 'c.db'}",
         key_passphrase=SecretStr(PASSPHRASE),
         management_api_key=SecretStr(ADMIN_KEY),
+        data_roots=[Path("/srv")],
         **extra,
     )
 

@@ -41,6 +41,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         database_url=f"sqlite:///{tmp_path / 'c.db'}",
         key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
         management_api_key=ADMIN_KEY,  # type: ignore[arg-type]
+        data_roots=[Path("/srv/data")],
     )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
@@ -226,6 +227,7 @@ def test_a_configured_domain_list_is_enforced(tmp_path: Path) -> None:
         key_passphrase=SecretStr(PASSPHRASE),
         management_api_key=SecretStr(ADMIN_KEY),
         scenario_domains=["city-governance", "financial-services"],
+        data_roots=[Path("/srv/data")],
     )
     with TestClient(create_app(settings)) as client:
         assert client.post("/management/v1/assets", json=asset(), headers=KEY).status_code == 201

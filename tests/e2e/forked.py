@@ -66,7 +66,7 @@ def environment(settings: ConnectorSettings) -> dict[str, str]:
         elif isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, dict | list):
-            text = json.dumps(value)
+            text = json.dumps(value, default=str)  # paths, networks: their text
         elif isinstance(value, Enum):
             text = str(value.value)
         else:

@@ -52,6 +52,7 @@ def connector(folder: Path, name: str, router: Router) -> FastAPI:
         management_api_key=SecretStr(ADMIN_KEY),
         trusted_issuers={kind: [AUTHORITY] for kind in CredentialType},
         did_web_allow_http=True,
+        data_roots=[Path("/srv")],
     )
     return create_connector(settings, transport=router)
 

@@ -4,6 +4,7 @@ network is replaced, by an httpx.MockTransport that serves DID documents and sta
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from identity.resolver import DIDResolver, did_web_url
 from identity.status import LIST_BITS, StatusEntry, StatusListCache, issue_status_list, set_bit
 from identity.store import SqlReplayCache
 from policy.operands import Grade
+from service.destinations import Destinations
 from storage.engine import create_engine
 from storage.migrate import upgrade
 
@@ -35,6 +37,8 @@ BANK = "did:web:bank.test"
 BUREAU = "did:web:bureau.test"
 ROGUE = "did:web:rogue.test"
 STATUS_URL = "http://authority.test/status/1"
+LOOPBACK = Destinations.of(allow_http=True, allowed_networks=[ipaddress.ip_network("127.0.0.0/8")])
+"""For the tests with real servers on 127.0.0.1, which the destination policy must allow."""
 ORG = Organisation("广州示例银行股份有限公司", "91440101MA59XKQ72B", "440106", Grade.GENERAL)
 
 
@@ -53,6 +57,7 @@ class World:
     requests: list[str] = field(default_factory=list)
     next_index: int = 0
     status_up: bool = True
+    destinations: Destinations = field(default_factory=lambda: Destinations(allow_http=True))
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         url = str(request.url)
@@ -111,7 +116,7 @@ class World:
         set_bit(self.status_bits, entry.index)
 
     def resolver(self, client: httpx.AsyncClient) -> DIDResolver:
-        return DIDResolver(client, allow_http=True)
+        return DIDResolver(client, destinations=self.destinations)
 
     def status(self, client: httpx.AsyncClient, resolver: DIDResolver) -> StatusListCache:
         return StatusListCache(client, resolver, ttl_s=60, now=lambda: NOW)

@@ -11,8 +11,21 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from connector.dataplane.sources import ByteRange, SourceError, open_source, parse_range
+from connector.dataplane.sources import (
+    ByteRange,
+    SourceError,
+    SourceRules,
+    open_source,
+    parse_range,
+)
+from service.destinations import Destinations
 from storage.engine import create_engine
+
+
+def rules(*roots: Path, hosts: tuple[str, ...] = ()) -> SourceRules:
+    return SourceRules(
+        data_roots=roots, protected=(), http_hosts=frozenset(hosts), destinations=Destinations()
+    )
 
 
 @pytest.mark.parametrize(
@@ -56,12 +69,14 @@ def test_an_empty_file_has_no_satisfiable_range() -> None:
         parse_range("bytes=-1", 0)
 
 
-async def _read(address: Mapping[str, object], **kwargs: object) -> tuple[int, bytes, object]:
+async def _read(
+    address: Mapping[str, object], root: Path, **kwargs: object
+) -> tuple[int, bytes, object]:
     async with httpx.AsyncClient() as client:
         body = await open_source(
             address, range_header=kwargs.get("range_header"),  # type: ignore[arg-type]
             accept=kwargs.get("accept"), sql_engines=kwargs.get("engines", {}),  # type: ignore[arg-type]
-            client=client,
+            client=client, rules=rules(root),
         )  # fmt: skip
         try:
             data = b"".join([chunk async for chunk in body.chunks])
@@ -74,16 +89,16 @@ def test_a_file_is_read_in_chunks_and_by_range(tmp_path: Path) -> None:
     path = tmp_path / "data.bin"
     payload = bytes(range(256)) * 9000  # a little over 2 MiB: three chunks
     path.write_bytes(payload)
-    assert asyncio.run(_read({"type": "file", "path": str(path)}))[:2] == (200, payload)
+    assert asyncio.run(_read({"type": "file", "path": str(path)}, tmp_path))[:2] == (200, payload)
     status, data, _ = asyncio.run(
-        _read({"type": "file", "path": str(path)}, range_header="bytes=1048570-1048580")
+        _read({"type": "file", "path": str(path)}, tmp_path, range_header="bytes=1048570-1048580")
     )
     assert (status, data) == (206, payload[1048570:1048581])
 
 
 def test_a_missing_file_is_a_source_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as refused:
-        asyncio.run(_read({"type": "file", "path": str(tmp_path / "nope")}))
+        asyncio.run(_read({"type": "file", "path": str(tmp_path / "nope")}, tmp_path))
     assert (refused.value.status, refused.value.code) == (502, "source_unavailable")
 
 
@@ -96,16 +111,16 @@ def test_sql_rows_in_both_formats_count_rows(tmp_path: Path) -> None:
         )
     address = {"type": "sql", "database": "db", "query": "SELECT a, b FROM t ORDER BY a"}
     try:
-        status, data, rows = asyncio.run(_read(address, engines={"db": engine}))
+        status, data, rows = asyncio.run(_read(address, tmp_path, engines={"db": engine}))
         lines = data.decode().splitlines()
         assert (status, rows, lines[0], lines[1]) == (200, 2345, "a,b", '0,"x,0"')
         _, data, rows = asyncio.run(
-            _read(address, engines={"db": engine}, accept="application/jsonl")
+            _read(address, tmp_path, engines={"db": engine}, accept="application/jsonl")
         )
         records = [json.loads(line) for line in data.decode().splitlines()]
         assert (rows, records[-1]) == (2345, {"a": 2344, "b": "x,2344"})
         with pytest.raises(SourceError):
-            asyncio.run(_read(address, engines={}))
+            asyncio.run(_read(address, tmp_path, engines={}))
     finally:
         engine.dispose()
 
@@ -125,7 +140,7 @@ def test_an_http_backend_gets_one_range_or_nothing(header: str) -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(backend)) as client:
             await open_source(
                 {"type": "http", "url": "https://backend.test/data"}, range_header=header,
-                accept=None, sql_engines={}, client=client,
+                accept=None, sql_engines={}, client=client, rules=rules(hosts=("backend.test",)),
             )  # fmt: skip
 
     with pytest.raises(SourceError) as refused:
@@ -145,7 +160,7 @@ def test_an_http_backend_gets_the_one_range_asked_for() -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(backend)) as client:
             body = await open_source(
                 {"type": "http", "url": "https://backend.test/data"}, range_header=" bytes=0-1",
-                accept=None, sql_engines={}, client=client,
+                accept=None, sql_engines={}, client=client, rules=rules(hosts=("backend.test",)),
             )  # fmt: skip
             await body.aclose()
 
