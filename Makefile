@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.connector_bench
 	$(BIN)/python -m bench.dataplane_bench
 	$(BIN)/python -m bench.contracts_bench
+	$(BIN)/python -m bench.matching_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -43,6 +43,8 @@ from matching.messages import DEFAULT_MAX_BYTES, MAX_HEADER_BYTES, decode, encod
 from matching.setup import PreparedSetup
 
 DEFAULT_CHUNK_ITEMS: Final = 16_384
+MIN_CHUNK_ITEMS: Final = 256
+"""A client cuts a small set into chunks of at least this many items (or one chunk)."""
 _ELEMENT_BYTES: Final = psi.POINT_BYTES + 3
 """An encrypted element in a request or response: the point and its protobuf tag and length."""
 _FRAME_OVERHEAD: Final = 16 + MAX_HEADER_BYTES
@@ -244,13 +246,15 @@ class ClientSession:
         self._workers = workers
         self._max_fpr = max_fpr
         self._max_bytes = max_message_bytes
-        self._chunk = max_chunk_items
+        # small sets are cut finer, so that every worker has a share and the sides overlap
+        share = -(-len(items) // (2 * workers.processes))
+        self._chunk = min(max_chunk_items, max(MIN_CHUNK_ITEMS, share))
         self._window = window or 2 * workers.processes
         self._key = psi.new_key()
         if setup is not None:
             self._check_setup(setup)
         self.run = ClientRun(
-            run_id or uuid.uuid4().hex, mode, max_chunk_items=max_chunk_items, setup=setup
+            run_id or uuid.uuid4().hex, mode, max_chunk_items=self._chunk, setup=setup
         )
         self._results: list[tuple[int, Future[list[int]] | Future[int]]] = []
 

@@ -34,6 +34,7 @@ KEY_BYTES: Final = 32
 POINT_BYTES: Final = 33
 """A compressed P-256 point: 0x02 or 0x03, then x."""
 _FAILURES: Final = (RuntimeError, ValueError, TypeError)
+MAX_HASH_RANGE: Final = 2**63
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,9 @@ class SetupFacts:
     bits_bytes: int
 
     def false_positive_rate(self, server_items: int, client_items: int) -> float:
-        """The probability that a query of ``client_items`` finds any false positive (the
-        library sizes ``hash_range`` as server items x client items / rate)."""
+        """The probability that a query of ``client_items`` finds any false positive: each
+        item collides with one of the server's with probability server items / hash range
+        (the library sizes the range as max(server, client items) x client items / rate)."""
         return server_items * client_items / self.hash_range
 
 
@@ -83,6 +85,15 @@ def create_setup(key: bytes, items: Sequence[str], *, fpr: float, max_client_ite
     check_fpr(fpr)
     if max_client_items < 1:
         raise MatchingError(Reason.INVALID_PARAMETER, "max_client_items is at least 1")
+    # The library's GCS hash range, max(server items, client items) x client items / rate, is
+    # a signed 64-bit integer: past it, the setup it writes is broken.
+    least = max(len(items), max_client_items) * max_client_items / MAX_HASH_RANGE
+    if fpr <= least:
+        raise MatchingError(
+            Reason.INVALID_PARAMETER,
+            f"a rate of {fpr:g} for {len(items):,} server and {max_client_items:,} client items "
+            f"overflows the GCS; the rate must be above {least:.3g}",
+        )
     server: object = _server(key, Mode.INTERSECTION)
     message = server.CreateSetupMessage(  # type: ignore[attr-defined]
         fpr, max_client_items, list(items), _psi.data_structure.GCS

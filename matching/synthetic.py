@@ -33,8 +33,12 @@ from matching.identifiers import Kind
 CREDIT_ALPHABET: Final = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 """GB 32100: the 31 characters of a unified social credit code (no I, O, S, V, Z)."""
 _CREDIT_VALUE: Final = {c: v for v, c in enumerate(CREDIT_ALPHABET)}
+_CREDIT_WEIGHTS: Final = tuple(pow(3, i, 31) for i in range(17))
+"""GB 32100: the weight of position i is 3^i modulo 31."""
 _ORG_WEIGHTS: Final = (3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK: Final = "10X98765432"
+_ID_WEIGHTS: Final = tuple(pow(2, 17 - i, 11) for i in range(17))
+"""GB 11643 (ISO 7064 MOD 11-2): the weight of position i is 2^(17-i) modulo 11."""
 MESSY_SHARE: Final = 0.05
 """Share of valid rows written with the noise of hand-typed data."""
 
@@ -90,7 +94,7 @@ def _places() -> list[str]:
 def credit_check_character(first17: str) -> str:
     """The GB 32100 check character of the first 17 characters (for making codes; codes are
     checked by ``identity.credentials.check_credit_code``)."""
-    total = sum(_CREDIT_VALUE[c] * pow(3, i, 31) for i, c in enumerate(first17))
+    total = sum(_CREDIT_VALUE[c] * w for c, w in zip(first17, _CREDIT_WEIGHTS, strict=True))
     return CREDIT_ALPHABET[(31 - total % 31) % 31]
 
 
@@ -101,7 +105,7 @@ def _org_check(body: str) -> str:
 
 
 def id_check_character(first17: str) -> str:
-    total = sum(int(d) * pow(2, 17 - i, 11) for i, d in enumerate(first17))
+    total = sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS, strict=True))
     return _ID_CHECK[total % 11]
 
 

@@ -152,3 +152,16 @@ def test_only_the_adapter_imports_openmined_psi() -> None:
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert found.stdout.split() == ["matching/psi.py"]
+
+
+def test_a_rate_that_would_overflow_the_gcs_is_refused() -> None:
+    """The library's hash range (max(server, client) x client items / rate) is a signed 64-bit
+    integer: 2^20 x 2^20 at 1e-9 would wrap around and write a broken setup."""
+    million = [f"s{n}" for n in range(2**20)]
+    with pytest.raises(MatchingError) as error:
+        psi.create_setup(psi.new_key(), million, fpr=1e-9, max_client_items=2**20)
+    assert error.value.reason is Reason.INVALID_PARAMETER
+    assert "overflows the GCS" in error.value.message
+    with pytest.raises(MatchingError):  # the range grows with the client's size alone too
+        psi.create_setup(psi.new_key(), million[:1024], fpr=1e-9, max_client_items=2**20)
+    psi.read_setup(psi.create_setup(psi.new_key(), million[:1024], fpr=1e-6, max_client_items=2**20))  # fmt: skip
