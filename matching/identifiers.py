@@ -85,18 +85,14 @@ def normalise_id_number(value: str) -> str:
     body, check = text[:17], text[17]
     if not (body.isascii() and body.isdigit()):
         raise ValueError(f"{value!r}: the first 17 characters of an identity number are digits")
-    if check == "x":
-        check = "X"
-    expected = _CHECK[_id_checksum(body)]
-    if check != expected:
+    expected = _CHECK[(2 * int(body, 13)) % 11]  # _id_checksum, inline: it runs 10^6 times
+    if check != expected and not (check == "x" and expected == "X"):
         raise ValueError(f"{value!r}: check character should be {expected}")
     if not _birth_date(body[6:14]):
         raise ValueError(f"{value!r}: {body[6:14]} is not a date of birth since 1900")
-    try:
-        _region(body[:6])
-    except ValueError:
-        raise ValueError(f"{value!r}: {body[:6]} is not a region code") from None
-    return body + check
+    if not _region(body[:6]):
+        raise ValueError(f"{value!r}: {body[:6]} is not a region code")
+    return text if check == expected else body + expected
 
 
 @lru_cache(maxsize=65_536)
@@ -107,7 +103,13 @@ def _birth_date(digits: str) -> bool:
         return False
 
 
-_region = lru_cache(maxsize=65_536)(check_region)
+@lru_cache(maxsize=65_536)
+def _region(code: str) -> bool:
+    try:
+        check_region(code)
+    except ValueError:
+        return False
+    return True
 
 
 def normalise_mobile(value: str) -> str:

@@ -74,6 +74,10 @@ class Workers:
         self._pool = ProcessPoolExecutor(
             self.processes, mp_context=multiprocessing.get_context("spawn")
         )
+        # start every worker now (a spawned pool grows on demand) and load the library there,
+        # so that the first run does not pay for it
+        for started in [self._pool.submit(psi.new_key) for _ in range(self.processes)]:
+            started.result()
 
     def __enter__(self) -> Workers:
         return self
@@ -88,6 +92,10 @@ class Workers:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def pids(self) -> list[int]:
+        """The worker processes running now (for measurements such as their memory)."""
+        return sorted(self._pool._processes or ())
 
     def request(self, key: bytes, items: Sequence[str], mode: Mode) -> Future[bytes]:
         return self._pool.submit(psi.create_request, key, list(items), mode)
@@ -247,7 +255,7 @@ class ClientSession:
         self._max_fpr = max_fpr
         self._max_bytes = max_message_bytes
         # small sets are cut finer, so that every worker has a share and the sides overlap
-        share = -(-len(items) // (2 * workers.processes))
+        share = -(-len(items) // (4 * workers.processes))
         self._chunk = min(max_chunk_items, max(MIN_CHUNK_ITEMS, share))
         self._window = window or 2 * workers.processes
         self._key = psi.new_key()

@@ -20,7 +20,9 @@ def test_the_client_lists_share_the_stated_part_of_the_server_list() -> None:
 
 
 def test_the_benchmark_runs_at_small_sizes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    measure(Sizes(normalise=300, server=512, small_client=64, large_client=256), tmp_path)
+    measure(
+        Sizes(normalise=300, server=512, small_client=64, large_client=256, ceiling=256), tmp_path
+    )
     out = capsys.readouterr().out
     for line in ("uscc:", "id_number:", "mobile:", "intersection: online", "cardinality: online"):
         assert line in out
