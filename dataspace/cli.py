@@ -43,6 +43,9 @@ from identity.keys import KeyMaterialError
 from identity.store import CredentialStore
 from ledger.app import create_app as create_ledger_app
 from ledger.settings import LedgerSettings
+from matching.errors import MatchingError
+from matching.identifiers import read_column
+from matching.synthetic import Dataset, generate, write_csv
 from storage.engine import create_engine
 from storage.migrate import Migrations, revision, upgrade
 
@@ -73,6 +76,8 @@ app.add_typer(connector_cli, name="connector")
 app.add_typer(broker_cli, name="broker")
 app.add_typer(ledger_cli, name="ledger")
 app.add_typer(db_cli, name="db")
+data_cli = typer.Typer(help="Data for tests, benchmarks and the demo.", no_args_is_help=True)
+app.add_typer(data_cli, name="data")
 
 HostOption = Annotated[
     str | None, typer.Option(help="Address to listen on (default from settings).")
@@ -375,6 +380,46 @@ def fetch(
     resumed = f" (resumed at byte {got.resumed_from})" if got.resumed_from else ""
     typer.echo("", err=True)
     typer.echo(f"{got.sha256}  {got.path}  {got.bytes} bytes{resumed}")
+
+
+@data_cli.command("generate")
+def data_generate(
+    dataset: Annotated[Dataset, typer.Argument(help="What to generate.")],
+    count: Annotated[int, typer.Option(min=0, help="Number of rows.")],
+    seed: Annotated[int, typer.Option(help="The same seed gives the same file.")],
+    output: Annotated[Path, typer.Option(help="The CSV file to write.")],
+    overlap_with: Annotated[
+        Path | None, typer.Option(help="Another list of the same kind to share rows with.")
+    ] = None,
+    overlap: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of rows taken from --overlap-with.")
+    ] = 0.0,
+    malformed: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of rows with an invalid identifier.")
+    ] = 0.0,
+) -> None:
+    """Write a synthetic enterprise (uscc) or resident (id_number) list: valid check
+    characters, real Guangdong region codes, plausible names; a chosen overlap with another
+    list and a share of malformed identifiers."""
+    others: list[str] = []
+    if overlap_with is not None:
+        try:
+            others = read_column(overlap_with, dataset.kind.value, dataset.kind).items
+        except MatchingError as error:
+            typer.echo(f"error: --overlap-with: {error.message}", err=True)
+            raise typer.Exit(1) from None
+    try:
+        rows = generate(
+            dataset, count, seed, overlap_with=others, overlap=overlap, malformed=malformed
+        )
+        written = write_csv(output, dataset, rows)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as error:
+        typer.echo(f"error: {output}: {error.strerror}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{written} {dataset.value} written to {output}")
 
 
 @app.command("demo")

@@ -4,7 +4,8 @@ Checks: the policy can be read at all (unknown operands and operators, type erro
 date compared to a number, bounds); constraints that can never hold (an end date in the past,
 ``count lt 5`` with ``count gt 10``, two different ``eq`` values); permissions and prohibitions
 that collide; duties nobody can fulfil (an action that is not a duty, an ``inform`` without
-anyone to inform, a deadline already past or missing).
+anyone to inform, a deadline already past or missing); matching permissions that let a consumer
+probe (no floor or no ceiling on its set size, no limit on runs).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Final
 from policy.actions import DUTY_ACTIONS, overlap
 from policy.errors import PolicyError
 from policy.jsonld import read_policy
-from policy.model import Atomic, ConflictStrategy, Constraint, Policy, Rule
-from policy.operands import Grade, Value, ValueType, render
+from policy.model import Atomic, ConflictStrategy, Constraint, Policy, Rule, RuleKind
+from policy.operands import MATCH_OPERANDS, Grade, Value, ValueType, render
 
 DEADLINE_OPERANDS: Final = frozenset({"elapsedTime", "dateTime"})
 
@@ -55,6 +56,7 @@ def lint(document: object, now: datetime) -> list[Finding]:
     findings: list[Finding] = []
     for rule in policy.rules:
         findings += _unsatisfiable(rule, now)
+        findings += _matching(rule)
         for duty in rule.duties:
             findings += _duty(duty, now)
             findings += _unsatisfiable(duty, now)
@@ -80,8 +82,14 @@ def _conjuncts(constraints: tuple[Constraint, ...]) -> Iterator[Atomic]:
             yield from _conjuncts(constraint.constraints)
 
 
-_FLOOR: Final[dict[str, float]] = {"count": 1, "elapsedTime": 0}
-"""Values an operand can never go below: count includes the use being decided."""
+_FLOOR: Final[dict[str, float]] = {
+    "count": 1,
+    "elapsedTime": 0,
+    "kexin:matchRuns": 1,
+    "kexin:matchSetSize": 1,
+}
+"""Values an operand can never go below: count includes the use being decided, a run counts
+itself and its set holds at least one item."""
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -163,6 +171,53 @@ def _unsatisfiable(rule: Rule, now: datetime) -> list[Finding]:
                     f"{rule.kind.value} never applies again; set a later date",
                 )
             )  # fmt: skip
+    return findings
+
+
+# --- matching ------------------------------------------------------------------------------------
+
+
+def _bounded(atoms: list[Atomic], name: str, operators: frozenset[str]) -> bool:
+    return any(a.left.name == name and a.operator in operators for a in atoms)
+
+
+_LOWER: Final = frozenset({"gt", "gteq", "eq"})
+_UPPER: Final = frozenset({"lt", "lteq", "eq"})
+
+
+def _matching(rule: Rule) -> list[Finding]:
+    """A permission to run a matching (one that names a matching operand) should stop the
+    consumer from probing: a set of one item tells whether that one identifier is listed, an
+    unbounded set or unlimited runs let it enumerate an identifier space."""
+    atoms = list(_conjuncts(rule.constraints))
+    if rule.kind is not RuleKind.PERMISSION or not any(
+        a.left.name in MATCH_OPERANDS for a in atoms
+    ):
+        return []
+    findings: list[Finding] = []
+    if not _bounded(atoms, "kexin:matchSetSize", _LOWER):
+        findings.append(
+            Finding(
+                Severity.WARNING, "matching-no-floor", rule.path,
+                "no floor on kexin:matchSetSize: a consumer may probe with tiny sets (one item "
+                "tells whether that identifier is listed); add e.g. kexin:matchSetSize gteq 1000",
+            )
+        )  # fmt: skip
+    if not _bounded(atoms, "kexin:matchSetSize", _UPPER):
+        findings.append(
+            Finding(
+                Severity.WARNING, "matching-no-ceiling", rule.path,
+                "no ceiling on kexin:matchSetSize: a consumer may match sets as large as it "
+                "likes and enumerate identifiers; add e.g. kexin:matchSetSize lteq 100000",
+            )
+        )  # fmt: skip
+    if not (_bounded(atoms, "kexin:matchRuns", _UPPER) or _bounded(atoms, "count", _UPPER)):
+        findings.append(
+            Finding(
+                Severity.WARNING, "matching-no-run-limit", rule.path,
+                "no limit on the number of runs: add e.g. kexin:matchRuns lteq 3",
+            )
+        )  # fmt: skip
     return findings
 
 

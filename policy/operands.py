@@ -41,6 +41,7 @@ class ValueType(Enum):
     GRADE = "a data grade: general, important or core"
     STATUS = "a credential status: active"
     ROLES = "a credential role"
+    OUTPUT = "a matching output: intersection or cardinality"
 
 
 class Grade(Enum):
@@ -73,6 +74,7 @@ OPERATORS_FOR: Final[Mapping[ValueType, frozenset[str]]] = MappingProxyType(
         ValueType.GRADE: COMPARISON | SET_OPERATORS,
         ValueType.STATUS: EQUALITY,
         ValueType.ROLES: frozenset({"hasPart", "isAnyOf", "isAllOf", "isNoneOf"}),
+        ValueType.OUTPUT: EQUALITY | SET_OPERATORS,
     }
 )
 
@@ -87,6 +89,8 @@ _PROVINCES: Final = frozenset(
     {11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46}
     | {50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82}
 )
+MATCH_OUTPUTS: Final = frozenset({"intersection", "cardinality"})
+"""What a matching run may give the consumer: the matching items, or only how many match."""
 MAX_TEXT_CHARS: Final = 2048
 MAX_INTEGER: Final = 10**18 - 1
 """Largest whole number a policy may hold, of either sign (18 digits)."""
@@ -213,6 +217,10 @@ def coerce(value_type: ValueType, raw: object) -> Value:
                 return Grade(raw)
             except ValueError:
                 raise ValueError(f"expected {value_type.value}, got {_shown(raw)}") from None
+        case ValueType.OUTPUT:
+            if raw not in MATCH_OUTPUTS:
+                raise ValueError(f"expected {value_type.value}, got {_shown(raw)}")
+            return raw
         case ValueType.STATUS:
             if raw != "active":
                 raise ValueError(f"expected {value_type.value}, got {_shown(raw)}")
@@ -295,6 +303,17 @@ class CredentialFacts:
 
 
 @dataclass(frozen=True)
+class MatchFacts:
+    """What the data plane knows when a matching run starts (from matching/): the size of the
+    consumer's set (which the provider learns anyway), the agreement's earlier runs, and the
+    output the consumer asks for."""
+
+    set_size: int
+    runs_so_far: int
+    output: str
+
+
+@dataclass(frozen=True)
 class Context:
     """Everything a decision may look at. None means unknown: a constraint needing it denies.
 
@@ -309,6 +328,7 @@ class Context:
     agreement_start: datetime | None = None
     uses_so_far: int | None = None
     credentials: CredentialFacts | None = None
+    matching: MatchFacts | None = None
     violated_duties: tuple[str, ...] = ()
     vocabulary: Vocabulary = field(default_factory=Vocabulary)
 
@@ -337,6 +357,13 @@ def _credential(read: Callable[[CredentialFacts], Value | None]) -> Resolver:
     return resolve
 
 
+def _matching(read: Callable[[MatchFacts], Value]) -> Resolver:
+    def resolve(context: Context) -> Value | None:
+        return None if context.matching is None else read(context.matching)
+
+    return resolve
+
+
 def _elapsed(context: Context) -> Value | None:
     if context.agreement_start is None:
         return None
@@ -350,6 +377,9 @@ def _count(context: Context) -> Value | None:
 
 _AFTER_AGREEMENT: Final = frozenset({Scope.TRANSFER, Scope.ACCESS, Scope.MONITOR})
 _WITH_REQUEST: Final = frozenset({Scope.NEGOTIATION, Scope.TRANSFER, Scope.ACCESS})
+_WITH_RUN: Final = frozenset({Scope.ACCESS})
+"""A matching run's facts are known when the data plane starts it (each run is an access)."""
+MATCH_OPERANDS: Final = frozenset({"kexin:matchRuns", "kexin:matchSetSize", "kexin:matchOutput"})
 
 LEFT_OPERANDS: Final[Mapping[str, LeftOperand]] = MappingProxyType(
     {
@@ -400,6 +430,21 @@ LEFT_OPERANDS: Final[Mapping[str, LeftOperand]] = MappingProxyType(
                 "kexin:region", ValueType.REGION,
                 "the region code in the counterparty's organisation credential",
                 ALL_SCOPES, _credential(lambda facts: facts.region),
+            ),
+            LeftOperand(
+                "kexin:matchRuns", ValueType.INTEGER,
+                "number of this matching run under the agreement (earlier runs + 1)",
+                _WITH_RUN, _matching(lambda facts: facts.runs_so_far + 1),
+            ),
+            LeftOperand(
+                "kexin:matchSetSize", ValueType.INTEGER,
+                "how many identifiers the consumer's set of this matching run holds",
+                _WITH_RUN, _matching(lambda facts: facts.set_size),
+            ),
+            LeftOperand(
+                "kexin:matchOutput", ValueType.OUTPUT,
+                "what the consumer asks the run for: intersection, or only its cardinality",
+                _WITH_RUN, _matching(lambda facts: facts.output),
             ),
         )
     }
