@@ -84,6 +84,16 @@ def did_web_url(did: str, *, allow_http: bool = False) -> str:
     return f"{scheme}://{authority}/{suffix}"
 
 
+MAX_RESOLUTIONS_PER_HOST: Final = 4
+"""did:web documents fetched at once from one host: a caller that is not known yet (its
+document is not cached) names a host it controls, and may mint as many DIDs on it as it likes;
+more at once than this are refused at once, not queued, so that a host that drip-feeds its
+documents holds at most this many of the verifier's connections."""
+MAX_RESOLUTIONS: Final = 32
+"""did:web documents fetched at once in all: below the verification pool's 50 connections, so
+that presentation queries and status lists of callers already known always find one."""
+
+
 class DIDResolver:
     def __init__(
         self,
@@ -106,6 +116,9 @@ class DIDResolver:
         self._clock = clock
         self._cache: dict[str, tuple[float, DIDDocument]] = {}
         self._flights: SingleFlight[str, DIDDocument] = SingleFlight()
+        self._fetching: dict[str, int] = {}
+        """did:web host -> documents being fetched from it now."""
+        self.max_per_host, self.max_fetching = MAX_RESOLUTIONS_PER_HOST, MAX_RESOLUTIONS
 
     async def resolve(self, did: str) -> DIDDocument:
         try:
@@ -135,6 +148,23 @@ class DIDResolver:
             self.destinations.check(url, Purpose.DID_DOCUMENT)
         except DestinationError as error:
             raise IdentityError(Reason.UNRESOLVABLE_DID, f"{did}: {error}") from None
+        host = httpx.URL(url).host
+        if (
+            self._fetching.get(host, 0) >= self.max_per_host
+            or sum(self._fetching.values()) >= self.max_fetching
+        ):
+            raise IdentityError(
+                Reason.UNRESOLVABLE_DID, f"{did}: too many DID documents being fetched at once"
+            )
+        self._fetching[host] = self._fetching.get(host, 0) + 1
+        try:
+            return await self._fetch_from(did, url)
+        finally:
+            left = self._fetching.pop(host) - 1
+            if left:
+                self._fetching[host] = left
+
+    async def _fetch_from(self, did: str, url: str) -> DIDDocument:
         answer = await fetch(
             self._client, "GET", url, Limits(MAX_DOCUMENT_BYTES, self._deadline_s),
             unavailable=Reason.UNRESOLVABLE_DID, oversized=Reason.MALFORMED_DOCUMENT,

@@ -11,7 +11,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from identity.documents import DIDDocument, did_jwk_of, did_key_of
 from identity.errors import IdentityError, Reason
 from identity.keys import public_jwk
-from identity.resolver import MAX_DOCUMENT_BYTES, DIDResolver, did_web_url
+from identity.resolver import (
+    MAX_DOCUMENT_BYTES,
+    MAX_RESOLUTIONS_PER_HOST,
+    DIDResolver,
+    did_web_url,
+)
 from tests.identity.world import BANK, World
 
 
@@ -169,3 +174,44 @@ def test_a_burst_of_resolutions_of_one_did_fetches_it_once() -> None:
     documents = asyncio.run(go())
     assert len(documents) == 50
     assert world.requests == ["http://bank.test/.well-known/did.json"]
+
+
+def test_one_host_gets_only_a_few_resolutions_at_once_and_the_rest_are_refused_at_once() -> None:
+    """An unknown caller names DIDs on a host it controls, whose documents drip in: at most
+    MAX_RESOLUTIONS_PER_HOST of them hold a connection; more are refused at once (not queued),
+    and a DID on another host resolves meanwhile."""
+    release = asyncio.Event()
+    key = Ed25519PrivateKey.generate().public_key()
+
+    def document(did: str) -> dict[str, object]:
+        method = {"id": f"{did}#k", "type": "JsonWebKey2020", "controller": did,
+                  "publicKeyJwk": public_jwk(key)}  # fmt: skip
+        return {"id": did, "verificationMethod": [method]}
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        path = request.url.path.removesuffix("/did.json").removeprefix("/.well-known")
+        path = path.strip("/").replace("/", ":")
+        did = f"did:web:{host}:{path}" if path else f"did:web:{host}"
+        if host == "attacker.example":
+            await release.wait()  # dripping
+        return httpx.Response(200, json=document(did))
+
+    async def go() -> tuple[list[object], DIDDocument]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+            resolver = DIDResolver(client)
+            held = [
+                asyncio.create_task(resolver.resolve(f"did:web:attacker.example:u{n}"))
+                for n in range(MAX_RESOLUTIONS_PER_HOST)
+            ]
+            await asyncio.sleep(0.05)
+            with pytest.raises(IdentityError) as refused:
+                await asyncio.wait_for(resolver.resolve("did:web:attacker.example:one-more"), 1)
+            assert refused.value.reason is Reason.UNRESOLVABLE_DID
+            other = await asyncio.wait_for(resolver.resolve("did:web:member.example"), 1)
+            release.set()
+            return await asyncio.gather(*held), other
+
+    documents, other = asyncio.run(go())
+    assert len(documents) == MAX_RESOLUTIONS_PER_HOST
+    assert other.id == "did:web:member.example"
