@@ -266,13 +266,21 @@ def one_range(value: str) -> str:
     return f"bytes={first}-{last}"
 
 
+HEAD_DEADLINE_S: Final = 30.0
+"""How long an HTTP backend may take, in all, to answer with its status and headers (the body
+then streams through in bounded chunks, each read under the client's timeout)."""
+
+
 async def _http(url: str, range_header: str | None, client: httpx.AsyncClient) -> Body:
     range_header = None if range_header is None else one_range(range_header)
     headers = {"Range": range_header} if range_header else {}
     request = client.build_request("GET", url, headers=headers)
     try:
-        response = await client.send(request, stream=True, follow_redirects=False)
-    except httpx.HTTPError as error:
+        # a total deadline until the answer's head: per-read timeouts alone let a backend
+        # that drips its headers hold the access (and a connection) for as long as it likes
+        with anyio.fail_after(HEAD_DEADLINE_S):
+            response = await client.send(request, stream=True, follow_redirects=False)
+    except (httpx.HTTPError, TimeoutError) as error:
         log.warning("HTTP source %s unreachable: %r", url, error)
         raise SourceError(502, "source_unavailable", UNAVAILABLE) from None
     if response.status_code == 416:

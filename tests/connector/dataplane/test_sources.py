@@ -166,3 +166,28 @@ def test_an_http_backend_gets_the_one_range_asked_for() -> None:
 
     asyncio.run(go())
     assert seen == ["bytes=0-1"]
+
+
+def test_an_http_backend_that_never_answers_its_head_is_unavailable_by_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Per-read timeouts reset with every byte: a backend dripping its headers would hold the
+    access for as long as it likes without a total deadline on the head."""
+    import connector.dataplane.sources as sources
+
+    monkeypatch.setattr(sources, "HEAD_DEADLINE_S", 0.2)
+
+    async def backend(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)  # stands for a head that drips in for ever
+        return httpx.Response(200, content=b"late")
+
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(backend)) as client:
+            await asyncio.wait_for(open_source(
+                {"type": "http", "url": "https://backend.test/data"}, range_header=None,
+                accept=None, sql_engines={}, client=client, rules=rules(hosts=("backend.test",)),
+            ), 5)  # fmt: skip
+
+    with pytest.raises(SourceError) as refused:
+        asyncio.run(go())
+    assert (refused.value.status, refused.value.code) == (502, "source_unavailable")
