@@ -49,6 +49,9 @@ def _environment(port: int, database: Path) -> dict[str, str]:
         "CONNECTOR_DATABASE_URL": f"sqlite:///{database}",
         "CONNECTOR_CONFORMANCE_TOKEN": TOKEN,
         "CONNECTOR_CONFORMANCE_PARTICIPANT_ID": "TCK_PARTICIPANT",
+        # the kit's callbacks are on loopback, which outbound connections may not reach unless
+        # allowed (the destination policy)
+        "CONNECTOR_OUTBOUND_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
     }
 
 
