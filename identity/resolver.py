@@ -13,6 +13,7 @@ for the lookups that follow from a document (a caller's Credential Service).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from typing import Final
 from urllib.parse import quote, unquote
 
+import anyio
 import httpx
 
 from identity.did import DIDSyntaxError, check_did
@@ -87,8 +89,11 @@ def did_web_url(did: str, *, allow_http: bool = False) -> str:
 MAX_RESOLUTIONS_PER_HOST: Final = 4
 """did:web documents fetched at once from one host: a caller that is not known yet (its
 document is not cached) names a host it controls, and may mint as many DIDs on it as it likes;
-more at once than this are refused at once, not queued, so that a host that drip-feeds its
-documents holds at most this many of the verifier's connections."""
+the others wait their turn (within the fetch deadline), so that a host that drip-feeds its
+documents holds at most this many of the verifier's connections, and DIDs on other hosts are
+not held up at all."""
+MAX_WAITING_PER_HOST: Final = 64
+"""Resolutions waiting for one host at most; more are refused at once."""
 MAX_RESOLUTIONS: Final = 32
 """did:web documents fetched at once in all: below the verification pool's 50 connections, so
 that presentation queries and status lists of callers already known always find one."""
@@ -116,9 +121,12 @@ class DIDResolver:
         self._clock = clock
         self._cache: dict[str, tuple[float, DIDDocument]] = {}
         self._flights: SingleFlight[str, DIDDocument] = SingleFlight()
-        self._fetching: dict[str, int] = {}
-        """did:web host -> documents being fetched from it now."""
-        self.max_per_host, self.max_fetching = MAX_RESOLUTIONS_PER_HOST, MAX_RESOLUTIONS
+        self.max_per_host = MAX_RESOLUTIONS_PER_HOST
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        """did:web host -> its fetches at once (MAX_RESOLUTIONS_PER_HOST)."""
+        self._waiting: dict[str, int] = {}
+        """did:web host -> resolutions fetching or waiting to fetch from it."""
+        self._all = asyncio.Semaphore(MAX_RESOLUTIONS)
 
     async def resolve(self, did: str) -> DIDDocument:
         try:
@@ -149,20 +157,25 @@ class DIDResolver:
         except DestinationError as error:
             raise IdentityError(Reason.UNRESOLVABLE_DID, f"{did}: {error}") from None
         host = httpx.URL(url).host
-        if (
-            self._fetching.get(host, 0) >= self.max_per_host
-            or sum(self._fetching.values()) >= self.max_fetching
-        ):
+        waiting = self._waiting.get(host, 0)
+        if waiting >= MAX_WAITING_PER_HOST:
             raise IdentityError(
-                Reason.UNRESOLVABLE_DID, f"{did}: too many DID documents being fetched at once"
+                Reason.UNRESOLVABLE_DID, f"{did}: too many DID documents asked of {host} at once"
             )
-        self._fetching[host] = self._fetching.get(host, 0) + 1
+        slots = self._slots.setdefault(host, asyncio.Semaphore(self.max_per_host))
+        self._waiting[host] = waiting + 1
         try:
-            return await self._fetch_from(did, url)
+            with anyio.fail_after(self._deadline_s):  # waiting counts against the deadline
+                async with slots, self._all:
+                    return await self._fetch_from(did, url)
+        except TimeoutError:
+            raise IdentityError(Reason.UNRESOLVABLE_DID, f"{did}: unreachable") from None
         finally:
-            left = self._fetching.pop(host) - 1
+            left = self._waiting.pop(host) - 1
             if left:
-                self._fetching[host] = left
+                self._waiting[host] = left
+            else:  # nobody fetches from that host or waits to: forget its slots
+                self._slots.pop(host, None)
 
     async def _fetch_from(self, did: str, url: str) -> DIDDocument:
         answer = await fetch(

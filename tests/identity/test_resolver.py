@@ -176,12 +176,19 @@ def test_a_burst_of_resolutions_of_one_did_fetches_it_once() -> None:
     assert world.requests == ["http://bank.test/.well-known/did.json"]
 
 
-def test_one_host_gets_only_a_few_resolutions_at_once_and_the_rest_are_refused_at_once() -> None:
+def test_one_host_gets_only_a_few_resolutions_at_once_and_other_hosts_are_not_held_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """An unknown caller names DIDs on a host it controls, whose documents drip in: at most
-    MAX_RESOLUTIONS_PER_HOST of them hold a connection; more are refused at once (not queued),
-    and a DID on another host resolves meanwhile."""
+    MAX_RESOLUTIONS_PER_HOST of them are fetched at once (hold a connection), the others wait
+    their turn, too many waiting are refused at once, and a DID on another host resolves
+    meanwhile."""
+    import identity.resolver as resolver_module
+
+    monkeypatch.setattr(resolver_module, "MAX_WAITING_PER_HOST", MAX_RESOLUTIONS_PER_HOST + 2)
     release = asyncio.Event()
     key = Ed25519PrivateKey.generate().public_key()
+    fetching = {"now": 0, "most": 0}
 
     def document(did: str) -> dict[str, object]:
         method = {"id": f"{did}#k", "type": "JsonWebKey2020", "controller": did,
@@ -194,15 +201,18 @@ def test_one_host_gets_only_a_few_resolutions_at_once_and_the_rest_are_refused_a
         path = path.strip("/").replace("/", ":")
         did = f"did:web:{host}:{path}" if path else f"did:web:{host}"
         if host == "attacker.example":
+            fetching["now"] += 1
+            fetching["most"] = max(fetching["most"], fetching["now"])
             await release.wait()  # dripping
+            fetching["now"] -= 1
         return httpx.Response(200, json=document(did))
 
-    async def go() -> tuple[list[object], DIDDocument]:
+    async def go() -> tuple[list[DIDDocument], DIDDocument]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
             resolver = DIDResolver(client)
             held = [
                 asyncio.create_task(resolver.resolve(f"did:web:attacker.example:u{n}"))
-                for n in range(MAX_RESOLUTIONS_PER_HOST)
+                for n in range(MAX_RESOLUTIONS_PER_HOST + 2)
             ]
             await asyncio.sleep(0.05)
             with pytest.raises(IdentityError) as refused:
@@ -213,5 +223,6 @@ def test_one_host_gets_only_a_few_resolutions_at_once_and_the_rest_are_refused_a
             return await asyncio.gather(*held), other
 
     documents, other = asyncio.run(go())
-    assert len(documents) == MAX_RESOLUTIONS_PER_HOST
+    assert len(documents) == MAX_RESOLUTIONS_PER_HOST + 2  # the waiting ones got their turn
+    assert fetching["most"] == MAX_RESOLUTIONS_PER_HOST
     assert other.id == "did:web:member.example"
