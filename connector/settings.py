@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from connector.catalog.domains import Domains, configured
 from connector.faults import FaultSpec
 from identity.credentials import CredentialType
 from identity.did import DID, check_did
@@ -66,10 +67,24 @@ def _absolute(value: Path) -> Path:
 DataRoot = Annotated[Path, AfterValidator(_absolute)]
 
 
+DOMAIN_ID = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+
+
+class DomainEntry(BaseModel):
+    """A deployment's own scenario domain."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    id: str = Field(min_length=1, max_length=100, pattern=DOMAIN_ID)
+    name_zh: str = Field(alias="nameZh", min_length=1, max_length=100)
+    name_en: str = Field(alias="nameEn", min_length=1, max_length=200)
+
+
 class ConnectorSettings(ParticipantServiceSettings):
     @model_validator(mode="after")
     def _complete(self) -> ConnectorSettings:
         """Settings that only make sense together."""
+        if self.scenario_domains is not None:
+            self.domains  # noqa: B018 - a shipped id that does not exist is refused here
         if (self.webhook_url is None) != (self.webhook_secret is None):
             raise ValueError("set webhook_url and webhook_secret together")
         if self.webhook_url is not None and not self.webhook_url.startswith(
@@ -101,9 +116,22 @@ class ConnectorSettings(ParticipantServiceSettings):
     management_api_key: SecretStr | None = Field(default=None, min_length=16)
     """Key for the management API (header X-Api-Key); unset, the management API refuses all."""
     catalog_page_size: int = Field(default=100, ge=1, le=1000)
-    scenario_domains: list[str] = Field(default_factory=list)
-    """JSON: the scenario domains an asset's ``domain`` must be one of (the city-governance
-    plan's list); empty: not checked."""
+    scenario_domains: list[str | DomainEntry] | None = None
+    """JSON: the scenario domains an asset's ``domain`` must be one of. Unset: the city plan's
+    14, shipped with Kexin (``connector/catalog/scenario-domains.json``). Set: a list of shipped
+    ids and of the deployment's own domains as ``{"id": ..., "nameZh": ..., "nameEn": ...}``."""
+
+    @property
+    def domains(self) -> Domains:
+        return configured(
+            None
+            if self.scenario_domains is None
+            else [
+                e if isinstance(e, str) else e.model_dump(by_alias=True)
+                for e in self.scenario_domains
+            ]
+        )
+
     sql_sources: dict[str, DatabaseURL] = Field(default_factory=dict)
     """JSON: the databases a SQL data address may name (name -> URL); none by default."""
     data_roots: list[DataRoot] = Field(default_factory=list)

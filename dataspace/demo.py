@@ -320,6 +320,7 @@ def exchange(
             "id": "urn:kexin:asset:firm-list",
             "titleZh": "企业名录",
             "titleEn": "Firm list",
+            "domain": "economic-development",
             "dataGrade": "important",
             "region": "440100",
             "dataAddress": {"type": "file", "path": str(folder / "firms.csv")},

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from connector.catalog.domains import ScenarioDomain
 from connector.catalog.store import Asset
 from connector.protocol import DSP_CONTEXT, DspMessage
 
@@ -29,8 +30,14 @@ def data_service(participant: str, endpoint_url: str) -> dict[str, str]:
     return {"@id": f"{participant}#dsp", "@type": "DataService", "endpointURL": endpoint_url}
 
 
-def dataset(asset: Asset, offers: list[dict[str, Any]], service_id: str) -> dict[str, Any]:
-    """A DCAT dataset: metadata of the asset, its offers, one HTTP pull distribution."""
+def dataset(
+    asset: Asset,
+    offers: list[dict[str, Any]],
+    service_id: str,
+    domain: ScenarioDomain | None = None,
+) -> dict[str, Any]:
+    """A DCAT dataset: metadata of the asset, its offers, one HTTP pull distribution; its
+    scenario domain by id and by its Chinese and English names."""
     titles = [t for t in (asset.title_zh, asset.title_en) if t]
     descriptions = [d for d in (asset.description_zh, asset.description_en) if d]
     document: dict[str, Any] = {"@id": asset.id, "@type": "Dataset"}
@@ -58,6 +65,11 @@ def dataset(asset: Asset, offers: list[dict[str, Any]], service_id: str) -> dict
     ):
         if value is not None:
             document[key] = value
+    if domain is not None:
+        document["kexin:domainName"] = [
+            {"@value": domain.name_zh, "@language": "zh"},
+            {"@value": domain.name_en, "@language": "en"},
+        ]
     return document
 
 

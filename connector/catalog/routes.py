@@ -52,8 +52,9 @@ async def request_catalog(
     admitted = admitted_definitions(engine, peer.did, peer.facts(), participant.clock())
     endpoint = f"{settings.base_url}/dsp"
     service_id = messages.data_service(participant.did, endpoint)["@id"]
+    domains = settings.domains
     datasets = [
-        messages.dataset(asset, offers, service_id)
+        messages.dataset(asset, offers, service_id, domains.get(asset.domain))
         for asset in page[:size]
         if (offers := offers_for(asset, admitted, participant.did))
     ]
@@ -84,4 +85,5 @@ async def get_dataset(
     if asset is None or not offers:
         raise DspError(404, "CatalogError", "not_found", f"no dataset {dataset_id} for {peer.did}")
     service_id = messages.data_service(participant.did, f"{settings.base_url}/dsp")["@id"]
-    return {"@context": [DSP_CONTEXT], **messages.dataset(asset, offers, service_id)}
+    domain = settings.domains.get(asset.domain)
+    return {"@context": [DSP_CONTEXT], **messages.dataset(asset, offers, service_id, domain)}

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from connector.catalog.domains import Domains
 from connector.catalog.store import Asset, ContractDefinition, PolicyDefinition
 from connector.dataplane.sources import AddressError, SourceRules
 from connector.deps import (
@@ -120,7 +121,9 @@ class ContractDefinitionIn(Model):
     asset_selector: AssetSelector = Field(default_factory=AssetSelector, alias="assetSelector")
 
 
-def asset_view(asset: Asset) -> dict[str, Any]:
+def asset_view(asset: Asset, domains: Domains) -> dict[str, Any]:
+    """An asset as the management API shows it: its scenario domain by id and by name."""
+    domain = domains.get(asset.domain)
     return {
         "id": asset.id,
         "titleZh": asset.title_zh,
@@ -129,6 +132,7 @@ def asset_view(asset: Asset) -> dict[str, Any]:
         "descriptionEn": asset.description_en,
         "keywords": json.loads(asset.keywords),
         "domain": asset.domain,
+        "domainName": None if domain is None else domain.names(),
         "dataGrade": asset.data_grade,
         "personalInformation": asset.personal_information,
         "region": asset.region,
@@ -167,6 +171,13 @@ def check_address(address: DataAddressIn, rules: SourceRules) -> None:
         raise ManagementError(400, "data_address_refused", str(error)) from None
 
 
+@router.get("/domains")
+def list_domains(settings: SettingsDep) -> dict[str, Any]:
+    """The scenario domains an asset may name (the city plan's 14 unless the deployment gave
+    its own list), with their Chinese and English names."""
+    return {"items": settings.domains.view()}
+
+
 @router.post("/assets", status_code=201)
 def create_asset(
     body: AssetIn,
@@ -175,9 +186,11 @@ def create_asset(
     settings: SettingsDep,
     rules: SourceRulesDep,
 ) -> dict[str, Any]:
-    domains = settings.scenario_domains
-    if domains and body.domain not in domains:
-        raise ManagementError(400, "unknown_domain", f"domain must be one of {', '.join(domains)}")
+    domains = settings.domains
+    if body.domain is not None and body.domain not in domains:
+        raise ManagementError(
+            400, "unknown_domain", f"domain must be one of {', '.join(domains.ids())}"
+        )
     check_address(body.data_address, rules)
     database = body.data_address.database
     if body.data_address.type == "sql" and database not in settings.sql_sources:
@@ -207,12 +220,13 @@ def create_asset(
         except IntegrityError:
             raise _conflict("asset", body.id) from None
         session.refresh(asset)
-        return asset_view(asset)
+        return asset_view(asset, domains)
 
 
 @router.get("/assets")
 def list_assets(
     engine: EngineDep,
+    settings: SettingsDep,
     offset: Offset = 0,
     limit: Limit = 50,
     domain: str | None = None,
@@ -228,16 +242,16 @@ def list_assets(
         query = query.where(Asset.data_grade == data_grade.value)
     with Session(engine) as session:
         rows = session.exec(query.offset(offset).limit(limit + 1)).all()
-    return _page([asset_view(a) for a in rows], offset, limit)
+    return _page([asset_view(a, settings.domains) for a in rows], offset, limit)
 
 
 @router.get("/assets/{asset_id:path}")
-def get_asset(asset_id: str, engine: EngineDep) -> dict[str, Any]:
+def get_asset(asset_id: str, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     with Session(engine) as session:
         asset = session.get(Asset, asset_id)
     if asset is None:
         raise ManagementError(404, "not_found", f"no asset {asset_id}")
-    return asset_view(asset)
+    return asset_view(asset, settings.domains)
 
 
 @router.delete("/assets/{asset_id:path}", status_code=204)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from connector.app import create_app
-from connector.settings import ConnectorSettings
+from connector.catalog import domains
+from connector.settings import ConnectorSettings, DomainEntry
 from tests.participants import ADMIN_KEY, PASSPHRASE
 from tests.policy.policies import FIRM_LIST, atom
 
@@ -24,7 +26,7 @@ def asset(identifier: str = "urn:kexin:asset:firm-list", **changes: Any) -> dict
         "titleZh": "企业名录",
         "titleEn": "Firm list",
         "keywords": ["企业", "firms"],
-        "domain": "city-governance",
+        "domain": "economic-development",
         "dataGrade": "important",
         "personalInformation": False,
         "region": "440100",
@@ -220,23 +222,74 @@ def test_a_configured_sql_source_is_accepted(tmp_path: Path) -> None:
         )
 
 
-def test_a_configured_domain_list_is_enforced(tmp_path: Path) -> None:
+def test_an_asset_names_one_of_the_plans_scenario_domains_and_shows_its_names(
+    client: TestClient,
+) -> None:
+    made = client.post("/management/v1/assets", json=asset(), headers=KEY)
+    assert made.status_code == 201, made.text
+    assert made.json()["domainName"] == {"zh": "经济发展", "en": "Economic development"}
+    refused = client.post(
+        "/management/v1/assets", json=asset("urn:kexin:asset:2", domain="tourism"), headers=KEY
+    )
+    assert refused.status_code == 400
+    assert refused.json()["reason"] == "unknown_domain"
+    assert "economic-development" in refused.json()["message"]
+    without = client.post(
+        "/management/v1/assets", json=asset("urn:kexin:asset:3", domain=None), headers=KEY
+    )
+    assert without.status_code == 201  # a domain is optional; one that is given must be known
+    assert without.json()["domainName"] is None
+    listed = client.get("/management/v1/domains", headers=KEY).json()["items"]
+    assert len(listed) == 14
+    assert listed[0] == {"id": "economic-development", "nameZh": "经济发展",
+                         "nameEn": "Economic development"}  # fmt: skip
+
+
+def test_a_deployment_gives_its_own_domain_list(tmp_path: Path) -> None:
     settings = ConnectorSettings(
         participant_id="did:web:x",
         database_url=f"sqlite:///{tmp_path / 'c.db'}",
         key_passphrase=SecretStr(PASSPHRASE),
         management_api_key=SecretStr(ADMIN_KEY),
-        scenario_domains=["city-governance", "financial-services"],
+        scenario_domains=[
+            "economic-development",
+            DomainEntry(id="financial-services", name_zh="金融服务", name_en="Financial services"),
+        ],
         data_roots=[Path("/srv/data")],
     )
     with TestClient(create_app(settings)) as client:
         assert client.post("/management/v1/assets", json=asset(), headers=KEY).status_code == 201
-        refused = client.post(
-            "/management/v1/assets", json=asset("urn:kexin:asset:2", domain="tourism"), headers=KEY
+        own = client.post(
+            "/management/v1/assets",
+            json=asset("urn:kexin:asset:2", domain="financial-services"),
+            headers=KEY,
+        )
+        assert own.json()["domainName"] == {"zh": "金融服务", "en": "Financial services"}
+        refused = client.post(  # shipped, but not in this deployment's list
+            "/management/v1/assets", json=asset("urn:kexin:asset:3", domain="energy"), headers=KEY
         )
         assert refused.status_code == 400
         assert refused.json()["reason"] == "unknown_domain"
-        missing = client.post(
-            "/management/v1/assets", json=asset("urn:kexin:asset:3", domain=None), headers=KEY
+
+
+def test_a_shipped_id_that_does_not_exist_is_refused_in_settings(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="not one of the shipped scenario domains"):
+        ConnectorSettings(
+            participant_id="did:web:x",
+            key_passphrase=SecretStr(PASSPHRASE),
+            scenario_domains=["city-governance"],
         )
-        assert missing.status_code == 400
+
+
+def test_the_shipped_domains_are_the_plans_list_in_shared() -> None:
+    """The package's copy (read at run time) is the reference list, word for word."""
+    shipped = json.loads(
+        (Path(__file__).parents[2] / "connector" / "catalog" / "scenario-domains.json").read_text()
+    )
+    reference = json.loads(
+        (Path(__file__).parents[3] / "shared" / "reference" / "scenario-domains.json").read_text()
+    )
+    assert shipped == reference
+    assert [(d.id, d.name_zh, d.name_en) for d in domains.shipped()] == [
+        (d["id"], d["nameZh"], d["nameEn"]) for d in reference["domains"]
+    ]

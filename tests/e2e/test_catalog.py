@@ -43,6 +43,7 @@ def publish(space: Space) -> None:
                 "dataGrade": "general",
                 "region": region,
                 "dataAddress": {"type": "file", "path": f"/srv/{name}.csv"},
+                **({"domain": "economic-development"} if name == "firm-list" else {}),
             },
         )
         assert created.status_code == 201, created.text
@@ -133,6 +134,12 @@ def test_the_bank_sees_only_what_its_credentials_admit(space: Space) -> None:
     )
     assert dataset.status_code == 200
     assert errors("catalog/dataset-schema.json", dataset.json()) == []
+    assert dataset.json()["kexin:domain"] == "economic-development"
+    assert dataset.json()["kexin:domainName"] == [
+        {"@value": "经济发展", "@language": "zh"},
+        {"@value": "Economic development", "@language": "en"},
+    ]
+    assert catalog["dataset"][0]["kexin:domainName"] == dataset.json()["kexin:domainName"]
     hidden = bank_asks(
         space, "/dsp/catalog/datasets/urn:kexin:asset:health-claims", method="GET", body=None
     )
