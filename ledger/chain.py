@@ -13,9 +13,20 @@ a retry after a lost answer never anchors twice. Every failure is a :class:`Chai
 :class:`ChainFault`: the node down, too slow (each request and each wait for a receipt has a
 deadline), answering garbage, or the contract refusing and why. No retry loop here: the caller
 keeps its batches and tries again later.
+
+py-evm and py_ecc raise the interpreter's recursion limit to 100,000 when they are imported;
+with that limit, parsing deeply nested input (``json.loads`` of a 100,000-deep list) overflows
+the C stack and kills the process instead of raising RecursionError. The limit is put back
+right after the imports.
 """
 
+# ruff: noqa: E402 - the recursion limit is read before the third-party imports and restored after
+
 from __future__ import annotations
+
+import sys
+
+_RECURSION_LIMIT = sys.getrecursionlimit()
 
 import ast
 import json
@@ -45,6 +56,8 @@ from web3.exceptions import (
 from web3.types import TxParams, Wei
 
 from ledger.batches import BatchHeader
+
+sys.setrecursionlimit(_RECURSION_LIMIT)
 
 ARTIFACT: Final = "AnchorRegistry.json"
 DEFAULT_TIMEOUT_S: Final = 10.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,3 +59,19 @@ def engine(database_url: str) -> Iterator[Engine]:
     built = create_engine(database_url)
     yield built
     built.dispose()
+
+
+RECURSION_LIMIT = sys.getrecursionlimit()
+
+
+@pytest.fixture(autouse=True)
+def _recursion_limit_unchanged() -> Iterator[None]:
+    """Nothing may leave the interpreter's recursion limit raised: py-evm and py_ecc raise it
+    to 100,000 on import (ledger.chain puts it back), and with such a limit deeply nested input
+    overflows the C stack and kills the process (a policy test crashed pytest so) instead of
+    raising RecursionError."""
+    yield
+    now = sys.getrecursionlimit()
+    if now != RECURSION_LIMIT:
+        sys.setrecursionlimit(RECURSION_LIMIT)
+        pytest.fail(f"the recursion limit was left at {now} (it was {RECURSION_LIMIT})")
