@@ -165,11 +165,21 @@ class DIDResolver:
         slots = self._slots.setdefault(host, asyncio.Semaphore(self.max_per_host))
         self._waiting[host] = waiting + 1
         try:
-            with anyio.fail_after(self._deadline_s):  # waiting counts against the deadline
-                async with slots, self._all:
-                    return await self._fetch_from(did, url)
-        except TimeoutError:
-            raise IdentityError(Reason.UNRESOLVABLE_DID, f"{did}: unreachable") from None
+            try:
+                with anyio.fail_after(self._deadline_s):  # a turn, within the fetch deadline
+                    await slots.acquire()
+                    try:
+                        await self._all.acquire()
+                    except BaseException:
+                        slots.release()
+                        raise
+            except TimeoutError:
+                raise IdentityError(Reason.UNRESOLVABLE_DID, f"{url}: unreachable") from None
+            try:  # the fetch itself has its own deadline
+                return await self._fetch_from(did, url)
+            finally:
+                self._all.release()
+                slots.release()
         finally:
             left = self._waiting.pop(host) - 1
             if left:
