@@ -48,9 +48,9 @@ ACK_WAIT_S: Final = 5.0
 ACK_POLL_S: Final = 0.02
 TERMINATED: Final = "TERMINATED"
 POLICY_DENIED: Final = "policy_denied"
+"""The termination code of a process its policy refused (both protocols)."""
 PEER_ENDED: Final = "ended_at_peer"
 """Termination code of a process ended here because the other side had ended it (resync)."""
-"""The termination code of a process its policy refused (both protocols)."""
 
 
 class Repeated(Exception):  # noqa: N818 - not an error: the message was applied before
