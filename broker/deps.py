@@ -15,22 +15,22 @@ from identity.participant import Participant
 from service.logs import key_id
 
 
-def get_settings(request: Request) -> BrokerSettings:
+async def get_settings(request: Request) -> BrokerSettings:
     settings: BrokerSettings = request.app.state.settings
     return settings
 
 
-def get_authority(request: Request) -> Authority:
+async def get_authority(request: Request) -> Authority:
     authority: Authority = request.app.state.authority
     return authority
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_participant(request: Request) -> Participant:
+async def get_participant(request: Request) -> Participant:
     participant: Participant = request.app.state.participant
     return participant
 
@@ -41,7 +41,7 @@ ParticipantDep = Annotated[Participant, Depends(get_participant)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
-def require_operator(
+async def require_operator(
     settings: SettingsDep, x_api_key: Annotated[str | None, Header()] = None
 ) -> Decider:
     """The operator, named in audit events by its key's id."""

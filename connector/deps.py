@@ -21,7 +21,9 @@ from identity.verifier import Peer
 from service.http import BadRequestError, read_json
 
 
-def get_settings(request: Request) -> ConnectorSettings:
+# Dependencies are ``async def`` although none of them waits: FastAPI runs a plain ``def``
+# dependency in a worker thread, a thread hop per dependency per request for an attribute read.
+async def get_settings(request: Request) -> ConnectorSettings:
     settings: ConnectorSettings = request.app.state.settings
     return settings
 
@@ -37,17 +39,17 @@ def source_rules(settings: ConnectorSettings) -> SourceRules:
     )
 
 
-def get_source_rules(request: Request) -> SourceRules:
+async def get_source_rules(request: Request) -> SourceRules:
     rules: SourceRules = request.app.state.source_rules
     return rules
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_participant(request: Request) -> Participant:
+async def get_participant(request: Request) -> Participant:
     participant: Participant = request.app.state.participant
     return participant
 
@@ -59,7 +61,7 @@ def peer_dependency(error_type: str) -> Callable[..., Awaitable[Peer]]:
     async def authenticate(
         request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> Peer:
-        participant = get_participant(request)
+        participant: Participant = request.app.state.participant
         conformance = conformance_peer(request, authorization)
         if conformance is not None:
             return conformance
@@ -84,8 +86,11 @@ def conformance_peer(request: Request, authorization: str | None) -> Peer | None
     return None if mode is None else mode.authenticate(authorization)
 
 
-def require_manager(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
-    configured = get_settings(request).management_api_key
+async def require_manager(
+    request: Request, x_api_key: Annotated[str | None, Header()] = None
+) -> None:
+    settings: ConnectorSettings = request.app.state.settings
+    configured = settings.management_api_key
     if configured is None:
         raise ManagementError(401, "disabled", "set CONNECTOR_MANAGEMENT_API_KEY to use this API")
     if x_api_key is None or not hmac.compare_digest(
@@ -100,17 +105,17 @@ class ManagementError(Exception):
         self.status, self.reason, self.message = status, reason, message
 
 
-def get_negotiations(request: Request) -> Negotiations:
+async def get_negotiations(request: Request) -> Negotiations:
     negotiations: Negotiations = request.app.state.negotiations
     return negotiations
 
 
-def get_outbox(request: Request) -> Outbox:
+async def get_outbox(request: Request) -> Outbox:
     outbox: Outbox = request.app.state.outbox
     return outbox
 
 
-def get_transfers(request: Request) -> Transfers:
+async def get_transfers(request: Request) -> Transfers:
     transfers: Transfers = request.app.state.transfers
     return transfers
 
@@ -121,7 +126,8 @@ M = TypeVar("M", bound=DspMessage)
 async def read_message(request: Request, model: type[M], error_type: str) -> M:
     """The body as a DSP message, or a typed DSP error (413 too large, 400 otherwise)."""
     try:
-        body = await read_json(request, get_settings(request).max_body_bytes)
+        settings: ConnectorSettings = request.app.state.settings
+        body = await read_json(request, settings.max_body_bytes)
         return model.read(body)
     except BadRequestError as error:
         raise DspError(error.status, error_type, error.reason, error.message) from None

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import select
 import socket
 from collections.abc import Iterable
+from typing import Any
 
 import anyio
 import httpcore
@@ -49,10 +51,11 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         failure: Exception | None = None
         for address in addresses:
             try:
-                return await self._backend.connect_tcp(
+                stream = await self._backend.connect_tcp(
                     str(address), port, timeout=timeout, local_address=local_address,
                     socket_options=socket_options,
                 )  # fmt: skip
+                return _Stream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
                 failure = error
         assert failure is not None  # noqa: S101 - addresses is not empty
@@ -87,6 +90,45 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             if address not in found:
                 found.append(address)
         return found
+
+
+class _Stream(httpcore.AsyncNetworkStream):
+    """httpcore's stream, answering ``is_readable`` from its socket directly. httpcore asks
+    it of every pooled connection each time it assigns a request or releases one, and anyio
+    builds the stream's whole attribute table (``getpeername`` included) for each ask: with
+    a pool of idle keep-alive connections that was a tenth of a busy connector's CPU."""
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+        self._socket: socket.socket | None = stream.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self._stream.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(await self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            # readable while idle: the peer closed it (or sent what it must not); as httpcore
+            fd = -1 if self._socket is None else self._socket.fileno()
+            if fd == -1:
+                return True
+            poll = select.poll()
+            poll.register(fd, select.POLLIN)
+            return bool(poll.poll(0))
+        return self._stream.get_extra_info(info)
 
 
 def guarded_transport(

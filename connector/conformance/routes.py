@@ -38,7 +38,7 @@ class ConformanceError(Exception):
         return JSONResponse(error_body("ConformanceError", self.reason, self.message), self.status)
 
 
-def _kit(request: Request, authorization: Annotated[str | None, Header()] = None) -> Peer:
+async def _kit(request: Request, authorization: Annotated[str | None, Header()] = None) -> Peer:
     peer = conformance_peer(request, authorization)
     if peer is None:
         raise ConformanceError(

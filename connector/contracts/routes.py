@@ -19,7 +19,7 @@ router = APIRouter(
 )  # fmt: skip
 
 
-def get_contracts(request: Request) -> DataContracts:
+async def get_contracts(request: Request) -> DataContracts:
     contracts: DataContracts = request.app.state.contracts
     return contracts
 

@@ -36,12 +36,12 @@ management = APIRouter(
 PeerDep = Annotated[Peer, Depends(peer_dependency("DataPlaneError"))]
 
 
-def get_dataplane(request: Request) -> DataPlane:
+async def get_dataplane(request: Request) -> DataPlane:
     dataplane: DataPlane = request.app.state.dataplane
     return dataplane
 
 
-def get_duties(request: Request) -> Duties:
+async def get_duties(request: Request) -> Duties:
     duties: Duties = request.app.state.duties
     return duties
 
