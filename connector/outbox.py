@@ -67,6 +67,16 @@ class Delivery(StrEnum):
     FAILED = "failed"
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A round of the worker, as read from the database."""
+
+    going: list[tuple[str, list[OutboxMessage]]]
+    held: set[str]
+    next_due: datetime | None
+    saturated: bool
+
+
 class OutboxMessage(ConnectorBase, table=True):
     __tablename__ = "outbox_message"
 
@@ -241,14 +251,31 @@ class Outbox:
         Returns when the next message not sent now is due (None: only a wake-up can bring
         one), for the processes not in flight (a busy process's task wakes the worker when
         it is done, if it left anything for later)."""
-        pending = await run_sync(self._pending)  # in a worker thread, as all database work
-        now = self._clock()
-        due: dict[str, list[int]] = {}
-        waiting: set[str] = set()
-        next_due: datetime | None = None
-        for message_id, process_id, at in pending:
+        # the database work in one worker thread hop, as all database work
+        plan = await run_sync(self._plan, frozenset(self._in_flight), self._clock())
+        for process_id in plan.held:
             if process_id in self._in_flight:
                 self._held.add(process_id)  # goes when its process's task is done
+            else:  # its task landed while we planned: look again
+                self._dirty = True
+        self._saturated = plan.saturated
+        for process_id, batch in plan.going:
+            task = asyncio.create_task(self._in_order(batch))
+            self._in_flight[process_id] = task
+            task.add_done_callback(partial(self._landed, process_id))
+        return plan.next_due
+
+    def _plan(self, in_flight: frozenset[str], now: datetime) -> _Plan:
+        """What goes now (the messages, bodies read only for those), which processes in
+        flight have more pending, and when the next message not sent now is due."""
+        due: dict[str, list[int]] = {}
+        waiting: set[str] = set()
+        held: set[str] = set()
+        next_due: datetime | None = None
+        pending = self._pending()
+        for message_id, process_id, at in pending:
+            if process_id in in_flight:
+                held.add(process_id)
                 continue
             if process_id in waiting:
                 continue
@@ -260,19 +287,11 @@ class Outbox:
         if len(pending) >= PENDING_SCAN:  # more than one scan holds: look again soon
             soon = now + timedelta(seconds=WORKER_BACKOFF_S)
             next_due = soon if next_due is None else min(next_due, soon)
-        free = CONCURRENCY - len(self._in_flight)
-        self._saturated = len(due) > free
+        free = CONCURRENCY - len(in_flight)
         going = list(due.items())[: max(free, 0)]
-        if not going:
-            return next_due
-        ids = [message_id for _, message_ids in going for message_id in message_ids]
-        messages = await run_sync(self._load, ids)
-        for process_id, message_ids in going:
-            batch = [messages[i] for i in message_ids if i in messages]
-            task = asyncio.create_task(self._in_order(batch))
-            self._in_flight[process_id] = task
-            task.add_done_callback(partial(self._landed, process_id))
-        return next_due
+        messages = self._load([i for _, ids in going for i in ids]) if going else {}
+        batches = [(pid, [messages[i] for i in ids if i in messages]) for pid, ids in going]
+        return _Plan(batches, held, next_due, saturated=len(due) > free)
 
     def _load(self, ids: list[int]) -> dict[int | None, OutboxMessage]:
         with Session(self._engine) as session:

@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -27,12 +27,13 @@ class SqlReplayCache:
         self._recorded = 0
 
     def first_use(self, issuer: str, jti: str, expires_at: datetime) -> bool:
-        with Session(self._engine) as session:
-            session.add(SeenToken(issuer=issuer, jti=jti, expires_at=expires_at.astimezone(UTC)))
-            try:
-                session.commit()
-            except IntegrityError:
-                return False
+        # one INSERT in its own transaction, without the ORM (once per message received)
+        row = {"issuer": issuer, "jti": jti, "expires_at": expires_at.astimezone(UTC)}
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(insert(SeenToken), row)
+        except IntegrityError:
+            return False
         self._recorded += 1
         if self._recorded % PURGE_EVERY == 0:
             self.purge(datetime.now(UTC))
