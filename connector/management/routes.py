@@ -27,6 +27,18 @@ from connector.deps import (
     TransfersDep,
     require_manager,
 )
+from connector.management.views import (
+    AgreementView,
+    AssetView,
+    CatalogView,
+    ContractDefinitionView,
+    DomainList,
+    NegotiationState,
+    NegotiationView,
+    Page,
+    PolicyDefinitionView,
+    TransferView,
+)
 from connector.negotiation.machine import Role, State
 from connector.negotiation.store import ContractNegotiationRecord
 from connector.protocol import DSP_CONTEXT, DspError
@@ -171,14 +183,14 @@ def check_address(address: DataAddressIn, rules: SourceRules) -> None:
         raise ManagementError(400, "data_address_refused", str(error)) from None
 
 
-@router.get("/domains")
+@router.get("/domains", response_model=DomainList)
 def list_domains(settings: SettingsDep) -> dict[str, Any]:
     """The scenario domains an asset may name (the city plan's 14 unless the deployment gave
     its own list), with their Chinese and English names."""
     return {"items": settings.domains.view()}
 
 
-@router.post("/assets", status_code=201)
+@router.post("/assets", status_code=201, response_model=AssetView)
 def create_asset(
     body: AssetIn,
     engine: EngineDep,
@@ -223,7 +235,7 @@ def create_asset(
         return asset_view(asset, domains)
 
 
-@router.get("/assets")
+@router.get("/assets", response_model=Page[AssetView])
 def list_assets(
     engine: EngineDep,
     settings: SettingsDep,
@@ -246,7 +258,7 @@ def list_assets(
     return _page([asset_view(a, domains) for a in rows], offset, limit)
 
 
-@router.get("/assets/{asset_id:path}")
+@router.get("/assets/{asset_id:path}", response_model=AssetView)
 def get_asset(asset_id: str, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     with Session(engine) as session:
         asset = session.get(Asset, asset_id)
@@ -266,7 +278,7 @@ def delete_asset(asset_id: str, engine: EngineDep) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/policydefinitions", status_code=201)
+@router.post("/policydefinitions", status_code=201, response_model=PolicyDefinitionView)
 def create_policy(
     body: PolicyDefinitionIn, engine: EngineDep, participant: ParticipantDep
 ) -> dict[str, Any]:
@@ -292,7 +304,7 @@ def create_policy(
     return {"id": body.id, "policy": written, "warnings": [str(f) for f in findings]}
 
 
-@router.get("/policydefinitions")
+@router.get("/policydefinitions", response_model=Page[PolicyDefinitionView])
 def list_policies(engine: EngineDep, offset: Offset = 0, limit: Limit = 50) -> dict[str, Any]:
     with Session(engine) as session:
         rows = session.exec(
@@ -304,7 +316,7 @@ def list_policies(engine: EngineDep, offset: Offset = 0, limit: Limit = 50) -> d
     return _page([{"id": r.id, "policy": json.loads(r.policy)} for r in rows], offset, limit)
 
 
-@router.post("/contractdefinitions", status_code=201)
+@router.post("/contractdefinitions", status_code=201, response_model=ContractDefinitionView)
 def create_contract_definition(
     body: ContractDefinitionIn, engine: EngineDep, participant: ParticipantDep
 ) -> dict[str, Any]:
@@ -334,7 +346,7 @@ def create_contract_definition(
     }
 
 
-@router.get("/contractdefinitions")
+@router.get("/contractdefinitions", response_model=Page[ContractDefinitionView])
 def list_contract_definitions(
     engine: EngineDep, offset: Offset = 0, limit: Limit = 50
 ) -> dict[str, Any]:
@@ -408,7 +420,7 @@ def _as_management(error: DspError) -> ManagementError:
     return ManagementError(status, error.code, error.reason)
 
 
-@router.post("/negotiations", status_code=201)
+@router.post("/negotiations", status_code=201, response_model=NegotiationView)
 def start_negotiation(body: NegotiationIn, negotiations: NegotiationsDep) -> dict[str, Any]:
     try:
         record = negotiations.request(
@@ -419,7 +431,7 @@ def start_negotiation(body: NegotiationIn, negotiations: NegotiationsDep) -> dic
     return negotiation_view(record)
 
 
-@router.get("/negotiations")
+@router.get("/negotiations", response_model=Page[NegotiationView])
 def list_negotiations(
     negotiations: NegotiationsDep,
     offset: Offset = 0,
@@ -431,12 +443,12 @@ def list_negotiations(
     return _page([negotiation_view(r) for r in rows], offset, limit)
 
 
-@router.get("/negotiations/{negotiation_id:path}/state")
+@router.get("/negotiations/{negotiation_id:path}/state", response_model=NegotiationState)
 def negotiation_state(negotiation_id: str, engine: EngineDep) -> dict[str, Any]:
     return {"state": _negotiation(engine, negotiation_id).state}
 
 
-@router.get("/negotiations/{negotiation_id:path}")
+@router.get("/negotiations/{negotiation_id:path}", response_model=NegotiationView)
 def get_negotiation(negotiation_id: str, engine: EngineDep) -> dict[str, Any]:
     return negotiation_view(_negotiation(engine, negotiation_id))
 
@@ -449,7 +461,7 @@ def _negotiation(engine: Any, negotiation_id: str) -> ContractNegotiationRecord:
     return record
 
 
-@router.post("/negotiations/{negotiation_id:path}/terminate")
+@router.post("/negotiations/{negotiation_id:path}/terminate", response_model=NegotiationView)
 def terminate_negotiation(
     negotiation_id: str, body: TerminationIn, negotiations: NegotiationsDep
 ) -> dict[str, Any]:
@@ -459,7 +471,7 @@ def terminate_negotiation(
         raise _as_management(error) from None
 
 
-@router.post("/negotiations/{negotiation_id:path}/approve")
+@router.post("/negotiations/{negotiation_id:path}/approve", response_model=NegotiationView)
 def approve_negotiation(negotiation_id: str, negotiations: NegotiationsDep) -> dict[str, Any]:
     try:
         return negotiation_view(negotiations.approve(negotiation_id))
@@ -478,7 +490,7 @@ class OfferIn(Model):
     """One of our offers, as the catalogue shows it."""
 
 
-@router.post("/negotiations/offers", status_code=201)
+@router.post("/negotiations/offers", status_code=201, response_model=NegotiationView)
 def offer_to(body: OfferIn, negotiations: NegotiationsDep) -> dict[str, Any]:
     """Provider: start a negotiation by offering to a participant."""
     try:
@@ -500,7 +512,7 @@ class AcceptIn(Model):
     """The purpose the consumer declares (the offer's policy may require one)."""
 
 
-@router.post("/negotiations/{negotiation_id:path}/accept")
+@router.post("/negotiations/{negotiation_id:path}/accept", response_model=NegotiationView)
 def accept_offer(
     negotiation_id: str, negotiations: NegotiationsDep, body: AcceptIn | None = None
 ) -> dict[str, Any]:
@@ -510,7 +522,7 @@ def accept_offer(
         raise _as_management(error) from None
 
 
-@router.post("/negotiations/{negotiation_id:path}/counter")
+@router.post("/negotiations/{negotiation_id:path}/counter", response_model=NegotiationView)
 def counter(negotiation_id: str, body: CounterIn, negotiations: NegotiationsDep) -> dict[str, Any]:
     try:
         return negotiation_view(negotiations.counter(negotiation_id, body.offer))
@@ -518,7 +530,7 @@ def counter(negotiation_id: str, body: CounterIn, negotiations: NegotiationsDep)
         raise _as_management(error) from None
 
 
-@router.post("/negotiations/{negotiation_id:path}/finalize")
+@router.post("/negotiations/{negotiation_id:path}/finalize", response_model=NegotiationView)
 def finalize_agreement(negotiation_id: str, negotiations: NegotiationsDep) -> dict[str, Any]:
     try:
         return negotiation_view(negotiations.finalize(negotiation_id))
@@ -526,7 +538,7 @@ def finalize_agreement(negotiation_id: str, negotiations: NegotiationsDep) -> di
         raise _as_management(error) from None
 
 
-@router.post("/negotiations/{negotiation_id:path}/verify")
+@router.post("/negotiations/{negotiation_id:path}/verify", response_model=NegotiationView)
 def verify_agreement(negotiation_id: str, negotiations: NegotiationsDep) -> dict[str, Any]:
     try:
         return negotiation_view(negotiations.verify(negotiation_id))
@@ -534,7 +546,7 @@ def verify_agreement(negotiation_id: str, negotiations: NegotiationsDep) -> dict
         raise _as_management(error) from None
 
 
-@router.get("/agreements")
+@router.get("/agreements", response_model=Page[AgreementView])
 def list_agreements(
     negotiations: NegotiationsDep, offset: Offset = 0, limit: Limit = 50
 ) -> dict[str, Any]:
@@ -591,7 +603,7 @@ def transfer_view(record: TransferProcessRecord) -> dict[str, Any]:
     }
 
 
-@router.post("/transfers", status_code=201)
+@router.post("/transfers", status_code=201, response_model=TransferView)
 def start_transfer(body: TransferIn, transfers: TransfersDep) -> dict[str, Any]:
     try:
         record = transfers.request(
@@ -606,7 +618,7 @@ def start_transfer(body: TransferIn, transfers: TransfersDep) -> dict[str, Any]:
     return transfer_view(record)
 
 
-@router.get("/transfers")
+@router.get("/transfers", response_model=Page[TransferView])
 def list_transfers(
     transfers: TransfersDep,
     offset: Offset = 0,
@@ -624,7 +636,7 @@ def list_transfers(
     )
 
 
-@router.get("/transfers/{transfer_id:path}")
+@router.get("/transfers/{transfer_id:path}", response_model=TransferView)
 def get_transfer(transfer_id: str, engine: EngineDep) -> dict[str, Any]:
     with Session(engine) as session:
         record = session.get(TransferProcessRecord, transfer_id)
@@ -642,28 +654,28 @@ def _transfer_move(
         raise _as_management(error) from None
 
 
-@router.post("/transfers/{transfer_id:path}/start")
+@router.post("/transfers/{transfer_id:path}/start", response_model=TransferView)
 def start_held_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -> dict[str, Any]:
     """Provider, manual mode: start a transfer held for a person (its policy admitted it)."""
     return _transfer_move(transfers, transfer_id, TransferEvent.START, body)
 
 
-@router.post("/transfers/{transfer_id:path}/suspend")
+@router.post("/transfers/{transfer_id:path}/suspend", response_model=TransferView)
 def suspend_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -> dict[str, Any]:
     return _transfer_move(transfers, transfer_id, TransferEvent.SUSPEND, body)
 
 
-@router.post("/transfers/{transfer_id:path}/resume")
+@router.post("/transfers/{transfer_id:path}/resume", response_model=TransferView)
 def resume_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -> dict[str, Any]:
     return _transfer_move(transfers, transfer_id, TransferEvent.START, body)
 
 
-@router.post("/transfers/{transfer_id:path}/complete")
+@router.post("/transfers/{transfer_id:path}/complete", response_model=TransferView)
 def complete_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -> dict[str, Any]:
     return _transfer_move(transfers, transfer_id, TransferEvent.COMPLETE, body)
 
 
-@router.post("/transfers/{transfer_id:path}/terminate")
+@router.post("/transfers/{transfer_id:path}/terminate", response_model=TransferView)
 def terminate_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -> dict[str, Any]:
     return _transfer_move(transfers, transfer_id, TransferEvent.TERMINATE, body)
 
@@ -680,7 +692,7 @@ class CatalogRequestIn(Model):
     continuation_token: str | None = Field(default=None, alias="continuationToken", max_length=100)
 
 
-@router.post("/catalog/request")
+@router.post("/catalog/request", response_model=CatalogView)
 async def request_catalog(
     body: CatalogRequestIn, participant: ParticipantDep, request: Request
 ) -> dict[str, Any]:
