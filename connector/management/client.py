@@ -21,6 +21,7 @@ from connector.management.routes import (
     TransferIn,
 )
 from connector.management.views import (
+    AgreementDetail,
     AgreementView,
     AssetView,
     CatalogView,
@@ -57,6 +58,11 @@ class ManagementClient(ApiClient):
     def asset(self, asset_id: str) -> AssetView:
         return self._read(AssetView, "GET", f"{PREFIX}/assets/{segment(asset_id)}")
 
+    def update_asset(self, asset_id: str, asset: AssetIn | Body) -> AssetView:
+        """Replace the asset's description and data address (the id stays)."""
+        path = f"{PREFIX}/assets/{segment(asset_id)}"
+        return self._read(AssetView, "PUT", path, json=body_of(asset))
+
     def delete_asset(self, asset_id: str) -> None:
         self._none("DELETE", f"{PREFIX}/assets/{segment(asset_id)}")
 
@@ -76,6 +82,18 @@ class ManagementClient(ApiClient):
             Page[PolicyDefinitionView], "GET", f"{PREFIX}/policydefinitions", params=query
         )
 
+    def policy(self, policy_id: str) -> PolicyDefinitionView:
+        path = f"{PREFIX}/policydefinitions/{segment(policy_id)}"
+        return self._read(PolicyDefinitionView, "GET", path)
+
+    def update_policy(self, policy_id: str, policy: Body) -> PolicyDefinitionView:
+        path = f"{PREFIX}/policydefinitions/{segment(policy_id)}"
+        body = {"id": policy_id, "policy": dict(policy)}
+        return self._read(PolicyDefinitionView, "PUT", path, json=body)
+
+    def delete_policy(self, policy_id: str) -> None:
+        self._none("DELETE", f"{PREFIX}/policydefinitions/{segment(policy_id)}")
+
     # --- contract definitions (offers) ----------------------------------------------------
 
     def create_contract_definition(
@@ -87,6 +105,19 @@ class ManagementClient(ApiClient):
     def contract_definitions(self, **query: Any) -> Page[ContractDefinitionView]:
         path = f"{PREFIX}/contractdefinitions"
         return self._read(Page[ContractDefinitionView], "GET", path, params=query)
+
+    def contract_definition(self, definition_id: str) -> ContractDefinitionView:
+        path = f"{PREFIX}/contractdefinitions/{segment(definition_id)}"
+        return self._read(ContractDefinitionView, "GET", path)
+
+    def update_contract_definition(
+        self, definition_id: str, definition: ContractDefinitionIn | Body
+    ) -> ContractDefinitionView:
+        path = f"{PREFIX}/contractdefinitions/{segment(definition_id)}"
+        return self._read(ContractDefinitionView, "PUT", path, json=body_of(definition))
+
+    def delete_contract_definition(self, definition_id: str) -> None:
+        self._none("DELETE", f"{PREFIX}/contractdefinitions/{segment(definition_id)}")
 
     # --- a peer's catalogue -----------------------------------------------------------------
 
@@ -146,6 +177,11 @@ class ManagementClient(ApiClient):
 
     def agreements(self, **query: Any) -> Page[AgreementView]:
         return self._read(Page[AgreementView], "GET", f"{PREFIX}/agreements", params=query)
+
+    def agreement(self, agreement_id: str) -> AgreementDetail:
+        """One agreement with the negotiation that made it."""
+        path = f"{PREFIX}/agreements/{segment(agreement_id)}"
+        return self._read(AgreementDetail, "GET", path)
 
     # --- transfers --------------------------------------------------------------------------
 

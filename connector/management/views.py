@@ -56,7 +56,6 @@ class AssetView(View):
     version: str | None
     data_address: dict[str, Any] = Field(alias="dataAddress")
     created_at: str = Field(alias="createdAt")
-    updated_at: str | None = Field(default=None, alias="updatedAt")
 
 
 class PolicyDefinitionView(View):
@@ -65,8 +64,7 @@ class PolicyDefinitionView(View):
     """The policy as stored: ODRL 2025-1 compact form."""
     warnings: list[str] = Field(default_factory=list)
     """The linter's warnings (on create and update; a policy with errors is not stored)."""
-    created_at: str | None = Field(default=None, alias="createdAt")
-    updated_at: str | None = Field(default=None, alias="updatedAt")
+    created_at: str = Field(alias="createdAt")
 
 
 class ContractDefinitionView(View):
@@ -74,8 +72,7 @@ class ContractDefinitionView(View):
     access_policy_id: str = Field(alias="accessPolicyId")
     contract_policy_id: str = Field(alias="contractPolicyId")
     asset_selector: dict[str, Any] = Field(alias="assetSelector")
-    created_at: str | None = Field(default=None, alias="createdAt")
-    updated_at: str | None = Field(default=None, alias="updatedAt")
+    created_at: str = Field(alias="createdAt")
 
 
 class NegotiationView(View):
@@ -105,8 +102,8 @@ class AgreementView(View):
     negotiation_id: str = Field(alias="negotiationId")
     role: str
     counter_party_id: str = Field(alias="counterPartyId")
-    agreement_id: str | None = Field(default=None, alias="agreementId")
-    asset_id: str | None = Field(default=None, alias="assetId")
+    agreement_id: str | None = Field(alias="agreementId")
+    asset_id: str = Field(alias="assetId")
 
 
 class AgreementDetail(AgreementView):
