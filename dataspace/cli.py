@@ -34,7 +34,7 @@ from connector.dcp.client import OnboardingError, request_credentials
 from connector.participant import migrate as migrate_connector
 from connector.participant import standalone
 from connector.settings import ConnectorSettings
-from dataspace import demo
+from dataspace import demo, holder_commands
 from dataspace.authority_commands import authority_cli
 from dataspace.onboarding import WAITING, StatusError, wait_for_decision
 from identity.claims import OrganisationClaims
@@ -84,6 +84,7 @@ app.add_typer(db_cli, name="db")
 data_cli = typer.Typer(help="Data for tests, benchmarks and the demo.", no_args_is_help=True)
 app.add_typer(data_cli, name="data")
 app.add_typer(authority_cli, name="authority")
+holder_commands.register(app)
 
 HostOption = Annotated[
     str | None, typer.Option(help="Address to listen on (default from settings).")
