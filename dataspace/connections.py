@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, TypeVar
 
+import httpx
 import typer
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broker.authority.client import AdminClient
 from connector.management.client import ManagementClient
-from dataspace.output import EXIT_CONFIG, fail
+from dataspace.output import EXIT_CONFIG, EXIT_USAGE, fail
 
 UrlOption = Annotated[
     str | None,
@@ -62,13 +63,28 @@ def _load(cls: type[S]) -> S:
         fail(f"error: invalid setting {name}: {problem['msg']}", EXIT_CONFIG)
 
 
+def _base_url(given: str | None, access: _Access, prefix: str) -> str:
+    """``--url`` (exit 2 when it is no http(s) URL) or the settings' (exit 78 likewise)."""
+    url = given or access.base_url
+    try:
+        parsed = httpx.URL(url)
+        problem = None if parsed.scheme in ("http", "https") and parsed.host else "no http(s) URL"
+    except httpx.InvalidURL as error:
+        problem = str(error)
+    if problem is None:
+        return url
+    if given:
+        fail(f"error: --url {given!r}: {problem}", EXIT_USAGE)
+    fail(f"error: invalid setting {prefix}PUBLIC_URL (or HOST): {url!r}: {problem}", EXIT_CONFIG)
+
+
 def connector(url: str | None, api_key: str | None) -> ManagementClient:
     """The management client of one's own connector; exit 78 without a key."""
     access = _load(ConnectorAccess)
     key = api_key or (access.management_api_key and access.management_api_key.get_secret_value())
     if not key:
         fail("error: set CONNECTOR_MANAGEMENT_API_KEY (or give --api-key)", EXIT_CONFIG)
-    return ManagementClient(url or access.base_url, key)
+    return ManagementClient(_base_url(url, access, "CONNECTOR_"), key)
 
 
 def authority(url: str | None, api_key: str | None) -> AdminClient:
@@ -77,4 +93,4 @@ def authority(url: str | None, api_key: str | None) -> AdminClient:
     key = api_key or (access.admin_api_key and access.admin_api_key.get_secret_value())
     if not key:
         fail("error: set BROKER_ADMIN_API_KEY (or give --api-key)", EXIT_CONFIG)
-    return AdminClient(url or access.base_url, key)
+    return AdminClient(_base_url(url, access, "BROKER_"), key)

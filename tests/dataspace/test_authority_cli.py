@@ -192,3 +192,21 @@ def test_without_a_key_or_a_listening_authority(
     assert nowhere.exit_code == 1
     assert len(nowhere.stderr.splitlines()) == 1
     assert nowhere.stderr.startswith("error: the authority unreachable: http://127.0.0.1:9")
+
+
+def test_onboard_on_the_allow_list_is_issued_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with start_space(tmp_path, allow_list=True) as space:
+        for name, value in connector_env(space.bank).items():
+            monkeypatch.setenv(name, value)
+        issued = runner.invoke(app, onboard(space))
+        assert issued.exit_code == 0, issued.output
+        request_id = issued.stdout.split()[1].rstrip(":")
+        assert issued.stdout == (
+            f"request {request_id}: ISSUED; the credentials went to your connector's Credential "
+            "Service (see `dataspace connector credentials list`)\n"
+        )
+        assert issued.stderr == ""
+        held = runner.invoke(app, ["connector", "credentials", "list"])
+        assert "MembershipCredential" in held.stdout

@@ -269,3 +269,23 @@ def test_a_peers_refusal_is_shown_as_text(tmp_path: Path) -> None:
                             "answered 40")  # fmt: skip
     assert reasons
     assert all(r.startswith("  - ") and "{" not in r for r in reasons)
+
+
+@pytest.mark.parametrize("url", ["ftp://connector.example", "not a url", "http://[::1"])
+def test_a_url_that_is_no_http_url_is_a_usage_error(url: str) -> None:
+    result = run("assets", "list", "--url", url, "--api-key", ADMIN_KEY)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: --url {url!r}: ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_connector_url_in_settings_that_is_no_url_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONNECTOR_PUBLIC_URL", "connector.example")
+    result = run("assets", "list", "--api-key", ADMIN_KEY)
+    assert result.exit_code == EXIT_CONFIG
+    assert result.stderr == (
+        "error: invalid setting CONNECTOR_PUBLIC_URL (or HOST): 'connector.example': "
+        "no http(s) URL\n"
+    )
