@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import typer
 
 from connector.management.client import ManagementClient, NegotiationMove, TransferMove
-from connector.management.views import AssetView, Page
+from connector.management.views import AssetView, NegotiationView, Page, TransferView
 from connector.negotiation.machine import Role, State
 from connector.transfer.machine import State as TransferState
 from dataspace import connections
@@ -66,8 +66,25 @@ def _value(choice: Role | State | TransferState | None) -> str | None:
     return None if choice is None else choice.value
 
 
+ENDED = frozenset({"FINALIZED", "TERMINATED", "COMPLETED"})
+
+
+def _state(view: NegotiationView | TransferView) -> str:
+    """The state, and whether a person must decide (only while the process goes on)."""
+    held = view.on_hold and view.state not in ENDED
+    return view.state + (" (on hold)" if held else "")
+
+
 def _client(url: str | None, api_key: str | None) -> ManagementClient:
     return connections.connector(url, api_key)
+
+
+def _done(view: Any, output: Output, verb: str) -> None:
+    """What a change answered: the view (JSON), or one line naming it."""
+    if output is Output.JSON:
+        show_one(view, output)
+    else:
+        typer.echo(f"{verb} {view.id}")
 
 
 def _page(page: Page[Any], columns: list[Column], output: Output, empty: str) -> None:
@@ -198,7 +215,7 @@ def assets_add(
     }  # fmt: skip
     with _client(url, api_key) as client, refusals(CONNECTOR, KEY):
         made = client.create_asset(body)
-    show_one(made, output) if output is Output.JSON else typer.echo(f"added {made.id}")
+    _done(made, output, "added")
 
 
 @assets_cli.command("list")
@@ -270,7 +287,7 @@ def assets_update(
     with _client(url, api_key) as client, refusals(CONNECTOR, KEY):
         body = {**_asset_body(client.asset(asset_id)), **given}
         updated = client.update_asset(asset_id, body)
-    show_one(updated, output) if output is Output.JSON else typer.echo(f"updated {updated.id}")
+    _done(updated, output, "updated")
 
 
 @assets_cli.command("remove")
@@ -328,7 +345,7 @@ def policies_add(
         fail(f"not saved: {policy_id} has errors", EXIT_POLICY)
     with _client(url, api_key) as client, refusals(CONNECTOR, KEY):
         saved = client.create_policy(policy_id, policy)
-    show_one(saved, output) if output is Output.JSON else typer.echo(f"added {saved.id}")
+    _done(saved, output, "added")
 
 
 @policies_cli.command("list")
@@ -408,7 +425,7 @@ def offers_add(
     }
     with _client(url, api_key) as client, refusals(CONNECTOR, KEY):
         made = client.create_contract_definition(body)
-    show_one(made, output) if output is Output.JSON else typer.echo(f"added {made.id}")
+    _done(made, output, "added")
 
 
 @offers_cli.command("list")
@@ -508,7 +525,7 @@ def catalog_command(
 NEGOTIATION_COLUMNS: list[Column] = [
     ("ID", lambda n: n.id),
     ("ROLE", lambda n: n.role),
-    ("STATE", lambda n: n.state + (" (on hold)" if n.on_hold else "")),
+    ("STATE", lambda n: _state(n)),
     ("COUNTERPARTY", lambda n: n.counter_party_id),
     ("ASSET", lambda n: n.asset_id),
     ("AGREEMENT", lambda n: n.agreement_id),
@@ -606,7 +623,7 @@ def _moved(view: Any, output: Output) -> None:
     if output is Output.JSON:
         show_one(view, output)
     else:
-        typer.echo(f"{view.id}: {view.state}{' (on hold)' if view.on_hold else ''}")
+        typer.echo(f"{view.id}: {_state(view)}")
 
 
 def _negotiation_move(move: NegotiationMove, help_text: str) -> None:
@@ -718,7 +735,7 @@ def agreements_show(
 TRANSFER_COLUMNS: list[Column] = [
     ("ID", lambda t: t.id),
     ("ROLE", lambda t: t.role),
-    ("STATE", lambda t: t.state + (" (on hold)" if t.on_hold else "")),
+    ("STATE", lambda t: _state(t)),
     ("COUNTERPARTY", lambda t: t.counter_party_id),
     ("AGREEMENT", lambda t: t.agreement_id),
     ("FORMAT", lambda t: t.format),
