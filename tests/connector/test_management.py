@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,22 @@ def asset(identifier: str = "urn:kexin:asset:firm-list", **changes: Any) -> dict
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
+    with client_on(f"sqlite:///{tmp_path / 'c.db'}") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def each_client(database_url: str) -> Iterator[TestClient]:
+    """The management API on a fresh database of each back end (SQLite, PostgreSQL)."""
+    with client_on(database_url) as test_client:
+        yield test_client
+
+
+@contextmanager
+def client_on(database_url: str) -> Iterator[TestClient]:
     settings = ConnectorSettings(
         participant_id="did:web:127.0.0.1%3A8181:bureau",
-        database_url=f"sqlite:///{tmp_path / 'c.db'}",
+        database_url=database_url,
         key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
         management_api_key=ADMIN_KEY,  # type: ignore[arg-type]
         data_roots=[Path("/srv/data")],
@@ -335,7 +349,8 @@ def test_policy_definitions_have_full_crud(client: TestClient) -> None:
     assert client.delete(f"{base}/p", headers=KEY).status_code == 404
 
 
-def test_what_an_offer_uses_cannot_be_deleted(client: TestClient) -> None:
+def test_what_an_offer_uses_cannot_be_deleted(each_client: TestClient) -> None:
+    client = each_client
     client.post("/management/v1/assets", json=asset(), headers=KEY)
     for name in ("access", "terms"):
         client.post("/management/v1/policydefinitions", json={"id": name, "policy": OPEN},
@@ -371,7 +386,8 @@ def test_what_an_offer_uses_cannot_be_deleted(client: TestClient) -> None:
     assert client.delete("/management/v1/policydefinitions/terms", headers=KEY).status_code == 204
 
 
-def test_every_list_takes_offset_limit_sort_and_its_filters(client: TestClient) -> None:
+def test_every_list_takes_offset_limit_sort_and_its_filters(each_client: TestClient) -> None:
+    client = each_client
     for index, grade in enumerate(["general", "important", "general"]):
         client.post("/management/v1/assets", json=asset(f"urn:kexin:asset:{index}",
                                                         dataGrade=grade), headers=KEY)  # fmt: skip
