@@ -286,7 +286,11 @@ def credentials_list(
     Only valid and unknown ones are presented to verifiers."""
     settings = load_settings(ConnectorSettings)
     types = None if credential_type is None else frozenset({credential_type})
-    held = asyncio.run(_holdings(settings, types))
+    try:
+        held = asyncio.run(_holdings(settings, types))
+    except KeyMaterialError as error:
+        typer.echo(f"error: CONNECTOR_KEY_PASSPHRASE: {error}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
     if not held:
         typer.echo("no credentials held")
         return
@@ -342,8 +346,8 @@ def connector_rotate_key() -> None:
             settings.key_cost,
         )
     except KeyMaterialError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
+        typer.echo(f"error: CONNECTOR_KEY_PASSPHRASE: {error}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
     finally:
         engine.dispose()
     typer.echo(f"current key: {ring.current.key_id}")

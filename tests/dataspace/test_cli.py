@@ -278,3 +278,36 @@ def test_a_wrong_key_passphrase_at_serve_is_one_line_and_exit_78(
         f"error: {prefix}_KEY_PASSPHRASE: cannot decrypt the stored key: wrong passphrase or "
         "damaged key\n"
     )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["connector", "credentials", "list"], id="credentials-list"),
+        pytest.param(["connector", "rotate-key"], id="rotate-key"),
+        pytest.param(
+            [
+                "connector",
+                "onboard",
+                "--authority",
+                "did:web:127.0.0.1:authority",
+                "--type",
+                "MembershipCredential",
+                "--no-wait",
+            ],
+            id="onboard",
+        ),
+    ],
+)
+def test_a_wrong_key_passphrase_is_a_configuration_error_for_every_key_command(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONNECTOR_DATABASE_URL", f"sqlite:///{tmp_path / 'c.db'}")
+    assert runner.invoke(app, ["connector", "rotate-key"]).exit_code == 0
+    monkeypatch.setenv("CONNECTOR_KEY_PASSPHRASE", "another long passphrase")
+    result = runner.invoke(app, command)
+    assert result.exit_code == EXIT_CONFIG
+    assert result.output == (
+        "error: CONNECTOR_KEY_PASSPHRASE: cannot decrypt the stored key: wrong passphrase or "
+        "damaged key\n"
+    )
