@@ -1,9 +1,11 @@
 """``dataspace``: the one command-line interface of Kexin.
 
 It builds settings once (from the environment and the options given), calls the app factories
-and runs them. Exit codes: 0 success, 1 a failed run, 2 a usage error (unknown command or
-option), 3 refused by a policy (``fetch``), 78 an invalid setting (one line per variable, no
-traceback).
+and runs them; the operator's and the data holder's commands (``authority``, ``assets``,
+``policies``, ``offers``, ``catalog``, ``negotiations``, ``agreements``, ``transfers``) live in
+their own modules and call the services' APIs. Exit codes (:mod:`dataspace.output`): 0 success,
+1 a failed run or a refusal by the other side, 2 a usage error (unknown command or option, bad
+input), 3 refused by a policy, 78 an invalid setting or key (one line, no traceback).
 """
 
 from __future__ import annotations
