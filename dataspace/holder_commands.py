@@ -88,7 +88,11 @@ def _done(view: Any, output: Output, verb: str) -> None:
 
 
 def _page(page: Page[Any], columns: list[Column], output: Output, empty: str) -> None:
-    show_list(page.items, columns, output, empty=empty, next_offset=page.next)
+    """A page: as the API answered it (items, offset, next) in JSON, else a table."""
+    if output is Output.JSON:
+        show_one(page, output)
+    else:
+        show_list(page.items, columns, output, empty=empty, next_offset=page.next)
 
 
 def _read_json(source: str, what: str) -> dict[str, Any]:
@@ -503,7 +507,8 @@ def catalog_command(
     output: OutputOption = Output.TABLE,
 ) -> None:
     """What a peer offers you: its datasets and their offers, as its access policies admit
-    your credentials (asked through your connector, DCP-authenticated)."""
+    your credentials (asked through your connector, DCP-authenticated; every page; JSON: the
+    datasets as the peer sent them)."""
     with _client(url, api_key) as client, refusals(CONNECTOR, KEY):
         datasets = _whole_catalog(client, peer, address)
     if output is Output.JSON:

@@ -94,9 +94,11 @@ def test_the_bureau_publishes_and_the_bank_negotiates_and_transfers(
     assert listed[0].split() == ["ID", "TITLE", "GRADE", "REGION", "DOMAIN", "ADDRESS"]
     assert listed[1].split() == [FIRMS, "企业名录", "general", "440100", "-", "file"]
     assert as_json("assets", "show", FIRMS)["dataAddress"]["path"] == str(tmp_path / "firms.csv")
-    assert [p["id"] for p in as_json("policies", "list", "--sort", "-id")] == [
+    page = as_json("assets", "list", "--limit", "1")  # the API's own page
+    assert (len(page["items"]), page["offset"], page["next"]) == (1, 0, None)
+    assert [p["id"] for p in as_json("policies", "list", "--sort", "-id")["items"]] == [
         "members", "firm-terms"]  # fmt: skip
-    assert as_json("offers", "list")[0]["assetSelector"] == {"assetIds": [FIRMS]}
+    assert as_json("offers", "list")["items"][0]["assetSelector"] == {"assetIds": [FIRMS]}
 
     bank = ("--url", space.bank_url)
     dsp = space.bureau.base_url + "/dsp"
@@ -108,7 +110,7 @@ def test_the_bureau_publishes_and_the_bank_negotiates_and_transfers(
     requested = ok("negotiations", "request", "--provider", bureau, "--address", dsp,
                    "--dataset", FIRMS, "--purpose", "credit-assessment", *bank)  # fmt: skip
     negotiation_id = requested.stdout.rsplit(": ", 1)[0]
-    [agreement] = eventually(lambda: as_json("agreements", "list", *bank))
+    [agreement] = eventually(lambda: as_json("agreements", "list", *bank)["items"])
     assert (agreement["assetId"], agreement["negotiationId"]) == (FIRMS, negotiation_id)
     shown = as_json("agreements", "show", agreement["agreementId"], *bank)
     assert shown["negotiation"]["state"] == "FINALIZED"

@@ -31,7 +31,7 @@ def manual(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Space]:
 def held_request(state: str) -> str:
     """The bureau's negotiation waiting in ``state`` for a person."""
     found = eventually(lambda: [n for n in as_json("negotiations", "list", "--role", "provider",
-                                                   "--state", state) if n["onHold"]])  # fmt: skip
+                                                   "--state", state)["items"] if n["onHold"]])  # fmt: skip
     negotiation_id: str = found[0]["id"]
     return negotiation_id
 
@@ -57,7 +57,7 @@ def test_a_person_makes_every_move(manual: Space, tmp_path: Path) -> None:
     asked = ok("transfers", "request", "--provider", provider, "--address", dsp,
                "--agreement", finalized["agreementId"], *bank)  # fmt: skip
     transfer_id = asked.stdout.rsplit(": ", 1)[0]
-    [held] = eventually(lambda: [t for t in as_json("transfers", "list", "--role", "provider")
+    [held] = eventually(lambda: [t for t in as_json("transfers", "list", "--role", "provider")["items"]
                                  if t["onHold"]])  # fmt: skip
     listed = ok("transfers", "list", "--role", "provider").stdout.splitlines()
     assert listed[1].split()[2:4] == ["REQUESTED", "(on"]
@@ -78,7 +78,7 @@ def test_a_person_makes_every_move(manual: Space, tmp_path: Path) -> None:
 
     again = ok(*request).stdout.rsplit(": ", 1)[0]
     unwanted = eventually(lambda: [n["id"] for n in as_json("negotiations", "list", "--role",
-                                   "provider", "--state", "REQUESTED") if n["onHold"]])  # fmt: skip
+                                   "provider", "--state", "REQUESTED")["items"] if n["onHold"]])  # fmt: skip
     stopped = ok("negotiations", "terminate", unwanted[0], "--reason", "not this month")
     assert stopped.stdout == f"{unwanted[0]}: TERMINATED\n"
     told = eventually(lambda: (n := as_json("negotiations", "show", again, *bank))["state"]
