@@ -41,6 +41,10 @@ Column = tuple[str, Callable[[Any], object]]
 """A table's header and how to get the cell from an item."""
 
 
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def fail(message: str, code: int) -> NoReturn:
     typer.echo(message, err=True)
     raise typer.Exit(code)
@@ -121,7 +125,7 @@ def refusals(service: str, key_variable: str) -> Iterator[None]:
         yield
     except ApiError as error:
         if error.status == 0:
-            fail(f"error: {service} unreachable: {error.message}", EXIT_REFUSED)
+            fail(f"error: {service} unreachable: {_one_line(error.message)}", EXIT_REFUSED)
         if error.status == 401:
             fail(
                 f"error: {service} refused the API key ({error.reason}): check {key_variable} "
@@ -130,7 +134,7 @@ def refusals(service: str, key_variable: str) -> Iterator[None]:
             )
         policy = error.status == 403 or error.reason in POLICY_REFUSALS
         code = EXIT_POLICY if policy else EXIT_REFUSED
-        typer.echo(f"refused: {error.reason}: {error.message}", err=True)
+        typer.echo(f"refused: {error.reason}: {_one_line(error.message)}", err=True)
         for reason in error.reasons:
-            typer.echo(f"  - {reason}", err=True)
+            typer.echo(f"  - {_one_line(reason)}", err=True)
         raise typer.Exit(code) from None
