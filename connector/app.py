@@ -305,7 +305,8 @@ def create_app(
     async def management_error(_request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, ManagementError)  # noqa: S101 - registered for this type only
         return JSONResponse(
-            error_body("ManagementError", error.reason, error.message), error.status
+            {**error.extra, **error_body("ManagementError", error.reason, error.message)},
+            error.status,
         )
 
     app.add_exception_handler(DspError, dsp_error)

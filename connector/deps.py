@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
@@ -100,9 +100,15 @@ async def require_manager(
 
 
 class ManagementError(Exception):
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    """A refusal of the management API; ``extra`` adds fields to its typed body (e.g.
+    ``usedBy``: what still uses a resource that cannot be deleted)."""
+
+    def __init__(
+        self, status: int, reason: str, message: str, extra: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.reason, self.message = status, reason, message
+        self.extra = extra or {}
 
 
 async def get_negotiations(request: Request) -> Negotiations:

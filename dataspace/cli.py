@@ -1,9 +1,11 @@
 """``dataspace``: the one command-line interface of Kexin.
 
 It builds settings once (from the environment and the options given), calls the app factories
-and runs them. Exit codes: 0 success, 1 a failed run, 2 a usage error (unknown command or
-option), 3 refused by a policy (``fetch``), 78 an invalid setting (one line per variable, no
-traceback).
+and runs them; the operator's and the data holder's commands (``authority``, ``assets``,
+``policies``, ``offers``, ``catalog``, ``negotiations``, ``agreements``, ``transfers``) live in
+their own modules and call the services' APIs. Exit codes (:mod:`dataspace.output`): 0 success,
+1 a failed run or a refusal by the other side, 2 a usage error (unknown command or option, bad
+input), 3 refused by a policy, 78 an invalid setting or key (one line, no traceback).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
+from sqlalchemy.exc import SQLAlchemyError
 
 from broker.app import create_app as create_broker_app
 from broker.database import migrations as broker_migrations
@@ -33,12 +36,15 @@ from connector.dcp.client import OnboardingError, request_credentials
 from connector.participant import migrate as migrate_connector
 from connector.participant import standalone
 from connector.settings import ConnectorSettings
-from dataspace import demo
+from dataspace import demo, holder_commands
+from dataspace.authority_commands import authority_cli
+from dataspace.onboarding import WAITING, StatusError, wait_for_decision
+from identity.claims import OrganisationClaims
 from identity.credential_service import Holding
 from identity.credentials import CredentialType
 from identity.database import migrations as identity_migrations
 from identity.errors import IdentityError
-from identity.keyring import KeyRing
+from identity.keyring import KeyRing, check_passphrase
 from identity.keys import KeyMaterialError
 from identity.store import CredentialStore
 from ledger.app import create_app as create_ledger_app
@@ -46,6 +52,7 @@ from ledger.settings import LedgerSettings
 from matching.errors import MatchingError
 from matching.identifiers import read_column
 from matching.synthetic import Dataset, generate, write_csv
+from policy.operands import Grade
 from storage.engine import create_engine
 from storage.migrate import Migrations, revision, upgrade
 
@@ -78,6 +85,8 @@ app.add_typer(ledger_cli, name="ledger")
 app.add_typer(db_cli, name="db")
 data_cli = typer.Typer(help="Data for tests, benchmarks and the demo.", no_args_is_help=True)
 app.add_typer(data_cli, name="data")
+app.add_typer(authority_cli, name="authority")
+holder_commands.register(app)
 
 HostOption = Annotated[
     str | None, typer.Option(help="Address to listen on (default from settings).")
@@ -121,10 +130,32 @@ def root(
     """Kexin (可信): trusted data space."""
 
 
+def check_keys(database_url: str, passphrase: str, variable: str) -> None:
+    """Before a server starts: the keys already stored open with this passphrase, or one
+    line naming the setting and exit 78 (inside the server's start-up it would be a traceback).
+    Nothing to check without stored keys; a database that cannot be read is left to the
+    server's own start-up to report."""
+    engine = create_engine(database_url)
+    try:
+        check_passphrase(engine, passphrase)
+    except KeyMaterialError as error:
+        typer.echo(f"error: {variable}: {error}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    except SQLAlchemyError:
+        return
+    finally:
+        engine.dispose()
+
+
 @connector_cli.command("serve")
 def connector_serve(host: HostOption = None, port: PortOption = None) -> None:
     """Run the connector (settings: CONNECTOR_* variables)."""
     settings = load_settings(ConnectorSettings, host=host, port=port)
+    check_keys(
+        settings.database_url,
+        settings.key_passphrase.get_secret_value(),
+        "CONNECTOR_KEY_PASSPHRASE",
+    )
     uvicorn.run(create_connector_app(settings), host=settings.host, port=settings.port)
 
 
@@ -159,22 +190,91 @@ def connector_onboard(
         list[CredentialType],
         typer.Option("--type", help="A credential to request (repeatable)."),
     ],
+    name: Annotated[
+        str | None, typer.Option(help="Your organisation's name (for the operator).")
+    ] = None,
+    credit_code: Annotated[
+        str | None, typer.Option(help="Its unified social credit code (GB 32100).")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option(help="Its administrative division (GB/T 2260).")
+    ] = None,
+    data_grade: Annotated[Grade | None, typer.Option(help="Its data grade.")] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait for the authority's decision.")
+    ] = True,
+    timeout: Annotated[
+        float, typer.Option(min=0, help="How long to wait for the decision, in seconds.")
+    ] = 600.0,
 ) -> None:
-    """Ask the data-space authority for credentials (delivered to this connector when issued)."""
+    """Ask the data-space authority for credentials, and wait until its operator decides
+    (--no-wait: return at once). The authority delivers them to this connector's Credential
+    Service: keep `dataspace connector serve` running."""
     settings = load_settings(ConnectorSettings)
+    stated = {"name": name, "creditCode": credit_code, "region": region,
+              "dataGrade": data_grade.value if data_grade else None}  # fmt: skip
+    organisation = None
+    if any(stated.values()):
+        try:
+            organisation = OrganisationClaims.model_validate(stated)
+        except ValidationError as error:
+            problem = error.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            typer.echo(f"error: organisation {where}: {message}", err=True)
+            raise typer.Exit(2) from None
     try:
-        status = asyncio.run(_onboard(settings, authority, credential))
-    except (OnboardingError, IdentityError) as error:
+        request_id, status = asyncio.run(
+            _onboard(settings, authority, credential, organisation, timeout if wait else None)
+        )
+    except (OnboardingError, StatusError, IdentityError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"request {status.get('issuerPid')}: {status.get('status')}")
+    except KeyMaterialError as error:
+        typer.echo(f"error: CONNECTOR_KEY_PASSPHRASE: {error}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    match status:
+        case "ISSUED":
+            typer.echo(
+                f"request {request_id}: ISSUED; the credentials went to your connector's "
+                "Credential Service (see `dataspace connector credentials list`)"
+            )
+        case "REJECTED":
+            typer.echo(f"request {request_id}: REJECTED by the authority's operator", err=True)
+            raise typer.Exit(1)
+        case _:
+            typer.echo(f"request {request_id}: {status}")
+            typer.echo(
+                f"next: the authority's operator runs `dataspace authority approve {request_id}`"
+                " (or reject); keep `dataspace connector serve` running to receive the "
+                "credentials, then see them with `dataspace connector credentials list`",
+                err=True,
+            )
+            if wait:  # waited, and no decision came in time
+                typer.echo(f"error: no decision after {timeout:g} s", err=True)
+                raise typer.Exit(1)
 
 
 async def _onboard(
-    settings: ConnectorSettings, authority: str, types: list[CredentialType]
-) -> dict[str, object]:
+    settings: ConnectorSettings,
+    authority: str,
+    types: list[CredentialType],
+    organisation: OrganisationClaims | None,
+    timeout_s: float | None,
+) -> tuple[str, str]:
     async with standalone(settings) as (participant, client):
-        return await request_credentials(participant, client, authority, types)
+        status = await request_credentials(participant, client, authority, types, organisation)
+        request_id, state = str(status.get("issuerPid")), str(status.get("status"))
+        if timeout_s is not None and state == WAITING:
+            typer.echo(
+                f"request {request_id}: waiting for the authority's operator to decide "
+                f"(at most {timeout_s:g} s)",
+                err=True,
+            )
+            state = await wait_for_decision(
+                participant, client, authority, request_id, timeout_s=timeout_s
+            )
+        return request_id, state
 
 
 @credentials_cli.command("list")
@@ -188,7 +288,11 @@ def credentials_list(
     Only valid and unknown ones are presented to verifiers."""
     settings = load_settings(ConnectorSettings)
     types = None if credential_type is None else frozenset({credential_type})
-    held = asyncio.run(_holdings(settings, types))
+    try:
+        held = asyncio.run(_holdings(settings, types))
+    except KeyMaterialError as error:
+        typer.echo(f"error: CONNECTOR_KEY_PASSPHRASE: {error}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
     if not held:
         typer.echo("no credentials held")
         return
@@ -244,8 +348,8 @@ def connector_rotate_key() -> None:
             settings.key_cost,
         )
     except KeyMaterialError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
+        typer.echo(f"error: CONNECTOR_KEY_PASSPHRASE: {error}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
     finally:
         engine.dispose()
     typer.echo(f"current key: {ring.current.key_id}")
@@ -255,6 +359,9 @@ def connector_rotate_key() -> None:
 def broker_serve(host: HostOption = None, port: PortOption = None) -> None:
     """Run the broker (settings: BROKER_* variables)."""
     settings = load_settings(BrokerSettings, host=host, port=port)
+    check_keys(
+        settings.database_url, settings.key_passphrase.get_secret_value(), "BROKER_KEY_PASSPHRASE"
+    )
     uvicorn.run(create_broker_app(settings), host=settings.host, port=settings.port)
 
 

@@ -100,6 +100,26 @@ class KeyRing:
         )
 
 
+def check_passphrase(engine: Engine, passphrase: str) -> int:
+    """Open every stored key with ``passphrase``, changing nothing (a service's start-up check
+    before it runs); the number of keys. Raises :class:`keys.KeyMaterialError` as a load
+    would."""
+    with Session(engine) as session:
+        records = list(session.exec(select(KeyRecord).order_by(col(KeyRecord.id))).all())
+    derived: dict[tuple[keys.ScryptCost, bytes], keys.WrappingKey] = {}
+    for record in records:
+        if record.kdf == keys.Kdf.SCRYPT:
+            stored_cost, salt = keys.stored_wrapping(record.kdf_params)
+            if (stored_cost, salt) not in derived:
+                derived[stored_cost, salt] = keys.derive(passphrase, stored_cost, salt)
+            keys.unwrap(record.wrapped_key, derived[stored_cost, salt], _associated(record))
+        elif record.kdf == keys.Kdf.PKCS8:
+            keys.decrypt_pkcs8(record.wrapped_key, passphrase)
+        else:
+            raise keys.KeyMaterialError(f"stored key {record.key_id} uses an unknown KDF")
+    return len(records)
+
+
 def _associated(record: KeyRecord) -> bytes:
     return f"{record.key_id} {record.key_type}".encode()
 

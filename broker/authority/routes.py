@@ -19,6 +19,7 @@ from broker.authority.store import (
     RequestStatus,
     audit_events,
 )
+from broker.authority.views import AuditPage, IssuedCredentialView, RequestView
 from broker.deps import (
     AuthorityDep,
     EngineDep,
@@ -156,14 +157,14 @@ def _credential_view(credential: IssuedCredential) -> dict[str, Any]:
     }
 
 
-@admin.get("/requests")
+@admin.get("/requests", response_model=list[RequestView])
 def list_requests(
     authority: AuthorityDep, status: RequestStatus | None = None
 ) -> list[dict[str, Any]]:
     return [_request_view(r) for r in authority.requests(status)]
 
 
-@admin.post("/requests/{request_id}/approve")
+@admin.post("/requests/{request_id}/approve", response_model=RequestView)
 async def approve(
     request_id: str, approval: Approval, authority: AuthorityDep, operator: OperatorDecider
 ) -> dict[str, Any]:
@@ -172,19 +173,19 @@ async def approve(
     return _request_view(await authority.approve(request_id, organisation, operator))
 
 
-@admin.post("/requests/{request_id}/reject")
+@admin.post("/requests/{request_id}/reject", response_model=RequestView)
 def reject(
     request_id: str, rejection: Rejection, authority: AuthorityDep, operator: OperatorDecider
 ) -> dict[str, Any]:
     return _request_view(authority.reject(request_id, rejection.reason, operator))
 
 
-@admin.get("/credentials")
+@admin.get("/credentials", response_model=list[IssuedCredentialView])
 def list_credentials(authority: AuthorityDep, holder: str | None = None) -> list[dict[str, Any]]:
     return [_credential_view(c) for c in authority.credentials(holder)]
 
 
-@admin.post("/credentials/{credential_id}/revoke")
+@admin.post("/credentials/{credential_id}/revoke", response_model=IssuedCredentialView)
 def revoke(
     credential_id: str, authority: AuthorityDep, operator: OperatorDecider
 ) -> dict[str, Any]:
@@ -208,7 +209,7 @@ def _event_view(event: AuthorityEvent) -> dict[str, Any]:
     }
 
 
-@admin.get("/audit")
+@admin.get("/audit", response_model=AuditPage)
 def list_audit_events(
     engine: EngineDep,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,

@@ -11,7 +11,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 
 from connector.deps import ManagementError, ParticipantDep, require_manager
-from connector.management.routes import Limit, Offset, _page
+from connector.management.query import Limit, Offset
+from connector.management.query import page as _page
+from connector.management.views import HeldCredentialView, Page
 from identity.credential_service import Holding
 from identity.credentials import CredentialType
 from service.refusals import refusals
@@ -41,7 +43,7 @@ def holding_view(held: Holding) -> dict[str, Any]:
     }
 
 
-@router.get("")
+@router.get("", response_model=Page[HeldCredentialView])
 async def list_credentials(
     participant: ParticipantDep,
     offset: Offset = 0,

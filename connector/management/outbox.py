@@ -10,7 +10,8 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Path
 
 from connector.deps import ManagementError, OutboxDep, require_manager
-from connector.management.routes import Limit, Offset, _page
+from connector.management.query import Limit, Offset
+from connector.management.query import page as _page
 from connector.outbox import Delivery, OutboxMessage
 from service.refusals import refusals
 

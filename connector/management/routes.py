@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal
 
 import httpx
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from connector.catalog.domains import Domains
 from connector.catalog.store import Asset, ContractDefinition, PolicyDefinition
@@ -27,9 +29,24 @@ from connector.deps import (
     TransfersDep,
     require_manager,
 )
+from connector.management.query import Filter, Limit, Offset, Sort, ordered, page
+from connector.management.views import (
+    AgreementDetail,
+    AgreementView,
+    AssetView,
+    CatalogView,
+    ContractDefinitionView,
+    DomainList,
+    NegotiationState,
+    NegotiationView,
+    Page,
+    PolicyDefinitionView,
+    TransferView,
+)
 from connector.negotiation.machine import Role, State
 from connector.negotiation.store import ContractNegotiationRecord
 from connector.protocol import DSP_CONTEXT, DspError
+from connector.settings import ConnectorSettings
 from connector.transfer.machine import Event as TransferEvent
 from connector.transfer.machine import State as TransferState
 from connector.transfer.store import TransferProcessRecord
@@ -146,16 +163,34 @@ def _conflict(kind: str, identifier: str) -> ManagementError:
     return ManagementError(409, "exists", f"{kind} {identifier} exists already")
 
 
-def _page(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
-    return {
-        "items": items[:limit],
-        "offset": offset,
-        "next": offset + limit if len(items) > limit else None,
-    }
-
-
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
-Limit = Annotated[int, Query(ge=1, le=500)]
+_page = page
+USED_BY_SHOWN: Final = 20
+"""At most this many of each kind are named in an ``in_use`` refusal."""
+ASSET_SORTS: Final = {
+    "id": col(Asset.id), "createdAt": col(Asset.created_at), "dataGrade": col(Asset.data_grade),
+    "region": col(Asset.region), "domain": col(Asset.domain),
+}  # fmt: skip
+POLICY_SORTS: Final = {
+    "id": col(PolicyDefinition.id),
+    "createdAt": col(PolicyDefinition.created_at),
+}
+DEFINITION_SORTS: Final = {
+    "id": col(ContractDefinition.id), "createdAt": col(ContractDefinition.created_at)
+}  # fmt: skip
+NEGOTIATION_SORTS: Final = {
+    "createdAt": col(ContractNegotiationRecord.created_at),
+    "updatedAt": col(ContractNegotiationRecord.updated_at),
+    "state": col(ContractNegotiationRecord.state),
+    "counterPartyId": col(ContractNegotiationRecord.counterparty),
+    "assetId": col(ContractNegotiationRecord.asset_id),
+}
+TRANSFER_SORTS: Final = {
+    "createdAt": col(TransferProcessRecord.created_at),
+    "updatedAt": col(TransferProcessRecord.updated_at),
+    "state": col(TransferProcessRecord.state),
+    "counterPartyId": col(TransferProcessRecord.counterparty),
+    "agreementId": col(TransferProcessRecord.agreement_id),
+}
 
 
 def check_address(address: DataAddressIn, rules: SourceRules) -> None:
@@ -171,21 +206,17 @@ def check_address(address: DataAddressIn, rules: SourceRules) -> None:
         raise ManagementError(400, "data_address_refused", str(error)) from None
 
 
-@router.get("/domains")
+@router.get("/domains", response_model=DomainList)
 def list_domains(settings: SettingsDep) -> dict[str, Any]:
     """The scenario domains an asset may name (the city plan's 14 unless the deployment gave
     its own list), with their Chinese and English names."""
     return {"items": settings.domains.view()}
 
 
-@router.post("/assets", status_code=201)
-def create_asset(
-    body: AssetIn,
-    engine: EngineDep,
-    participant: ParticipantDep,
-    settings: SettingsDep,
-    rules: SourceRulesDep,
-) -> dict[str, Any]:
+def _checked_asset(
+    body: AssetIn, settings: ConnectorSettings, rules: SourceRules, created_at: datetime
+) -> Asset:
+    """The asset row for ``body``, once its domain, data address and SQL source are checked."""
     domains = settings.domains
     if body.domain is not None and body.domain not in domains:
         raise ManagementError(
@@ -198,7 +229,7 @@ def create_asset(
         raise ManagementError(
             400, "unknown_database", f"no SQL source {database!r}; configured: {known}"
         )
-    asset = Asset(
+    return Asset(
         id=body.id,
         title_zh=body.title_zh,
         title_en=body.title_en,
@@ -211,8 +242,19 @@ def create_asset(
         region=body.region,
         version=body.version,
         data_address=body.data_address.model_dump_json(exclude_none=True),
-        created_at=participant.clock(),
+        created_at=created_at,
     )
+
+
+@router.post("/assets", status_code=201, response_model=AssetView)
+def create_asset(
+    body: AssetIn,
+    engine: EngineDep,
+    participant: ParticipantDep,
+    settings: SettingsDep,
+    rules: SourceRulesDep,
+) -> dict[str, Any]:
+    asset = _checked_asset(body, settings, rules, participant.clock())
     with Session(engine) as session:
         session.add(asset)
         try:
@@ -220,20 +262,22 @@ def create_asset(
         except IntegrityError:
             raise _conflict("asset", body.id) from None
         session.refresh(asset)
-        return asset_view(asset, domains)
+        return asset_view(asset, settings.domains)
 
 
-@router.get("/assets")
+@router.get("/assets", response_model=Page[AssetView])
 def list_assets(
     engine: EngineDep,
     settings: SettingsDep,
     offset: Offset = 0,
     limit: Limit = 50,
+    sort: Sort = None,
     domain: str | None = None,
     region: str | None = None,
     data_grade: Annotated[Grade | None, Query(alias="dataGrade")] = None,
 ) -> dict[str, Any]:
-    query = select(Asset).order_by(col(Asset.id))
+    """Sorted by ``id`` (default), ``createdAt``, ``dataGrade``, ``region`` or ``domain``."""
+    query = ordered(select(Asset), sort, ASSET_SORTS, "id", col(Asset.id))
     if domain is not None:
         query = query.where(Asset.domain == domain)
     if region is not None:
@@ -246,7 +290,7 @@ def list_assets(
     return _page([asset_view(a, domains) for a in rows], offset, limit)
 
 
-@router.get("/assets/{asset_id:path}")
+@router.get("/assets/{asset_id:path}", response_model=AssetView)
 def get_asset(asset_id: str, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     with Session(engine) as session:
         asset = session.get(Asset, asset_id)
@@ -255,31 +299,105 @@ def get_asset(asset_id: str, engine: EngineDep, settings: SettingsDep) -> dict[s
     return asset_view(asset, settings.domains)
 
 
-@router.delete("/assets/{asset_id:path}", status_code=204)
-def delete_asset(asset_id: str, engine: EngineDep) -> Response:
+@router.put("/assets/{asset_id:path}", response_model=AssetView)
+def update_asset(
+    asset_id: str,
+    body: AssetIn,
+    engine: EngineDep,
+    settings: SettingsDep,
+    rules: SourceRulesDep,
+) -> dict[str, Any]:
+    """Replace an asset's description and data address (checked as on create); its id and
+    creation time stay. Agreements already made keep the terms they were made on."""
+    if body.id != asset_id:
+        raise ManagementError(400, "id_mismatch", f"the body is for {body.id}, not {asset_id}")
     with Session(engine) as session:
         asset = session.get(Asset, asset_id)
         if asset is None:
             raise ManagementError(404, "not_found", f"no asset {asset_id}")
+        checked = _checked_asset(body, settings, rules, asset.created_at)
+        for name in Asset.model_fields:
+            if name not in ("id", "created_at"):
+                setattr(asset, name, getattr(checked, name))
+        session.add(asset)
+        session.commit()
+        session.refresh(asset)
+        return asset_view(asset, settings.domains)
+
+
+def _in_use(kind: str, identifier: str, used_by: dict[str, list[str]]) -> ManagementError:
+    """409 naming what still uses the resource (at most ``USED_BY_SHOWN`` of each kind)."""
+    named = "; ".join(f"{what}: {', '.join(ids)}" for what, ids in used_by.items() if ids)
+    return ManagementError(
+        409, "in_use", f"{kind} {identifier} is in use ({named})", {"usedBy": used_by}
+    )
+
+
+def _processes_of(session: Session, condition: Any) -> dict[str, list[str]]:
+    """Our provider-side negotiations matching ``condition`` that are not terminated: the
+    agreements made and the negotiations still going."""
+    rows = session.exec(
+        select(ContractNegotiationRecord)
+        .where(ContractNegotiationRecord.role == Role.PROVIDER.value)
+        .where(ContractNegotiationRecord.state != State.TERMINATED.value)
+        .where(condition)
+        .order_by(col(ContractNegotiationRecord.created_at))
+        .limit(10 * USED_BY_SHOWN)
+    ).all()
+    agreements = [r.agreement_id for r in rows if r.state == State.FINALIZED and r.agreement_id]
+    going = [r.id for r in rows if r.state != State.FINALIZED]
+    return {"agreements": agreements[:USED_BY_SHOWN], "negotiations": going[:USED_BY_SHOWN]}
+
+
+@router.delete("/assets/{asset_id:path}", status_code=204)
+def delete_asset(asset_id: str, engine: EngineDep) -> Response:
+    """Refused (409, ``usedBy``) while an offer names the asset or an agreement or a running
+    negotiation is for it."""
+    with Session(engine) as session:
+        asset = session.get(Asset, asset_id)
+        if asset is None:
+            raise ManagementError(404, "not_found", f"no asset {asset_id}")
+        naming = [
+            d.id
+            for d in session.exec(select(ContractDefinition).order_by(col(ContractDefinition.id)))
+            if asset_id in (json.loads(d.asset_selector).get("assetIds") or [])
+        ]
+        used_by = {
+            "contractDefinitions": naming[:USED_BY_SHOWN],
+            **_processes_of(session, ContractNegotiationRecord.asset_id == asset_id),
+        }
+        if any(used_by.values()):
+            raise _in_use("asset", asset_id, used_by)
         session.delete(asset)
         session.commit()
     return Response(status_code=204)
 
 
-@router.post("/policydefinitions", status_code=201)
+def _linted(policy: dict[str, Any], now: datetime) -> tuple[dict[str, Any], list[str]]:
+    """The policy as stored (written back in the compact form) and the linter's warnings; a
+    policy with errors is refused with them."""
+    findings = lint(policy, now)
+    errors = [f for f in findings if f.severity is Severity.ERROR]
+    if errors:
+        raise ManagementError(400, "policy_rejected", "; ".join(str(f) for f in errors))
+    return write_policy(read_policy(policy)), [str(f) for f in findings]
+
+
+def policy_view(record: PolicyDefinition, warnings: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "policy": json.loads(record.policy),
+        "warnings": warnings or [],
+        "createdAt": record.created_at.isoformat(),
+    }
+
+
+@router.post("/policydefinitions", status_code=201, response_model=PolicyDefinitionView)
 def create_policy(
     body: PolicyDefinitionIn, engine: EngineDep, participant: ParticipantDep
 ) -> dict[str, Any]:
     """Lint first: a policy with errors is refused with the findings; warnings are returned."""
-    findings = lint(body.policy, participant.clock())
-    errors = [f for f in findings if f.severity is Severity.ERROR]
-    if errors:
-        raise ManagementError(
-            400,
-            "policy_rejected",
-            "; ".join(str(f) for f in errors),
-        )
-    written = write_policy(read_policy(body.policy))
+    written, warnings = _linted(body.policy, participant.clock())
     record = PolicyDefinition(
         id=body.id, policy=json.dumps(written, ensure_ascii=False), created_at=participant.clock()
     )
@@ -289,75 +407,184 @@ def create_policy(
             session.commit()
         except IntegrityError:
             raise _conflict("policy definition", body.id) from None
-    return {"id": body.id, "policy": written, "warnings": [str(f) for f in findings]}
+        session.refresh(record)
+        return policy_view(record, warnings)
 
 
-@router.get("/policydefinitions")
-def list_policies(engine: EngineDep, offset: Offset = 0, limit: Limit = 50) -> dict[str, Any]:
+@router.get("/policydefinitions", response_model=Page[PolicyDefinitionView])
+def list_policies(
+    engine: EngineDep, offset: Offset = 0, limit: Limit = 50, sort: Sort = None
+) -> dict[str, Any]:
+    """Sorted by ``id`` (default) or ``createdAt``."""
+    query = ordered(select(PolicyDefinition), sort, POLICY_SORTS, "id", col(PolicyDefinition.id))
     with Session(engine) as session:
-        rows = session.exec(
-            select(PolicyDefinition)
-            .order_by(col(PolicyDefinition.id))
-            .offset(offset)
-            .limit(limit + 1)
+        rows = session.exec(query.offset(offset).limit(limit + 1)).all()
+    return _page([policy_view(r) for r in rows], offset, limit)
+
+
+def _policy(session: Session, policy_id: str) -> PolicyDefinition:
+    record = session.get(PolicyDefinition, policy_id)
+    if record is None:
+        raise ManagementError(404, "not_found", f"no policy definition {policy_id}")
+    return record
+
+
+@router.get("/policydefinitions/{policy_id:path}", response_model=PolicyDefinitionView)
+def get_policy(policy_id: str, engine: EngineDep) -> dict[str, Any]:
+    with Session(engine) as session:
+        return policy_view(_policy(session, policy_id))
+
+
+@router.put("/policydefinitions/{policy_id:path}", response_model=PolicyDefinitionView)
+def update_policy(
+    policy_id: str, body: PolicyDefinitionIn, engine: EngineDep, participant: ParticipantDep
+) -> dict[str, Any]:
+    """Replace the policy (linted as on create). Offers made from now on carry it; agreements
+    already made keep the policy they were made on."""
+    if body.id != policy_id:
+        raise ManagementError(400, "id_mismatch", f"the body is for {body.id}, not {policy_id}")
+    written, warnings = _linted(body.policy, participant.clock())
+    with Session(engine) as session:
+        record = _policy(session, policy_id)
+        record.policy = json.dumps(written, ensure_ascii=False)
+        session.add(record)
+        session.commit()
+        session.refresh(record)
+        return policy_view(record, warnings)
+
+
+@router.delete("/policydefinitions/{policy_id:path}", status_code=204)
+def delete_policy(policy_id: str, engine: EngineDep) -> Response:
+    """Refused (409, ``usedBy``) while a contract definition uses it."""
+    with Session(engine) as session:
+        record = _policy(session, policy_id)
+        using = session.exec(
+            select(ContractDefinition)
+            .where(
+                (ContractDefinition.access_policy_id == policy_id)
+                | (ContractDefinition.contract_policy_id == policy_id)
+            )
+            .order_by(col(ContractDefinition.id))
+            .limit(USED_BY_SHOWN)
         ).all()
-    return _page([{"id": r.id, "policy": json.loads(r.policy)} for r in rows], offset, limit)
+        if using:
+            raise _in_use(
+                "policy definition", policy_id, {"contractDefinitions": [d.id for d in using]}
+            )
+        session.delete(record)
+        session.commit()
+    return Response(status_code=204)
 
 
-@router.post("/contractdefinitions", status_code=201)
+def definition_view(record: ContractDefinition) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "accessPolicyId": record.access_policy_id,
+        "contractPolicyId": record.contract_policy_id,
+        "assetSelector": json.loads(record.asset_selector),
+        "createdAt": record.created_at.isoformat(),
+    }
+
+
+def _policies_exist(session: Session, body: ContractDefinitionIn) -> None:
+    for policy_id in (body.access_policy_id, body.contract_policy_id):
+        if session.get(PolicyDefinition, policy_id) is None:
+            raise ManagementError(404, "not_found", f"no policy definition {policy_id}")
+
+
+def _selector(body: ContractDefinitionIn) -> str:
+    return json.dumps(body.asset_selector.model_dump(by_alias=True, exclude_none=True, mode="json"))
+
+
+@router.post("/contractdefinitions", status_code=201, response_model=ContractDefinitionView)
 def create_contract_definition(
     body: ContractDefinitionIn, engine: EngineDep, participant: ParticipantDep
 ) -> dict[str, Any]:
-    selector = body.asset_selector.model_dump(by_alias=True, exclude_none=True, mode="json")
     with Session(engine) as session:
-        for policy_id in (body.access_policy_id, body.contract_policy_id):
-            if session.get(PolicyDefinition, policy_id) is None:
-                raise ManagementError(404, "not_found", f"no policy definition {policy_id}")
-        session.add(
-            ContractDefinition(
-                id=body.id,
-                access_policy_id=body.access_policy_id,
-                contract_policy_id=body.contract_policy_id,
-                asset_selector=json.dumps(selector),
-                created_at=participant.clock(),
-            )
+        _policies_exist(session, body)
+        record = ContractDefinition(
+            id=body.id,
+            access_policy_id=body.access_policy_id,
+            contract_policy_id=body.contract_policy_id,
+            asset_selector=_selector(body),
+            created_at=participant.clock(),
         )
+        session.add(record)
         try:
             session.commit()
         except IntegrityError:
             raise _conflict("contract definition", body.id) from None
-    return {
-        "id": body.id,
-        "accessPolicyId": body.access_policy_id,
-        "contractPolicyId": body.contract_policy_id,
-        "assetSelector": selector,
-    }
+        session.refresh(record)
+        return definition_view(record)
 
 
-@router.get("/contractdefinitions")
+@router.get("/contractdefinitions", response_model=Page[ContractDefinitionView])
 def list_contract_definitions(
-    engine: EngineDep, offset: Offset = 0, limit: Limit = 50
+    engine: EngineDep,
+    offset: Offset = 0,
+    limit: Limit = 50,
+    sort: Sort = None,
+    access_policy_id: Annotated[Filter, Query(alias="accessPolicyId")] = None,
+    contract_policy_id: Annotated[Filter, Query(alias="contractPolicyId")] = None,
 ) -> dict[str, Any]:
-    with Session(engine) as session:
-        rows = session.exec(
-            select(ContractDefinition)
-            .order_by(col(ContractDefinition.id))
-            .offset(offset)
-            .limit(limit + 1)
-        ).all()
-    return _page(
-        [
-            {
-                "id": r.id,
-                "accessPolicyId": r.access_policy_id,
-                "contractPolicyId": r.contract_policy_id,
-                "assetSelector": json.loads(r.asset_selector),
-            }
-            for r in rows
-        ],
-        offset,
-        limit,
+    """Sorted by ``id`` (default) or ``createdAt``; filtered by either policy."""
+    query = ordered(
+        select(ContractDefinition), sort, DEFINITION_SORTS, "id", col(ContractDefinition.id)
     )
+    if access_policy_id is not None:
+        query = query.where(ContractDefinition.access_policy_id == access_policy_id)
+    if contract_policy_id is not None:
+        query = query.where(ContractDefinition.contract_policy_id == contract_policy_id)
+    with Session(engine) as session:
+        rows = session.exec(query.offset(offset).limit(limit + 1)).all()
+    return _page([definition_view(r) for r in rows], offset, limit)
+
+
+def _definition(session: Session, definition_id: str) -> ContractDefinition:
+    record = session.get(ContractDefinition, definition_id)
+    if record is None:
+        raise ManagementError(404, "not_found", f"no contract definition {definition_id}")
+    return record
+
+
+@router.get("/contractdefinitions/{definition_id:path}", response_model=ContractDefinitionView)
+def get_contract_definition(definition_id: str, engine: EngineDep) -> dict[str, Any]:
+    with Session(engine) as session:
+        return definition_view(_definition(session, definition_id))
+
+
+@router.put("/contractdefinitions/{definition_id:path}", response_model=ContractDefinitionView)
+def update_contract_definition(
+    definition_id: str, body: ContractDefinitionIn, engine: EngineDep
+) -> dict[str, Any]:
+    """Replace the policies and the asset selector; agreements already made keep their terms."""
+    if body.id != definition_id:
+        raise ManagementError(400, "id_mismatch", f"the body is for {body.id}, not {definition_id}")
+    with Session(engine) as session:
+        record = _definition(session, definition_id)
+        _policies_exist(session, body)
+        record.access_policy_id = body.access_policy_id
+        record.contract_policy_id = body.contract_policy_id
+        record.asset_selector = _selector(body)
+        session.add(record)
+        session.commit()
+        session.refresh(record)
+        return definition_view(record)
+
+
+@router.delete("/contractdefinitions/{definition_id:path}", status_code=204)
+def delete_contract_definition(definition_id: str, engine: EngineDep) -> Response:
+    """Refused (409, ``usedBy``) while an agreement or a running negotiation came from it."""
+    with Session(engine) as session:
+        record = _definition(session, definition_id)
+        used_by = _processes_of(
+            session, ContractNegotiationRecord.contract_definition_id == definition_id
+        )
+        if any(used_by.values()):
+            raise _in_use("contract definition", definition_id, used_by)
+        session.delete(record)
+        session.commit()
+    return Response(status_code=204)
 
 
 # --- negotiations ----------------------------------------------------------------------------
@@ -408,7 +635,7 @@ def _as_management(error: DspError) -> ManagementError:
     return ManagementError(status, error.code, error.reason)
 
 
-@router.post("/negotiations", status_code=201)
+@router.post("/negotiations", status_code=201, response_model=NegotiationView)
 def start_negotiation(body: NegotiationIn, negotiations: NegotiationsDep) -> dict[str, Any]:
     try:
         record = negotiations.request(
@@ -419,24 +646,53 @@ def start_negotiation(body: NegotiationIn, negotiations: NegotiationsDep) -> dic
     return negotiation_view(record)
 
 
-@router.get("/negotiations")
+@router.get("/negotiations", response_model=Page[NegotiationView])
 def list_negotiations(
-    negotiations: NegotiationsDep,
+    engine: EngineDep,
     offset: Offset = 0,
     limit: Limit = 50,
+    sort: Sort = None,
     role: Role | None = None,
     state: State | None = None,
+    counter_party_id: Annotated[Filter, Query(alias="counterPartyId")] = None,
+    asset_id: Annotated[Filter, Query(alias="assetId")] = None,
 ) -> dict[str, Any]:
-    rows = negotiations.list(role=role, state=state, offset=offset, limit=limit + 1)
+    """Oldest first unless ``sort`` (``createdAt``, ``updatedAt``, ``state``,
+    ``counterPartyId``, ``assetId``) says otherwise."""
+    query = _negotiations(sort, role, state, counter_party_id, asset_id)
+    with Session(engine) as session:
+        rows = session.exec(query.offset(offset).limit(limit + 1)).all()
     return _page([negotiation_view(r) for r in rows], offset, limit)
 
 
-@router.get("/negotiations/{negotiation_id:path}/state")
+def _negotiations(
+    sort: str | None,
+    role: Role | None,
+    state: State | None,
+    counter_party_id: str | None,
+    asset_id: str | None,
+) -> SelectOfScalar[ContractNegotiationRecord]:
+    query = ordered(
+        select(ContractNegotiationRecord), sort, NEGOTIATION_SORTS, "createdAt",
+        col(ContractNegotiationRecord.id),
+    )  # fmt: skip
+    for column, value in (
+        (ContractNegotiationRecord.role, None if role is None else role.value),
+        (ContractNegotiationRecord.state, None if state is None else state.value),
+        (ContractNegotiationRecord.counterparty, counter_party_id),
+        (ContractNegotiationRecord.asset_id, asset_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    return query
+
+
+@router.get("/negotiations/{negotiation_id:path}/state", response_model=NegotiationState)
 def negotiation_state(negotiation_id: str, engine: EngineDep) -> dict[str, Any]:
     return {"state": _negotiation(engine, negotiation_id).state}
 
 
-@router.get("/negotiations/{negotiation_id:path}")
+@router.get("/negotiations/{negotiation_id:path}", response_model=NegotiationView)
 def get_negotiation(negotiation_id: str, engine: EngineDep) -> dict[str, Any]:
     return negotiation_view(_negotiation(engine, negotiation_id))
 
@@ -449,7 +705,7 @@ def _negotiation(engine: Any, negotiation_id: str) -> ContractNegotiationRecord:
     return record
 
 
-@router.post("/negotiations/{negotiation_id:path}/terminate")
+@router.post("/negotiations/{negotiation_id:path}/terminate", response_model=NegotiationView)
 def terminate_negotiation(
     negotiation_id: str, body: TerminationIn, negotiations: NegotiationsDep
 ) -> dict[str, Any]:
@@ -459,7 +715,7 @@ def terminate_negotiation(
         raise _as_management(error) from None
 
 
-@router.post("/negotiations/{negotiation_id:path}/approve")
+@router.post("/negotiations/{negotiation_id:path}/approve", response_model=NegotiationView)
 def approve_negotiation(negotiation_id: str, negotiations: NegotiationsDep) -> dict[str, Any]:
     try:
         return negotiation_view(negotiations.approve(negotiation_id))
@@ -478,7 +734,7 @@ class OfferIn(Model):
     """One of our offers, as the catalogue shows it."""
 
 
-@router.post("/negotiations/offers", status_code=201)
+@router.post("/negotiations/offers", status_code=201, response_model=NegotiationView)
 def offer_to(body: OfferIn, negotiations: NegotiationsDep) -> dict[str, Any]:
     """Provider: start a negotiation by offering to a participant."""
     try:
@@ -500,7 +756,7 @@ class AcceptIn(Model):
     """The purpose the consumer declares (the offer's policy may require one)."""
 
 
-@router.post("/negotiations/{negotiation_id:path}/accept")
+@router.post("/negotiations/{negotiation_id:path}/accept", response_model=NegotiationView)
 def accept_offer(
     negotiation_id: str, negotiations: NegotiationsDep, body: AcceptIn | None = None
 ) -> dict[str, Any]:
@@ -510,7 +766,7 @@ def accept_offer(
         raise _as_management(error) from None
 
 
-@router.post("/negotiations/{negotiation_id:path}/counter")
+@router.post("/negotiations/{negotiation_id:path}/counter", response_model=NegotiationView)
 def counter(negotiation_id: str, body: CounterIn, negotiations: NegotiationsDep) -> dict[str, Any]:
     try:
         return negotiation_view(negotiations.counter(negotiation_id, body.offer))
@@ -518,7 +774,7 @@ def counter(negotiation_id: str, body: CounterIn, negotiations: NegotiationsDep)
         raise _as_management(error) from None
 
 
-@router.post("/negotiations/{negotiation_id:path}/finalize")
+@router.post("/negotiations/{negotiation_id:path}/finalize", response_model=NegotiationView)
 def finalize_agreement(negotiation_id: str, negotiations: NegotiationsDep) -> dict[str, Any]:
     try:
         return negotiation_view(negotiations.finalize(negotiation_id))
@@ -526,7 +782,7 @@ def finalize_agreement(negotiation_id: str, negotiations: NegotiationsDep) -> di
         raise _as_management(error) from None
 
 
-@router.post("/negotiations/{negotiation_id:path}/verify")
+@router.post("/negotiations/{negotiation_id:path}/verify", response_model=NegotiationView)
 def verify_agreement(negotiation_id: str, negotiations: NegotiationsDep) -> dict[str, Any]:
     try:
         return negotiation_view(negotiations.verify(negotiation_id))
@@ -534,24 +790,46 @@ def verify_agreement(negotiation_id: str, negotiations: NegotiationsDep) -> dict
         raise _as_management(error) from None
 
 
-@router.get("/agreements")
+def agreement_view(record: ContractNegotiationRecord) -> dict[str, Any]:
+    return {
+        "agreement": json.loads(record.agreement or "null"),
+        "agreementId": record.agreement_id,
+        "assetId": record.asset_id,
+        "negotiationId": record.id,
+        "role": record.role,
+        "counterPartyId": record.counterparty,
+    }
+
+
+@router.get("/agreements", response_model=Page[AgreementView])
 def list_agreements(
-    negotiations: NegotiationsDep, offset: Offset = 0, limit: Limit = 50
+    engine: EngineDep,
+    offset: Offset = 0,
+    limit: Limit = 50,
+    sort: Sort = None,
+    role: Role | None = None,
+    counter_party_id: Annotated[Filter, Query(alias="counterPartyId")] = None,
+    asset_id: Annotated[Filter, Query(alias="assetId")] = None,
 ) -> dict[str, Any]:
-    rows = negotiations.list(role=None, state=State.FINALIZED, offset=offset, limit=limit + 1)
-    return _page(
-        [
-            {
-                "agreement": json.loads(r.agreement or "null"),
-                "negotiationId": r.id,
-                "role": r.role,
-                "counterPartyId": r.counterparty,
-            }
-            for r in rows
-        ],
-        offset,
-        limit,
-    )
+    """The agreements of finalized negotiations, in both roles (sorted as negotiations)."""
+    query = _negotiations(sort, role, State.FINALIZED, counter_party_id, asset_id)
+    with Session(engine) as session:
+        rows = session.exec(query.offset(offset).limit(limit + 1)).all()
+    return _page([agreement_view(r) for r in rows], offset, limit)
+
+
+@router.get("/agreements/{agreement_id:path}", response_model=AgreementDetail)
+def get_agreement(agreement_id: str, engine: EngineDep) -> dict[str, Any]:
+    """One agreement (of a finalized negotiation) with the negotiation that made it."""
+    with Session(engine) as session:
+        record = session.exec(
+            select(ContractNegotiationRecord)
+            .where(ContractNegotiationRecord.agreement_id == agreement_id)
+            .where(ContractNegotiationRecord.state == State.FINALIZED.value)
+        ).first()
+    if record is None:
+        raise ManagementError(404, "not_found", f"no agreement {agreement_id}")
+    return {**agreement_view(record), "negotiation": negotiation_view(record)}
 
 
 # --- transfers -------------------------------------------------------------------------------
@@ -591,7 +869,7 @@ def transfer_view(record: TransferProcessRecord) -> dict[str, Any]:
     }
 
 
-@router.post("/transfers", status_code=201)
+@router.post("/transfers", status_code=201, response_model=TransferView)
 def start_transfer(body: TransferIn, transfers: TransfersDep) -> dict[str, Any]:
     try:
         record = transfers.request(
@@ -606,25 +884,37 @@ def start_transfer(body: TransferIn, transfers: TransfersDep) -> dict[str, Any]:
     return transfer_view(record)
 
 
-@router.get("/transfers")
+@router.get("/transfers", response_model=Page[TransferView])
 def list_transfers(
-    transfers: TransfersDep,
+    engine: EngineDep,
     offset: Offset = 0,
     limit: Limit = 50,
+    sort: Sort = None,
     role: Role | None = None,
     state: TransferState | None = None,
+    counter_party_id: Annotated[Filter, Query(alias="counterPartyId")] = None,
+    agreement_id: Annotated[Filter, Query(alias="agreementId")] = None,
 ) -> dict[str, Any]:
-    return _page(
-        [
-            transfer_view(r)
-            for r in transfers.list(role=role, state=state, offset=offset, limit=limit + 1)
-        ],
-        offset,
-        limit,
-    )
+    """Oldest first unless ``sort`` (``createdAt``, ``updatedAt``, ``state``,
+    ``counterPartyId``, ``agreementId``) says otherwise."""
+    query = ordered(
+        select(TransferProcessRecord), sort, TRANSFER_SORTS, "createdAt",
+        col(TransferProcessRecord.id),
+    )  # fmt: skip
+    for column, value in (
+        (TransferProcessRecord.role, None if role is None else role.value),
+        (TransferProcessRecord.state, None if state is None else state.value),
+        (TransferProcessRecord.counterparty, counter_party_id),
+        (TransferProcessRecord.agreement_id, agreement_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    with Session(engine) as session:
+        rows = session.exec(query.offset(offset).limit(limit + 1)).all()
+    return _page([transfer_view(r) for r in rows], offset, limit)
 
 
-@router.get("/transfers/{transfer_id:path}")
+@router.get("/transfers/{transfer_id:path}", response_model=TransferView)
 def get_transfer(transfer_id: str, engine: EngineDep) -> dict[str, Any]:
     with Session(engine) as session:
         record = session.get(TransferProcessRecord, transfer_id)
@@ -642,28 +932,28 @@ def _transfer_move(
         raise _as_management(error) from None
 
 
-@router.post("/transfers/{transfer_id:path}/start")
+@router.post("/transfers/{transfer_id:path}/start", response_model=TransferView)
 def start_held_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -> dict[str, Any]:
     """Provider, manual mode: start a transfer held for a person (its policy admitted it)."""
     return _transfer_move(transfers, transfer_id, TransferEvent.START, body)
 
 
-@router.post("/transfers/{transfer_id:path}/suspend")
+@router.post("/transfers/{transfer_id:path}/suspend", response_model=TransferView)
 def suspend_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -> dict[str, Any]:
     return _transfer_move(transfers, transfer_id, TransferEvent.SUSPEND, body)
 
 
-@router.post("/transfers/{transfer_id:path}/resume")
+@router.post("/transfers/{transfer_id:path}/resume", response_model=TransferView)
 def resume_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -> dict[str, Any]:
     return _transfer_move(transfers, transfer_id, TransferEvent.START, body)
 
 
-@router.post("/transfers/{transfer_id:path}/complete")
+@router.post("/transfers/{transfer_id:path}/complete", response_model=TransferView)
 def complete_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -> dict[str, Any]:
     return _transfer_move(transfers, transfer_id, TransferEvent.COMPLETE, body)
 
 
-@router.post("/transfers/{transfer_id:path}/terminate")
+@router.post("/transfers/{transfer_id:path}/terminate", response_model=TransferView)
 def terminate_transfer(transfer_id: str, body: MoveIn, transfers: TransfersDep) -> dict[str, Any]:
     return _transfer_move(transfers, transfer_id, TransferEvent.TERMINATE, body)
 
@@ -680,7 +970,26 @@ class CatalogRequestIn(Model):
     continuation_token: str | None = Field(default=None, alias="continuationToken", max_length=100)
 
 
-@router.post("/catalog/request")
+def peer_refusal(response: httpx.Response) -> tuple[str | None, list[str]]:
+    """A peer's DSP error as text: its ``code`` and its ``reason`` entries (strings, or the
+    values of language-tagged ones), never its raw JSON; its start when it is not one."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return None, [response.text[:300]] if response.text else []
+    code = body.get("code")
+    raw = body.get("reason", [])
+    entries = raw if isinstance(raw, list) else [raw]
+    reasons = [
+        str(e.get("@value", e.get("message", ""))) if isinstance(e, dict) else str(e)
+        for e in entries[:20]
+    ]
+    return (str(code)[:200] if code is not None else None), [r[:500] for r in reasons if r]
+
+
+@router.post("/catalog/request", response_model=CatalogView)
 async def request_catalog(
     body: CatalogRequestIn, participant: ParticipantDep, request: Request
 ) -> dict[str, Any]:
@@ -700,8 +1009,12 @@ async def request_catalog(
         log.info("catalogue request to %s failed: %r", url, error)
         raise ManagementError(502, "peer_unreachable", f"{url}: unreachable") from None
     if response.status_code != httpx.codes.OK:
+        code, reasons = peer_refusal(response)
         raise ManagementError(
-            502, "peer_refused", f"{url} answered {response.status_code}: {response.text[:500]}"
+            502,
+            "peer_refused",
+            f"{url} answered {response.status_code}" + (f" ({code})" if code else ""),
+            {"peerStatus": response.status_code, "peerCode": code, "reasons": reasons},
         )
     try:
         catalog: dict[str, Any] = response.json()

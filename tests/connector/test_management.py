@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,22 @@ def asset(identifier: str = "urn:kexin:asset:firm-list", **changes: Any) -> dict
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
+    with client_on(f"sqlite:///{tmp_path / 'c.db'}") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def each_client(database_url: str) -> Iterator[TestClient]:
+    """The management API on a fresh database of each back end (SQLite, PostgreSQL)."""
+    with client_on(database_url) as test_client:
+        yield test_client
+
+
+@contextmanager
+def client_on(database_url: str) -> Iterator[TestClient]:
     settings = ConnectorSettings(
         participant_id="did:web:127.0.0.1%3A8181:bureau",
-        database_url=f"sqlite:///{tmp_path / 'c.db'}",
+        database_url=database_url,
         key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
         management_api_key=ADMIN_KEY,  # type: ignore[arg-type]
         data_roots=[Path("/srv/data")],
@@ -293,3 +307,106 @@ def test_the_shipped_domains_are_the_plans_list_in_shared() -> None:
     assert [(d.id, d.name_zh, d.name_en) for d in domains.shipped()] == [
         (d["id"], d["nameZh"], d["nameEn"]) for d in reference["domains"]
     ]
+
+
+def test_an_asset_is_updated_in_place_and_checked_as_on_create(client: TestClient) -> None:
+    created = client.post("/management/v1/assets", json=asset(), headers=KEY).json()
+    path = "/management/v1/assets/urn:kexin:asset:firm-list"
+    changed = client.put(path, json=asset(titleEn="Firms of Guangzhou", region="440106"),
+                         headers=KEY)  # fmt: skip
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["titleEn"], changed.json()["region"]) == ("Firms of Guangzhou", "440106")
+    assert changed.json()["createdAt"] == created["createdAt"]
+    assert client.get(path, headers=KEY).json()["titleEn"] == "Firms of Guangzhou"
+    outside = asset(dataAddress={"type": "file", "path": "/etc/passwd"})
+    assert client.put(path, json=outside, headers=KEY).json()["reason"] == "data_address_refused"
+    other = client.put(path, json=asset("urn:kexin:asset:other"), headers=KEY)
+    assert (other.status_code, other.json()["reason"]) == (400, "id_mismatch")
+    missing = client.put("/management/v1/assets/urn:x", json=asset("urn:x"), headers=KEY)
+    assert missing.status_code == 404
+    assert client.get(path, headers=KEY).json()["region"] == "440106"
+
+
+OPEN = {"@type": "Set", "permission": [{"action": "use"}]}
+
+
+def test_policy_definitions_have_full_crud(client: TestClient) -> None:
+    base = "/management/v1/policydefinitions"
+    assert client.post(base, json={"id": "p", "policy": OPEN}, headers=KEY).status_code == 201
+    shown = client.get(f"{base}/p", headers=KEY).json()
+    assert (shown["id"], shown["policy"]["permission"]) == ("p", [{"action": "use"}])
+    replaced = client.put(f"{base}/p", json={"id": "p", "policy": FIRM_LIST}, headers=KEY)
+    assert replaced.status_code == 200, replaced.text
+    assert len(replaced.json()["policy"]["permission"][0]["constraint"]) == 4
+    unknown = {"@type": "Set", "permission": [{"action": "use",
+                                               "constraint": [atom("weather", "eq", "sun")]}]}  # fmt: skip
+    refused = client.put(f"{base}/p", json={"id": "p", "policy": unknown}, headers=KEY)
+    assert refused.json()["reason"] == "policy_rejected"
+    assert len(client.get(f"{base}/p", headers=KEY).json()["policy"]["permission"][0]
+               ["constraint"]) == 4  # fmt: skip
+    assert client.delete(f"{base}/p", headers=KEY).status_code == 204
+    assert client.get(f"{base}/p", headers=KEY).status_code == 404
+    assert client.delete(f"{base}/p", headers=KEY).status_code == 404
+
+
+def test_what_an_offer_uses_cannot_be_deleted(each_client: TestClient) -> None:
+    client = each_client
+    client.post("/management/v1/assets", json=asset(), headers=KEY)
+    for name in ("access", "terms"):
+        client.post("/management/v1/policydefinitions", json={"id": name, "policy": OPEN},
+                    headers=KEY)  # fmt: skip
+    definition = {"id": "cd", "accessPolicyId": "access", "contractPolicyId": "terms",
+                  "assetSelector": {"assetIds": ["urn:kexin:asset:firm-list"]}}  # fmt: skip
+    assert client.post("/management/v1/contractdefinitions", json=definition,
+                       headers=KEY).status_code == 201  # fmt: skip
+    policy = client.delete("/management/v1/policydefinitions/terms", headers=KEY)
+    assert policy.status_code == 409
+    assert policy.json()["type"] == "ManagementError"
+    assert policy.json()["reason"] == "in_use"
+    assert policy.json()["usedBy"] == {"contractDefinitions": ["cd"]}
+    assert "contractDefinitions: cd" in policy.json()["message"]
+    used = client.delete("/management/v1/assets/urn:kexin:asset:firm-list", headers=KEY)
+    assert used.status_code == 409
+    assert used.json()["usedBy"] == {"contractDefinitions": ["cd"], "agreements": [],
+                                     "negotiations": []}  # fmt: skip
+    assert client.get("/management/v1/policydefinitions/terms", headers=KEY).status_code == 200
+
+    moved = client.put("/management/v1/contractdefinitions/cd",
+                       json={**definition, "assetSelector": {"region": "440100"}}, headers=KEY)  # fmt: skip
+    assert moved.status_code == 200, moved.text
+    assert client.get("/management/v1/contractdefinitions/cd", headers=KEY).json()[
+        "assetSelector"] == {"region": "440100"}  # fmt: skip
+    missing = client.put("/management/v1/contractdefinitions/cd",
+                         json={**definition, "accessPolicyId": "nope"}, headers=KEY)  # fmt: skip
+    assert missing.status_code == 404
+    # The selector no longer names the asset: nothing holds it now.
+    assert client.delete("/management/v1/assets/urn:kexin:asset:firm-list",
+                         headers=KEY).status_code == 204  # fmt: skip
+    assert client.delete("/management/v1/contractdefinitions/cd", headers=KEY).status_code == 204
+    assert client.delete("/management/v1/policydefinitions/terms", headers=KEY).status_code == 204
+
+
+def test_every_list_takes_offset_limit_sort_and_its_filters(each_client: TestClient) -> None:
+    client = each_client
+    for index, grade in enumerate(["general", "important", "general"]):
+        client.post("/management/v1/assets", json=asset(f"urn:kexin:asset:{index}",
+                                                        dataGrade=grade), headers=KEY)  # fmt: skip
+    assets = "/management/v1/assets"
+    ids = [a["id"] for a in client.get(assets, params={"sort": "-id"}, headers=KEY).json()["items"]]
+    assert ids == ["urn:kexin:asset:2", "urn:kexin:asset:1", "urn:kexin:asset:0"]
+    by_grade = client.get(assets, params={"sort": "dataGrade", "limit": 2}, headers=KEY).json()
+    assert [a["id"] for a in by_grade["items"]] == ["urn:kexin:asset:0", "urn:kexin:asset:2"]
+    assert by_grade["next"] == 2
+    refused = client.get(assets, params={"sort": "colour"}, headers=KEY)
+    assert (refused.status_code, refused.json()["reason"]) == (400, "unknown_sort")
+    assert "createdAt" in refused.json()["message"]
+    for path in ("policydefinitions", "contractdefinitions", "negotiations", "agreements",
+                 "transfers"):  # fmt: skip
+        answered = client.get(f"/management/v1/{path}", params={"sort": "-createdAt",
+                                                                 "offset": 0, "limit": 5},
+                              headers=KEY)  # fmt: skip
+        assert answered.status_code == 200, (path, answered.text)
+        assert answered.json() == {"items": [], "offset": 0, "next": None}
+    assert client.get("/management/v1/negotiations", params={"sort": "id; drop"},
+                      headers=KEY).status_code == 422  # fmt: skip
+    assert client.get("/management/v1/agreements/urn:none", headers=KEY).status_code == 404

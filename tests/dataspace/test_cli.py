@@ -10,8 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from broker.app import create_app as create_broker
+from broker.settings import BrokerSettings
 from connector.participant import migrate
 from dataspace.cli import EXIT_CONFIG, app
 from identity.credentials import CredentialType, VerifiedCredential, issue_credential
@@ -253,3 +256,58 @@ def test_connector_credentials_list_and_remove(
     assert unknown.output == "error: no held credential urn:uuid:licence\n"
     wrong_type = runner.invoke(app, ["connector", "credentials", "list", "--type", "Passport"])
     assert wrong_type.exit_code == 2
+
+
+@pytest.mark.parametrize("service", ["connector", "broker"])
+def test_a_wrong_key_passphrase_at_serve_is_one_line_and_exit_78(
+    service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = service.upper()
+    monkeypatch.setenv(f"{prefix}_DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    if service == "connector":
+        first = runner.invoke(app, ["connector", "rotate-key"])  # stores a key
+    else:
+        with TestClient(create_broker(BrokerSettings())):  # its start stores the key
+            pass
+        first = runner.invoke(app, ["--version"])
+    assert first.exit_code == 0, first.output
+    monkeypatch.setenv(f"{prefix}_KEY_PASSPHRASE", "another long passphrase")
+    result = runner.invoke(app, [service, "serve", "--port", str(free_port())])
+    assert result.exit_code == EXIT_CONFIG
+    assert result.output == (
+        f"error: {prefix}_KEY_PASSPHRASE: cannot decrypt the stored key: wrong passphrase or "
+        "damaged key\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["connector", "credentials", "list"], id="credentials-list"),
+        pytest.param(["connector", "rotate-key"], id="rotate-key"),
+        pytest.param(
+            [
+                "connector",
+                "onboard",
+                "--authority",
+                "did:web:127.0.0.1:authority",
+                "--type",
+                "MembershipCredential",
+                "--no-wait",
+            ],
+            id="onboard",
+        ),
+    ],
+)
+def test_a_wrong_key_passphrase_is_a_configuration_error_for_every_key_command(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONNECTOR_DATABASE_URL", f"sqlite:///{tmp_path / 'c.db'}")
+    assert runner.invoke(app, ["connector", "rotate-key"]).exit_code == 0
+    monkeypatch.setenv("CONNECTOR_KEY_PASSPHRASE", "another long passphrase")
+    result = runner.invoke(app, command)
+    assert result.exit_code == EXIT_CONFIG
+    assert result.output == (
+        "error: CONNECTOR_KEY_PASSPHRASE: cannot decrypt the stored key: wrong passphrase or "
+        "damaged key\n"
+    )
