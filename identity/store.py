@@ -4,7 +4,8 @@ holds. Each write is its own short transaction."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, insert
@@ -45,13 +46,27 @@ class SqlReplayCache:
             session.commit()
 
 
+FINGERPRINT_TTL_S: float = 1.0
+"""How long :meth:`CredentialStore.fingerprint` trusts its last reading when this store did not
+change the credentials itself: another process (``dataspace connector credentials remove``)
+is seen within this time."""
+
+
 class CredentialStore:
     """The credentials this participant holds (written by the Credential Service)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._engine = engine
+        self._clock = clock
+        self._fingerprint: tuple[float, str] | None = None
 
     def save(self, credential: VerifiedCredential, now: datetime) -> None:
+        try:
+            self._save(credential, now)
+        finally:  # after the commit: a reading taken meanwhile is not kept
+            self._fingerprint = None
+
+    def _save(self, credential: VerifiedCredential, now: datetime) -> None:
         with Session(self._engine) as session:
             session.merge(
                 HeldCredential(
@@ -82,6 +97,12 @@ class CredentialStore:
 
     def remove(self, credential_id: str) -> bool:
         """Forget a held credential; False when there is none with that id."""
+        try:
+            return self._remove(credential_id)
+        finally:  # after the commit: a reading taken meanwhile is not kept
+            self._fingerprint = None
+
+    def _remove(self, credential_id: str) -> bool:
         with Session(self._engine) as session:
             removed = session.execute(
                 delete(HeldCredential).where(col(HeldCredential.id) == credential_id)
@@ -91,7 +112,12 @@ class CredentialStore:
 
     def fingerprint(self) -> str:
         """What identifies the set of held credentials: it changes when one is added, replaced
-        or removed (and the same set always gives the same value, in every process)."""
+        or removed (and the same set always gives the same value, in every process). Read once
+        per outbound message: a change made through this store shows at once, one made by
+        another process within ``FINGERPRINT_TTL_S``."""
+        now = self._clock()
+        if self._fingerprint is not None and now < self._fingerprint[0]:
+            return self._fingerprint[1]
         with Session(self._engine) as session:
             rows = session.exec(
                 select(HeldCredential.id, HeldCredential.received_at).order_by(
@@ -101,7 +127,9 @@ class CredentialStore:
         digest = hashlib.sha256()
         for credential_id, received_at in rows:
             digest.update(f"{credential_id}\n{received_at.isoformat()}\n".encode())
-        return digest.hexdigest()
+        value = digest.hexdigest()
+        self._fingerprint = (now + FINGERPRINT_TTL_S, value)
+        return value
 
     def types(self) -> frozenset[CredentialType]:
         with Session(self._engine) as session:

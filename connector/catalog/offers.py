@@ -84,6 +84,13 @@ def admitted_definitions(
     ]
 
 
+def admits(access: PolicyDefinition, peer: str, facts: CredentialFacts, now: datetime) -> bool:
+    """Whether a contract definition's access policy admits ``peer``: the one judgement of
+    :func:`admitted_definitions`, for a request that names its definition."""
+    context = Context(now=now, recipient=peer, credentials=facts)
+    return evaluate(read_policy(json.loads(access.policy)), context, Scope.CATALOG).allowed
+
+
 def offers_for(asset: Asset, admitted: Sequence[Admitted], assigner: str) -> list[dict[str, Any]]:
     return [
         offer_document(item.definition, item.contract, asset.id, assigner)

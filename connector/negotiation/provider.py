@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from connector.catalog.offers import admitted_definitions, offer_document, parse_offer_id
+from connector.catalog.offers import admits, offer_document, parse_offer_id
 from connector.catalog.store import Asset, ContractDefinition, PolicyDefinition
 from connector.inbox import digest, remember
 from connector.negotiation.machine import Event, Role, next_state
@@ -63,8 +63,9 @@ class ProviderSide(NegotiationSteps):
         if found is None:
             raise self.error(400, "unknown_offer", f"no offer {offer.get('@id')!r} here")
         definition, contract, asset = found
-        visible = admitted_definitions(self.engine, peer.did, peer.facts(), self.clock())
-        if definition.id not in {item.definition.id for item in visible}:
+        # judged as the catalogue judges it, for this definition only, in this session
+        access = session.get(PolicyDefinition, definition.access_policy_id)
+        if access is None or not admits(access, peer.did, peer.facts(), self.clock()):
             raise self.error(400, "unknown_offer", f"no offer {offer.get('@id')!r} here")
         return definition, contract, asset
 
