@@ -33,7 +33,7 @@ from connector.dcp.client import OnboardingError, request_credentials
 from connector.participant import migrate as migrate_connector
 from connector.participant import standalone
 from connector.settings import ConnectorSettings
-from dataspace import demo
+from dataspace import demo, ledger_commands
 from identity.credential_service import Holding
 from identity.credentials import CredentialType
 from identity.database import migrations as identity_migrations
@@ -263,6 +263,9 @@ def ledger_serve(host: HostOption = None, port: PortOption = None) -> None:
     """Run the ledger service (settings: LEDGER_* variables)."""
     settings = load_settings(LedgerSettings, host=host, port=port)
     uvicorn.run(create_ledger_app(settings), host=settings.host, port=settings.port)
+
+
+ledger_commands.register(ledger_cli, load_settings)
 
 
 class Service(StrEnum):

@@ -1,0 +1,210 @@
+"""The regulator's archive: the batches it accepted from participants, kept in the participants'
+own ledger tables (:mod:`ledger.store`: the exact canonical bytes, the chain links, the signed
+header and its anchor), beside two tables of its own: the query index of each event (the fields
+a regulator filters on) and, per batch, the chain account that anchored it and the DID document
+its signature was checked against, so that everything stored can be re-checked later
+(:func:`verify_archive`) without asking anyone.
+
+A batch is stored in one transaction of the caller's (:func:`accept`): its events, its header,
+its anchor, its index rows, or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Text, insert
+from sqlmodel import Field, Session, col, select
+
+from identity.documents import DIDDocument
+from ledger import store
+from ledger.batches import BatchError, BatchFault, BatchHeader
+from ledger.database import LedgerBase
+from ledger.events import EventType, LedgerEvent
+from ledger.ingest import CheckedBatch
+from ledger.store import MAX_DID_CHARS, EventRecord
+
+if TYPE_CHECKING:
+    from ledger.chain import OnChainAnchor
+
+
+class FlowRecord(LedgerBase, table=True):
+    """What the regulator's queries filter on, one row per accepted event (derived from the
+    event's bytes, and re-checked against them by :func:`verify_archive`)."""
+
+    __tablename__ = "ledger_flow"
+    __table_args__ = (
+        Index("ix_ledger_flow_participant_time", "participant", "occurred_at"),
+        Index("ix_ledger_flow_counterparty_time", "counterparty", "occurred_at"),
+        Index("ix_ledger_flow_asset_time", "asset_id", "occurred_at"),
+        Index("ix_ledger_flow_purpose_time", "purpose", "occurred_at"),
+        Index("ix_ledger_flow_domain_time", "scenario_domain", "occurred_at"),
+        Index("ix_ledger_flow_type_time", "event_type", "occurred_at"),
+        Index("ix_ledger_flow_time", "occurred_at"),
+        Index("ix_ledger_flow_provider_pid", "provider_pid"),
+        Index("ix_ledger_flow_consumer_pid", "consumer_pid"),
+    )
+
+    participant: str = Field(primary_key=True, max_length=MAX_DID_CHARS)
+    sequence: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    event_id: str = Field(max_length=36)
+    event_type: str = Field(max_length=50)
+    occurred_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    counterparty: str | None = Field(default=None, max_length=MAX_DID_CHARS)
+    asset_id: str | None = Field(default=None, max_length=500)
+    purpose: str | None = Field(default=None, max_length=200)
+    scenario_domain: str | None = Field(default=None, max_length=200)
+    provider_pid: str | None = Field(default=None, max_length=500)
+    consumer_pid: str | None = Field(default=None, max_length=500)
+    data_grade: str | None = Field(default=None, max_length=20)
+    personal_information: bool = Field(sa_column=Column(Boolean, nullable=False))
+    person_count: int = Field(sa_column=Column(BigInteger, nullable=False))
+    cross_border: bool = Field(sa_column=Column(Boolean, nullable=False))
+
+
+class ReceivedBatch(LedgerBase, table=True):
+    """Where a batch accepted by the regulator is anchored, and the DID document whose key
+    signed it (as resolved when it arrived)."""
+
+    __tablename__ = "ledger_received_batch"
+
+    participant: str = Field(primary_key=True, max_length=MAX_DID_CHARS)
+    batch_sequence: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    account: str = Field(max_length=42)
+    chain_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    registry_address: str = Field(max_length=42)
+    did_document: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+def flow_row(sequence: int, event: LedgerEvent) -> dict[str, Any]:
+    return {
+        "participant": event.participant,
+        "sequence": sequence,
+        "event_id": event.event_id,
+        "event_type": event.type.value,
+        "occurred_at": event.occurred_at,
+        "counterparty": event.counterparty,
+        "asset_id": event.asset_id,
+        "purpose": event.purpose,
+        "scenario_domain": event.scenario_domain,
+        "provider_pid": event.provider_pid,
+        "consumer_pid": event.consumer_pid,
+        "data_grade": None if event.data_grade is None else event.data_grade.value,
+        "personal_information": event.personal_information,
+        "person_count": event.person_count,
+        "cross_border": event.cross_border,
+    }
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a batch's root is on chain."""
+
+    chain_id: int
+    registry: str
+    account: str
+    anchor: OnChainAnchor
+    transaction: str
+
+
+def accept(
+    session: Session,
+    checked: CheckedBatch,
+    signed_header: str,
+    where: Where,
+    document: DIDDocument,
+    now: datetime,
+) -> None:
+    """Store an accepted batch in ``session``'s transaction (the caller commits)."""
+    header = checked.header
+    links = store.append(session, header.participant, checked.hashed, header.hash_algorithm)
+    if [link.link_hash for link in links] != [link.link_hash for link in checked.links]:
+        # Another transaction appended between the check and now: never store a fork.
+        raise BatchError(
+            BatchFault.BROKEN_CHAIN, "the participant's ledger moved while this batch was read"
+        )
+    store.save_batch(session, header, signed_header)
+    store.mark_anchored(
+        session, header.participant, header.batch_sequence, where.transaction,
+        where.anchor.block_number, now,
+    )  # fmt: skip
+    session.execute(
+        insert(LedgerBase.metadata.tables[FlowRecord.__tablename__]),
+        [flow_row(link.sequence, e) for link, e in zip(links, checked.events, strict=True)],
+    )
+    session.add(
+        ReceivedBatch(
+            participant=header.participant,
+            batch_sequence=header.batch_sequence,
+            account=where.account,
+            chain_id=where.chain_id,
+            registry_address=where.registry,
+            did_document=json.dumps(document.to_json()),
+            received_at=now,
+        )
+    )
+
+
+def previous_batch(session: Session, participant: str) -> BatchHeader | None:
+    last = store.last_batch(session, participant)
+    return None if last is None else store.header_of(last)
+
+
+def stored_bodies(session: Session, header: BatchHeader) -> list[bytes]:
+    return store.events(session, header.participant, header.first_sequence, header.last_sequence)
+
+
+@dataclass(frozen=True)
+class FlowQuery:
+    participant: str | None = None
+    counterparty: str | None = None
+    asset_id: str | None = None
+    purpose: str | None = None
+    scenario_domain: str | None = None
+    event_type: EventType | None = None
+    since: datetime | None = None
+    """Inclusive."""
+    until: datetime | None = None
+    """Exclusive."""
+    offset: int = 0
+    limit: int = 100
+
+
+def flows(session: Session, query: FlowQuery) -> list[tuple[FlowRecord, bytes, int]]:
+    """The events that match, oldest first: each index row, the event's bytes and its batch."""
+    statement = (
+        select(FlowRecord, EventRecord.body, EventRecord.batch_sequence)
+        .join(
+            EventRecord,
+            (col(EventRecord.participant) == col(FlowRecord.participant))
+            & (col(EventRecord.sequence) == col(FlowRecord.sequence)),
+        )
+        .order_by(
+            col(FlowRecord.occurred_at), col(FlowRecord.participant), col(FlowRecord.sequence)
+        )
+        .offset(query.offset)
+        .limit(query.limit)
+    )
+    equal = {
+        FlowRecord.participant: query.participant,
+        FlowRecord.counterparty: query.counterparty,
+        FlowRecord.asset_id: query.asset_id,
+        FlowRecord.purpose: query.purpose,
+        FlowRecord.scenario_domain: query.scenario_domain,
+        FlowRecord.event_type: None if query.event_type is None else query.event_type.value,
+    }
+    for column, value in equal.items():
+        if value is not None:
+            statement = statement.where(col(column) == value)
+    if query.since is not None:
+        statement = statement.where(col(FlowRecord.occurred_at) >= query.since)
+    if query.until is not None:
+        statement = statement.where(col(FlowRecord.occurred_at) < query.until)
+    return [
+        (row, bytes(body), -1 if batch is None else int(batch))
+        for row, body, batch in session.exec(statement).all()
+    ]
