@@ -94,7 +94,7 @@ FIRM_LIST_OFFER = {
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 """The demo runs on 127.0.0.1, which the outbound destination policy refuses unless allowed."""
 NOT_BUILT_YET = (
-    "ledger: anchoring audit events on an EVM chain, inclusion proofs",
+    "ledger: the connectors recording their events and pushing their batches to the regulator",
     "matching: private set intersection between two connectors",
 )
 

@@ -12,18 +12,20 @@ its anchor, its index rows, or nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Text, insert
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Text, insert, or_
 from sqlmodel import Field, Session, col, select
 
 from identity.documents import DIDDocument
 from ledger import store
 from ledger.batches import BatchError, BatchFault, BatchHeader
+from ledger.canonical import read_canonical_event
 from ledger.database import LedgerBase
-from ledger.events import EventType, LedgerEvent
+from ledger.events import EventError, EventType, LedgerEvent
 from ledger.ingest import CheckedBatch
 from ledger.store import MAX_DID_CHARS, EventRecord
 
@@ -208,3 +210,57 @@ def flows(session: Session, query: FlowQuery) -> list[tuple[FlowRecord, bytes, i
         (row, bytes(body), -1 if batch is None else int(batch))
         for row, body, batch in session.exec(statement).all()
     ]
+
+
+def flow_keys(
+    session: Session, participant: str | None, offset: int, limit: int
+) -> list[tuple[str, str]]:
+    """The DSP process id pairs of the cross-entity flows (with ``participant`` on either side),
+    in order."""
+    statement = (
+        select(FlowRecord.provider_pid, FlowRecord.consumer_pid)
+        .where(col(FlowRecord.provider_pid).is_not(None), col(FlowRecord.consumer_pid).is_not(None))
+        .distinct()
+        .order_by(col(FlowRecord.provider_pid), col(FlowRecord.consumer_pid))
+        .offset(offset)
+        .limit(limit)
+    )
+    if participant is not None:
+        statement = statement.where(
+            or_(
+                col(FlowRecord.participant) == participant,
+                col(FlowRecord.counterparty) == participant,
+            )
+        )
+    return [(str(p), str(c)) for p, c in session.exec(statement).all()]
+
+
+def flow_events(
+    session: Session, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[list[LedgerEvent], int]]:
+    """Every stored event of these flows, by flow (read from the events' own bytes), and how
+    many of its stored events are no longer readable events (``dataspace ledger verify``
+    names them)."""
+    wanted = set(keys)
+    found: dict[tuple[str, str], tuple[list[LedgerEvent], int]] = {key: ([], 0) for key in keys}
+    if not keys:
+        return found
+    statement = (
+        select(FlowRecord.provider_pid, FlowRecord.consumer_pid, EventRecord.body)
+        .join(
+            EventRecord,
+            (col(EventRecord.participant) == col(FlowRecord.participant))
+            & (col(EventRecord.sequence) == col(FlowRecord.sequence)),
+        )
+        .where(col(FlowRecord.provider_pid).in_(sorted({p for p, _ in keys})))
+    )
+    for provider_pid, consumer_pid, body in session.exec(statement).all():
+        key = (str(provider_pid), str(consumer_pid))
+        if key not in wanted:
+            continue
+        events, unreadable = found[key]
+        try:
+            events.append(read_canonical_event(bytes(body)))
+        except EventError:
+            found[key] = (events, unreadable + 1)
+    return found

@@ -41,6 +41,7 @@ from ledger.hashchain import Link
 from ledger.ingest import CheckedBatch, IngestError, check_pushed
 from ledger.messages import BatchAccepted, BatchPush, Flow, FlowPage, ProofBundle
 from ledger.proofs import CHAIN_DOWN, build_bundle
+from ledger.reconciliation import reconcile
 from service.http import read_json
 from service.refusals import refusals
 
@@ -322,3 +323,37 @@ async def event_proof(event_id: EventId, engine: EngineDep, viewer: ViewerDep) -
     if bundle is None or not viewer.may_see(str(bundle.event.get("participant"))):
         raise LedgerError(404, "not_found", f"no event {event_id} (of yours)")
     return bundle.model_dump(mode="json", by_alias=True)
+
+
+MAX_RECONCILIATION_PAGE: Final = 100
+
+
+def _reconcile(engine: Engine, participant: str | None, offset: int, limit: int) -> dict[str, Any]:
+    with Session(engine) as session:
+        keys = archive.flow_keys(session, participant, offset, limit + 1)
+        found = archive.flow_events(session, keys[:limit])
+    flows = [
+        reconcile(provider_pid, consumer_pid, events, unreadable).to_json()
+        for (provider_pid, consumer_pid), (events, unreadable) in found.items()
+    ]
+    return {
+        "flows": flows,
+        "offset": offset,
+        "limit": limit,
+        "nextOffset": offset + limit if len(keys) > limit else None,
+    }
+
+
+@router.get("/reconciliation", responses=refusals(401, 403, 422, 503))
+async def reconciliation(
+    engine: EngineDep,
+    viewer: ViewerDep,
+    participant: Text = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_RECONCILIATION_PAGE)] = 20,
+) -> dict[str, Any]:
+    """Each cross-entity flow (with ``participant`` on either side) as each party recorded it,
+    matched by DSP process ids, with every disagreement and its reason. Regulators only."""
+    if not viewer.regulator:
+        raise LedgerError(403, "not_a_regulator", "only a regulator reconciles both sides")
+    return await run_in_threadpool(_reconcile, engine, participant, offset, limit)

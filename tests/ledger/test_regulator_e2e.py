@@ -266,3 +266,28 @@ def test_verify_passes_then_names_a_changed_event(world: World) -> None:
             )
             session.commit()
         engine.dispose()
+
+
+def test_the_regulator_reconciles_both_sides_of_each_flow(world: World) -> None:
+    bureau, other = world.sides["bureau"].did, world.sides["other"].did
+    response = ask(world, world.regulator, "/ledger/v1/reconciliation", limit=100)
+    assert response.status_code == 200, response.text
+    found = {f["providerPid"]: f for f in response.json()["flows"]}
+    assert len(found) == 9
+    # Events 0..4 of both sides carry the same process ids and the same counts: they match.
+    for n in range(5):
+        assert found[f"urn:uuid:provider-{n}"]["matches"], found[f"urn:uuid:provider-{n}"]
+        assert {s["participant"] for s in found[f"urn:uuid:provider-{n}"]["sides"]} == {
+            bureau,
+            other,
+        }
+    for n in range(5, 9):
+        assert found[f"urn:uuid:provider-{n}"]["mismatches"] == [
+            {
+                "kind": "one_sided",
+                "reason": f"{bureau} logged it, did:web:bank.example.cn never did",
+            }
+        ]
+    refused = ask(world, world.bureau, "/ledger/v1/reconciliation")
+    assert refused.status_code == 403
+    assert refused.json()["reason"] == "not_a_regulator"
