@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -42,6 +43,7 @@ from ledger.ingest import CheckedBatch, IngestError, check_pushed
 from ledger.messages import BatchAccepted, BatchPush, Flow, FlowPage, ProofBundle
 from ledger.proofs import CHAIN_DOWN, build_bundle
 from ledger.reconciliation import reconcile
+from ledger.reports import Report, build_report
 from service.http import read_json
 from service.refusals import refusals
 
@@ -357,3 +359,41 @@ async def reconciliation(
     if not viewer.regulator:
         raise LedgerError(403, "not_a_regulator", "only a regulator reconciles both sides")
     return await run_in_threadpool(_reconcile, engine, participant, offset, limit)
+
+
+class ReportFormat(StrEnum):
+    JSON = "json"
+    CSV = "csv"
+
+
+def _report(
+    engine: Engine, participant: str, since: datetime | None, until: datetime | None
+) -> Report:
+    with Session(engine) as session:
+        events = archive.participant_events(session, participant, since, until)
+        return build_report(participant, events, since, until)
+
+
+REPORT: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"content": {"text/csv": {}}, "description": "The report (JSON, or CSV when asked)"}
+}
+
+
+@router.get("/reports", responses=REPORT | refusals(401, 403, 422, 503))
+async def participant_report(
+    participant: Annotated[str, Query(min_length=1, max_length=2048)],
+    engine: EngineDep,
+    viewer: ViewerDep,
+    since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    format: ReportFormat = ReportFormat.JSON,
+) -> Response:
+    """One participant's report over the period: data provided to others, personal information
+    handled against the 100,000 and 1,000,000 person thresholds, cross-border flows, refusals
+    by reason. A regulator asks for anyone's; a participant for its own."""
+    if not viewer.may_see(participant):
+        raise LedgerError(403, "not_a_regulator", "only a regulator sees another's report")
+    report = await run_in_threadpool(_report, engine, participant, since, until)
+    if format is ReportFormat.CSV:
+        return Response(report.to_csv(), media_type="text/csv; charset=utf-8")
+    return JSONResponse(report.to_json())

@@ -291,3 +291,23 @@ def test_the_regulator_reconciles_both_sides_of_each_flow(world: World) -> None:
     refused = ask(world, world.bureau, "/ledger/v1/reconciliation")
     assert refused.status_code == 403
     assert refused.json()["reason"] == "not_a_regulator"
+
+
+def test_reports_for_the_regulator_and_for_the_participant_itself(world: World) -> None:
+    bureau, other = world.sides["bureau"].did, world.sides["other"].did
+    response = ask(world, world.regulator, "/ledger/v1/reports", participant=bureau)
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["events"] == 9
+    assert {(p["asset"], p["purpose"], p["accesses"]) for p in report["provided"]} == {
+        ("firm-list", "credit-assessment", 6),
+        ("population", "statistics", 3),
+    }
+    assert report["personalInformation"]["persons"] == sum(1000 + n for n in range(9))
+    as_csv = ask(world, world.regulator, "/ledger/v1/reports", participant=bureau, format="csv")
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert as_csv.text.splitlines()[0].startswith("section,counterparty,asset")
+    own = ask(world, world.bureau, "/ledger/v1/reports", participant=bureau)
+    assert own.json() == report
+    refused = ask(world, world.bureau, "/ledger/v1/reports", participant=other)
+    assert refused.status_code == 403
