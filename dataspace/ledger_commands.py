@@ -1,16 +1,17 @@
-"""``dataspace ledger prove | check-proof | verify | db-upgrade``: the regulator's ledger from the
-command line.
+"""``dataspace ledger prove | check-proof | verify | purge | db-upgrade``: the regulator's
+ledger from the command line.
 
-``prove`` and ``verify`` read the ledger service's database (its ``LEDGER_*`` settings);
+``prove``, ``verify`` and ``purge`` use the ledger service's database (its ``LEDGER_*`` settings);
 ``check-proof`` needs nothing of the service: a bundle file and a node of the chain. Exit codes:
-0 valid (or found), 1 invalid, not found, or not checkable (the chain node down), 2 an unreadable
-file, 78 an invalid setting.
+0 valid (or found, or done), 1 invalid, not found, not checkable (the chain node down) or refused
+(a purge within the retention period), 2 an unreadable file, 78 an invalid setting.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from identity.database import migrations as identity_migrations
+from ledger import archive
 from ledger.chain import Chain, ChainError, ChainFault
 from ledger.database import migrations
 from ledger.inspection import verify_archive
@@ -123,6 +125,33 @@ def register(group: typer.Typer, load_settings: LoadSettings) -> None:
             typer.echo(f"{len(findings)} failures", err=True)
             raise typer.Exit(1)
         typer.echo("every stored event and batch verifies")
+
+    @group.command("purge")
+    def purge(
+        participant: Annotated[str, typer.Argument(help="The participant's DID.")],
+        through_batch: Annotated[
+            int, typer.Option(min=0, max=2**63 - 1, help="The last batch whose events go.")
+        ],
+    ) -> None:
+        """Delete a participant's oldest events, whole batches up to --through-batch, once their
+        retention (LEDGER_RETENTION_DAYS) has ended; refused before. Their batch headers stay
+        and still verify against the chain."""
+        loaded = settings()
+        engine = create_engine(loaded.database_url)
+        try:
+            upgrade(engine, migrations())
+            with Session(engine) as session:
+                deleted = archive.purge(
+                    session, participant, through_batch,
+                    timedelta(days=loaded.retention_days), datetime.now(UTC),
+                )  # fmt: skip
+                session.commit()
+        except archive.RetentionError as error:
+            typer.echo(f"refused: {error}", err=True)
+            raise typer.Exit(1) from None
+        finally:
+            engine.dispose()
+        typer.echo(f"{deleted} events of {participant} deleted (batches 0..{through_batch})")
 
     @group.command("db-upgrade")
     def db_upgrade() -> None:

@@ -14,10 +14,22 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Text, insert, or_
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    Text,
+    delete,
+    func,
+    insert,
+    or_,
+)
 from sqlmodel import Field, Session, col, select
 
 from identity.documents import DIDDocument
@@ -26,6 +38,7 @@ from ledger.batches import BatchError, BatchFault, BatchHeader
 from ledger.canonical import read_canonical_event
 from ledger.database import LedgerBase
 from ledger.events import EventError, EventType, LedgerEvent
+from ledger.hashchain import Link
 from ledger.ingest import CheckedBatch
 from ledger.store import MAX_DID_CHARS, EventRecord
 
@@ -301,3 +314,95 @@ def participant_events(
             except EventError:
                 continue  # tampered: `dataspace ledger verify` names it
         after = rows[-1][0]
+
+
+class PurgeRecord(LedgerBase, table=True):
+    """A participant's oldest batches whose events were deleted once their retention ended:
+    their headers stay (and still verify against the chain), and the last deleted link is kept
+    so that the chain of the events after them is checked from it."""
+
+    __tablename__ = "ledger_purge"
+
+    participant: str = Field(primary_key=True, max_length=MAX_DID_CHARS)
+    through_batch: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_sequence: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_previous_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    last_event_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    last_link_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    purged_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+    def link(self) -> Link:
+        return Link(
+            self.last_sequence, self.last_previous_hash, self.last_event_hash, self.last_link_hash
+        )
+
+
+class RetentionError(ValueError):
+    """A deletion the retention period (or the archive's state) does not allow."""
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def purge(
+    session: Session, participant: str, through_batch: int, retention: timedelta, now: datetime
+) -> int:
+    """Delete the events of ``participant``'s batches up to ``through_batch`` (inclusive), in the
+    caller's transaction, if every one of them occurred longer than ``retention`` ago; returns
+    how many were deleted. Raises :class:`RetentionError` otherwise (nothing deleted)."""
+    batch = session.get(store.BatchRecord, (participant, through_batch))
+    if batch is None:
+        raise RetentionError(f"{participant} has no batch {through_batch}")
+    done = session.get(PurgeRecord, participant)
+    if done is not None and through_batch <= done.through_batch:
+        raise RetentionError(f"batches through {done.through_batch} were purged already")
+    last = batch.last_sequence
+    youngest = session.exec(
+        select(func.max(FlowRecord.occurred_at)).where(
+            FlowRecord.participant == participant, col(FlowRecord.sequence) <= last
+        )
+    ).one()
+    if youngest is not None and _utc(youngest) > now - retention:
+        raise RetentionError(
+            f"an event of {_utc(youngest).isoformat()} in these batches is kept until "
+            f"{(_utc(youngest) + retention).isoformat()} (LEDGER_RETENTION_DAYS)"
+        )
+    final = session.get(EventRecord, (participant, last))
+    if final is None:
+        raise RetentionError(f"event {last} is not stored: run `dataspace ledger verify`")
+    if done is not None:
+        session.delete(done)
+        session.flush()
+    record = PurgeRecord(
+        participant=participant,
+        through_batch=through_batch,
+        last_sequence=last,
+        last_previous_hash=final.previous_hash,
+        last_event_hash=final.event_hash,
+        last_link_hash=final.link_hash,
+        purged_at=now,
+    )
+    session.add(record)
+    session.execute(
+        delete(FlowRecord).where(
+            col(FlowRecord.participant) == participant, col(FlowRecord.sequence) <= last
+        )
+    )
+    deleted = session.exec(
+        select(func.count())
+        .select_from(EventRecord)
+        .where(EventRecord.participant == participant, col(EventRecord.sequence) <= last)
+    ).one()
+    session.execute(
+        delete(EventRecord).where(
+            col(EventRecord.participant) == participant, col(EventRecord.sequence) <= last
+        )
+    )
+    return int(deleted)
+
+
+def purged_through(session: Session, participant: str) -> Link | None:
+    """The last link of the participant's purged events, ``None`` if none were."""
+    record = session.get(PurgeRecord, participant)
+    return None if record is None else record.link()

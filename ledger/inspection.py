@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from identity.documents import parse_document
 from identity.errors import IdentityError
 from ledger import store
-from ledger.archive import FlowRecord, ReceivedBatch, flow_row
+from ledger.archive import FlowRecord, ReceivedBatch, flow_row, purged_through
 from ledger.batches import BatchError, verify_signed_header
 from ledger.canonical import read_canonical_event
 from ledger.chain import Chain, ChainError
@@ -85,7 +85,8 @@ def verify_archive(session: Session, chain: Chain | None) -> list[Finding]:
                 select(FlowRecord).where(FlowRecord.participant == participant)
             ).all()
         }
-        result = store.verify(session, participant, None, algorithm)
+        start = purged_through(session, participant)
+        result = store.verify(session, participant, None, algorithm, start=start)
         for failure in result.events:
             event_id = failure.event_id
             if event_id is None and failure.sequence in index:

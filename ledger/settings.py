@@ -32,5 +32,7 @@ class LedgerSettings(ParticipantServiceSettings):
     registry_address: str | None = None
     """The ``AnchorRegistry`` contract's address; unset: batches cannot be accepted (503)."""
     chain_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    retention_days: int = Field(default=3 * 365, ge=1, le=36_500)
+    """How long accepted events are kept: their deletion before that is refused."""
     max_body_bytes: int = Field(default=32 << 20, ge=1024)
     """A pushed batch carries its events: the body limit is larger than the other services'."""

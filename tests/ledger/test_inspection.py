@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,15 +16,18 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
+from typer.testing import CliRunner
 
+from dataspace.cli import app as cli
 from ledger import store
 from ledger.app import create_app
-from ledger.archive import FlowRecord
+from ledger.archive import FlowRecord, RetentionError, purge
 from ledger.chain import Chain
 from ledger.inspection import Finding, verify_archive
 from ledger.messages import ProofBundle
 from ledger.proofs import InvalidProofError, build_bundle, check_bundle
 from storage.engine import create_engine
+from tests.ledger.factories import T0
 from tests.ledger.pushes import Operator, Side, did_key_participant
 from tests.ledger.test_service import settings_for
 
@@ -212,3 +216,57 @@ def test_a_bundle_whose_account_is_not_the_participants_is_invalid(
     with pytest.raises(InvalidProofError):
         check_bundle(forged, archive.operator.registry)
     other.close()
+
+
+RETENTION = timedelta(days=3 * 365)
+
+
+def test_deleting_events_within_their_retention_is_refused(archive: Archive) -> None:
+    with Session(archive.engine) as session, pytest.raises(RetentionError, match="kept until"):
+        purge(session, archive.side.did, 0, RETENTION, T0 + RETENTION - timedelta(seconds=1))
+    assert archive.findings() == []
+    assert archive.event(0).event_id
+
+
+def test_the_cli_refuses_a_purge_within_the_retention(archive: Archive) -> None:
+    env = {
+        "LEDGER_LEDGER_ID": "did:web:127.0.0.1%3A8383:ledger",
+        "LEDGER_KEY_PASSPHRASE": "correct horse battery staple",
+        "LEDGER_DATABASE_URL": archive.engine.url.render_as_string(hide_password=False),
+    }
+    result = CliRunner().invoke(
+        cli, ["ledger", "purge", archive.side.did, "--through-batch", "1"], env=env
+    )
+    assert result.exit_code == 1
+    assert "refused: an event of 2026-11-24" in result.output
+    assert "LEDGER_RETENTION_DAYS" in result.output
+
+
+def test_after_the_retention_whole_batches_go_and_the_rest_still_verifies(
+    archive: Archive,
+) -> None:
+    kept = archive.event(8).event_id
+    with Session(archive.engine) as session:
+        assert purge(session, archive.side.did, 1, RETENTION, T0 + RETENTION * 2) == 8
+        session.commit()
+    assert archive.findings() == []
+    with Session(archive.engine) as session:
+        assert session.get(store.EventRecord, (archive.side.did, 0)) is None
+        assert len(session.exec(select(FlowRecord)).all()) == 2
+        with pytest.raises(RetentionError, match="purged already"):
+            purge(session, archive.side.did, 0, RETENTION, T0 + RETENTION * 2)
+        bundle = build_bundle(session, kept)
+    assert bundle is not None
+    check_bundle(bundle, archive.operator.registry)
+
+
+def test_after_a_purge_a_changed_link_at_the_cut_is_still_seen(archive: Archive) -> None:
+    with Session(archive.engine) as session:
+        purge(session, archive.side.did, 1, RETENTION, T0 + RETENTION * 2)
+        session.execute(
+            update(store.EventRecord)
+            .where(store.EventRecord.sequence == 8)  # type: ignore[arg-type]
+            .values(previous_hash=bytes(32))
+        )
+        session.commit()
+    assert 8 in {f.sequence for f in archive.findings()}
