@@ -52,13 +52,13 @@ class FlowRecord(LedgerBase, table=True):
 
     __tablename__ = "ledger_flow"
     __table_args__ = (
-        Index("ix_ledger_flow_participant_time", "participant", "occurred_at"),
+        Index("ix_ledger_flow_participant_time", "participant", "occurred_at", "sequence"),
         Index("ix_ledger_flow_counterparty_time", "counterparty", "occurred_at"),
         Index("ix_ledger_flow_asset_time", "asset_id", "occurred_at"),
         Index("ix_ledger_flow_purpose_time", "purpose", "occurred_at"),
         Index("ix_ledger_flow_domain_time", "scenario_domain", "occurred_at"),
         Index("ix_ledger_flow_type_time", "event_type", "occurred_at"),
-        Index("ix_ledger_flow_time", "occurred_at"),
+        Index("ix_ledger_flow_time", "occurred_at", "participant", "sequence"),
         Index("ix_ledger_flow_provider_pid", "provider_pid"),
         Index("ix_ledger_flow_consumer_pid", "consumer_pid"),
     )

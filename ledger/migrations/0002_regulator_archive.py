@@ -1,8 +1,8 @@
 """regulator archive: flow index, received batches, purges
 
-Revision ID: 14838896e4b4
+Revision ID: 6bb8813faf1c
 Revises: 1833bb56d124
-Create Date: 2026-12-02 07:39:24.340493
+Create Date: 2026-12-02 07:45:10.838132
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-revision: str = "14838896e4b4"
+revision: str = "6bb8813faf1c"
 down_revision: str | None = "1833bb56d124"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -50,13 +50,17 @@ def upgrade() -> None:
             "ix_ledger_flow_domain_time", ["scenario_domain", "occurred_at"], unique=False
         )
         batch_op.create_index(
-            "ix_ledger_flow_participant_time", ["participant", "occurred_at"], unique=False
+            "ix_ledger_flow_participant_time",
+            ["participant", "occurred_at", "sequence"],
+            unique=False,
         )
         batch_op.create_index("ix_ledger_flow_provider_pid", ["provider_pid"], unique=False)
         batch_op.create_index(
             "ix_ledger_flow_purpose_time", ["purpose", "occurred_at"], unique=False
         )
-        batch_op.create_index("ix_ledger_flow_time", ["occurred_at"], unique=False)
+        batch_op.create_index(
+            "ix_ledger_flow_time", ["occurred_at", "participant", "sequence"], unique=False
+        )
         batch_op.create_index(
             "ix_ledger_flow_type_time", ["event_type", "occurred_at"], unique=False
         )

@@ -5,6 +5,7 @@ leaves nothing behind."""
 from __future__ import annotations
 
 import copy
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -254,14 +255,14 @@ def test_a_transaction_that_did_not_anchor_the_root_is_refused(
     refusal(ledger.post("/ledger/v1/batches", json=wrong), 400, "wrong_transaction")
 
 
-@pytest.mark.parametrize("node", ["down", "garbage"])
+@pytest.mark.parametrize("node", ["down", "slow", "garbage"])
 def test_a_chain_that_cannot_be_read_is_retryable_and_nothing_is_stored(
     node: str, side: Side, operator: Operator, regulator_db: str
 ) -> None:
     push = anchored(side, 4)[0]
 
     def attempt(url: str) -> None:
-        chain = Chain.connect(url, timeout_s=2)
+        chain = Chain.connect(url, timeout_s=0.5)
         app = create_app(settings_for(regulator_db, operator.registry.address), chain=chain)
         with TestClient(app) as client:
             response = client.post("/ledger/v1/batches", json=push)
@@ -270,6 +271,11 @@ def test_a_chain_that_cannot_be_read_is_retryable_and_nothing_is_stored(
 
     if node == "down":
         attempt(f"http://127.0.0.1:{free_port()}")
+    elif node == "slow":
+        with socket.socket() as listener:  # accepts connections, never answers
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(8)
+            attempt(f"http://127.0.0.1:{listener.getsockname()[1]}")
     else:
         with answering(b'{"jsonrpc": "2.0", "id": 0, "result": "banana"}') as url:
             attempt(url)
@@ -297,3 +303,20 @@ def test_the_service_serves_its_did_document(ledger: TestClient) -> None:
     document = ledger.get("/ledger/did.json").json()
     assert document["id"] == LEDGER_DID
     assert document["assertionMethod"]
+
+
+def test_a_batch_whose_store_fails_midway_leaves_nothing(
+    ledger: TestClient, side: Side, operator: Operator, tmp_path: Path, regulator_db: str
+) -> None:
+    first = anchored(side, 4)[0]
+    assert ledger.post("/ledger/v1/batches", json=first).status_code == 201
+    other_did, other_key = did_key_participant()
+    other = Side(tmp_path, other_did, other_key, operator, name="other")
+    other.record(3)
+    other.record(1, event_id=first["events"][0]["eventId"])  # the last one collides on insert
+    other.seal()
+    other.anchor()
+    [push] = other.pushes()
+    refusal(ledger.post("/ledger/v1/batches", json=push), 409, "duplicate_event")
+    assert counts(regulator_db) == (4, 1, 4, 1)
+    other.close()
