@@ -24,8 +24,7 @@ from identity.participant import build_participant
 from identity.resolver import did_web_url
 from ledger.chain import Chain
 from ledger.database import migrations
-from ledger.deps import LedgerError, ParticipantDep
-from ledger.routes import router
+from ledger.routes import LedgerError, ParticipantDep, router
 from ledger.settings import LedgerSettings
 from service.http import error_body, install_error_handlers
 from service.refusals import NOT_READY

@@ -136,7 +136,21 @@ def accept(
 ) -> None:
     """Store an accepted batch in ``session``'s transaction (the caller commits)."""
     header = checked.header
-    links = store.append(session, header.participant, checked.hashed, header.hash_algorithm)
+    hashed = [
+        store.HashedEvent(
+            e.event.participant,
+            e.event.event_id,
+            e.event.type.value,
+            e.event.occurred_at,
+            e.event.counterparty,
+            e.event.provider_pid,
+            e.event.consumer_pid,
+            e.body,
+            e.event_hash,
+        )
+        for e in checked.events
+    ]
+    links = store.append(session, header.participant, hashed, header.hash_algorithm)
     if [link.link_hash for link in links] != [link.link_hash for link in checked.links]:
         # Another transaction appended between the check and now: never store a fork.
         raise BatchError(
@@ -144,12 +158,16 @@ def accept(
         )
     store.save_batch(session, header, signed_header)
     store.mark_anchored(
-        session, header.participant, header.batch_sequence, where.transaction,
-        where.anchor.block_number, now,
-    )  # fmt: skip
+        session,
+        header.participant,
+        header.batch_sequence,
+        where.transaction,
+        where.anchor.block_number,
+        now,
+    )
     session.execute(
         insert(LedgerBase.metadata.tables[FlowRecord.__tablename__]),
-        [flow_row(link.sequence, e) for link, e in zip(links, checked.events, strict=True)],
+        [flow_row(link.sequence, e.event) for link, e in zip(links, checked.events, strict=True)],
     )
     session.add(
         ReceivedBatch(

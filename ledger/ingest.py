@@ -20,7 +20,6 @@ from ledger.digests import digest
 from ledger.events import EventError, LedgerEvent
 from ledger.hashchain import Link, append
 from ledger.merkle import MerkleTree
-from ledger.store import HashedEvent
 
 
 class IngestFault(StrEnum):
@@ -40,22 +39,27 @@ class IngestError(ValueError):
 
 
 @dataclass(frozen=True)
+class ReadEvent:
+    """A pushed event: the event, its canonical bytes (RFC 8785) and their hash."""
+
+    event: LedgerEvent
+    body: bytes
+    event_hash: bytes
+
+
+@dataclass(frozen=True)
 class CheckedBatch:
     header: BatchHeader
-    events: list[LedgerEvent]
-    hashed: list[HashedEvent]
+    events: list[ReadEvent]
     links: list[Link]
     tree: MerkleTree
 
 
-def read_events(
-    header: BatchHeader, pushed: Sequence[dict[str, Any]]
-) -> tuple[list[LedgerEvent], list[HashedEvent]]:
+def read_events(header: BatchHeader, pushed: Sequence[dict[str, Any]]) -> list[ReadEvent]:
     """Each pushed object's canonical bytes (RFC 8785) and hash, under the header's algorithm;
     refused unless each is a valid event of the header's participant whose canonical form
     reads back to the same bytes."""
-    events: list[LedgerEvent] = []
-    hashed: list[HashedEvent] = []
+    events: list[ReadEvent] = []
     seen: set[str] = set()
     for index, value in enumerate(pushed):
         try:
@@ -73,21 +77,8 @@ def read_events(
                 IngestFault.DUPLICATE_EVENT, f"events[{index}]: {event.event_id} appears twice"
             )
         seen.add(event.event_id)
-        events.append(event)
-        hashed.append(
-            HashedEvent(
-                event.participant,
-                event.event_id,
-                event.type.value,
-                event.occurred_at,
-                event.counterparty,
-                event.provider_pid,
-                event.consumer_pid,
-                body,
-                digest(header.hash_algorithm, body),
-            )
-        )
-    return events, hashed
+        events.append(ReadEvent(event, body, digest(header.hash_algorithm, body)))
+    return events
 
 
 def check_pushed(
@@ -105,7 +96,7 @@ def check_pushed(
             BatchFault.BROKEN_CHAIN,
             f"the participant's ledger hashes with {previous.hash_algorithm.value}",
         )
-    events, hashed = read_events(header, pushed)
+    events = read_events(header, pushed)
     expected_head = None if previous is None else previous.last_sequence
     if (None if head is None else head.sequence) != expected_head:
         raise BatchError(
@@ -113,9 +104,9 @@ def check_pushed(
         )
     links: list[Link] = []
     last = head
-    for item in hashed:
+    for item in events:
         last = append(last, item.event_hash, header.hash_algorithm)
         links.append(last)
     # Links are numbered from the head: a header whose range starts elsewhere fails here.
     tree = check_batch(header, links, previous)
-    return CheckedBatch(header, events, hashed, links, tree)
+    return CheckedBatch(header, events, links, tree)

@@ -1,6 +1,8 @@
-"""The regulator's ledger service over HTTP: participants push their signed, anchored batches;
-regulators (DCP with a ``RegulatorCredential``) query the flows and ask for any event's proof
-bundle; a participant without that credential sees only its own events.
+"""The regulator's ledger service over HTTP (with :mod:`ledger.app`, the package's only web
+module; its dependencies are the only readers of ``app.state``): participants push their
+signed, anchored batches; regulators (DCP with a ``RegulatorCredential``) query the flows,
+reconcile both sides of each flow, read reports and ask for any event's proof bundle; a
+participant without that credential sees only its own events and report.
 
 A pushed batch is accepted only after every check, in this order: it follows the participant's
 last accepted batch (a repeat of an accepted one is answered as the first time, a different
@@ -16,12 +18,12 @@ nothing is stored.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, ValidationError
@@ -30,13 +32,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from identity import jwt_sign
+from identity.credentials import CredentialType
 from identity.documents import DIDDocument
 from identity.errors import IdentityError
+from identity.participant import Participant
 from ledger import archive, store
 from ledger.batches import BatchError, BatchFault, BatchHeader, verify_signed_header
 from ledger.canonical import canonicalise
 from ledger.chain import AnchorRegistry, ChainError, ChainFault, Status
-from ledger.deps import EngineDep, LedgerError, ParticipantDep, RegistryDep, SettingsDep, ViewerDep
 from ledger.events import EventError, EventType
 from ledger.hashchain import Link
 from ledger.ingest import CheckedBatch, IngestError, check_pushed
@@ -44,6 +47,7 @@ from ledger.messages import BatchAccepted, BatchPush, Flow, FlowPage, ProofBundl
 from ledger.proofs import CHAIN_DOWN, build_bundle
 from ledger.reconciliation import reconcile
 from ledger.reports import Report, build_report
+from ledger.settings import LedgerSettings
 from service.http import read_json
 from service.refusals import refusals
 
@@ -55,6 +59,73 @@ REPLAYED: Final[dict[int | str, dict[str, Any]]] = {
     200: {"model": BatchAccepted, "description": "Accepted before: the same answer as then"}
 }
 router = APIRouter(prefix="/ledger/v1", tags=["ledger"])
+
+
+class LedgerError(Exception):
+    """A refusal of the ledger service: status, reason code, message, and extra fields of the
+    body (what was expected, say)."""
+
+    def __init__(
+        self, status: int, reason: str, message: str, *, retry_after_s: int | None = None,
+        **extra: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.retry_after_s = retry_after_s
+        self.extra = extra
+
+
+def get_settings(request: Request) -> LedgerSettings:
+    settings: LedgerSettings = request.app.state.settings
+    return settings
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_participant(request: Request) -> Participant:
+    participant: Participant = request.app.state.participant
+    return participant
+
+
+def get_registry(request: Request) -> AnchorRegistry | None:
+    registry: AnchorRegistry | None = request.app.state.registry
+    return registry
+
+
+@dataclass(frozen=True)
+class Viewer:
+    did: str
+    regulator: bool
+    """Holds a valid ``RegulatorCredential``: sees every participant's events."""
+
+    def may_see(self, participant: str) -> bool:
+        return self.regulator or participant == self.did
+
+
+async def get_viewer(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Viewer:
+    """The caller, authenticated the DCP way (a failure is the identity layer's typed 401 or
+    403); no token at all is 401 ``not_authenticated``."""
+    if not authorization:
+        raise LedgerError(
+            401, "not_authenticated", "a DCP self-issued ID token is needed (Authorization: Bearer)"
+        )
+    peer = await get_participant(request).verifier.authenticate(authorization)
+    return Viewer(peer.did, CredentialType.REGULATOR in peer.presentation.types())
+
+
+SettingsDep = Annotated[LedgerSettings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+ParticipantDep = Annotated[Participant, Depends(get_participant)]
+RegistryDep = Annotated[AnchorRegistry | None, Depends(get_registry)]
+ViewerDep = Annotated[Viewer, Depends(get_viewer)]
+
 
 _BATCH_STATUS: Final = {
     BatchFault.MALFORMED: 400,
