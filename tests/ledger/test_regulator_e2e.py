@@ -39,6 +39,7 @@ from tests.e2e.space import call, onboard
 from tests.ledger import nodetools
 from tests.ledger.factories import T0
 from tests.ledger.pushes import Operator, Side, did_key_participant
+from tests.loopback import free_port
 from tests.participants import (
     BUREAU_ORG,
     LOOPBACK,
@@ -311,3 +312,20 @@ def test_reports_for_the_regulator_and_for_the_participant_itself(world: World) 
     assert own.json() == report
     refused = ask(world, world.bureau, "/ledger/v1/reports", participant=other)
     assert refused.status_code == 403
+
+
+def test_without_a_chain_node_nothing_is_called_valid(world: World, tmp_path: Path) -> None:
+    runner = CliRunner()
+    event = flows(world, world.regulator)[0]["event"]
+    proved = runner.invoke(cli, ["ledger", "prove", event["eventId"]], env=prove_env(world))
+    file = tmp_path / "bundle.json"
+    file.write_text(proved.stdout)
+    down = f"http://127.0.0.1:{free_port()}"
+    checked = runner.invoke(cli, ["ledger", "check-proof", str(file), "--chain", down])
+    assert checked.exit_code == 1
+    assert checked.output.startswith(f"error: cannot check against {down}")
+    verified = runner.invoke(
+        cli, ["ledger", "verify"], env=prove_env(world) | {"LEDGER_CHAIN_URL": down}
+    )
+    assert verified.exit_code == 1
+    assert verified.output.startswith(f"error: cannot check against {down}")
