@@ -61,6 +61,8 @@ class World:
     regulator: ConnectorSettings
     chain_url: str
     sides: dict[str, Side]
+    operator: Operator
+    folder: Path
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +126,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             for push in side.pushes():
                 answer = httpx.post(f"{ledger_url}/ledger/v1/batches", json=push, timeout=30)
                 assert answer.status_code == 201, answer.text
-        yield World(ledger, ledger_url, bureau, regulator, chain_url, sides)
+        yield World(ledger, ledger_url, bureau, regulator, chain_url, sides, operator, folder)
         for side in sides.values():
             side.close()
 
@@ -329,3 +331,22 @@ def test_without_a_chain_node_nothing_is_called_valid(world: World, tmp_path: Pa
     )
     assert verified.exit_code == 1
     assert verified.output.startswith(f"error: cannot check against {down}")
+
+
+def test_the_same_batch_pushed_twice_at_once_is_stored_once(world: World) -> None:
+    side = Side(world.folder, *did_key_participant(), world.operator, name="racer")
+    side.record(4)
+    side.seal()
+    side.anchor()
+    [push] = side.pushes()
+
+    async def both() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            url = f"{world.ledger_url}/ledger/v1/batches"
+            return await asyncio.gather(client.post(url, json=push), client.post(url, json=push))
+
+    answers = asyncio.run(both())
+    assert sorted(a.status_code for a in answers) == [200, 201], [a.text for a in answers]
+    assert answers[0].json() | {"replayed": False} == answers[1].json() | {"replayed": False}
+    assert len(flows(world, world.regulator, participant=side.did)) == 4
+    side.close()
