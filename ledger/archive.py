@@ -150,7 +150,10 @@ def accept(
         )
         for e in checked.events
     ]
-    links = store.append(session, header.participant, hashed, header.hash_algorithm)
+    links = store.append(
+        session, header.participant, hashed, header.hash_algorithm,
+        start=purged_through(session, header.participant),
+    )  # fmt: skip
     if [link.link_hash for link in links] != [link.link_hash for link in checked.links]:
         # Another transaction appended between the check and now: never store a fork.
         raise BatchError(

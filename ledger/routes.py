@@ -197,7 +197,9 @@ def _standing(
                 f"{header.batch_sequence} from event {header.first_sequence}",
                 expectedBatchSequence=expected_batch, expectedFirstSequence=expected_event,
             )  # fmt: skip
-        return previous, store.head(session, header.participant)
+        head = store.head(session, header.participant)
+        # After a retention purge of every stored event, the chain goes on from the last one.
+        return previous, head or archive.purged_through(session, header.participant)
 
 
 def _bodies(push: BatchPush) -> list[bytes]:

@@ -131,13 +131,17 @@ def append(
     participant: str,
     events: Sequence[LedgerEvent | HashedEvent],
     algorithm: HashAlgorithm = HashAlgorithm.SHA256,
+    *,
+    start: Link | None = None,
 ) -> list[Link]:
-    """Chain ``events`` after the participant's last one, in the caller's transaction."""
+    """Chain ``events`` after the participant's last one, in the caller's transaction;
+    ``start``: the link to go on from when none of its events is stored (a regulator's archive
+    after a retention purge)."""
     hashed = [e if isinstance(e, HashedEvent) else hash_event(e, algorithm) for e in events]
     for item in hashed:
         if item.participant != participant:
             raise EventError(f"an event of {item.participant} is not {participant}'s")
-    last = head(session, participant)
+    last = head(session, participant) or start
     links: list[Link] = []
     rows = []
     for item in hashed:

@@ -270,3 +270,20 @@ def test_after_a_purge_a_changed_link_at_the_cut_is_still_seen(archive: Archive)
         )
         session.commit()
     assert 8 in {f.sequence for f in archive.findings()}
+
+
+def test_after_purging_everything_the_participant_goes_on(archive: Archive) -> None:
+    with Session(archive.engine) as session:
+        purge(session, archive.side.did, 2, RETENTION, T0 + RETENTION * 2)
+        session.commit()
+    archive.side.record(4)
+    archive.side.seal()
+    archive.side.anchor()
+    url = archive.engine.url.render_as_string(hide_password=False)
+    app = create_app(
+        settings_for(url, archive.operator.registry.address), chain=archive.operator.chain
+    )
+    with TestClient(app) as client:
+        response = client.post("/ledger/v1/batches", json=archive.side.pushes()[-1])
+    assert response.status_code == 201, response.text
+    assert archive.findings() == []

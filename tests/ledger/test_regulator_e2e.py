@@ -340,7 +340,7 @@ def test_the_same_batch_pushed_twice_at_once_is_stored_once(world: World) -> Non
     side.anchor()
     [push] = side.pushes()
 
-    async def both() -> list[httpx.Response]:
+    async def both() -> tuple[httpx.Response, httpx.Response]:
         async with httpx.AsyncClient(timeout=30) as client:
             url = f"{world.ledger_url}/ledger/v1/batches"
             return await asyncio.gather(client.post(url, json=push), client.post(url, json=push))
