@@ -36,7 +36,7 @@ from connector.dcp.client import OnboardingError, request_credentials
 from connector.participant import migrate as migrate_connector
 from connector.participant import standalone
 from connector.settings import ConnectorSettings
-from dataspace import demo, holder_commands
+from dataspace import demo, holder_commands, ledger_commands
 from dataspace.authority_commands import authority_cli
 from dataspace.onboarding import WAITING, StatusError, wait_for_decision
 from identity.claims import OrganisationClaims
@@ -370,6 +370,9 @@ def ledger_serve(host: HostOption = None, port: PortOption = None) -> None:
     """Run the ledger service (settings: LEDGER_* variables)."""
     settings = load_settings(LedgerSettings, host=host, port=port)
     uvicorn.run(create_ledger_app(settings), host=settings.host, port=settings.port)
+
+
+ledger_commands.register(ledger_cli, load_settings)
 
 
 class Service(StrEnum):

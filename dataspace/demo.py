@@ -97,7 +97,7 @@ FIRM_LIST_OFFER = {
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 """The demo runs on 127.0.0.1, which the outbound destination policy refuses unless allowed."""
 NOT_BUILT_YET = (
-    "ledger: anchoring audit events on an EVM chain, inclusion proofs",
+    "ledger: the connectors recording their events and pushing their batches to the regulator",
     "matching: private set intersection between two connectors",
 )
 
@@ -155,7 +155,17 @@ def run(say: Say) -> int:
         apps = {
             "broker (authority)": (create_broker_app(broker), sockets["broker"]),
             "ledger": (
-                create_ledger_app(LedgerSettings(database_url=f"sqlite:///{folder / 'ledger.db'}")),
+                create_ledger_app(
+                    LedgerSettings(
+                        ledger_id=did_of(ports["ledger"], "ledger"),
+                        public_url=f"http://127.0.0.1:{ports['ledger']}",
+                        database_url=f"sqlite:///{folder / 'ledger.db'}",
+                        key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
+                        trusted_issuers={CredentialType.REGULATOR: [authority]},
+                        did_web_allow_http=True,
+                        outbound_allowed_networks=LOOPBACK,
+                    )
+                ),
                 sockets["ledger"],
             ),
             "connector (city bureau)": (create_connector_app(bureau), sockets["bureau"]),

@@ -431,6 +431,40 @@ class AnchorRegistry:
         except (TypeError, ValueError):
             raise ChainError(ChainFault.GARBAGE, f"anchor {value!r}") from None
 
+    def did_of(self, account: str) -> str:
+        """The DID the operator registered ``account`` for (empty when it never did)."""
+        target = Web3.to_checksum_address(account)
+        did = self.chain.call("did", lambda: self.contract.functions.didOf(target).call())
+        if not isinstance(did, str):
+            raise ChainError(ChainFault.GARBAGE, f"did {did!r}")
+        return did
+
+    def anchor_transaction(self, anchor: OnChainAnchor) -> str:
+        """The hash of the transaction that anchored ``anchor``: its ``Anchored`` log, in the
+        block the contract recorded for it."""
+
+        def find() -> list[Any]:
+            logs: list[Any] = self.contract.events.Anchored().get_logs(
+                from_block=anchor.block_number,
+                to_block=anchor.block_number,
+                argument_filters={
+                    "participant": Web3.to_checksum_address(anchor.participant),
+                    "batchSequence": anchor.batch_sequence,
+                },
+            )
+            return logs
+
+        for log in self.chain.call("anchor log", find):
+            try:
+                if bytes(log["args"]["root"]) == anchor.root:
+                    return "0x" + bytes(log["transactionHash"]).hex()
+            except (KeyError, TypeError, ValueError):
+                raise ChainError(ChainFault.GARBAGE, f"anchor log {log!r:.200}") from None
+        raise ChainError(
+            ChainFault.GARBAGE,
+            f"no Anchored log of batch {anchor.batch_sequence} in block {anchor.block_number}",
+        )
+
     def anchors(self, account: str) -> list[OnChainAnchor]:
         return [self.anchor_at(account, n) for n in range(self.anchor_count(account))]
 

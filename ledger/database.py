@@ -17,7 +17,7 @@ class LedgerBase(SQLModel, registry=registry()):
 
 
 def migrations() -> Migrations:
-    from ledger import store  # noqa: F401 - defines the tables
+    from ledger import archive, store  # noqa: F401 - define the tables
 
     return Migrations(
         name="ledger",

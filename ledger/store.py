@@ -131,13 +131,17 @@ def append(
     participant: str,
     events: Sequence[LedgerEvent | HashedEvent],
     algorithm: HashAlgorithm = HashAlgorithm.SHA256,
+    *,
+    start: Link | None = None,
 ) -> list[Link]:
-    """Chain ``events`` after the participant's last one, in the caller's transaction."""
+    """Chain ``events`` after the participant's last one, in the caller's transaction;
+    ``start``: the link to go on from when none of its events is stored (a regulator's archive
+    after a retention purge)."""
     hashed = [e if isinstance(e, HashedEvent) else hash_event(e, algorithm) for e in events]
     for item in hashed:
         if item.participant != participant:
             raise EventError(f"an event of {item.participant} is not {participant}'s")
-    last = head(session, participant)
+    last = head(session, participant) or start
     links: list[Link] = []
     rows = []
     for item in hashed:
@@ -310,13 +314,17 @@ def verify(
     participant: str,
     document: DIDDocument | None = None,
     algorithm: HashAlgorithm = HashAlgorithm.SHA256,
+    *,
+    start: Link | None = None,
 ) -> Verification:
     """Re-check ``participant``'s stored ledger: every event against its hashes and the chain
     (naming each that fails and why), every batch against its events and the batch before, and,
     given the participant's DID document, every batch's signature. A batch whose events are no
-    longer all there names the missing ones, so that a deleted tail is seen too."""
+    longer all there names the missing ones, so that a deleted tail is seen too. ``start``: the
+    last link of events removed on purpose (a retention purge of whole batches); the chain is
+    checked from it, and the batches it ends are checked without their events."""
     records = list(stored_records(session, participant))
-    chain_failures = check_chain(participant, records, algorithm)
+    chain_failures = check_chain(participant, records, algorithm, start=start)
     by_sequence = {r.sequence: r for r in records}
     batch_failures: list[BatchFailure] = []
     previous: BatchHeader | None = None
@@ -340,6 +348,9 @@ def verify(
             batch_failures.append(
                 BatchFailure(row.batch_sequence, "header_mismatch", "stored columns differ")
             )
+        if start is not None and header.last_sequence <= start.sequence:
+            previous = header  # purged on purpose: its events are gone, its header remains
+            continue
         missing = [
             n
             for n in range(header.first_sequence, header.last_sequence + 1)

@@ -23,7 +23,7 @@ def key_wrapping_at_the_floor() -> Iterator[None]:
     (N=2^15, about 0.1 s) rather than the default (OWASP's N=2^17, about 0.5 s): the suite
     starts hundreds of them on fresh databases. Servers in subprocesses inherit it."""
     with pytest.MonkeyPatch.context() as patch:
-        for prefix in ("CONNECTOR", "BROKER"):
+        for prefix in ("CONNECTOR", "BROKER", "LEDGER"):
             patch.setenv(f"{prefix}_KEY_SCRYPT_LOG2_N", TEST_SCRYPT_LOG2_N)
         yield
 

@@ -12,8 +12,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = [
     "ledger.events", "ledger.digests", "ledger.canonical", "ledger.hashchain", "ledger.merkle",
-    "ledger.machine", "ledger.batches",
+    "ledger.machine", "ledger.batches", "ledger.ingest", "ledger.messages",
+    "ledger.reconciliation", "ledger.reports",
 ]  # fmt: skip
+SERVICE_LIBRARY = ["ledger.archive", "ledger.proofs", "ledger.inspection", "ledger.settings"]
+"""The regulator's service apart from its web files (``app``, ``routes``): storage and the chain,
+no web framework."""
+WEB = ("fastapi", "starlette", "uvicorn")
 FORBIDDEN = (
     "fastapi", "starlette", "uvicorn", "httpx", "sqlalchemy", "sqlmodel", "web3", "connector",
     "broker",
@@ -39,6 +44,14 @@ def loaded_after_importing(modules: list[str]) -> list[str]:
 
 def test_the_ledger_library_loads_no_io_library() -> None:
     assert loaded_after_importing(LIBRARY) == []
+
+
+def test_the_services_storage_and_proofs_load_no_web_framework() -> None:
+    assert [m for m in loaded_after_importing(SERVICE_LIBRARY) if m in WEB] == []
+
+
+def test_the_check_sees_the_routes_load_the_web_framework() -> None:
+    assert "fastapi" in loaded_after_importing(["ledger.routes"])
 
 
 def test_the_check_sees_the_chain_adapter_load_web3() -> None:

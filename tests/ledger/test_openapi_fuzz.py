@@ -9,11 +9,16 @@ from fastapi.testclient import TestClient
 
 from ledger.app import create_app
 from ledger.settings import LedgerSettings
+from tests.ledger.pushes import PASSPHRASE
 from tests.openapi_fuzz import Case, check, schema_of, unbounded_numbers
 
 
 def settings(database_url: str) -> LedgerSettings:
-    return LedgerSettings(database_url=database_url)
+    return LedgerSettings(
+        ledger_id="did:web:127.0.0.1%3A8383:ledger",
+        database_url=database_url,
+        key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture(scope="module")
