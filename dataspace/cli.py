@@ -33,7 +33,7 @@ from connector.dcp.client import OnboardingError, request_credentials
 from connector.participant import migrate as migrate_connector
 from connector.participant import standalone
 from connector.settings import ConnectorSettings
-from dataspace import demo
+from dataspace import demo, match_commands
 from identity.credential_service import Holding
 from identity.credentials import CredentialType
 from identity.database import migrations as identity_migrations
@@ -380,6 +380,9 @@ def fetch(
     resumed = f" (resumed at byte {got.resumed_from})" if got.resumed_from else ""
     typer.echo("", err=True)
     typer.echo(f"{got.sha256}  {got.path}  {got.bytes} bytes{resumed}")
+
+
+app.command("match")(match_commands.match)
 
 
 @data_cli.command("generate")

@@ -20,6 +20,7 @@ from connector.dataplane.sources import AddressError, SourceRules
 from connector.deps import (
     EngineDep,
     ManagementError,
+    MatchingSetsDep,
     NegotiationsDep,
     ParticipantDep,
     SettingsDep,
@@ -34,6 +35,7 @@ from connector.transfer.machine import Event as TransferEvent
 from connector.transfer.machine import State as TransferState
 from connector.transfer.store import TransferProcessRecord
 from identity.presentations import EVERY_SCOPE
+from matching.identifiers import Kind
 from policy.jsonld import read_policy, write_policy
 from policy.lint import Severity, lint
 from policy.operands import Grade, check_region
@@ -52,14 +54,24 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
+class MatchingIn(Model):
+    """A matching set: which column of the file (CSV with a header) or of the query's result
+    holds the identifiers, and what kind they are (normalised and validated as such)."""
+
+    column: str = Field(min_length=1, max_length=100)
+    kind: Kind
+
+
 class DataAddressIn(Model):
-    """Where the data is: a local file, an HTTP backend, or a SQL query on a configured database."""
+    """Where the data is: a local file, an HTTP backend, or a SQL query on a configured database.
+    With ``matching``, a file or query is a matching set: offered for PSI (``PSI-PULL``) only."""
 
     type: Literal["file", "http", "sql"]
     path: str | None = None
     url: str | None = None
     query: str | None = Field(default=None, max_length=10_000)
     database: str | None = Field(default=None, max_length=100)
+    matching: MatchingIn | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> DataAddressIn:
@@ -71,6 +83,8 @@ class DataAddressIn(Model):
             raise ValueError("a file path must be absolute")
         if self.type == "http" and not str(self.url).startswith(("http://", "https://")):
             raise ValueError("an HTTP data address needs an http(s) URL")
+        if self.type == "http" and self.matching is not None:
+            raise ValueError("a matching set is a file or a SQL query")
         return self
 
 
@@ -185,7 +199,10 @@ def create_asset(
     participant: ParticipantDep,
     settings: SettingsDep,
     rules: SourceRulesDep,
+    matching_sets: MatchingSetsDep,
 ) -> dict[str, Any]:
+    """An asset; a matching set (``dataAddress.matching``) has its PSI setup computed now, in
+    the background, and again whenever its data changes."""
     domains = settings.domains
     if body.domain is not None and body.domain not in domains:
         raise ManagementError(
@@ -220,6 +237,8 @@ def create_asset(
         except IntegrityError:
             raise _conflict("asset", body.id) from None
         session.refresh(asset)
+        if body.data_address.matching is not None and matching_sets is not None:
+            matching_sets.publish(asset.id, json.loads(asset.data_address))
         return asset_view(asset, domains)
 
 
@@ -256,13 +275,15 @@ def get_asset(asset_id: str, engine: EngineDep, settings: SettingsDep) -> dict[s
 
 
 @router.delete("/assets/{asset_id:path}", status_code=204)
-def delete_asset(asset_id: str, engine: EngineDep) -> Response:
+def delete_asset(asset_id: str, engine: EngineDep, matching_sets: MatchingSetsDep) -> Response:
     with Session(engine) as session:
         asset = session.get(Asset, asset_id)
         if asset is None:
             raise ManagementError(404, "not_found", f"no asset {asset_id}")
         session.delete(asset)
         session.commit()
+    if matching_sets is not None:
+        matching_sets.forget(asset_id)
     return Response(status_code=204)
 
 
@@ -563,7 +584,7 @@ class TransferIn(Model):
         alias="counterPartyAddress", min_length=1, max_length=2048
     )
     agreement_id: Identifier = Field(alias="agreementId")
-    format: Literal["HttpData-PULL", "HttpData-PUSH"] = "HttpData-PULL"
+    format: Literal["HttpData-PULL", "HttpData-PUSH", "PSI-PULL"] = "HttpData-PULL"
     data_address: dict[str, Any] | None = Field(default=None, alias="dataAddress")
 
 
