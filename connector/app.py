@@ -297,8 +297,9 @@ def create_app(
         )  # fmt: skip
 
     app.add_middleware(
-        BodyLimit, max_bytes=settings.max_body_bytes, refusal=body_refusal, refused=body_refused
-    )
+        BodyLimit, max_bytes=settings.max_body_bytes, refusal=body_refusal, refused=body_refused,
+        max_bytes_for={"/contracts/v1/match": settings.contracts_match_max_body_bytes},
+    )  # fmt: skip
 
     app.add_middleware(ManagementTrail, audit=app.state.audit, actor=settings.participant_id,
                        clock=clock)  # fmt: skip

@@ -184,6 +184,10 @@ class ConnectorSettings(ParticipantServiceSettings):
     side how it stands and follows an end it missed."""
     contracts_timeout_s: float = Field(default=30.0, gt=0, le=600)
     """Data contracts API: how long one call waits for a negotiation and a transfer start."""
+    contracts_match_max_body_bytes: int = Field(default=64 << 20, ge=1024, le=1 << 30)
+    """The largest body of ``POST /contracts/v1/match`` (the application's identifiers as
+    JSON, about 21 bytes each for credit codes: 64 MiB holds some three million); every other
+    body is bounded by ``max_body_bytes``."""
     matching_dir: Path | None = None
     """Where the server setups of matching sets are kept, with the key of each data version
     (files ``0600``), so that a restart reuses them. Unset: in memory, computed again after a

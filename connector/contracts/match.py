@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 import anyio
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
 from connector.audit import AuditRecord, AuditSink, Outcome
 from connector.contracts.service import ContractError, DataContracts, DataRequest
@@ -34,6 +36,8 @@ from matching.parallel import ClientSession
 log = logging.getLogger("kexin.connector")
 MAX_INVALID_SHOWN: Final = 1000
 MAX_SETUPS_CACHED: Final = 16
+RETRY_S: Final = 0.2
+"""The first wait before asking again for a run the provider could not open yet (doubling)."""
 
 
 @dataclass(frozen=True)
@@ -75,15 +79,15 @@ class Matching:
         grant = await self.contracts.request_data(request.data, PSI_PULL)
         ids = {"agreementId": grant["agreementId"], "transferId": grant["transferId"]}
         run = PsiCall(self.client, str(grant["endpoint"]), str(grant["authorization"]), ids)
-        info = await run.start(len(normalised.items), request.mode)
-        key = (request.data.provider, str(info["dataVersion"]), str(info["setupDigest"]))
+        info = await self._start(run, len(normalised.items), request.mode)
+        key = (request.data.provider, info.data_version, info.setup_digest)
         cached = self._setups.get(key)
         workers = await anyio.to_thread.run_sync(self.workers)
         try:
             session = ClientSession(
                 normalised.items, request.mode, workers, setup=cached, max_fpr=self.max_fpr,
-                max_chunk_items=int(info["maxChunkItems"]),
-                max_message_bytes=int(info["maxMessageBytes"]), run_id=str(info["runId"]),
+                max_chunk_items=info.max_chunk_items, max_message_bytes=info.max_message_bytes,
+                run_id=info.run_id,
             )  # fmt: skip
             if cached is None:
                 for piece in await run.setup():
@@ -108,12 +112,18 @@ class Matching:
         except ContractError as error:
             self._audited(request, ids, Outcome.REFUSED, f"{error.code}: {error.message}")
             raise
+        except BrokenExecutor:
+            self.workers.close()  # the next run starts a new pool
+            self._audited(request, ids, Outcome.REFUSED, "a PSI worker died")
+            raise ContractError(
+                503, "matching_unavailable", "a PSI worker died; try again", None, **ids
+            ) from None
         learned = "the intersection" if request.mode is Mode.INTERSECTION else "its size"
         self._audited(
             request, ids, Outcome.ACCEPTED,
-            f"{request.mode.value} run {info['runId']}: own set {result.client_items}, "
+            f"{request.mode.value} run {info.run_id}: own set {result.client_items}, "
             f"provider set {result.server_items}, intersection {result.cardinality} "
-            f"(data version {info['dataVersion']}); we learned {learned}, the provider our set "
+            f"(data version {info.data_version}); we learned {learned}, the provider our set "
             f"size ({result.client_items})",
         )  # fmt: skip
         matches = None
@@ -123,9 +133,9 @@ class Matching:
             ]
         return {
             **ids,
-            "runId": info["runId"],
+            "runId": info.run_id,
             "mode": request.mode.value,
-            "dataVersion": info["dataVersion"],
+            "dataVersion": info.data_version,
             "setupCached": cached is not None,
             "clientItems": result.client_items,
             "serverItems": result.server_items,
@@ -135,6 +145,20 @@ class Matching:
             "invalid": invalid,
             "duplicates": normalised.duplicates,
         }
+
+    async def _start(self, run: PsiCall, client_items: int, mode: Mode) -> RunOffer:
+        """Open the run; while the provider computes its setup or has too many runs open,
+        ask again, until the data contracts timeout."""
+        deadline = self.contracts.clock() + self.contracts.timeout_s
+        wait_s = RETRY_S
+        while True:
+            try:
+                return await run.start(client_items, mode)
+            except ContractError as error:
+                if error.status != 503 or self.contracts.clock() + wait_s > deadline:
+                    raise
+            await anyio.sleep(wait_s)
+            wait_s = min(2 * wait_s, 5.0)
 
     def _remember(self, key: tuple[str, str, str], setup: ClientSetup) -> None:
         if len(self._setups) >= MAX_SETUPS_CACHED:
@@ -156,6 +180,19 @@ def _next(frames: Iterator[bytes]) -> bytes | None:
     return next(frames, None)
 
 
+class RunOffer(BaseModel):
+    """What the provider says of a run it admitted (checked: it comes from the other party)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    run_id: str = Field(alias="runId", pattern=r"^[0-9a-f]{32}$")
+    data_version: str = Field(alias="dataVersion", pattern=r"^sha256:[0-9a-f]{64}$")
+    setup_digest: str = Field(alias="setupDigest", pattern=r"^sha256:[0-9a-f]{64}$")
+    server_items: int = Field(alias="serverItems", ge=0)
+    max_chunk_items: int = Field(alias="maxChunkItems", ge=1, le=1 << 16)
+    max_message_bytes: int = Field(alias="maxMessageBytes", ge=1024, le=16 << 20)
+
+
 class PsiCall:
     """The calls of one run against a provider's data plane; any refusal is a typed
     :class:`ContractError` (403 ``match_refused`` with the policy's reasons)."""
@@ -168,16 +205,22 @@ class PsiCall:
         self.run_id: str | None = None
         self.max_frame_bytes = 0
 
-    async def start(self, client_items: int, mode: Mode) -> dict[str, Any]:
+    async def start(self, client_items: int, mode: Mode) -> RunOffer:
         response = await self._call(
             "POST", "/runs", json={"clientItems": client_items, "mode": mode.value}
         )
         if response.status_code != httpx.codes.CREATED:
             raise self._refusal(response)
-        info: dict[str, Any] = response.json()
-        self.run_id = str(info["runId"])
-        self.max_frame_bytes = int(info["maxMessageBytes"])
-        return info
+        try:
+            offer = RunOffer.model_validate(response.json())
+        except ValueError as error:
+            raise ContractError(
+                502, "match_failed", f"the provider's run is unreadable: {str(error)[:300]}",
+                None, **self.ids,
+            ) from None  # fmt: skip
+        self.run_id = offer.run_id
+        self.max_frame_bytes = offer.max_message_bytes
+        return offer
 
     async def setup(self) -> list[bytes]:
         return await self._frames("GET", f"/runs/{self.run_id}/setup")

@@ -32,7 +32,9 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 import anyio
@@ -137,7 +139,7 @@ class MatchingRuns:
                     )
             try:
                 prepared = await anyio.to_thread.run_sync(
-                    self.sets.current, admitted.asset_id, admitted.address
+                    partial(self.sets.current, admitted.asset_id, admitted.address, wait=False)
                 )
             except SourceError as error:
                 raise DataPlaneError(error.status, error.code, error.message) from None
@@ -223,6 +225,12 @@ class MatchingRuns:
             except MatchingError as error:
                 self._end(run, "aborted" if run.answered else "failed", f"{error}")
                 raise DataPlaneError(400, error.reason.value, error.message) from None
+            except BrokenExecutor:
+                self._end(run, "aborted" if run.answered else "failed", "a PSI worker died")
+                self.workers.close()  # the next run starts a new pool
+                raise DataPlaneError(
+                    503, "matching_unavailable", "the run broke off on our side; start another"
+                ) from None
             if out:
                 run.answered = True
                 run.sent_bytes += sum(len(f) for f in out)

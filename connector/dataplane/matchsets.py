@@ -75,6 +75,7 @@ class SharedWorkers:
             return self._workers
 
     def close(self) -> None:
+        """Stop the pool (the app stops, or a worker died: the next run starts a new one)."""
         with self._lock:
             if self._workers is not None:
                 self._workers.close()
@@ -127,39 +128,56 @@ class MatchingSets:
         with self._lock:
             return self._asset_locks.setdefault(asset_id, threading.Lock())
 
-    def current(self, asset_id: str, address: Mapping[str, Any]) -> PreparedSetup:
+    def current(
+        self, asset_id: str, address: Mapping[str, Any], *, wait: bool = True
+    ) -> PreparedSetup:
         """The setup of the asset's data as it is now: reused while the data is unchanged,
-        computed (once, however many runs ask at the same time) when it changed. Blocking."""
+        computed (once, however many runs ask at the same time) when it changed. Blocking;
+        without ``wait``, a setup being computed by another caller is refused (``503
+        setup_pending``) rather than waited for."""
         matching = matching_of(address)
         if matching is None:
             raise SourceError(403, "not_a_matching_set", "this asset is not a matching set")
-        with self._asset_lock(asset_id):
-            last = self._readings.get(asset_id)
-            if address.get("type") == "file":
-                fingerprint, normalised = self._read_file(address, matching, last)
-                if normalised is None and last is not None:
-                    return last.prepared
-            elif address.get("type") == "sql":
-                fingerprint, normalised = None, self._read_sql(address, matching)
-            else:
-                raise SourceError(502, "source_unavailable", UNAVAILABLE)
-            assert normalised is not None  # noqa: S101 - read above when not unchanged
-            if not normalised.items:
-                log.warning("matching set %s holds no valid identifier", asset_id)
-                raise SourceError(502, "source_unavailable", UNAVAILABLE)
-            store = self._store(asset_id)
-            try:
-                prepared = prepare(
-                    store, normalised.items, fpr=self.fpr, max_client_items=self.max_client_items
-                )
-            except MatchingError as error:
-                log.warning("matching set %s: no setup: %s", asset_id, error)
-                raise SourceError(502, "source_unavailable", UNAVAILABLE) from None
-            if last is None or last.prepared.offer.data_version != prepared.offer.data_version:
-                store.prune(prepared.offer.data_version)
-                self._prepared(asset_id, prepared, normalised)
-            self._readings[asset_id] = _Reading(fingerprint, prepared)
-            return prepared
+        lock = self._asset_lock(asset_id)
+        if not lock.acquire(blocking=wait):
+            raise SourceError(
+                503, "setup_pending", "the matching set's setup is being computed; try again"
+            )
+        try:
+            return self._current(asset_id, address, matching)
+        finally:
+            lock.release()
+
+    def _current(
+        self, asset_id: str, address: Mapping[str, Any], matching: MatchingAddress
+    ) -> PreparedSetup:
+        last = self._readings.get(asset_id)
+        if address.get("type") == "file":
+            fingerprint, normalised = self._read_file(address, matching, last)
+            if normalised is None and last is not None:
+                return last.prepared
+        elif address.get("type") == "sql":
+            fingerprint, normalised = None, self._read_sql(address, matching)
+        else:
+            raise SourceError(502, "source_unavailable", UNAVAILABLE)
+        if normalised is None:  # pragma: no cover - only unchanged after a reading
+            raise SourceError(502, "source_unavailable", UNAVAILABLE)
+        if not normalised.items:
+            log.warning("matching set %s holds no valid identifier", asset_id)
+            raise SourceError(502, "source_unavailable", UNAVAILABLE)
+        store = self._store(asset_id)
+        try:
+            prepared = prepare(
+                store, normalised.items, fpr=self.fpr, max_client_items=self.max_client_items
+            )
+        except MatchingError as error:
+            log.warning("matching set %s: no setup: %s", asset_id, error)
+            raise SourceError(502, "source_unavailable", UNAVAILABLE) from None
+        if last is None or last.prepared.offer.data_version != prepared.offer.data_version:
+            store.prune(prepared.offer.data_version)
+            self._prepared(asset_id, prepared, normalised)
+        self._readings[asset_id] = _Reading(fingerprint, prepared)
+        return prepared
 
     def publish(self, asset_id: str, address: Mapping[str, Any]) -> threading.Thread:
         """Compute the setup of a newly published matching set in the background (a run

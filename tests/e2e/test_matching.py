@@ -200,10 +200,37 @@ def test_bad_runs_are_refused_typed_audited_and_end_the_run(space: Space, tmp_pa
     unknown = send("0" * 32, b"x")
     assert (unknown.status_code, unknown.json()["reason"]) == (404, "unknown_run")
 
+    # a token of a download transfer opens no run
+    other = httpx.post(f"{endpoint}/runs", headers=bearer(data_token),
+                       json={"clientItems": 500, "mode": "intersection"})  # fmt: skip
+    assert (other.status_code, other.json()["reason"]) == (403, "wrong_transfer_type")
+
     runs = [e for e in audit(space) if e["action"] == "matching run"]
     refused_runs = [e for e in runs if e["outcome"].value == "refused"]
     assert len(refused_runs) == 3
     assert all("failed" in e["reason"] for e in refused_runs)
+    refusals = [e for e in audit(space) if e["action"] == "data access"]
+    assert any("policy_denied" in (e["reason"] or "") for e in refusals)
+
+    # the bank's membership is revoked: its running PSI-PULL transfer opens no run any more
+    admin = {"X-Api-Key": ADMIN_KEY}
+    issued = httpx.get(f"{space.authority_url}/admin/credentials", headers=admin,
+                       params={"holder": space.bank.participant_id}).json()  # fmt: skip
+    membership = next(c for c in issued if c["type"] == "MembershipCredential")
+    revoked = httpx.post(
+        f"{space.authority_url}/admin/credentials/{membership['id']}/revoke", headers=admin
+    )
+    assert revoked.status_code == 200, revoked.text
+
+    def refused_now() -> bool:
+        answer = httpx.post(f"{endpoint}/runs", headers=bearer(token),
+                            json={"clientItems": 500, "mode": "intersection"})  # fmt: skip
+        return answer.status_code == 403 and answer.json()["reason"] in (
+            "credential_revoked",
+            "transfer_terminated",
+        )
+
+    wait_for(refused_now)
 
 
 def test_under_a_cardinality_policy_the_bank_learns_only_the_size(

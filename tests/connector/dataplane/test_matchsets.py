@@ -150,3 +150,16 @@ def test_frames_are_framed_and_a_cut_or_oversized_body_is_refused() -> None:
             unpack(broken, 10)
     with pytest.raises(ValueError, match="over the limit"):
         unpack(body, 3)
+
+
+def test_a_run_does_not_wait_for_a_setup_being_computed(tmp_path: Path) -> None:
+    firms = tmp_path / "firms.csv"
+    write(firms, [uscc(n) for n in range(20)])
+    sets = sets_for(tmp_path, Recorded())
+    with sets._asset_lock("asset-1"):  # another caller computes the setup now
+        with pytest.raises(SourceError) as pending:
+            sets.current("asset-1", address(firms), wait=False)
+        assert (pending.value.status, pending.value.code) == (503, "setup_pending")
+    published = sets.publish("asset-1", address(firms))
+    published.join(timeout=30)
+    assert sets.current("asset-1", address(firms), wait=False).offer.server_items == 20
