@@ -234,6 +234,8 @@ class MatchingRuns:
             if out:
                 run.answered = True
                 run.sent_bytes += sum(len(f) for f in out)
+                # recorded as it goes: a run cut off by a crash is known to have answered
+                self.plane.progress(run.access_id, run.sent_bytes)
             if session.done:
                 self._end(run, "completed", None)
             run.touched = self.monotonic()

@@ -15,8 +15,10 @@ from connector.contracts.client import ContractsError
 from dataspace.cli import app
 from matching.identifiers import Kind, normalise_uscc, read_column
 from matching.synthetic import Dataset, generate, write_csv
+from tests.dsp_schemas import errors
 from tests.e2e.dataplane_helpers import PURPOSE, audit, bank_client, offer_data, terms
 from tests.e2e.space import Space
+from tests.e2e.test_catalog import bank_asks
 from tests.e2e.test_negotiation import wait_for
 from tests.e2e.test_transfer import bank_transfer, transfer
 from tests.participants import ADMIN_KEY
@@ -241,6 +243,12 @@ def test_under_a_cardinality_policy_the_bank_learns_only_the_size(
         space, {"type": "file", "path": str(firms), "matching": {"column": "uscc", "kind": "uscc"}},
         terms(*MATCH_TERMS, atom("kexin:matchOutput", "eq", "cardinality")),
     )  # fmt: skip
+    # offered in the catalogue as a PSI-PULL distribution, as the DSP schema allows
+    dataset = bank_asks(space, f"/dsp/catalog/datasets/{asset}", method="GET", body=None)
+    assert errors("catalog/dataset-schema.json", dataset.json()) == []
+    assert [d["format"] for d in dataset.json()["distribution"]] == ["PSI-PULL"]
+    assert "path" not in dataset.text
+
     values = borrower_values(borrowers)
     with pytest.raises(ContractsError) as refused:
         match(space, asset, values)
