@@ -192,6 +192,7 @@ def create_app(
                 max_runs=settings.matching_max_runs, idle_s=settings.matching_run_idle_s,
                 chunk_items=settings.matching_chunk_items,
                 max_message_bytes=matching_message_bytes(settings),
+                frames_per_answer=settings.matching_frames_per_answer,
             )  # fmt: skip
             wake_dataplane = Wakeup()
             grants = Grants(

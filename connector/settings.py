@@ -203,6 +203,9 @@ class ConnectorSettings(ParticipantServiceSettings):
     matching_chunk_items: int = Field(default=8192, ge=256, le=16_384)
     """Items in one PSI request or response message (a message is then about 36 bytes an item:
     8,192 items stay under 300 KiB, inside the body limit)."""
+    matching_frames_per_answer: int = Field(default=16, ge=1, le=256)
+    """Provider: PSI response frames in one HTTP answer (16 of 8,192 items: about 5 MiB); the
+    consumer asks again for the rest."""
     matching_workers: int = Field(default=0, ge=0, le=64)
     """Worker processes for PSI (both roles; 0: one per core), started at the first run."""
     matching_max_runs: int = Field(default=4, ge=1, le=100)

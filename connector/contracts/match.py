@@ -30,7 +30,7 @@ from connector.dataplane.matchruns import FRAMES_TYPE, unpack
 from connector.dataplane.matchsets import PSI_PULL, SharedWorkers
 from matching.errors import MatchingError
 from matching.identifiers import Kind, normalise
-from matching.machine import ClientSetup, Mode
+from matching.machine import ClientSetup, Mode, State
 from matching.parallel import ClientSession
 
 log = logging.getLogger("kexin.connector")
@@ -102,6 +102,14 @@ class Matching:
                 if frame is None:
                     break
                 for response in await run.send(frame):
+                    await anyio.to_thread.run_sync(session.receive, response)
+            while session.run.state is not State.DONE:
+                answers = await run.more()
+                if not answers:
+                    raise ContractError(
+                        502, "match_failed", "the provider stopped answering", None, **ids
+                    )
+                for response in answers:
                     await anyio.to_thread.run_sync(session.receive, response)
             result = await anyio.to_thread.run_sync(session.result)
         except MatchingError as error:
@@ -224,6 +232,9 @@ class PsiCall:
 
     async def setup(self) -> list[bytes]:
         return await self._frames("GET", f"/runs/{self.run_id}/setup")
+
+    async def more(self) -> list[bytes]:
+        return await self._frames("GET", f"/runs/{self.run_id}/responses")
 
     async def send(self, frame: bytes) -> list[bytes]:
         return await self._frames(

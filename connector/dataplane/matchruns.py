@@ -11,11 +11,14 @@ A run over HTTP, each call with ``Authorization: Bearer <token>``::
     GET  {endpoint}/runs/{id}/setup     -> the setup's frames (skipped by a consumer that has
                                            this data version's setup cached)
     POST {endpoint}/runs/{id}/messages  one frame (the run's start, then each request chunk)
-         -> the response frames ready now; after the last request chunk, all the rest
+         -> the response frames ready now; after the last request chunk, the next ones
+    GET  {endpoint}/runs/{id}/responses -> the next response frames, waited for (asked until
+                                           the consumer has every answer)
 
 Bodies of frames are ``application/vnd.kexin.psi-frames``: each frame (``matching.messages``)
 preceded by its length, 4 bytes big-endian. No message is larger than the data plane's frame
-limit, so no body is: a run of a million items is a few hundred calls, never one large body.
+limit, and an answer holds at most ``matching_frames_per_answer`` of them (16): a run of a
+million items is a few hundred calls, never one large body.
 
 The provider learns the consumer's set size (it decides on it) and nothing of its items; it
 does not learn the intersection's size either (only the consumer's audit trail has it). Every
@@ -35,6 +38,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import islice
 from typing import Any, Final
 
 import anyio
@@ -106,11 +110,14 @@ class MatchingRuns:
         idle_s: float,
         chunk_items: int,
         max_message_bytes: int,
+        frames_per_answer: int = 16,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.plane, self.sets, self.workers = plane, sets, workers
         self.max_runs, self.idle_s = max_runs, idle_s
         self.chunk_items, self.max_message_bytes = chunk_items, max_message_bytes
+        self.frames_per_answer = frames_per_answer
+        """Response frames in one HTTP answer: the consumer asks again for the rest."""
         self.monotonic = monotonic
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
@@ -184,9 +191,11 @@ class MatchingRuns:
         run = await self._run(authorization, run_id)
         return await anyio.to_thread.run_sync(setup_frames, run.prepared, self.max_message_bytes)
 
-    async def exchange(self, authorization: str | None, run_id: str, frame: bytes) -> list[bytes]:
-        """One frame from the consumer; the response frames ready now (all of them after the
-        last request chunk). A refused frame ends the run."""
+    async def exchange(
+        self, authorization: str | None, run_id: str, frame: bytes | None
+    ) -> list[bytes]:
+        """One frame from the consumer (or None: only the answers); the response frames ready
+        now, or after the last request chunk the next ones. A refused frame ends the run."""
         run = await self._run(authorization, run_id)
         return await anyio.to_thread.run_sync(self._exchange, run, frame)
 
@@ -211,17 +220,23 @@ class MatchingRuns:
         run.touched = self.monotonic()
         return run
 
-    def _exchange(self, run: _Run, frame: bytes) -> list[bytes]:
+    def _exchange(self, run: _Run, frame: bytes | None) -> list[bytes]:
+        """Admit ``frame`` (None: only collect answers) and hand out at most
+        ``frames_per_answer`` response frames: those ready now while requests still
+        come, and once every request is in, the next ones, waited for."""
         with run.lock:
             if self._runs.get(run.id) is not run:
                 raise DataPlaneError(404, "unknown_run", "the matching run has ended")
             session = run.session
             try:
-                message = session.receive(frame)
-                if isinstance(message, RunStart):
-                    _check_start(run, message)
+                if frame is not None:
+                    message = session.receive(frame)
+                    if isinstance(message, RunStart):
+                        _check_start(run, message)
+                elif session.run.start_message is None:
+                    raise MatchingError(Reason.OUT_OF_ORDER, "no run started")
                 last = session.run.state.value == "RESPONDING"
-                out = list(session.responses(wait=last))
+                out = list(islice(session.responses(wait=last), self.frames_per_answer))
             except MatchingError as error:
                 self._end(run, "aborted" if run.answered else "failed", f"{error}")
                 raise DataPlaneError(400, error.reason.value, error.message) from None

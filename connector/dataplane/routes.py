@@ -158,6 +158,19 @@ async def run_message(
     return StreamingResponse(pack(frames), media_type=FRAMES_TYPE)
 
 
+@public.get(PSI_PATH + "/runs/{run_id}/responses", responses={200: FRAMES})
+async def run_responses(
+    run_id: RunId, runs: MatchingRunsDep, authorization: Annotated[str | None, Header()] = None
+) -> Any:
+    """The run's next response frames (at most 16 an answer), once every request chunk is
+    in; asked for until the consumer has every answer."""
+    try:
+        frames = await runs.exchange(authorization, run_id, None)
+    except DataPlaneError as error:
+        return problem(error)
+    return StreamingResponse(pack(frames), media_type=FRAMES_TYPE)
+
+
 class RefreshIn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -4,6 +4,7 @@ offers its list of key enterprises as a matching set, the bank matches its borro
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,16 @@ import pytest
 from typer.testing import CliRunner
 
 from connector.contracts.client import ContractsError
+from connector.dataplane.matchruns import unpack
 from dataspace.cli import app
 from matching.identifiers import Kind, normalise_uscc, read_column
+from matching.machine import Mode, RunStart
+from matching.messages import encode
+from matching.parallel import ClientSession, Workers
 from matching.synthetic import Dataset, generate, write_csv
 from tests.dsp_schemas import errors
 from tests.e2e.dataplane_helpers import PURPOSE, audit, bank_client, offer_data, terms
-from tests.e2e.space import Space
+from tests.e2e.space import Space, start_space
 from tests.e2e.test_catalog import bank_asks
 from tests.e2e.test_negotiation import wait_for
 from tests.e2e.test_transfer import bank_transfer, transfer
@@ -183,9 +188,6 @@ def test_bad_runs_are_refused_typed_audited_and_end_the_run(space: Space, tmp_pa
     gone = send(first, b"anything")
     assert (gone.status_code, gone.json()["reason"]) == (404, "unknown_run")
 
-    from matching.machine import Mode, RunStart
-    from matching.messages import encode
-
     second = run()
     setup = httpx.get(f"{endpoint}/runs/{second}/setup", headers=bearer(token))
     assert setup.status_code == 200
@@ -201,6 +203,41 @@ def test_bad_runs_are_refused_typed_audited_and_end_the_run(space: Space, tmp_pa
     assert (refused.status_code, refused.json()["reason"]) == (400, "stale_setup")
     unknown = send("0" * 32, b"x")
     assert (unknown.status_code, unknown.json()["reason"]) == (404, "unknown_run")
+
+    # a whole run by hand, in small chunks: the answers come with the messages and, once
+    # every request is in, from GET .../responses, at most 16 frames an answer
+    listed = read_column(firms, "uscc", Kind.USCC).items
+    others = read_column(borrowers, "uscc", Kind.USCC).items
+    items = sorted(set(listed) | set(others))
+    assert len(items) <= 5000
+    opened = httpx.post(f"{endpoint}/runs", headers=bearer(token),
+                        json={"clientItems": len(items), "mode": "intersection"}).json()  # fmt: skip
+    with Workers(1) as pool:
+        client = ClientSession(items, Mode.INTERSECTION, pool, max_chunk_items=256,
+                               run_id=opened["runId"])  # fmt: skip
+        got = httpx.get(f"{endpoint}/runs/{opened['runId']}/setup", headers=bearer(token))
+        for piece in unpack(got.content, opened["maxMessageBytes"]):
+            client.setup_frame(piece)
+        answers = 0
+        for frame in [client.start_frame(), *client.request_frames()]:
+            answer = send(opened["runId"], frame)
+            assert answer.status_code == 200, answer.text
+            for response in unpack(answer.content, opened["maxMessageBytes"]):
+                client.receive(response)
+                answers += 1
+        while client.run.state.value != "DONE":
+            more = httpx.get(f"{endpoint}/runs/{opened['runId']}/responses", headers=bearer(token))
+            assert more.status_code == 200, more.text
+            frames = unpack(more.content, opened["maxMessageBytes"])
+            assert 1 <= len(frames) <= 16
+            for response in frames:
+                client.receive(response)
+                answers += 1
+        result = client.result()
+    assert answers == -(-len(items) // 256)
+    assert {items[p] for p in result.positions or ()} == set(listed)
+    ended = httpx.get(f"{endpoint}/runs/{opened['runId']}/responses", headers=bearer(token))
+    assert (ended.status_code, ended.json()["reason"]) == (404, "unknown_run")
 
     # a token of a download transfer opens no run
     other = httpx.post(f"{endpoint}/runs", headers=bearer(data_token),
@@ -267,3 +304,26 @@ def test_under_a_cardinality_policy_the_bank_learns_only_the_size(
     assert again["serverItems"] == 1000
     in_both = set(listed[:1000]) & set(read_column(borrowers, "uscc", Kind.USCC).items)
     assert again["cardinality"] == len(in_both)
+
+
+@pytest.fixture
+def paged_space(tmp_path: Path) -> Iterator[Space]:
+    """The bureau answers one PSI frame a call: the rest is asked for again."""
+    with start_space(
+        tmp_path, allow_list=True, bureau_extra={"matching_frames_per_answer": 1}
+    ) as started:
+        yield started
+
+
+def test_answers_in_pages_are_asked_for_until_all_are_in(
+    paged_space: Space, tmp_path: Path
+) -> None:
+    firms, borrowers = lists(tmp_path)
+    asset = offer_data(
+        paged_space,
+        {"type": "file", "path": str(firms), "matching": {"column": "uscc", "kind": "uscc"}},
+        terms(*MATCH_TERMS),
+    )  # fmt: skip
+    result = match(paged_space, asset, borrower_values(borrowers))
+    assert result["cardinality"] == 200
+    assert len(result["matches"]) == 200
