@@ -82,7 +82,13 @@ class Matching:
         info = await self._start(run, len(normalised.items), request.mode)
         key = (request.data.provider, info.data_version, info.setup_digest)
         cached = self._setups.get(key)
-        workers = await anyio.to_thread.run_sync(self.workers)
+        try:
+            workers = await anyio.to_thread.run_sync(self.workers)
+        except (OSError, BrokenExecutor):
+            log.exception("PSI workers cannot be started")
+            raise ContractError(
+                503, "matching_unavailable", "matching is unavailable here now", None, **ids
+            ) from None
         try:
             session = ClientSession(
                 normalised.items, request.mode, workers, setup=cached, max_fpr=self.max_fpr,

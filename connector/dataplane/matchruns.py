@@ -30,6 +30,7 @@ the connector process that admitted them; one idle for ``matching_run_idle_s`` i
 
 from __future__ import annotations
 
+import logging
 import secrets
 import struct
 import threading
@@ -46,7 +47,7 @@ from sqlmodel import Session
 
 from connector.audit import AuditRecord, Outcome
 from connector.dataplane.matchsets import MatchingSets, SharedWorkers
-from connector.dataplane.plane import DataPlane, DataPlaneError, RunRequest
+from connector.dataplane.plane import Admitted, DataPlane, DataPlaneError, RunRequest
 from connector.dataplane.sources import SourceError
 from connector.dataplane.store import DataAccess
 from matching.errors import MatchingError, Reason
@@ -54,6 +55,7 @@ from matching.machine import Mode, RunStart
 from matching.parallel import ServerSession, setup_frames
 from matching.setup import PreparedSetup
 
+log = logging.getLogger("kexin.dataplane")
 FRAMES_TYPE: Final = "application/vnd.kexin.psi-frames"
 _LENGTH: Final = struct.Struct(">I")
 
@@ -120,6 +122,7 @@ class MatchingRuns:
         """Response frames in one HTTP answer: the consumer asks again for the rest."""
         self.monotonic = monotonic
         self._runs: dict[str, _Run] = {}
+        self._opening = 0
         self._lock = threading.Lock()
 
     # --- the calls ----------------------------------------------------------------------------
@@ -136,31 +139,50 @@ class MatchingRuns:
             await anyio.to_thread.run_sync(self._sweep)
             token = plane.check_token(plane.read_token(authorization))
             consumer, transfer_id = token.consumer, token.transfer_id
-            grant = await anyio.to_thread.run_sync(plane._grant_for, token)
+            grant = await anyio.to_thread.run_sync(plane.grant_for, token)
             request = RunRequest(client_items, mode.value)
             admitted = await plane.admit_grant(grant, request)
             with self._lock:
-                if len(self._runs) >= self.max_runs:
+                if len(self._runs) + self._opening >= self.max_runs:
                     raise DataPlaneError(
                         503, "busy", f"{self.max_runs} matching runs are open; try again soon"
                     )
-            try:
-                prepared = await anyio.to_thread.run_sync(
-                    partial(self.sets.current, admitted.asset_id, admitted.address, wait=False)
-                )
-            except SourceError as error:
-                raise DataPlaneError(error.status, error.code, error.message) from None
-            if client_items > prepared.offer.max_client_items:
-                raise DataPlaneError(
-                    400, "too_many_items",
-                    f"{client_items} items; this matching set takes at most "
-                    f"{prepared.offer.max_client_items} a run",
-                )  # fmt: skip
-            workers = await anyio.to_thread.run_sync(self.workers)
-            access_id = await anyio.to_thread.run_sync(plane.reserve, admitted, None, request)
+                self._opening += 1  # this run's place, held while it opens
         except DataPlaneError as error:
             await anyio.to_thread.run_sync(plane.refused, error, consumer, transfer_id)
             raise
+        try:
+            return await self._open(admitted, client_items, mode, request)
+        except DataPlaneError as error:
+            await anyio.to_thread.run_sync(plane.refused, error, consumer, transfer_id)
+            raise
+        finally:
+            with self._lock:
+                self._opening -= 1
+
+    async def _open(
+        self, admitted: Admitted, client_items: int, mode: Mode, request: RunRequest
+    ) -> dict[str, Any]:
+        try:
+            prepared = await anyio.to_thread.run_sync(
+                partial(self.sets.current, admitted.asset_id, admitted.address, wait=False)
+            )
+        except SourceError as error:
+            raise DataPlaneError(error.status, error.code, error.message) from None
+        if client_items > prepared.offer.max_client_items:
+            raise DataPlaneError(
+                400, "too_many_items",
+                f"{client_items} items; this matching set takes at most "
+                f"{prepared.offer.max_client_items} a run",
+            )  # fmt: skip
+        try:
+            workers = await anyio.to_thread.run_sync(self.workers)
+        except (OSError, BrokenExecutor):
+            log.exception("PSI workers cannot be started")
+            raise DataPlaneError(
+                503, "matching_unavailable", "matching is unavailable here now"
+            ) from None
+        access_id = await anyio.to_thread.run_sync(self.plane.reserve, admitted, None, request)
         run_id = secrets.token_hex(16)
         session = ServerSession(
             prepared, workers, max_chunk_items=self.chunk_items,
@@ -209,7 +231,7 @@ class MatchingRuns:
         try:
             await anyio.to_thread.run_sync(self._sweep)
             token = plane.check_token(plane.read_token(authorization), allow_expired=True)
-            await anyio.to_thread.run_sync(plane._grant_for, token)
+            await anyio.to_thread.run_sync(plane.grant_for, token)
             with self._lock:
                 run = self._runs.get(run_id)
             if run is None or run.transfer_id != token.transfer_id:

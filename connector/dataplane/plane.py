@@ -254,7 +254,7 @@ class DataPlane:
         """Everything before touching the data: the token, the transfer, the consumer's
         credentials now, the policy in the access scope."""
         token = self.check_token(self.read_token(authorization))
-        return await self.admit_grant(await anyio.to_thread.run_sync(self._grant_for, token))
+        return await self.admit_grant(await anyio.to_thread.run_sync(self.grant_for, token))
 
     async def admit_grant(self, grant: DataGrant, run: RunRequest | None = None) -> Admitted:
         """The consumer's credentials now and the policy in the access scope (pull, push, and
@@ -277,7 +277,8 @@ class DataPlane:
             json.loads(asset.data_address), facts, asset.id,
         )  # fmt: skip
 
-    def _grant_for(self, token: tokens.AccessToken) -> DataGrant:
+    def grant_for(self, token: tokens.AccessToken) -> DataGrant:
+        """The grant a checked token names, in the token's generation (blocking)."""
         with Session(self.engine) as session:
             return self._load(session, token)
 

@@ -16,7 +16,7 @@ from connector.contracts.client import ContractsError
 from connector.dataplane.matchruns import unpack
 from dataspace.cli import app
 from matching.identifiers import Kind, normalise_uscc, read_column
-from matching.machine import Mode, RunStart
+from matching.machine import Mode, RequestChunk, RunStart
 from matching.messages import encode
 from matching.parallel import ClientSession, Workers
 from matching.synthetic import Dataset, generate, write_csv
@@ -201,6 +201,17 @@ def test_bad_runs_are_refused_typed_audited_and_end_the_run(space: Space, tmp_pa
     stale = RunStart(second, "sha256:" + "0" * 64, offer["setupDigest"], Mode.INTERSECTION, 500, 2)
     refused = send(second, encode(stale))
     assert (refused.status_code, refused.json()["reason"]) == (400, "stale_setup")
+    # an oversized frame (under the body limit) and a request chunk before the start
+    big = run()
+    limit = opened_limit = httpx.post(
+        f"{endpoint}/runs", headers=bearer(token), json={"clientItems": 500, "mode": "intersection"}
+    ).json()
+    oversized = send(big, b"x" * (limit["maxMessageBytes"] + 1))
+    assert (oversized.status_code, oversized.json()["reason"]) == (400, "oversized_message")
+    early = RequestChunk(opened_limit["runId"], 0, 1, b"")
+    refused = send(opened_limit["runId"], encode(early))
+    assert (refused.status_code, refused.json()["reason"]) == (400, "out_of_order")
+
     unknown = send("0" * 32, b"x")
     assert (unknown.status_code, unknown.json()["reason"]) == (404, "unknown_run")
 
@@ -246,7 +257,7 @@ def test_bad_runs_are_refused_typed_audited_and_end_the_run(space: Space, tmp_pa
 
     runs = [e for e in audit(space) if e["action"] == "matching run"]
     refused_runs = [e for e in runs if e["outcome"].value == "refused"]
-    assert len(refused_runs) == 3
+    assert len(refused_runs) == 5
     assert all("failed" in e["reason"] for e in refused_runs)
     refusals = [e for e in audit(space) if e["action"] == "data access"]
     assert any("policy_denied" in (e["reason"] or "") for e in refusals)
