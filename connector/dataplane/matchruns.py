@@ -231,11 +231,15 @@ class MatchingRuns:
         try:
             await anyio.to_thread.run_sync(self._sweep)
             token = plane.check_token(plane.read_token(authorization), allow_expired=True)
-            await anyio.to_thread.run_sync(plane.grant_for, token)
             with self._lock:
                 run = self._runs.get(run_id)
             if run is None or run.transfer_id != token.transfer_id:
                 raise DataPlaneError(404, "unknown_run", "no such matching run of this transfer")
+            try:
+                await anyio.to_thread.run_sync(plane.grant_for, token)
+            except DataPlaneError as error:  # the transfer stopped: so does its run
+                await anyio.to_thread.run_sync(self._end_now, run, f"{error.code}: {error.message}")
+                raise
         except DataPlaneError as error:
             await anyio.to_thread.run_sync(plane.refused, error, None, None)
             raise
@@ -305,6 +309,10 @@ class MatchingRuns:
                 ),
             )  # fmt: skip
             db.commit()
+
+    def _end_now(self, run: _Run, reason: str) -> None:
+        with run.lock:
+            self._end(run, "aborted" if run.answered else "failed", reason)
 
     def _sweep(self) -> None:
         """End the runs idle for too long (their consumer went away)."""

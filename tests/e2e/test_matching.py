@@ -25,7 +25,7 @@ from tests.e2e.dataplane_helpers import PURPOSE, audit, bank_client, offer_data,
 from tests.e2e.space import Space, start_space
 from tests.e2e.test_catalog import bank_asks
 from tests.e2e.test_negotiation import wait_for
-from tests.e2e.test_transfer import bank_transfer, transfer
+from tests.e2e.test_transfer import bank_transfer, bureau_transfers, move, transfer
 from tests.participants import ADMIN_KEY
 from tests.policy.policies import atom
 
@@ -261,6 +261,21 @@ def test_bad_runs_are_refused_typed_audited_and_end_the_run(space: Space, tmp_pa
     assert all("failed" in e["reason"] for e in refused_runs)
     refusals = [e for e in audit(space) if e["action"] == "data access"]
     assert any("policy_denied" in (e["reason"] or "") for e in refusals)
+
+    # the provider terminates a transfer in the middle of a run: the run ends with it
+    stopping_id, _, stopping_token = started_transfer(space, agreement, "PSI-PULL")
+    opened = httpx.post(f"{endpoint}/runs", headers=bearer(stopping_token),
+                        json={"clientItems": 500, "mode": "intersection"}).json()  # fmt: skip
+    provider_pid = next(t["id"] for t in bureau_transfers(space) if t["consumerPid"] == stopping_id)
+    assert move(space.bureau.base_url, provider_pid, "terminate", code="stop").status_code == 200
+    mid_run = httpx.post(f"{endpoint}/runs/{opened['runId']}/messages",
+                         headers=bearer(stopping_token), content=b"x")  # fmt: skip
+    assert (mid_run.status_code, mid_run.json()["reason"]) == (403, "transfer_terminated")
+    after = httpx.get(f"{endpoint}/runs/{opened['runId']}/setup", headers=bearer(stopping_token))
+    assert (after.status_code, after.json()["reason"]) == (404, "unknown_run")
+    ended_runs = [e for e in audit(space) if e["action"] == "matching run"]
+    assert any(opened["runId"] in e["reason"] and "transfer_terminated" in e["reason"]
+               for e in ended_runs)  # fmt: skip
 
     # the bank's membership is revoked: its running PSI-PULL transfer opens no run any more
     admin = {"X-Api-Key": ADMIN_KEY}
