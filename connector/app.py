@@ -17,10 +17,13 @@ from fastapi.responses import JSONResponse
 
 from connector.audit import AuditRecord, Outcome, SqlAuditSink
 from connector.catalog.routes import router as catalog_router
+from connector.contracts.match import Matching
 from connector.contracts.routes import router as contracts_router
 from connector.contracts.service import DataContracts
 from connector.dataplane.duties import Duties
 from connector.dataplane.grants import Grants
+from connector.dataplane.matchruns import MatchingRuns
+from connector.dataplane.matchsets import MatchingSets, SharedWorkers
 from connector.dataplane.plane import DataPlane
 from connector.dataplane.routes import management as duties_router
 from connector.dataplane.routes import public as dataplane_router
@@ -84,6 +87,12 @@ def _worker_state(task: asyncio.Task[None], source: Supervised | None) -> str:
         return "stopped"
     failing = None if source is None else source.failing
     return "running" if failing is None else f"retrying: {failing}"
+
+
+def matching_message_bytes(settings: ConnectorSettings) -> int:
+    """The largest PSI frame: room for a chunk of ``matching_chunk_items`` items (36 bytes
+    each, and the frame's header), within the body limit."""
+    return settings.matching_chunk_items * 40 + 8192
 
 
 def create_app(
@@ -170,6 +179,21 @@ def create_app(
                 rules=app.state.source_rules,
             )
             app.state.dataplane = dataplane
+            psi_workers = SharedWorkers(settings.matching_workers)
+            app.state.psi_workers = psi_workers
+            app.state.matching_sets = MatchingSets(
+                rules=app.state.source_rules, sql_sources=sql_engines,
+                root=settings.matching_dir, fpr=settings.matching_fpr,
+                max_client_items=settings.matching_max_client_items, audit=app.state.audit,
+                me=participant.did, clock=clock,
+            )  # fmt: skip
+            app.state.matching_runs = MatchingRuns(
+                plane=dataplane, sets=app.state.matching_sets, workers=psi_workers,
+                max_runs=settings.matching_max_runs, idle_s=settings.matching_run_idle_s,
+                chunk_items=settings.matching_chunk_items,
+                max_message_bytes=matching_message_bytes(settings),
+                frames_per_answer=settings.matching_frames_per_answer,
+            )  # fmt: skip
             wake_dataplane = Wakeup()
             grants = Grants(
                 participant=participant, base_url=settings.base_url, clock=clock,
@@ -203,6 +227,11 @@ def create_app(
                 negotiations=app.state.negotiations, transfers=app.state.transfers,
                 timeout_s=settings.contracts_timeout_s,
             )  # fmt: skip
+            app.state.matching = Matching(
+                contracts=app.state.contracts, client=client, workers=psi_workers,
+                audit=app.state.audit, me=participant.did, clock=clock,
+                max_fpr=settings.matching_fpr,
+            )  # fmt: skip
             workers: dict[str, tuple[asyncio.Task[None], Supervised | None]] = {
                 "outbox": (asyncio.create_task(outbox.run()), outbox),
                 "dataplane": (asyncio.create_task(dataplane_worker.run()), dataplane_worker),
@@ -228,6 +257,8 @@ def create_app(
                 for worker, _ in workers.values():
                     with contextlib.suppress(asyncio.CancelledError):
                         await worker
+                app.state.matching_runs.close()
+                await asyncio.to_thread(psi_workers.close)
                 for sql_engine in sql_engines.values():
                     sql_engine.dispose()
         engine.dispose()
@@ -267,8 +298,9 @@ def create_app(
         )  # fmt: skip
 
     app.add_middleware(
-        BodyLimit, max_bytes=settings.max_body_bytes, refusal=body_refusal, refused=body_refused
-    )
+        BodyLimit, max_bytes=settings.max_body_bytes, refusal=body_refusal, refused=body_refused,
+        max_bytes_for={"/contracts/v1/match": settings.contracts_match_max_body_bytes},
+    )  # fmt: skip
 
     app.add_middleware(ManagementTrail, audit=app.state.audit, actor=settings.participant_id,
                        clock=clock)  # fmt: skip

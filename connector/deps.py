@@ -9,6 +9,7 @@ from typing import Annotated, Any, Protocol, TypeVar
 from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
 
+from connector.dataplane.matchsets import MatchingSets
 from connector.dataplane.sources import SourceRules, sqlite_files
 from connector.negotiation.process import Negotiations
 from connector.outbox import Outbox
@@ -121,6 +122,12 @@ async def get_outbox(request: Request) -> Outbox:
     return outbox
 
 
+async def get_matching_sets(request: Request) -> MatchingSets | None:
+    """The provider's matching sets (None before the app has started)."""
+    sets: MatchingSets | None = getattr(request.app.state, "matching_sets", None)
+    return sets
+
+
 async def get_transfers(request: Request) -> Transfers:
     transfers: Transfers = request.app.state.transfers
     return transfers
@@ -147,4 +154,5 @@ TransfersDep = Annotated[Transfers, Depends(get_transfers)]
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 NegotiationsDep = Annotated[Negotiations, Depends(get_negotiations)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
+MatchingSetsDep = Annotated[MatchingSets | None, Depends(get_matching_sets)]
 ParticipantDep = Annotated[Participant, Depends(get_participant)]

@@ -93,6 +93,11 @@ class ConnectorSettings(ParticipantServiceSettings):
             raise ValueError("webhook_url must be an http(s) URL")
         if (self.conformance_token is None) != (self.conformance_participant_id is None):
             raise ValueError("set conformance_token and conformance_participant_id together")
+        if self.matching_chunk_items * 40 + 8192 > self.max_body_bytes:
+            raise ValueError(
+                "a PSI message of matching_chunk_items items (40 bytes each and 8 KiB) must fit "
+                "in max_body_bytes"
+            )
         return self
 
     model_config = SettingsConfigDict(env_prefix="CONNECTOR_", frozen=True, extra="forbid")
@@ -179,6 +184,34 @@ class ConnectorSettings(ParticipantServiceSettings):
     side how it stands and follows an end it missed."""
     contracts_timeout_s: float = Field(default=30.0, gt=0, le=600)
     """Data contracts API: how long one call waits for a negotiation and a transfer start."""
+    contracts_match_max_body_bytes: int = Field(default=64 << 20, ge=1024, le=1 << 30)
+    """The largest body of ``POST /contracts/v1/match`` (the application's identifiers as
+    JSON, about 21 bytes each for credit codes: 64 MiB holds some three million); every other
+    body is bounded by ``max_body_bytes``."""
+    matching_dir: Path | None = None
+    """Where the server setups of matching sets are kept, with the key of each data version
+    (files ``0600``), so that a restart reuses them. Unset: in memory, computed again after a
+    restart."""
+    matching_fpr: float = Field(default=1e-6, gt=0, lt=1e-3)
+    """Provider: the probability that a run finds any false positive, which each setup is
+    sized for; consumer: the highest rate it accepts from a provider's setup. The GCS's hash
+    range, max(server, client items) x client items / rate, must stay under 2^63: for 2^20
+    items on both sides the rate is above 1.2e-7."""
+    matching_max_client_items: int = Field(default=1 << 20, ge=1, le=1 << 24)
+    """Provider: the largest consumer set a setup is sized for (a policy's ceiling may be
+    lower; a larger run is refused)."""
+    matching_chunk_items: int = Field(default=8192, ge=256, le=16_384)
+    """Items in one PSI request or response message (a message is then about 36 bytes an item:
+    8,192 items stay under 300 KiB, inside the body limit)."""
+    matching_frames_per_answer: int = Field(default=16, ge=1, le=256)
+    """Provider: PSI response frames in one HTTP answer (16 of 8,192 items: about 5 MiB); the
+    consumer asks again for the rest."""
+    matching_workers: int = Field(default=0, ge=0, le=64)
+    """Worker processes for PSI (both roles; 0: one per core), started at the first run."""
+    matching_max_runs: int = Field(default=4, ge=1, le=100)
+    """Provider: matching runs open at once; more are refused (503 ``busy``) until one ends."""
+    matching_run_idle_s: float = Field(default=120.0, gt=0, le=3600)
+    """Provider: a run that hears nothing from its consumer for this long is ended."""
     fault: FaultSpec | None = None
     """Test-only fault injection (connector.faults): ``delivered:<message kind>`` or
     ``committed:<action>`` kills this connector (SIGKILL) the first time it gets there, for the

@@ -36,7 +36,7 @@ from connector.dcp.client import OnboardingError, request_credentials
 from connector.participant import migrate as migrate_connector
 from connector.participant import standalone
 from connector.settings import ConnectorSettings
-from dataspace import demo, holder_commands, ledger_commands
+from dataspace import demo, holder_commands, ledger_commands, match_commands
 from dataspace.authority_commands import authority_cli
 from dataspace.onboarding import WAITING, StatusError, wait_for_decision
 from identity.claims import OrganisationClaims
@@ -490,6 +490,9 @@ def fetch(
     resumed = f" (resumed at byte {got.resumed_from})" if got.resumed_from else ""
     typer.echo("", err=True)
     typer.echo(f"{got.sha256}  {got.path}  {got.bytes} bytes{resumed}")
+
+
+app.command("match")(match_commands.match)
 
 
 @data_cli.command("generate")

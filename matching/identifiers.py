@@ -24,7 +24,7 @@ from datetime import date
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Final
+from typing import Final, TextIO
 
 from identity.credentials import check_credit_code
 from matching.errors import MatchingError, Reason
@@ -180,20 +180,29 @@ def normalise(values: Iterable[str], kind: Kind, *, first_row: int = 1) -> Norma
     return Normalised(kind, list(seen), list(seen.values()), invalid, duplicates)
 
 
+def read_rows(stream: TextIO, column: str, kind: Kind, *, name: str) -> Normalised:
+    """Normalise one column of CSV text with a header (``name`` says where it came from in
+    errors). Rows are numbered as in the file: the header is row 1."""
+    try:
+        reader = csv.reader(stream)
+        header = next(reader, None)
+        if header is None or column not in header:
+            raise MatchingError(
+                Reason.INVALID_PARAMETER,
+                f"{name}: no column {column!r}; columns: {', '.join(header or [])[:500]}",
+            )
+        position = header.index(column)
+        values = (record[position] if position < len(record) else "" for record in reader)
+        return normalise(values, kind, first_row=2)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise MatchingError(Reason.INVALID_PARAMETER, f"{name}: {error}") from None
+
+
 def read_column(path: Path, column: str, kind: Kind) -> Normalised:
     """Normalise one column of a CSV file (UTF-8, with a header). Rows are numbered as in the
     file: the header is row 1."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as stream:
-            reader = csv.reader(stream)
-            header = next(reader, None)
-            if header is None or column not in header:
-                raise MatchingError(
-                    Reason.INVALID_PARAMETER,
-                    f"{path}: no column {column!r}; columns: {', '.join(header or [])}",
-                )
-            position = header.index(column)
-            values = (record[position] if position < len(record) else "" for record in reader)
-            return normalise(values, kind, first_row=2)
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
+            return read_rows(stream, column, kind, name=str(path))
+    except OSError as error:
         raise MatchingError(Reason.INVALID_PARAMETER, f"{path}: {error}") from None

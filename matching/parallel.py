@@ -178,7 +178,9 @@ class ServerSession:
             if not isinstance(message, RequestChunk):
                 raise MatchingError(Reason.OUT_OF_ORDER, "a server receives starts and requests")
             start = self.run.start_message
-            mode = Mode.INTERSECTION if start is None else start.mode
+            if start is None:
+                raise MatchingError(Reason.OUT_OF_ORDER, "a request chunk before the run's start")
+            mode = start.mode
             if psi.request_items(message.payload, mode) != message.items:
                 raise MatchingError(Reason.SIZE_MISMATCH, "the chunk holds another item count")
             self.run.request(message)

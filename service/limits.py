@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from itertools import accumulate
 from typing import Any, Final
 
@@ -100,9 +100,12 @@ class BodyLimit:
         max_depth: int = MAX_JSON_DEPTH,
         refusal: Refusal = plain_refusal,
         refused: Refused | None = None,
+        max_bytes_for: Mapping[str, int] | None = None,
     ) -> None:
         self.app, self.max_bytes, self.max_depth = app, max_bytes, max_depth
         self.refusal, self.refused = refusal, refused
+        self.max_bytes_for = dict(max_bytes_for or {})
+        """Paths (exact) that take bodies of another size than ``max_bytes``."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,8 +113,9 @@ class BodyLimit:
             return
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        too_large = f"a body is at most {self.max_bytes} bytes"
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        max_bytes = self.max_bytes_for.get(str(scope.get("path", "")), self.max_bytes)
+        too_large = f"a body is at most {max_bytes} bytes"
+        if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
             if declared.isdigit() and int(declared) <= DRAIN_BYTES:
                 await _drain(receive, int(declared))
             await self._refuse(scope, send, TOO_LARGE, "body_too_large", too_large)
@@ -134,7 +138,7 @@ class BodyLimit:
             if message["type"] == "http.request" and not refused:
                 chunk = message.get("body", b"")
                 seen += len(chunk)
-                if seen > self.max_bytes:
+                if seen > max_bytes:
                     if message.get("more_body", False):
                         await _drain(receive, DRAIN_BYTES - seen)
                     await refuse(TOO_LARGE, "body_too_large", too_large)

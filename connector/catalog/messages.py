@@ -38,6 +38,7 @@ def dataset(
 ) -> dict[str, Any]:
     """A DCAT dataset: metadata of the asset, its offers, one HTTP pull distribution; its
     scenario domain by id and by its Chinese and English names."""
+    address = json.loads(asset.data_address)
     titles = [t for t in (asset.title_zh, asset.title_en) if t]
     descriptions = [d for d in (asset.description_zh, asset.description_en) if d]
     document: dict[str, Any] = {"@id": asset.id, "@type": "Dataset"}
@@ -54,7 +55,12 @@ def dataset(
             "kexin:personalInformation": asset.personal_information,
             "hasPolicy": offers,
             "distribution": [
-                {"@type": "Distribution", "format": "HttpData-PULL", "accessService": service_id}
+                {
+                    "@type": "Distribution",
+                    # a matching set is matched through the data plane, never downloaded
+                    "format": "PSI-PULL" if "matching" in address else "HttpData-PULL",
+                    "accessService": service_id,
+                }
             ],
         }
     )

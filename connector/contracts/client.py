@@ -126,6 +126,35 @@ class ContractsClient:
             raise _error(response)
         return DataGrant.from_json(response.json())
 
+    def match(
+        self,
+        provider: str,
+        provider_address: str,
+        dataset: str,
+        purpose: str,
+        *,
+        kind: str,
+        items: list[str],
+        mode: str = "intersection",
+    ) -> dict[str, Any]:
+        """Which of ``items`` are in the provider's matching set (or only how many, in the
+        cardinality mode): the connector normalises them, negotiates or reuses an agreement
+        and runs the PSI; raises :class:`ContractsError` with the reasons when refused."""
+        try:
+            response = self._http.post(
+                f"{self.base_url}/contracts/v1/match",
+                headers=self._headers,
+                json={"provider": provider, "providerAddress": provider_address,
+                      "dataset": dataset, "purpose": purpose, "kind": kind, "mode": mode,
+                      "items": items},
+            )  # fmt: skip
+        except httpx.HTTPError as error:
+            raise ContractsError(0, "connector_unreachable", repr(error)) from None
+        if response.status_code != httpx.codes.OK:
+            raise _error(response)
+        result: dict[str, Any] = response.json()
+        return result
+
     def refresh(self, grant: DataGrant) -> DataGrant:
         if grant.refresh_endpoint is None or grant.refresh_token is None:
             raise ContractsError(0, "not_refreshable", "this grant has no refresh token")

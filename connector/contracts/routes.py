@@ -8,8 +8,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from connector.contracts.match import Matching, MatchRequest
 from connector.contracts.service import ContractError, DataContracts, DataRequest
 from connector.deps import require_manager
+from matching.identifiers import Kind
+from matching.machine import Mode
 from service.http import HttpUrl
 from service.refusals import refusal, refusals
 
@@ -34,6 +37,47 @@ class DataRequestIn(BaseModel):
     )  # fmt: skip
     dataset: str = Field(min_length=1, max_length=300)
     purpose: str = Field(min_length=1, max_length=200)
+
+
+def get_matching(request: Request) -> Matching:
+    matching: Matching = request.app.state.matching
+    return matching
+
+
+class MatchRequestIn(DataRequestIn):
+    kind: Kind = Field(description="what the items are: uscc, id_number or mobile")
+    mode: Mode = Field(default=Mode.INTERSECTION, description="intersection or cardinality")
+    items: list[Annotated[str, Field(max_length=200)]] = Field(
+        min_length=1, max_length=1 << 24,
+        description="the identifiers to match (normalised here; invalid ones are reported)",
+    )  # fmt: skip
+
+
+class MatchedOut(BaseModel):
+    row: int = Field(description="the item's position in ``items``, from 1")
+    item: str = Field(description="the identifier as normalised")
+
+
+class InvalidOut(BaseModel):
+    row: int
+    value: str
+    reason: str
+
+
+class MatchOut(BaseModel):
+    agreement_id: str = Field(alias="agreementId")
+    transfer_id: str = Field(alias="transferId")
+    run_id: str = Field(alias="runId")
+    mode: Mode
+    data_version: str = Field(alias="dataVersion")
+    setup_cached: bool = Field(alias="setupCached")
+    client_items: int = Field(alias="clientItems")
+    server_items: int = Field(alias="serverItems")
+    cardinality: int
+    matches: list[MatchedOut] | None
+    invalid_count: int = Field(alias="invalidCount")
+    invalid: list[InvalidOut]
+    duplicates: int
 
 
 class DataGrantOut(BaseModel):
@@ -67,5 +111,29 @@ async def request_data(
         return await contracts.request_data(
             DataRequest(body.provider, body.provider_address, body.dataset, body.purpose)
         )
+    except ContractError as error:
+        return JSONResponse(error.body(), status_code=error.status)
+
+
+@router.post(
+    "/match",
+    response_model=MatchOut,
+    responses={
+        400: refusal("no valid item, or a run the provider cannot take"),
+        403: refusal("refused by the provider's policy (reasons included)"),
+        404: refusal("the provider offers no such dataset to us"),
+        502: refusal("the provider cannot be reached or answered badly"),
+        503: refusal("the provider has too many runs open"),
+        504: refusal("the provider has not decided in time (ids included)"),
+    },
+)
+async def match(body: MatchRequestIn, matching: Annotated[Matching, Depends(get_matching)]) -> Any:
+    """Which of these identifiers are in the provider's matching set, for this purpose: reuse
+    or negotiate an agreement, start a PSI-PULL transfer, run the private set intersection.
+    The provider never sees the items; the answer holds the matches (or only their number,
+    as the mode and the agreement allow) and the items that were not valid identifiers."""
+    request = DataRequest(body.provider, body.provider_address, body.dataset, body.purpose)
+    try:
+        return await matching.match(MatchRequest(request, body.kind, body.mode, body.items))
     except ContractError as error:
         return JSONResponse(error.body(), status_code=error.status)

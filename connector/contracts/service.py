@@ -84,14 +84,18 @@ class DataContracts:
         self.negotiations, self.transfers = negotiations, transfers
         self.timeout_s, self.clock = timeout_s, clock
 
-    async def request_data(self, request: DataRequest) -> dict[str, Any]:
+    async def request_data(
+        self, request: DataRequest, transfer_type: str = "HttpData-PULL"
+    ) -> dict[str, Any]:
+        """An agreement (reused or negotiated) and a started pull transfer of
+        ``transfer_type`` (``PSI-PULL`` for a matching set): its endpoint and token."""
         deadline = self.clock() + self.timeout_s
         agreement_id = await anyio.to_thread.run_sync(self._reusable, request)
         reused = agreement_id is not None
         if agreement_id is None:
             offer = await self._offer(request)
             agreement_id = await self._negotiate(request, offer, deadline)
-        transfer = await self._transfer(request, agreement_id, deadline)
+        transfer = await self._transfer(request, agreement_id, deadline, transfer_type)
         address = json.loads(transfer.data_address or "{}")
         properties = {p["name"]: p["value"] for p in address.get("endpointProperties", [])}
         return {
@@ -191,12 +195,12 @@ class DataContracts:
         return ended.agreement_id
 
     async def _transfer(
-        self, request: DataRequest, agreement_id: str, deadline: float
+        self, request: DataRequest, agreement_id: str, deadline: float, transfer_type: str
     ) -> TransferProcessRecord:
         try:
             record = await anyio.to_thread.run_sync(
                 self.transfers.request,
-                request.provider, request.provider_address, agreement_id, "HttpData-PULL", None,
+                request.provider, request.provider_address, agreement_id, transfer_type, None,
             )  # fmt: skip
         except DspError as error:
             raise ContractError(400, error.code, error.reason) from None

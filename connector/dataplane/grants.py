@@ -18,6 +18,7 @@ from typing import Any, Final
 from sqlmodel import Session, select
 
 from connector.dataplane import tokens
+from connector.dataplane.matchsets import PSI_PULL
 from connector.dataplane.push import PushAddressError, push_target
 from connector.dataplane.store import DataGrant, DutyRecord, agreement_time
 from connector.negotiation.machine import Role
@@ -30,6 +31,7 @@ from policy.jsonld import read_policy
 from service.destinations import DestinationError, Destinations
 
 DATA_PATH: Final = "/dataplane/v1/data"
+PSI_PATH: Final = "/dataplane/v1/psi"
 TOKEN_PATH: Final = "/dataplane/v1/token"  # noqa: S105 - a path, not a secret
 RECEIPT_PATH: Final = "/dataplane/v1/receipts"
 HTTP_ENDPOINT: Final = "https://w3id.org/idsa/v4.1/HTTP"
@@ -135,7 +137,7 @@ class Grants:
         return {
             "@type": "DataAddress",
             "endpointType": HTTP_ENDPOINT,
-            "endpoint": self.base_url + DATA_PATH,
+            "endpoint": self.base_url + (PSI_PATH if record.format == PSI_PULL else DATA_PATH),
             "endpointProperties": [
                 {"@type": "EndpointProperty", "name": name, "value": value}
                 for name, value in (

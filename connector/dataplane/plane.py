@@ -29,6 +29,7 @@ from connector.audit import AuditRecord, AuditSink, Outcome
 from connector.catalog.store import Asset
 from connector.dataplane import tokens
 from connector.dataplane.grants import issue_tokens
+from connector.dataplane.matchsets import PSI_PULL
 from connector.dataplane.sources import Body, SourceError, SourceRules, open_source
 from connector.dataplane.store import (
     COUNTED,
@@ -50,10 +51,21 @@ from identity.verifier import facts_of
 from policy.duties import DutyState
 from policy.evaluate import evaluate
 from policy.jsonld import read_policy
-from policy.operands import Context, CredentialFacts, Grade, Scope
+from policy.operands import Context, CredentialFacts, Grade, MatchFacts, Scope
 from service.http import error_body
 
 MAX_REASONS: Final = 20
+MATCH_COUNTED: Final = (*COUNTED, "aborted")
+"""Matching runs that count as uses: in progress, completed, and aborted after answers had
+gone out (the consumer may have learned part of the intersection)."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a matching run asks for, decided by the policy with the agreement's runs so far."""
+
+    set_size: int
+    output: str
 
 
 class DataPlaneError(Exception):
@@ -76,6 +88,7 @@ class Admitted:
     address: dict[str, Any]
     facts: CredentialFacts
     """The consumer's credentials as checked at admission (decided on again when reserving)."""
+    asset_id: str
 
 
 class DataPlane:
@@ -188,15 +201,23 @@ class DataPlane:
         scope: Scope,
         *,
         counted: tuple[str, ...] = COUNTED,
+        run: RunRequest | None = None,
     ) -> tuple[tuple[str, ...], Asset | None]:
         """The reasons the agreement's policy refuses now (empty when it admits), and the
-        asset the agreement is about."""
+        asset the agreement is about. For a matching ``run``, its runs are its uses (a
+        matching set is never downloaded)."""
         transfer = session.get(TransferProcessRecord, grant.transfer_id)
         if transfer is None or transfer.state != State.STARTED.value:
             state = transfer.state if transfer else "unknown"
             raise DataPlaneError(
                 403, "transfer_not_started", f"transfer {grant.transfer_id} is {state}"
             )
+        if scope is Scope.ACCESS and (run is not None) != (transfer.format == PSI_PULL):
+            raise DataPlaneError(
+                403, "wrong_transfer_type",
+                f"transfer {grant.transfer_id} is of type {transfer.format}: matching runs need "
+                f"a {PSI_PULL} transfer, and a {PSI_PULL} transfer serves matching runs only",
+            )  # fmt: skip
         negotiation = session.exec(
             select(ContractNegotiationRecord).where(
                 ContractNegotiationRecord.agreement_id == grant.agreement_id,
@@ -206,7 +227,7 @@ class DataPlane:
         if negotiation is None or negotiation.agreement is None:
             raise DataPlaneError(403, "unknown_agreement", f"no agreement {grant.agreement_id}")
         policy = read_policy(json.loads(negotiation.agreement))
-        used = uses(session, grant.agreement_id, counted)
+        used = uses(session, grant.agreement_id, MATCH_COUNTED if run else counted)
         violated = session.exec(
             select(DutyRecord.id).where(
                 DutyRecord.agreement_id == grant.agreement_id,
@@ -222,6 +243,7 @@ class DataPlane:
             purpose=negotiation.purpose,
             agreement_start=agreement_time(negotiation, policy),
             uses_so_far=used,
+            matching=None if run is None else MatchFacts(run.set_size, used, run.output),
             violated_duties=tuple(violated),
         )
         decision = evaluate(policy, context, scope)
@@ -232,32 +254,43 @@ class DataPlane:
         """Everything before touching the data: the token, the transfer, the consumer's
         credentials now, the policy in the access scope."""
         token = self.check_token(self.read_token(authorization))
-        return await self.admit_grant(await anyio.to_thread.run_sync(self._grant_for, token))
+        return await self.admit_grant(await anyio.to_thread.run_sync(self.grant_for, token))
 
-    async def admit_grant(self, grant: DataGrant) -> Admitted:
-        """The consumer's credentials now and the policy in the access scope (pull and push)."""
+    async def admit_grant(self, grant: DataGrant, run: RunRequest | None = None) -> Admitted:
+        """The consumer's credentials now and the policy in the access scope (pull, push, and
+        matching runs). A matching set is only matched, never downloaded or pushed."""
         facts = await self.facts(grant)
-        reasons, asset = await anyio.to_thread.run_sync(self._decide_access, grant, facts)
+        reasons, asset = await anyio.to_thread.run_sync(self._decide_access, grant, facts, run)
+        matching = asset is not None and "matching" in json.loads(asset.data_address)
+        if matching and run is None:
+            raise DataPlaneError(
+                403, "matching_set", "a matching set is matched (PSI-PULL), never downloaded"
+            )
         if reasons:
             raise DataPlaneError(403, "policy_denied", "the agreement's policy refuses", reasons)
         if asset is None:
             raise DataPlaneError(410, "asset_gone", "the asset of this agreement was deleted")
+        if run is not None and not matching:
+            raise DataPlaneError(403, "not_a_matching_set", "this asset is not a matching set")
         return Admitted(
             grant.transfer_id, grant.agreement_id, grant.consumer,
-            json.loads(asset.data_address), facts,
+            json.loads(asset.data_address), facts, asset.id,
         )  # fmt: skip
 
-    def _grant_for(self, token: tokens.AccessToken) -> DataGrant:
+    def grant_for(self, token: tokens.AccessToken) -> DataGrant:
+        """The grant a checked token names, in the token's generation (blocking)."""
         with Session(self.engine) as session:
             return self._load(session, token)
 
     def _decide_access(
-        self, grant: DataGrant, facts: CredentialFacts
+        self, grant: DataGrant, facts: CredentialFacts, run: RunRequest | None = None
     ) -> tuple[tuple[str, ...], Asset | None]:
         with Session(self.engine) as session:
-            return self.decide(session, grant, facts, Scope.ACCESS)
+            return self.decide(session, grant, facts, Scope.ACCESS, run=run)
 
-    def reserve(self, admitted: Admitted, byte_range: str | None) -> int:
+    def reserve(
+        self, admitted: Admitted, byte_range: str | None, run: RunRequest | None = None
+    ) -> int:
         """Decide again under a lock and record the access as in progress, so that two
         concurrent requests cannot both take the last use. The lock is a write to the grant
         before counting: a row lock on PostgreSQL, the database's write lock on SQLite (which
@@ -269,7 +302,7 @@ class DataPlane:
             grant.updated_at = self.clock()
             session.add(grant)
             session.flush()
-            reasons, _ = self.decide(session, grant, admitted.facts, Scope.ACCESS)
+            reasons, _ = self.decide(session, grant, admitted.facts, Scope.ACCESS, run=run)
             if reasons:
                 raise DataPlaneError(
                     403, "policy_denied", "the agreement's policy refuses", reasons

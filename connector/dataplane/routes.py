@@ -8,12 +8,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from connector.dataplane.duties import Duties, DutyRequestError
-from connector.dataplane.grants import RECEIPT_PATH, TOKEN_PATH
+from connector.dataplane.grants import PSI_PATH, RECEIPT_PATH, TOKEN_PATH
+from connector.dataplane.matchruns import FRAMES_TYPE, MatchingRuns, pack
 from connector.dataplane.plane import DataPlane, DataPlaneError
 from connector.dataplane.response import AccessResponse
 from connector.dataplane.store import DutyRecord
@@ -22,6 +23,7 @@ from connector.negotiation.machine import Role
 from connector.protocol import DspErrorBody
 from identity.errors import IdentityError
 from identity.verifier import Peer
+from matching.machine import Mode
 from service.http import BadRequestError, read_json
 from service.refusals import ErrorBody, refusals
 
@@ -46,7 +48,14 @@ async def get_duties(request: Request) -> Duties:
     return duties
 
 
+def get_matching_runs(request: Request) -> MatchingRuns:
+    runs: MatchingRuns = request.app.state.matching_runs
+    return runs
+
+
 DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
+MatchingRunsDep = Annotated[MatchingRuns, Depends(get_matching_runs)]
+RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 DutiesDep = Annotated[Duties, Depends(get_duties)]
 
 
@@ -81,6 +90,85 @@ async def data(
 
     del admitted
     return AccessResponse(body, finish, progress)
+
+
+class RunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    client_items: int = Field(alias="clientItems", ge=1, le=1 << 24)
+    mode: Mode
+
+
+FRAMES = {"description": "PSI frames, each after its length (4 bytes, big-endian)",
+          "content": {FRAMES_TYPE: {}}}  # fmt: skip
+
+
+@public.post(PSI_PATH + "/runs", status_code=201, responses={503: {"description": "busy"}})
+async def start_run(
+    request: Request,
+    runs: MatchingRunsDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Any:
+    """A matching run of a started PSI-PULL transfer (Authorization: Bearer <token of its data
+    address>), for ``clientItems`` identifiers and the ``mode`` asked: decided by the
+    agreement's policy (runs, set size, output) and counted like a download."""
+    try:
+        raw = await read_json(request, 4096)
+        body = RunIn.model_validate(raw)
+    except BadRequestError as error:
+        return problem(DataPlaneError(error.status, error.reason, error.message))
+    except ValueError as error:
+        return problem(DataPlaneError(400, "malformed_request", str(error)[:500]))
+    try:
+        return JSONResponse(
+            await runs.start(authorization, body.client_items, body.mode), status_code=201
+        )
+    except DataPlaneError as error:
+        return problem(error)
+
+
+@public.get(PSI_PATH + "/runs/{run_id}/setup", responses={200: FRAMES})
+async def run_setup(
+    run_id: RunId, runs: MatchingRunsDep, authorization: Annotated[str | None, Header()] = None
+) -> Any:
+    """The server setup of the run's data version, in frames (a consumer that holds this
+    version's setup need not fetch it)."""
+    try:
+        frames = await runs.setup(authorization, run_id)
+    except DataPlaneError as error:
+        return problem(error)
+    return StreamingResponse(pack(frames), media_type=FRAMES_TYPE)
+
+
+@public.post(PSI_PATH + "/runs/{run_id}/messages", responses={200: FRAMES})
+async def run_message(
+    run_id: RunId,
+    request: Request,
+    runs: MatchingRunsDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Any:
+    """One frame of the run (its start, then each request chunk, in order); the answer holds
+    the response frames ready now, and after the last request chunk all the others. A frame
+    that is refused ends the run."""
+    try:
+        frame = await request.body()
+        frames = await runs.exchange(authorization, run_id, frame)
+    except DataPlaneError as error:
+        return problem(error)
+    return StreamingResponse(pack(frames), media_type=FRAMES_TYPE)
+
+
+@public.get(PSI_PATH + "/runs/{run_id}/responses", responses={200: FRAMES})
+async def run_responses(
+    run_id: RunId, runs: MatchingRunsDep, authorization: Annotated[str | None, Header()] = None
+) -> Any:
+    """The run's next response frames (at most 16 an answer), once every request chunk is
+    in; asked for until the consumer has every answer."""
+    try:
+        frames = await runs.exchange(authorization, run_id, None)
+    except DataPlaneError as error:
+        return problem(error)
+    return StreamingResponse(pack(frames), media_type=FRAMES_TYPE)
 
 
 class RefreshIn(BaseModel):

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from connector.audit import AuditRecord, Outcome
 from connector.catalog.store import Asset
+from connector.dataplane.matchsets import PSI_PULL
 from connector.dataplane.plane import DataPlane, DataPlaneError
 from connector.dataplane.push import PushAddressError, push_target
 from connector.dataplane.sources import Body, SourceError, open_source
@@ -88,13 +89,18 @@ class DataPlaneWorker:
 
     def _recover(self) -> None:
         """Accesses cut off by a stop (or a crash) end as interrupted, with the bytes they had
-        recorded as sent, and are audited; they are not counted as uses."""
+        recorded as sent, and are audited; they are not counted as uses. A matching run that
+        had sent answers ends as aborted, and stays counted (its consumer may have learned
+        part of the result)."""
         with Session(self.engine) as session:
             for access in session.exec(
                 select(DataAccess).where(DataAccess.outcome == "in_progress")
             ).all():
+                transfer = session.get(TransferProcessRecord, access.transfer_id)
+                run = transfer is not None and transfer.format == PSI_PULL
+                outcome = "aborted" if run and access.bytes_sent else "interrupted"
                 self.plane.end(
-                    session, access, "interrupted", access.bytes_sent, access.rows_sent,
+                    session, access, outcome, access.bytes_sent, access.rows_sent,
                     "the connector stopped",
                 )  # fmt: skip
             session.commit()

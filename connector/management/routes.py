@@ -22,6 +22,7 @@ from connector.dataplane.sources import AddressError, SourceRules
 from connector.deps import (
     EngineDep,
     ManagementError,
+    MatchingSetsDep,
     NegotiationsDep,
     ParticipantDep,
     SettingsDep,
@@ -51,6 +52,7 @@ from connector.transfer.machine import Event as TransferEvent
 from connector.transfer.machine import State as TransferState
 from connector.transfer.store import TransferProcessRecord
 from identity.presentations import EVERY_SCOPE
+from matching.identifiers import Kind
 from policy.jsonld import read_policy, write_policy
 from policy.lint import Severity, lint
 from policy.operands import Grade, check_region
@@ -69,14 +71,24 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
+class MatchingIn(Model):
+    """A matching set: which column of the file (CSV with a header) or of the query's result
+    holds the identifiers, and what kind they are (normalised and validated as such)."""
+
+    column: str = Field(min_length=1, max_length=100)
+    kind: Kind
+
+
 class DataAddressIn(Model):
-    """Where the data is: a local file, an HTTP backend, or a SQL query on a configured database."""
+    """Where the data is: a local file, an HTTP backend, or a SQL query on a configured database.
+    With ``matching``, a file or query is a matching set: offered for PSI (``PSI-PULL``) only."""
 
     type: Literal["file", "http", "sql"]
     path: str | None = None
     url: str | None = None
     query: str | None = Field(default=None, max_length=10_000)
     database: str | None = Field(default=None, max_length=100)
+    matching: MatchingIn | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> DataAddressIn:
@@ -88,6 +100,8 @@ class DataAddressIn(Model):
             raise ValueError("a file path must be absolute")
         if self.type == "http" and not str(self.url).startswith(("http://", "https://")):
             raise ValueError("an HTTP data address needs an http(s) URL")
+        if self.type == "http" and self.matching is not None:
+            raise ValueError("a matching set is a file or a SQL query")
         return self
 
 
@@ -253,7 +267,10 @@ def create_asset(
     participant: ParticipantDep,
     settings: SettingsDep,
     rules: SourceRulesDep,
+    matching_sets: MatchingSetsDep,
 ) -> dict[str, Any]:
+    """An asset; a matching set (``dataAddress.matching``) has its PSI setup computed now, in
+    the background, and again whenever its data changes."""
     asset = _checked_asset(body, settings, rules, participant.clock())
     with Session(engine) as session:
         session.add(asset)
@@ -262,6 +279,8 @@ def create_asset(
         except IntegrityError:
             raise _conflict("asset", body.id) from None
         session.refresh(asset)
+        if body.data_address.matching is not None and matching_sets is not None:
+            matching_sets.publish(asset.id, json.loads(asset.data_address))
         return asset_view(asset, settings.domains)
 
 
@@ -306,9 +325,11 @@ def update_asset(
     engine: EngineDep,
     settings: SettingsDep,
     rules: SourceRulesDep,
+    matching_sets: MatchingSetsDep,
 ) -> dict[str, Any]:
     """Replace an asset's description and data address (checked as on create); its id and
-    creation time stay. Agreements already made keep the terms they were made on."""
+    creation time stay. Agreements already made keep the terms they were made on. A matching
+    set's setup follows its new data address."""
     if body.id != asset_id:
         raise ManagementError(400, "id_mismatch", f"the body is for {body.id}, not {asset_id}")
     with Session(engine) as session:
@@ -322,7 +343,12 @@ def update_asset(
         session.add(asset)
         session.commit()
         session.refresh(asset)
-        return asset_view(asset, settings.domains)
+    if matching_sets is not None:
+        if body.data_address.matching is not None:
+            matching_sets.publish(asset.id, json.loads(asset.data_address))
+        else:
+            matching_sets.forget(asset.id)
+    return asset_view(asset, settings.domains)
 
 
 def _in_use(kind: str, identifier: str, used_by: dict[str, list[str]]) -> ManagementError:
@@ -350,7 +376,7 @@ def _processes_of(session: Session, condition: Any) -> dict[str, list[str]]:
 
 
 @router.delete("/assets/{asset_id:path}", status_code=204)
-def delete_asset(asset_id: str, engine: EngineDep) -> Response:
+def delete_asset(asset_id: str, engine: EngineDep, matching_sets: MatchingSetsDep) -> Response:
     """Refused (409, ``usedBy``) while an offer names the asset or an agreement or a running
     negotiation is for it."""
     with Session(engine) as session:
@@ -370,6 +396,8 @@ def delete_asset(asset_id: str, engine: EngineDep) -> Response:
             raise _in_use("asset", asset_id, used_by)
         session.delete(asset)
         session.commit()
+    if matching_sets is not None:
+        matching_sets.forget(asset_id)
     return Response(status_code=204)
 
 
@@ -841,7 +869,7 @@ class TransferIn(Model):
         alias="counterPartyAddress", min_length=1, max_length=2048
     )
     agreement_id: Identifier = Field(alias="agreementId")
-    format: Literal["HttpData-PULL", "HttpData-PUSH"] = "HttpData-PULL"
+    format: Literal["HttpData-PULL", "HttpData-PUSH", "PSI-PULL"] = "HttpData-PULL"
     data_address: dict[str, Any] | None = Field(default=None, alias="dataAddress")
 
 

@@ -28,7 +28,8 @@ from connector.transfer.store import TransferProcessRecord
 from identity.verifier import Peer
 
 ERROR_TYPE: Final = "TransferError"
-FORMATS: Final = frozenset({"HttpData-PULL", "HttpData-PUSH"})
+FORMATS: Final = frozenset({"HttpData-PULL", "HttpData-PUSH", "PSI-PULL"})
+"""``PSI-PULL``: a matching run through the data plane (``connector.dataplane.matchruns``)."""
 MAX_REASON_CHARS: Final = 2000
 VERB: Final = {
     Event.START: "start",

@@ -47,8 +47,10 @@ def start_space(
     databases: tuple[str, str] | None = None,
     bank_verification: str = "auto",
     bureau_sql: dict[str, str] | None = None,
+    bureau_extra: dict[str, object] | None = None,
 ) -> Iterator[Space]:
-    """``databases``: the bureau's and the bank's database URLs (default: SQLite files)."""
+    """``databases``: the bureau's and the bank's database URLs (default: SQLite files);
+    ``bureau_extra``: more of the bureau's settings."""
     authority_sock, bureau_sock, bank_sock = bind(), bind(), bind()
     authority = did_for(authority_sock, "authority")
     bureau = connector_settings(
@@ -63,6 +65,8 @@ def start_space(
         database_url=databases[0] if databases else None,
         sql_sources=bureau_sql,
     )
+    if bureau_extra:
+        bureau = bureau.model_copy(update=bureau_extra)
     bank = connector_settings(
         bank_sock,
         tmp_path,

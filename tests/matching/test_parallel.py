@@ -311,3 +311,12 @@ def test_a_cached_setup_is_reused_without_fetching(workers: Workers, prepared: P
     server_items = sets(14, 400, 0, 0)[0]
     result = run_local([server_items[3], "nope"], prepared, Mode.INTERSECTION, workers, setup=held)
     assert result.positions == (0,)
+
+
+def test_a_request_chunk_before_the_start_is_out_of_order(workers: Workers, prepared: PreparedSetup) -> None:  # fmt: skip
+    _, _, frames = client_frames(workers, prepared)
+    server = ServerSession(prepared, workers, max_chunk_items=CHUNK)
+    with pytest.raises(MatchingError) as error:
+        server.receive(frames[0])
+    assert error.value.reason is Reason.OUT_OF_ORDER
+    assert server.run.state is State.FAILED

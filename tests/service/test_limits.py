@@ -265,3 +265,15 @@ def test_a_credential_request_is_authenticated_before_its_body_is_read(broker: T
     # DCP's ID token first: without one the body, deep or not, is never parsed
     response = broker.post("/credentials", content=DEEP, headers={"Content-Type": "text/plain"})
     assert (response.status_code, response.json()["reason"]) == (401, "malformed_token")
+
+
+def test_the_match_api_takes_a_larger_body_and_only_it(tmp_path: Path) -> None:
+    """``POST /contracts/v1/match`` carries the application's identifiers: its own limit
+    (``contracts_match_max_body_bytes``); every other path keeps ``max_body_bytes``."""
+    body = json.dumps({"items": ["x" * 100] * (2 * LIMIT // 100)})
+    headers = {"X-Api-Key": ADMIN_KEY, "Content-Type": "application/json"}
+    with TestClient(create_app(settings(tmp_path))) as client:
+        other = client.post("/management/v1/policydefinitions", content=body, headers=headers)
+        assert (other.status_code, other.json()["reason"]) == (413, "body_too_large")
+        matched = client.post("/contracts/v1/match", content=body, headers=headers)
+        assert matched.status_code == 422  # read and validated: the provider is missing
