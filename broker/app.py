@@ -16,6 +16,8 @@ from broker.authority.issuer import LIST_ID, Authority, AuthorityError
 from broker.authority.routes import admin, did_document
 from broker.authority.routes import router as authority_router
 from broker.database import migrations
+from broker.registry import routes as registry
+from broker.registry.standing import RegistryError
 from broker.settings import BrokerSettings
 from identity.credentials import CredentialType, TrustedIssuers
 from identity.database import migrations as identity_migrations
@@ -93,9 +95,16 @@ def create_app(
         assert isinstance(error, AuthorityError)  # noqa: S101 - registered for this type only
         return JSONResponse(error_body("AuthorityError", error.reason, error.message), error.status)
 
+    async def registry_error(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RegistryError)  # noqa: S101 - registered for this type only
+        return JSONResponse(error_body("RegistryError", error.reason, error.message), error.status)
+
     app.add_exception_handler(AuthorityError, authority_error)
+    app.add_exception_handler(RegistryError, registry_error)
     app.include_router(authority_router)
     app.include_router(admin)
+    app.include_router(registry.admin)
+    app.include_router(registry.members)
     if settings.authority_id.startswith("did:web:"):
         path = urlsplit(did_web_url(settings.authority_id)).path
         app.add_api_route(path, did_document, methods=["GET"], tags=["authority"])

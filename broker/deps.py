@@ -7,11 +7,16 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from broker.authority.issuer import Authority, AuthorityError
 from broker.authority.store import DecidedBy, Decider
+from broker.registry.machine import State
+from broker.registry.standing import standing
 from broker.settings import BrokerSettings
+from identity.errors import IdentityError, Reason
 from identity.participant import Participant
+from identity.verifier import Peer
 from service.logs import key_id
 
 
@@ -53,3 +58,25 @@ def require_operator(
 
 OperatorDep = Depends(require_operator)
 OperatorDecider = Annotated[Decider, OperatorDep]
+
+
+async def require_member(
+    participant: ParticipantDep,
+    engine: EngineDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Peer:
+    """A member of the data space, authenticated the DCP way: a valid MembershipCredential of
+    this authority in its presentation, and active in the registry now (a suspension counts at
+    once here, before any status-list cache refreshes)."""
+    peer = await participant.verifier.authenticate(authorization)
+    if not peer.facts().membership:
+        raise IdentityError(Reason.MISSING_CREDENTIAL, f"{peer.did} lacks MembershipCredential")
+    with Session(engine) as session:
+        state = standing(session, peer.did)
+    if state is not State.ACTIVE:
+        shown = "not registered" if state is None else state.value
+        raise IdentityError(Reason.ACCESS_DENIED, f"{peer.did} is {shown}")
+    return peer
+
+
+MemberDep = Annotated[Peer, Depends(require_member)]

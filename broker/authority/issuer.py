@@ -34,15 +34,20 @@ from broker.authority.store import (
     StatusList,
     audit,
 )
+from broker.registry.machine import State
+from broker.registry.standing import record_onboarding, record_revocation, standing
 from identity.claims import OrganisationClaims
 from identity.credentials import CredentialType, Organisation, issue_credential
+from identity.documents import DIDDocument
 from identity.errors import IdentityError, Reason
 from identity.participant import Participant
 from identity.presentations import DCP_CONTEXT
 from identity.status import LIST_BITS, StatusEntry, issue_status_list, set_bit
 from service.destinations import DestinationError
+from service.http import check_http_url
 
 LIST_ID: Final = "1"
+MAX_ADDRESS_CHARS: Final = 2048
 MAX_TYPES: Final = 4
 
 
@@ -239,7 +244,7 @@ class Authority:
                     issued_at=now, expires_at=expires_at,
                 )
             )  # fmt: skip
-        error = await self._deliver(request, payloads)
+        error, dsp_address = await self._deliver(request, payloads)
         with Session(self._engine) as session:
             stored = session.get(CredentialRequest, request_id)
             assert stored is not None  # noqa: S101 - read in _reserve, never deleted
@@ -247,6 +252,7 @@ class Authority:
                 stored.status, stored.decided_at, stored.reason = RequestStatus.ISSUED, now, None
                 stored.write_token = ""  # delivered: not kept
                 session.add_all(issued)
+                record_onboarding(session, stored.holder, organisation, dsp_address, now)
                 audit(
                     session, Decision.REQUEST_APPROVED, subject=stored.holder, decider=decider,
                     now=now, request_id=stored.id, detail=stored.credential_types,
@@ -275,6 +281,10 @@ class Authority:
                 raise AuthorityError(404, "unknown_request", f"no request {request_id}")
             if request.status != RequestStatus.RECEIVED:
                 raise AuthorityError(409, "already_decided", f"request is {request.status}")
+            if standing(session, request.holder) is State.SUSPENDED:
+                raise AuthorityError(
+                    409, "participant_suspended", f"{request.holder} is suspended: reinstate first"
+                )
             status_list = session.get(StatusList, LIST_ID)
             assert status_list is not None  # noqa: S101 - created in __init__
             count = len(request.credential_types.split())
@@ -289,11 +299,18 @@ class Authority:
 
     async def _deliver(
         self, request: CredentialRequest, credentials: list[dict[str, str]]
-    ) -> str | None:
+    ) -> tuple[str | None, str | None]:
+        """Deliver; return what went wrong (None: delivered) and the holder's DSP address,
+        read from the same DID document."""
         try:
             document = await self._me.resolver.resolve(request.holder)
         except IdentityError as error:
-            return str(error)
+            return str(error), None
+        return await self._deliver_to(document, request, credentials), dsp_address(document)
+
+    async def _deliver_to(
+        self, document: DIDDocument, request: CredentialRequest, credentials: list[dict[str, str]]
+    ) -> str | None:
         service = document.service("CredentialService")
         if service is None:
             return f"{request.holder} publishes no CredentialService"
@@ -338,6 +355,8 @@ class Authority:
                 now = self._clock()
                 credential.revoked_at = now
                 session.add_all([status_list, credential])
+                session.flush()
+                record_revocation(session, credential.holder, now)
                 audit(
                     session, Decision.CREDENTIAL_REVOKED, subject=credential.holder,
                     decider=decider, now=now, request_id=credential.request_id,
@@ -356,6 +375,21 @@ class Authority:
         return issue_status_list(
             self.did, key.private_key, key.key_id, self._status_url, found.bits, self._clock()
         )
+
+
+def dsp_address(document: DIDDocument) -> str | None:
+    """The connector's DSP base URL from the ``DataService`` (or ``CatalogService``) entry of
+    its DID document, whose endpoint ends in ``/catalog`` (DSP 2025-1 did-service schema); None
+    when it publishes none or one that is not an http(s) URL."""
+    service = document.service("DataService") or document.service("CatalogService")
+    if service is None or not service.endpoint.rstrip("/").endswith("/catalog"):
+        return None
+    try:
+        check_http_url(service.endpoint)
+    except ValueError:
+        return None
+    address = service.endpoint.rstrip("/").removesuffix("/catalog")
+    return address if len(address) <= MAX_ADDRESS_CHARS else None
 
 
 def organisation_json(request: CredentialRequest) -> dict[str, Any] | None:

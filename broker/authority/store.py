@@ -73,6 +73,9 @@ class Decision(StrEnum):
     """Approved, but the holder's Credential Service did not take the credentials: nothing
     was issued, and the request stays RECEIVED for the operator to approve again."""
     CREDENTIAL_REVOKED = "credential_revoked"
+    PARTICIPANT_SUSPENDED = "participant_suspended"
+    """The operator suspended a registered participant: its credentials' status is set."""
+    PARTICIPANT_REINSTATED = "participant_reinstated"
 
 
 class DecidedBy(StrEnum):
