@@ -18,6 +18,7 @@ from broker.authority.routes import router as authority_router
 from broker.database import migrations
 from broker.registry import routes as registry
 from broker.registry.standing import RegistryError
+from broker.search import routes as catalogue
 from broker.settings import BrokerSettings
 from identity.credentials import CredentialType, TrustedIssuers
 from identity.database import migrations as identity_migrations
@@ -105,6 +106,7 @@ def create_app(
     app.include_router(admin)
     app.include_router(registry.admin)
     app.include_router(registry.members)
+    app.include_router(catalogue.router)
     if settings.authority_id.startswith("did:web:"):
         path = urlsplit(did_web_url(settings.authority_id)).path
         app.add_api_route(path, did_document, methods=["GET"], tags=["authority"])

@@ -80,3 +80,19 @@ async def require_member(
 
 
 MemberDep = Annotated[Peer, Depends(require_member)]
+
+
+async def require_searcher(
+    participant: ParticipantDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> str:
+    """The operator (by its key, when one is given) or a member (DCP): who is searching."""
+    if x_api_key is not None:
+        return require_operator(settings, x_api_key).operator_key_id or "operator"
+    return (await require_member(participant, engine, authorization)).did
+
+
+SearcherDep = Annotated[str, Depends(require_searcher)]

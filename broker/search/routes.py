@@ -1,0 +1,128 @@
+"""The federated catalogue's search API for members (DCP) and the operator (``X-Api-Key``):
+``GET /catalogue/v1/datasets``. Full text in Chinese and English over titles, keywords and
+descriptions, filters and facets with counts (domain, grade, region with its parents,
+provider, personal information), sorted by relevance or recency, a page at a time. Each hit
+names the provider's DID, its DSP address and the dataset's id there: the consumer negotiates
+with the provider directly, the broker is never in the data path.
+
+Bad input is refused with a typed 400 (an unknown parameter, a query too long or without any
+word, a value that is not one of a facet's); whatever a query holds is searched as literal
+words (:mod:`broker.search.tokens`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Query, Request
+from sqlmodel import Session
+
+from broker.deps import EngineDep, SearcherDep
+from broker.registry.store import utc
+from broker.search.store import CatalogueDataset, Facet, Hit, Search, Sort, search
+from broker.search.tokens import query_tokens
+from policy.operands import Grade, check_region
+from service.http import BadRequestError
+from service.refusals import refusals
+
+router = APIRouter(
+    prefix="/catalogue/v1", tags=["catalogue"], responses=refusals(400, 401, 403, 422, 503)
+)
+
+MAX_QUERY_CHARS: Final = 200
+MAX_OFFSET: Final = 10_000
+PARAMETERS: Final = frozenset(
+    {"q", "domain", "grade", "region", "provider", "personalInformation", "sort", "offset", "limit"}
+)
+_DOMAIN: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
+
+
+def _refuse(reason: str, message: str) -> BadRequestError:
+    return BadRequestError(400, reason, message)
+
+
+def _hit(hit: Hit) -> dict[str, Any]:
+    row: CatalogueDataset = hit.dataset
+    document = json.loads(row.document)
+    return {
+        "datasetId": row.dataset_id,
+        "provider": row.provider,
+        "dspAddress": row.dsp_address,
+        "title": json.loads(row.titles),
+        "description": json.loads(row.descriptions),
+        "keyword": json.loads(row.keywords),
+        "domain": row.domain,
+        "domainName": document.get("kexin:domainName"),
+        "dataGrade": row.grade,
+        "region": row.region,
+        "personalInformation": row.personal_information,
+        "version": row.version,
+        "registrationCode": row.registration_code,
+        "offers": document.get("hasPolicy", []),
+        "changedAt": utc(row.changed_at).isoformat(),
+        "score": hit.score,
+    }
+
+
+def _facet_view(facet: Facet, pairs: list[tuple[Any, int]]) -> list[dict[str, Any]]:
+    if facet is Facet.REGION:
+        return [{"value": code, "count": count, "parent": _parent(code)} for code, count in pairs]
+    return [{"value": value, "count": count} for value, count in pairs]
+
+
+def _parent(code: str) -> str | None:
+    if code[4:] != "00":
+        return code[:4] + "00"
+    if code[2:4] != "00":
+        return code[:2] + "0000"
+    return None
+
+
+@router.get("/datasets")
+def search_datasets(
+    request: Request,
+    engine: EngineDep,
+    _searcher: SearcherDep,
+    q: Annotated[str | None, Query(description="words in Chinese or English")] = None,
+    domain: Annotated[str | None, Query(description="a scenario domain's id")] = None,
+    grade: Annotated[Grade | None, Query()] = None,
+    region: Annotated[str | None, Query(description="a division code: 440100 holds 440106")] = None,
+    provider: Annotated[str | None, Query(max_length=2048)] = None,
+    personal_information: Annotated[bool | None, Query(alias="personalInformation")] = None,
+    sort: Sort = Sort.RELEVANCE,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    unknown = sorted(set(request.query_params) - PARAMETERS)
+    if unknown:
+        raise _refuse("unknown_parameter", f"no parameter {unknown[0][:100]!r} here")
+    tokens: tuple[str, ...] = ()
+    if q is not None and q.strip():
+        if len(q) > MAX_QUERY_CHARS:
+            raise _refuse("query_too_long", f"a query is at most {MAX_QUERY_CHARS} characters")
+        tokens = tuple(query_tokens(q))
+        if not tokens:
+            raise _refuse("no_search_terms", "the query holds no word to search for")
+    if domain is not None and not _DOMAIN.fullmatch(domain):
+        raise _refuse("bad_domain", "a domain id is lower-case letters, digits and '-'")
+    if region is not None:
+        try:
+            check_region(region)
+        except ValueError as error:
+            raise _refuse("bad_region", str(error)) from None
+    query = Search(
+        tokens=tokens, domain=domain, grade=None if grade is None else grade.value,
+        region=region, provider=provider, personal_information=personal_information,
+        sort=sort, offset=offset, limit=limit,
+    )  # fmt: skip
+    with Session(engine) as session:
+        found = search(session, query)
+        items = [_hit(hit) for hit in found.hits]
+    return {
+        "total": found.total,
+        "items": items,
+        "facets": {facet.value: _facet_view(facet, pairs) for facet, pairs in found.facets.items()},
+        "offset": offset,
+        "next": offset + limit if offset + limit < found.total else None,
+    }
