@@ -13,6 +13,7 @@ from broker.authority.issuer import Authority, AuthorityError
 from broker.authority.store import DecidedBy, Decider
 from broker.registry.machine import State
 from broker.registry.standing import standing
+from broker.search.crawler import Crawler
 from broker.settings import BrokerSettings
 from identity.errors import IdentityError, Reason
 from identity.participant import Participant
@@ -40,7 +41,18 @@ def get_participant(request: Request) -> Participant:
     return participant
 
 
+def get_crawler(request: Request) -> Crawler:
+    crawler: Crawler | None = request.app.state.crawler
+    if crawler is None:
+        raise AuthorityError(
+            409, "no_crawler", "the broker has no organisation of its own (BROKER_ORGANISATION), "
+            "so no membership: it does not crawl",
+        )  # fmt: skip
+    return crawler
+
+
 SettingsDep = Annotated[BrokerSettings, Depends(get_settings)]
+CrawlerDep = Annotated[Crawler, Depends(get_crawler)]
 AuthorityDep = Annotated[Authority, Depends(get_authority)]
 ParticipantDep = Annotated[Participant, Depends(get_participant)]
 EngineDep = Annotated[Engine, Depends(get_engine)]

@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 from broker.authority.store import (
     ALLOW_LIST,
     HOLDER,
+    SELF,
     CredentialRequest,
     Decider,
     Decision,
@@ -36,8 +37,14 @@ from broker.authority.store import (
 )
 from broker.registry.machine import State
 from broker.registry.standing import record_onboarding, record_revocation, standing
+from broker.registry.store import utc
 from identity.claims import OrganisationClaims
-from identity.credentials import CredentialType, Organisation, issue_credential
+from identity.credentials import (
+    CredentialType,
+    Organisation,
+    VerifiedCredential,
+    issue_credential,
+)
 from identity.documents import DIDDocument
 from identity.errors import IdentityError, Reason
 from identity.participant import Participant
@@ -365,6 +372,68 @@ class Authority:
                 session.commit()
                 session.refresh(credential)
             return credential
+
+    def issue_own_membership(self, organisation: Organisation) -> str | None:
+        """The broker is a participant too (its crawler asks providers for their catalogues):
+        unless it holds a current MembershipCredential of its own, issue one about itself,
+        with a status entry like any other, record and audit it, and hold it in its own
+        Credential Service. Returns the new credential's id, or None when one is held."""
+        now = self._clock()
+        held = {h.id for h in self._me.credentials.held([CredentialType.MEMBERSHIP])}
+        with Session(self._engine) as session:
+            issued = session.exec(
+                select(IssuedCredential).where(
+                    IssuedCredential.holder == self.did,
+                    IssuedCredential.credential_type == CredentialType.MEMBERSHIP.value,
+                    col(IssuedCredential.revoked_at).is_(None),
+                )
+            ).all()
+        if any(c.id in held and utc(c.expires_at) > now for c in issued):
+            return None
+        kind = CredentialType.MEMBERSHIP
+        request_id = str(uuid.uuid4())
+        request = CredentialRequest(
+            id=request_id, holder=self.did, holder_pid=f"urn:uuid:{uuid.uuid4()}",
+            credential_types=kind.value, status=RequestStatus.RECEIVED, write_token="",
+            organisation=json.dumps(organisation.to_json(), ensure_ascii=False), created_at=now,
+        )  # fmt: skip
+        with Session(self._engine) as session:
+            session.add(request)
+            session.commit()
+        _, (index,) = self._reserve(request_id)
+        credential_id, expires_at = f"urn:uuid:{uuid.uuid4()}", now + self._validity
+        key = self._me.keyring.current
+        status = StatusEntry(self._status_url, index)
+        token = issue_credential(
+            issuer=self.did, key=key.private_key, key_id=key.key_id,
+            credential_id=credential_id, credential_type=kind, subject=self.did,
+            organisation=organisation, issued_at=now, expires_at=expires_at, status=status,
+        )  # fmt: skip
+        with Session(self._engine) as session:
+            stored = session.get(CredentialRequest, request_id)
+            assert stored is not None  # noqa: S101 - written above
+            stored.status, stored.decided_at = RequestStatus.ISSUED, now
+            session.add(stored)
+            session.add(
+                IssuedCredential(
+                    id=credential_id, request_id=request_id, holder=self.did,
+                    credential_type=kind.value, status_list=LIST_ID, status_index=index,
+                    issued_at=now, expires_at=expires_at,
+                )
+            )  # fmt: skip
+            audit(
+                session, Decision.CREDENTIAL_ISSUED, subject=self.did, decider=SELF, now=now,
+                request_id=request_id, credential_id=credential_id, detail=kind.value,
+            )  # fmt: skip
+            session.commit()
+        self._me.credentials.save(
+            VerifiedCredential(
+                id=credential_id, type=kind, issuer=self.did, subject=self.did,
+                organisation=organisation, expires_at=expires_at, status=status, token=token,
+            ),
+            now,
+        )  # fmt: skip
+        return credential_id
 
     def status_list(self, list_id: str) -> str:
         with Session(self._engine) as session:

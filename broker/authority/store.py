@@ -83,6 +83,8 @@ class DecidedBy(StrEnum):
     """The applicant itself: its request was received."""
     OPERATOR = "operator"
     ALLOW_LIST = "allow-list"
+    SELF = "self"
+    """The authority about itself: the broker's own membership, for its crawler."""
 
 
 MAX_DETAIL_CHARS: Final = 1000
@@ -118,6 +120,7 @@ class Decider:
 
 HOLDER: Final = Decider(DecidedBy.HOLDER)
 ALLOW_LIST: Final = Decider(DecidedBy.ALLOW_LIST)
+SELF: Final = Decider(DecidedBy.SELF)
 
 
 def audit(

@@ -16,11 +16,12 @@ import re
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from broker.deps import EngineDep, SearcherDep
+from broker.deps import CrawlerDep, EngineDep, OperatorDep, SearcherDep
 from broker.registry.store import utc
-from broker.search.store import CatalogueDataset, Facet, Hit, Search, Sort, search
+from broker.search.crawler import CrawlReport
+from broker.search.store import CatalogueDataset, Facet, Hit, ProviderCrawl, Search, Sort, search
 from broker.search.tokens import query_tokens
 from policy.operands import Grade, check_region
 from service.http import BadRequestError
@@ -29,6 +30,10 @@ from service.refusals import refusals
 router = APIRouter(
     prefix="/catalogue/v1", tags=["catalogue"], responses=refusals(400, 401, 403, 422, 503)
 )
+admin = APIRouter(
+    prefix="/admin/catalogue", tags=["catalogue"], dependencies=[OperatorDep],
+    responses=refusals(401, 409, 422, 503),
+)  # fmt: skip
 
 MAX_QUERY_CHARS: Final = 200
 MAX_OFFSET: Final = 10_000
@@ -126,3 +131,44 @@ def search_datasets(
         "offset": offset,
         "next": offset + limit if offset + limit < found.total else None,
     }
+
+
+def _report(report: CrawlReport) -> dict[str, Any]:
+    return {
+        "provider": report.provider,
+        "state": None if report.state is None else report.state.value,
+        "reason": report.reason,
+        "datasets": report.datasets,
+        "added": report.added,
+        "changed": report.changed,
+        "removed": report.removed,
+    }
+
+
+@admin.post("/crawl")
+async def crawl_now(crawler: CrawlerDep) -> dict[str, Any]:
+    """Crawl every active provider now (after a round under way, if one is); what each gave
+    (``state`` null: its datasets were dropped)."""
+    return {"providers": [_report(r) for r in await crawler.crawl_all()]}
+
+
+@admin.get("/providers")
+def crawled_providers(engine: EngineDep) -> list[dict[str, Any]]:
+    """How the crawl of each provider stands: current, stale or refused (with the reason), the
+    datasets kept, the last attempt and the last good crawl."""
+    with Session(engine) as session:
+        rows = session.exec(select(ProviderCrawl).order_by(col(ProviderCrawl.provider))).all()
+    return [
+        {
+            "provider": row.provider,
+            "dspAddress": row.dsp_address,
+            "state": row.state,
+            "reason": row.reason,
+            "datasets": row.datasets,
+            "lastAttemptAt": utc(row.last_attempt_at).isoformat(),
+            "lastSuccessAt": None
+            if row.last_success_at is None
+            else utc(row.last_success_at).isoformat(),
+        }
+        for row in rows
+    ]

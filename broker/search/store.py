@@ -61,6 +61,32 @@ class CatalogueDataset(BrokerBase, table=True):
     """When it was first seen or last seen changed: what "recent" sorts by."""
 
 
+class CrawlState(StrEnum):
+    CURRENT = "current"
+    """The last crawl succeeded: the stored datasets are the provider's."""
+    STALE = "stale"
+    """The provider did not answer: its datasets are those of its last good crawl."""
+    REFUSED = "refused"
+    """Its answer was refused (the reason says why): its datasets are those of its last good
+    crawl."""
+
+
+class ProviderCrawl(BrokerBase, table=True):
+    """How the crawl of one provider stands."""
+
+    __tablename__ = "provider_crawl"
+
+    provider: str = Field(primary_key=True, max_length=2048)
+    dsp_address: str = Field(max_length=2048)
+    state: str = Field(max_length=20, index=True)
+    reason: str | None = Field(default=None, max_length=1000)
+    datasets: int = 0
+    last_attempt_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    last_success_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+
+
 def _canonical(document: dict[str, Any]) -> str:
     return json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
