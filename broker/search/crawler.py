@@ -7,7 +7,9 @@ answer or its answer is refused, nothing but its crawl state changed (stale or r
 the reason and the time of its last good crawl); its datasets are dropped once that last good
 crawl is older than the grace period (``BROKER_CRAWL_GRACE_S``). A participant that is no
 longer active in the registry (suspended, revoked) or no longer publishes a DSP address has its
-datasets dropped at the next round. A provider's failure never stops the round.
+datasets dropped at the next round. Each round reads every participant's DSP address afresh
+from its DID document (a connector that moved, or that published none when it was onboarded).
+A provider's failure never stops the round.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from datetime import datetime, timedelta
 
 import httpx
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
+from broker.authority.issuer import dsp_address
 from broker.registry.machine import State
 from broker.registry.store import RegisteredParticipant, utc
 from broker.search.client import CrawlLimits, UnreachableError, fetch_catalogue
 from broker.search.messages import CatalogueRefusedError
 from broker.search.store import CrawlState, ProviderCrawl, drop_provider, replace_provider
+from identity.errors import IdentityError
 from identity.participant import Participant
 from service.destinations import Destinations
 from service.logs import one_line
@@ -67,20 +71,41 @@ class Crawler:
         self._clock = clock
         self._round = asyncio.Lock()
 
-    def _targets(self) -> dict[str, str]:
+    async def _targets(self) -> dict[str, str]:
+        """Every active participant's DSP address, read afresh from its DID document (the one
+        the registry holds when the document cannot be read now)."""
         with Session(self._engine) as session:
             rows = session.exec(
                 select(RegisteredParticipant).where(
-                    RegisteredParticipant.state == State.ACTIVE.value,
-                    col(RegisteredParticipant.dsp_address).is_not(None),
+                    RegisteredParticipant.state == State.ACTIVE.value
                 )
             ).all()
-        return {row.did: str(row.dsp_address) for row in rows if row.did != self._me.did}
+            known = {row.did: row.dsp_address for row in rows if row.did != self._me.did}
+        targets = {}
+        for did, stored in known.items():
+            try:
+                address = dsp_address(await self._me.resolver.resolve(did))
+            except IdentityError as error:
+                log.info("DID document of %s not read: %s", did, one_line(error))
+                address = stored
+            if address != stored:
+                self._record_address(did, address)
+            if address is not None:
+                targets[did] = address
+        return targets
+
+    def _record_address(self, did: str, address: str | None) -> None:
+        with Session(self._engine) as session:
+            row = session.get(RegisteredParticipant, did)
+            if row is not None:
+                row.dsp_address, row.updated_at = address, self._clock()
+                session.add(row)
+                session.commit()
 
     async def crawl_all(self) -> list[CrawlReport]:
         """One round: every active provider, then the datasets of those no longer active."""
         async with self._round:
-            targets = self._targets()
+            targets = await self._targets()
             reports = [await self.crawl(did, address) for did, address in sorted(targets.items())]
             reports += self._drop_inactive(set(targets))
             return reports

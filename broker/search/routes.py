@@ -129,7 +129,9 @@ def search_datasets(
         "items": items,
         "facets": {facet.value: _facet_view(facet, pairs) for facet, pairs in found.facets.items()},
         "offset": offset,
-        "next": offset + limit if offset + limit < found.total else None,
+        "next": offset + limit
+        if offset + limit < found.total and offset + limit <= MAX_OFFSET
+        else None,
     }
 
 

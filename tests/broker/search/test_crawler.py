@@ -87,8 +87,13 @@ class World:
 
     providers: dict[str, Page] = field(default_factory=dict)
     asked: list[httpx.Request] = field(default_factory=list)
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """DID documents by host; none: 404 (the registry's address stands)."""
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/.well-known/did.json":
+            document = self.documents.get(request.url.host)
+            return httpx.Response(404) if document is None else httpx.Response(200, json=document)
         self.asked.append(request)
         page = self.providers.get(request.url.host)
         if page is None:
@@ -373,3 +378,24 @@ def test_a_participant_no_longer_active_loses_its_datasets(
     reports = by_provider(asyncio.run(crawler.crawl_all()))
     assert reports[GOOD].state is None
     assert stored(engine, GOOD) == []
+
+
+def test_a_provider_that_moved_is_crawled_at_its_new_address(
+    crawler: Crawler, world: World, engine: Engine
+) -> None:
+    world.documents["good.test"] = {
+        "@context": ["https://www.w3.org/ns/did/v1"],
+        "id": GOOD,
+        "service": [
+            {"id": f"{GOOD}#dsp", "type": "DataService",
+             "serviceEndpoint": "https://moved.test/dsp/catalog"},
+        ],
+    }  # fmt: skip
+    world.providers["moved.test"] = paged(GOOD, good_pages(), "moved.test")
+    reports = by_provider(asyncio.run(crawler.crawl_all()))
+    assert reports[GOOD].state is CrawlState.CURRENT
+    assert len(stored(engine, GOOD)) == 5
+    with Session(engine) as session:
+        registered = session.get(RegisteredParticipant, GOOD)
+        assert registered is not None
+        assert registered.dsp_address == "https://moved.test/dsp"
