@@ -35,13 +35,19 @@ def _sqlite(session: Session) -> bool:
     return session.get_bind().dialect.name == "sqlite"
 
 
-def put(session: Session, dataset: int, heading: Sequence[str], body: Sequence[str]) -> None:
-    """Index (or index anew) one dataset under these tokens, in the caller's transaction."""
+def put_many(session: Session, entries: Sequence[tuple[int, Sequence[str], Sequence[str]]]) -> None:
+    """Index (or index anew) datasets, each ``(id, heading tokens, body tokens)``, in the
+    caller's transaction."""
+    if not entries:
+        return
     if _sqlite(session):
-        session.execute(sa.text("DELETE FROM catalogue_fts WHERE rowid = :id"), {"id": dataset})
+        remove(session, [dataset for dataset, _, _ in entries])
         session.execute(
             sa.text("INSERT INTO catalogue_fts (rowid, heading, body) VALUES (:id, :h, :b)"),
-            {"id": dataset, "h": " ".join(heading), "b": " ".join(body)},
+            [
+                {"id": d, "h": " ".join(heading), "b": " ".join(body)}
+                for d, heading, body in entries
+            ],
         )
     else:
         session.execute(
@@ -49,7 +55,7 @@ def put(session: Session, dataset: int, heading: Sequence[str], body: Sequence[s
                 "INSERT INTO catalogue_fts (dataset, document) VALUES (:id, CAST(:v AS tsvector)) "
                 "ON CONFLICT (dataset) DO UPDATE SET document = EXCLUDED.document"
             ),
-            {"id": dataset, "v": tsvector_literal(heading, body)},
+            [{"id": d, "v": tsvector_literal(heading, body)} for d, heading, body in entries],
         )
 
 

@@ -98,22 +98,31 @@ def _levels(region: str | None) -> tuple[str | None, str | None]:
     return (region[:4] + "00" if region[2:4] != "00" else None), region[:2] + "0000"
 
 
-def _fill(row: CatalogueDataset, dataset: CrawledDataset, dsp_address: str) -> None:
-    row.dsp_address = dsp_address
-    row.titles = json.dumps(list(dataset.titles), ensure_ascii=False)
-    row.descriptions = json.dumps(list(dataset.descriptions), ensure_ascii=False)
-    row.keywords = json.dumps(list(dataset.keywords), ensure_ascii=False)
-    row.domain, row.grade, row.region = dataset.domain, dataset.grade, dataset.region
-    row.region_city, row.region_province = _levels(dataset.region)
-    row.personal_information = dataset.personal_information
-    row.version, row.registration_code = dataset.version, dataset.registration_code
-    row.document = _canonical(dataset.document)
+def _values(dataset: CrawledDataset, dsp_address: str) -> dict[str, Any]:
+    """The columns of a dataset's row (but its id, provider and times)."""
+    city, province = _levels(dataset.region)
+    return {
+        "dataset_id": dataset.dataset_id,
+        "dsp_address": dsp_address,
+        "titles": json.dumps(list(dataset.titles), ensure_ascii=False),
+        "descriptions": json.dumps(list(dataset.descriptions), ensure_ascii=False),
+        "keywords": json.dumps(list(dataset.keywords), ensure_ascii=False),
+        "domain": dataset.domain,
+        "grade": dataset.grade,
+        "region": dataset.region,
+        "region_city": city,
+        "region_province": province,
+        "personal_information": dataset.personal_information,
+        "version": dataset.version,
+        "registration_code": dataset.registration_code,
+        "document": _canonical(dataset.document),
+    }
 
 
-def _index(session: Session, row_id: int, dataset: CrawledDataset) -> None:
+def _tokens(dataset: CrawledDataset) -> tuple[list[str], list[str]]:
     heading = [t for text in (*dataset.titles, *dataset.keywords) for t in index_tokens(text)]
     body = [t for text in dataset.descriptions for t in index_tokens(text)]
-    fulltext.put(session, row_id, heading, body)
+    return heading, body
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,15 @@ class Changes:
     added: int
     changed: int
     removed: int
+
+
+TABLE: Final = CatalogueDataset.__table__  # type: ignore[attr-defined]
+CHUNK: Final = 500
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
 
 
 def replace_provider(
@@ -131,51 +149,60 @@ def replace_provider(
     now: datetime,
 ) -> Changes:
     """Make the stored datasets of ``provider`` exactly ``datasets`` (distinct ids), in the
-    caller's transaction: new ones added, changed ones rewritten, withdrawn ones removed."""
+    caller's transaction: new ones added, changed ones rewritten, withdrawn ones removed (rows
+    and index written in bulk, a few statements per 500 datasets)."""
     stored = {
-        row.dataset_id: row
-        for row in session.exec(
-            select(CatalogueDataset).where(CatalogueDataset.provider == provider)
-        ).all()
+        row.dataset_id: (row.id, row.document, row.dsp_address)
+        for row in session.execute(
+            sa.select(TABLE.c.id, TABLE.c.dataset_id, TABLE.c.document, TABLE.c.dsp_address).where(
+                TABLE.c.provider == provider
+            )
+        )
     }
-    added = changed = 0
+    added: list[tuple[dict[str, Any], CrawledDataset]] = []
+    changed: list[tuple[int, dict[str, Any], CrawledDataset]] = []
     for dataset in datasets:
-        row = stored.pop(dataset.dataset_id, None)
-        if row is None:
-            row = CatalogueDataset(
-                provider=provider, dataset_id=dataset.dataset_id, dsp_address=dsp_address,
-                titles="[]", descriptions="[]", keywords="[]", document="{}",
-                first_seen_at=now, changed_at=now,
-            )  # fmt: skip
-            added += 1
-        elif row.document == _canonical(dataset.document) and row.dsp_address == dsp_address:
-            continue
-        else:
-            row.changed_at = now
-            changed += 1
-        _fill(row, dataset, dsp_address)
-        session.add(row)
-        session.flush()
-        assert row.id is not None  # noqa: S101 - flushed
-        _index(session, row.id, dataset)
-    remove_datasets(session, list(stored.values()))
-    return Changes(added, changed, len(stored))
+        values = _values(dataset, dsp_address)
+        before = stored.pop(dataset.dataset_id, None)
+        if before is None:
+            added.append((values, dataset))
+        elif before[1] != values["document"] or before[2] != dsp_address:
+            changed.append((before[0], values, dataset))
+    for chunk in _chunks(added):
+        rows = [
+            {**values, "provider": provider, "first_seen_at": now, "changed_at": now}
+            for values, _ in chunk
+        ]
+        inserted = session.execute(
+            sa.insert(TABLE).returning(TABLE.c.dataset_id, TABLE.c.id), rows
+        ).all()
+        ids: dict[str, int] = {str(row[0]): int(row[1]) for row in inserted}
+        fulltext.put_many(
+            session, [(ids[dataset.dataset_id], *_tokens(dataset)) for _, dataset in chunk]
+        )
+    for chunk in _chunks(changed):
+        session.execute(
+            sa.update(TABLE)
+            .where(TABLE.c.id == sa.bindparam("row_id"))
+            .values({key: sa.bindparam(key) for key in chunk[0][1]} | {"changed_at": now}),
+            [{"row_id": row_id, **values} for row_id, values, _ in chunk],
+        )
+        fulltext.put_many(session, [(row_id, *_tokens(dataset)) for row_id, _, dataset in chunk])
+    _remove(session, [row_id for row_id, _, _ in stored.values()])
+    return Changes(len(added), len(changed), len(stored))
 
 
-def remove_datasets(session: Session, rows: Sequence[CatalogueDataset]) -> None:
-    fulltext.remove(session, [row.id for row in rows if row.id is not None])
-    for row in rows:
-        session.delete(row)
-    session.flush()
+def _remove(session: Session, ids: Sequence[int]) -> None:
+    for chunk in _chunks(ids):
+        fulltext.remove(session, chunk)
+        session.execute(sa.delete(TABLE).where(TABLE.c.id.in_(chunk)))
 
 
 def drop_provider(session: Session, provider: str) -> int:
     """Remove every dataset of ``provider`` (in the caller's transaction); how many."""
-    rows = list(
-        session.exec(select(CatalogueDataset).where(CatalogueDataset.provider == provider)).all()
-    )
-    remove_datasets(session, rows)
-    return len(rows)
+    ids = list(session.execute(sa.select(TABLE.c.id).where(TABLE.c.provider == provider)).scalars())
+    _remove(session, ids)
+    return len(ids)
 
 
 class Sort(StrEnum):
@@ -217,37 +244,41 @@ class Found:
     facets: dict[Facet, list[tuple[Any, int]]]
 
 
-def _conditions(search: Search) -> dict[Facet, ColumnElement[bool]]:
-    found: dict[Facet, ColumnElement[bool]] = {}
+def _filters(search: Search) -> dict[Facet, tuple[str, Any]]:
+    """Each filter given: the column it tests and the value it wants (a region by its level:
+    440000 is tested on the province column, 440100 on the city column)."""
+    found: dict[Facet, tuple[str, Any]] = {}
     if search.domain is not None:
-        found[Facet.DOMAIN] = col(CatalogueDataset.domain) == search.domain
+        found[Facet.DOMAIN] = ("domain", search.domain)
     if search.grade is not None:
-        found[Facet.GRADE] = col(CatalogueDataset.grade) == search.grade
+        found[Facet.GRADE] = ("grade", search.grade)
     if search.region is not None:
         code = search.region
-        column = (
-            CatalogueDataset.region_province
+        level = (
+            "region_province"
             if code[2:] == "0000"
-            else CatalogueDataset.region_city
+            else "region_city"
             if code[4:] == "00"
-            else CatalogueDataset.region
+            else "region"
         )
-        found[Facet.REGION] = col(column) == code
+        found[Facet.REGION] = (level, code)
     if search.provider is not None:
-        found[Facet.PROVIDER] = col(CatalogueDataset.provider) == search.provider
+        found[Facet.PROVIDER] = ("provider", search.provider)
     if search.personal_information is not None:
-        found[Facet.PERSONAL_INFORMATION] = (
-            col(CatalogueDataset.personal_information) == search.personal_information
-        )
+        found[Facet.PERSONAL_INFORMATION] = ("personal_information", search.personal_information)
     return found
 
 
+def _conditions(search: Search) -> dict[Facet, ColumnElement[bool]]:
+    return {facet: TABLE.c[name] == value for facet, (name, value) in _filters(search).items()}
+
+
 FACET_COLUMNS: Final = {
-    Facet.DOMAIN: CatalogueDataset.domain,
-    Facet.GRADE: CatalogueDataset.grade,
-    Facet.REGION: CatalogueDataset.region,
-    Facet.PROVIDER: CatalogueDataset.provider,
-    Facet.PERSONAL_INFORMATION: CatalogueDataset.personal_information,
+    Facet.DOMAIN: "domain",
+    Facet.GRADE: "grade",
+    Facet.REGION: "region",
+    Facet.PROVIDER: "provider",
+    Facet.PERSONAL_INFORMATION: "personal_information",
 }
 
 
@@ -261,52 +292,94 @@ def _rolled_up(counts: Iterable[tuple[Any, int]]) -> list[tuple[Any, int]]:
     return sorted(total.items())
 
 
-def search(session: Session, query: Search) -> Found:
-    dataset_id: ColumnElement[int | None] = col(CatalogueDataset.id)  # type: ignore[assignment]
-    source: Any = CatalogueDataset.__table__  # type: ignore[attr-defined]
-    score: ColumnElement[Any] | None = None
-    text_condition: list[ColumnElement[bool]] = []
-    if query.tokens:
-        found = fulltext.match(session, dataset_id, query.tokens)
-        source = source.join(found.table, found.onclause)
-        text_condition.append(found.condition)
-        score = found.score
-    conditions = _conditions(query)
-    every = [*text_condition, *conditions.values()]
+def _load(session: Session, ids: Sequence[int]) -> dict[int, CatalogueDataset]:
+    rows = session.exec(select(CatalogueDataset).where(col(CatalogueDataset.id).in_(ids))).all()
+    return {row.id: row for row in rows if row.id is not None}
 
-    total = session.execute(sa.select(sa.func.count()).select_from(source).where(*every))
-    recency = (col(CatalogueDataset.changed_at).desc(), dataset_id.desc())
-    order = (
-        (score.desc(), *recency) if score is not None and query.sort is Sort.RELEVANCE else recency
-    )
-    columns: list[Any] = [dataset_id, score if score is not None else sa.null()]
+
+def _facet(pairs: list[tuple[Any, int]], facet: Facet) -> list[tuple[Any, int]]:
+    if facet is Facet.REGION:
+        return _rolled_up(pairs)
+    ordered = sorted(pairs, key=lambda p: (-p[1], p[0] is None, str(p[0])))
+    return ordered[:MAX_FACET_VALUES]
+
+
+def search(session: Session, query: Search) -> Found:
+    """Full text: the rows that hold every word are read once (id, relevance, recency and the
+    facet columns), and filters, facets, order and page are taken from them; without words,
+    each count is a query of its own over the indexed columns."""
+    if query.tokens:
+        return _search_words(session, query)
+    conditions = _conditions(query)
+    every = list(conditions.values())
+    total = session.execute(sa.select(sa.func.count()).select_from(TABLE).where(*every))
     rows = session.execute(
-        sa.select(*columns)
-        .select_from(source)
+        sa.select(TABLE.c.id)
         .where(*every)
+        .order_by(TABLE.c.changed_at.desc(), TABLE.c.id.desc())
+        .offset(query.offset)
+        .limit(query.limit)
+    ).all()
+    loaded = _load(session, [r[0] for r in rows])
+    hits = [Hit(loaded[r[0]], None) for r in rows]
+    facets: dict[Facet, list[tuple[Any, int]]] = {}
+    for facet, name in FACET_COLUMNS.items():
+        others = [c for f, c in conditions.items() if f is not facet]
+        column = TABLE.c[name]
+        counted = session.execute(
+            sa.select(column, sa.func.count()).where(*others).group_by(column)
+        ).all()
+        facets[facet] = _facet([(value, int(count)) for value, count in counted], facet)
+    return Found(int(total.scalar_one()), hits, facets)
+
+
+FILTER_COLUMNS: Final = (
+    "domain", "grade", "region", "region_city", "region_province", "provider",
+    "personal_information",
+)  # fmt: skip
+
+
+def _search_words(session: Session, query: Search) -> Found:
+    """Two reads of the index: the page, in order, by SQL; and the facet columns of every
+    row that holds the words, from which the total and the facets are counted."""
+    found = fulltext.match(session, TABLE.c.id, query.tokens)
+    source = TABLE.join(found.table, found.onclause)
+    conditions = _conditions(query)
+    recency = (TABLE.c.changed_at.desc(), TABLE.c.id.desc())
+    order = (found.score.desc(), *recency) if query.sort is Sort.RELEVANCE else recency
+    page = session.execute(
+        sa.select(TABLE.c.id, found.score)
+        .select_from(source)
+        .where(found.condition, *conditions.values())
         .order_by(*order)
         .offset(query.offset)
         .limit(query.limit)
     ).all()
-    by_id = {
-        row.id: row
-        for row in session.exec(
-            select(CatalogueDataset).where(col(CatalogueDataset.id).in_([r[0] for r in rows]))
-        ).all()
-    }
-    hits = [Hit(by_id[r[0]], None if r[1] is None else float(r[1])) for r in rows]
+    loaded = _load(session, [row[0] for row in page])
+    hits = [Hit(loaded[row[0]], float(row[1])) for row in page]
 
-    facets: dict[Facet, list[tuple[Any, int]]] = {}
-    for facet, column in FACET_COLUMNS.items():
-        others = [c for f, c in conditions.items() if f is not facet]
-        counted = session.execute(
-            sa.select(col(column), sa.func.count())
+    matched = [
+        tuple(row)
+        for row in session.execute(
+            sa.select(*(TABLE.c[name] for name in FILTER_COLUMNS))
             .select_from(source)
-            .where(*text_condition, *others)
-            .group_by(col(column))
-            .order_by(sa.func.count().desc(), col(column))
-            .limit(None if facet is Facet.REGION else MAX_FACET_VALUES)
-        ).all()
-        pairs = [(value, int(count)) for value, count in counted]
-        facets[facet] = _rolled_up(pairs) if facet is Facet.REGION else pairs
-    return Found(int(total.scalar_one()), hits, facets)
+            .where(found.condition)
+        )
+    ]
+    at = {name: position for position, name in enumerate(FILTER_COLUMNS)}
+    filters = [(facet, at[name], value) for facet, (name, value) in _filters(query).items()]
+    facet_at = [(facet, at[name]) for facet, name in FACET_COLUMNS.items()]
+    counts: dict[Facet, Counter[Any]] = {facet: Counter() for facet in FACET_COLUMNS}
+    total = 0
+    for row in matched:
+        # a facet counts the rows that pass every filter but its own: a row that fails
+        # none counts in every facet, one that fails one filter only in that filter's facet
+        failed = [facet for facet, i, value in filters if row[i] != value]
+        if not failed:
+            total += 1
+            for facet, i in facet_at:
+                counts[facet][row[i]] += 1
+        elif len(failed) == 1:
+            counts[failed[0]][row[at[FACET_COLUMNS[failed[0]]]]] += 1
+    facets = {facet: _facet(list(counts[facet].items()), facet) for facet in FACET_COLUMNS}
+    return Found(total, hits, facets)
