@@ -139,6 +139,7 @@ def create_app(
     app.include_router(registry.members)
     app.include_router(catalogue.router)
     app.include_router(catalogue.admin)
+    app.include_router(catalogue.dsp)
     if settings.authority_id.startswith("did:web:"):
         path = urlsplit(did_web_url(settings.authority_id)).path
         app.add_api_route(path, did_document, methods=["GET"], tags=["authority"])

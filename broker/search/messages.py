@@ -97,7 +97,7 @@ def parse_dataset(node: object, provider: str) -> CrawledDataset:
         raise _refuse(f"{where}: larger than {MAX_DATASET_BYTES} bytes", "too_large")
     offers = node.get("hasPolicy")
     # dataset-schema.json: a Dataset has hasPolicy, 1 or more Offers, each with @id and
-    # @type Offer, and no target
+    # @type Offer, a permission or a prohibition (rules with an action), and no target
     if not isinstance(offers, list) or not 0 < len(offers) <= MAX_OFFERS:
         raise _refuse(f"{where}: hasPolicy lists 1 to {MAX_OFFERS} offers")
     for offer in offers:
@@ -105,8 +105,28 @@ def parse_dataset(node: object, provider: str) -> CrawledDataset:
             raise _refuse(f"{where}: every hasPolicy entry is an Offer")
         if not isinstance(offer.get("@id"), str) or "target" in offer:
             raise _refuse(f"{where}: an offer has an @id and no target")
+        rules = [offer.get(key) for key in ("permission", "prohibition") if key in offer]
+        if not rules or not all(
+            isinstance(rule, list)
+            and rule
+            and all(isinstance(r, dict) and "action" in r for r in rule)
+            for rule in rules
+        ):
+            raise _refuse(f"{where}: an offer has permissions or prohibitions, each an action")
         if offer.get("assigner", provider) != provider:
             raise _refuse(f"{where}: an offer of {offer.get('assigner')!r}", "foreign_datasets")
+    distributions = node.get("distribution")
+    # dataset-schema.json: a Dataset has a distribution, 1 or more, each with a format and an
+    # accessService (a DataService's id, or one)
+    if not isinstance(distributions, list) or not 0 < len(distributions) <= MAX_TEXTS:
+        raise _refuse(f"{where}: distribution lists 1 to {MAX_TEXTS} distributions")
+    for distribution in distributions:
+        if (
+            not isinstance(distribution, dict)
+            or not isinstance(distribution.get("format"), str)
+            or not isinstance(distribution.get("accessService"), str | dict)
+        ):
+            raise _refuse(f"{where}: a distribution has a format and an accessService")
     grade = _short(node, "kexin:dataGrade", where)
     if grade is not None and grade not in {g.value for g in Grade}:
         raise _refuse(f"{where}: kexin:dataGrade {grade!r} is not a data grade")

@@ -15,16 +15,17 @@ import json
 import re
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from sqlmodel import Session, col, select
 
-from broker.deps import CrawlerDep, EngineDep, OperatorDep, SearcherDep
+from broker.deps import CrawlerDep, EngineDep, OperatorDep, SearcherDep, SettingsDep
 from broker.registry.store import utc
 from broker.search.crawler import CrawlReport
+from broker.search.messages import DSP_CONTEXT
 from broker.search.store import CatalogueDataset, Facet, Hit, ProviderCrawl, Search, Sort, search
 from broker.search.tokens import query_tokens
 from policy.operands import Grade, check_region
-from service.http import BadRequestError
+from service.http import BadRequestError, read_json
 from service.refusals import refusals
 
 router = APIRouter(
@@ -174,3 +175,90 @@ def crawled_providers(engine: EngineDep) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+dsp = APIRouter(
+    prefix="/dsp/catalog", tags=["catalogue"], responses=refusals(400, 401, 403, 413, 503)
+)
+DSP_PAGE: Final = 100
+
+
+def _continuation(token: str | None) -> int:
+    if token is None:
+        return 0
+    if not token.isdigit() or len(token) > 9:
+        raise _refuse("bad_continuation_token", "unknown continuationToken")
+    return int(token)
+
+
+@dsp.post("/request")
+async def catalogue_of_catalogues(
+    request: Request,
+    response: Response,
+    engine: EngineDep,
+    settings: SettingsDep,
+    _searcher: SearcherDep,
+    continuation_token: Annotated[str | None, Query(alias="continuationToken")] = None,
+) -> dict[str, Any]:
+    """The federated catalogue as a DSP 2025-1 Catalog (for DSP clients that expect one): a
+    Catalog of the providers' Catalogs, each with its DataService (the provider's DSP address)
+    and its datasets as the provider gave them; paged by ``Link`` (rel ``next``), 100 datasets
+    a page. For members (DCP) and the operator."""
+    body = await read_json(request, settings.max_body_bytes)
+    if not isinstance(body, dict) or body.get("@type") != "CatalogRequestMessage":
+        raise _refuse("malformed_message", "expected a CatalogRequestMessage")
+    context = body.get("@context")
+    if not isinstance(context, list) or DSP_CONTEXT not in context:
+        raise _refuse("malformed_message", "the @context must list the DSP 2025-1 context")
+    if body.get("filter"):
+        raise _refuse("unsupported_filter", "catalog filters are not supported")
+    offset = _continuation(continuation_token)
+    with Session(engine) as session:
+        rows = session.exec(
+            select(CatalogueDataset)
+            .order_by(col(CatalogueDataset.provider), col(CatalogueDataset.dataset_id))
+            .offset(offset)
+            .limit(DSP_PAGE + 1)
+        ).all()
+    by_provider: dict[str, list[CatalogueDataset]] = {}
+    for row in rows[:DSP_PAGE]:
+        by_provider.setdefault(row.provider, []).append(row)
+    here = f"{settings.base_url}/dsp/catalog/request?continuationToken="
+    links = []
+    if len(rows) > DSP_PAGE:
+        links.append(f'<{here}{offset + DSP_PAGE}>; rel="next"')
+    if offset > 0:
+        links.append(f'<{here}{max(0, offset - DSP_PAGE)}>; rel="previous"')
+    if links:
+        response.headers["Link"] = ", ".join(links)
+    broker = settings.authority_id
+    document: dict[str, Any] = {
+        "@context": [DSP_CONTEXT],
+        "@id": f"{broker}#catalog",
+        "@type": "Catalog",
+        "participantId": broker,
+        "service": [
+            {
+                "@id": f"{broker}#dsp",
+                "@type": "DataService",
+                "endpointURL": f"{settings.base_url}/dsp",
+            }
+        ],
+    }
+    if by_provider:  # the schema wants at least one catalogue, or no "catalog" at all
+        document["catalog"] = [
+            {
+                "@id": f"{provider}#catalog",
+                "@type": "Catalog",
+                "service": [
+                    {
+                        "@id": f"{provider}#dsp",
+                        "@type": "DataService",
+                        "endpointURL": datasets[0].dsp_address,
+                    }
+                ],
+                "dataset": [json.loads(row.document) for row in datasets],
+            }
+            for provider, datasets in by_provider.items()
+        ]
+    return document

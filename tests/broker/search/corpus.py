@@ -42,7 +42,14 @@ def dataset(
         "kexin:dataGrade": grade,
         "kexin:region": region,
         "kexin:personalInformation": personal,
-        "hasPolicy": [{"@id": f"urn:offer:{dataset_id}", "@type": "Offer", "assigner": provider}],
+        "hasPolicy": [
+            {
+                "@id": f"urn:offer:{dataset_id}",
+                "@type": "Offer",
+                "assigner": provider,
+                "permission": [{"action": "use"}],
+            }
+        ],
         "distribution": [
             {"@type": "Distribution", "format": "HttpData-PULL", "accessService": f"{provider}#dsp"}
         ],

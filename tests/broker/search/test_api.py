@@ -13,8 +13,10 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from broker.app import create_app
+from broker.search.messages import DSP_CONTEXT
 from broker.settings import BrokerSettings
-from tests.broker.search.corpus import BUREAU, FIRM_LIST, store
+from tests.broker.search.corpus import AIR, BUREAU, FIRM_LIST, store
+from tests.dsp_schemas import errors
 from tests.openapi_fuzz import NO_NETWORK
 from tests.participants import ADMIN_KEY, PASSPHRASE
 
@@ -152,3 +154,27 @@ def test_search_needs_a_member_or_the_operator(client: TestClient) -> None:
     assert client.get("/catalogue/v1/datasets").status_code == 401
     wrong = client.get("/catalogue/v1/datasets", headers={"X-Api-Key": "x" * 20})
     assert wrong.status_code == 401
+
+
+DSP_REQUEST = {"@context": [DSP_CONTEXT], "@type": "CatalogRequestMessage"}
+
+
+def test_the_same_as_a_dsp_catalogue_of_catalogues(client: TestClient) -> None:
+    answer = client.post("/dsp/catalog/request", json=DSP_REQUEST, headers=OPERATOR)
+    assert answer.status_code == 200, answer.text
+    assert errors("catalog/catalog-schema.json", answer.json()) == []
+    catalogues = {c["@id"]: c for c in answer.json()["catalog"]}
+    bureau = catalogues[f"{BUREAU}#catalog"]
+    assert bureau["service"][0]["endpointURL"] == "https://bureau.test/dsp"
+    assert {d["@id"] for d in bureau["dataset"]} == {FIRM_LIST.dataset_id, AIR.dataset_id}
+    assert "Link" not in answer.headers
+    for body, token in (
+        ({"@type": "Something"}, None),
+        ({**DSP_REQUEST, "filter": [{"x": 1}]}, None),
+        ({"@type": "CatalogRequestMessage", "@context": "x"}, None),
+        (DSP_REQUEST, "x1"),
+    ):
+        params = {} if token is None else {"continuationToken": token}
+        refused = client.post("/dsp/catalog/request", json=body, params=params, headers=OPERATOR)
+        assert refused.status_code == 400, refused.text
+    assert client.post("/dsp/catalog/request", json=DSP_REQUEST).status_code == 401

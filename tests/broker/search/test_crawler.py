@@ -48,7 +48,17 @@ def dataset(provider: str, number: int, **changes: Any) -> dict[str, Any]:
         "@type": "Dataset",
         "title": [f"数据集{number}", f"dataset {number}"],
         "kexin:dataGrade": "general",
-        "hasPolicy": [{"@id": f"urn:offer:{number}", "@type": "Offer", "assigner": provider}],
+        "hasPolicy": [
+            {
+                "@id": f"urn:offer:{number}",
+                "@type": "Offer",
+                "assigner": provider,
+                "permission": [{"action": "use"}],
+            }
+        ],
+        "distribution": [
+            {"@type": "Distribution", "format": "HttpData-PULL", "accessService": f"{provider}#dsp"}
+        ],
         **changes,
     }
 
@@ -266,6 +276,16 @@ HOSTILE = [
     ),
     pytest.param(
         answer(catalog(BAD, [dataset(BAD, 1, hasPolicy=[])])), "schema_invalid", id="no-offer"
+    ),
+    pytest.param(
+        answer(catalog(BAD, [dataset(BAD, 1, hasPolicy=[{"@id": "o", "@type": "Offer"}])])),
+        "schema_invalid",
+        id="offer-without-rules",
+    ),
+    pytest.param(
+        answer(catalog(BAD, [dataset(BAD, 1, distribution=[{"format": "x"}])])),
+        "schema_invalid",
+        id="distribution-without-service",
     ),
     pytest.param(
         answer(catalog(BAD, [dataset(BAD, 1, title="x" * 301)])),

@@ -19,6 +19,7 @@ from broker.app import create_app as create_broker
 from connector.app import create_app as create_connector
 from dataspace.servers import bind, serve_in_thread
 from identity.credentials import CredentialType
+from tests.dsp_schemas import errors
 from tests.e2e.space import call, onboard
 from tests.participants import (
     ADMIN_KEY,
@@ -30,6 +31,7 @@ from tests.participants import (
 )
 
 KEY = {"X-Api-Key": ADMIN_KEY}
+DSP = "https://w3id.org/dspace/2025/1/context.jsonld"
 BROKER_ORG = {
     "name": "广州数据交易所",
     "creditCode": "91440101MA59XKQ72B",
@@ -167,6 +169,19 @@ def test_the_broker_crawls_and_the_bank_finds_the_firm_list_through_it(tmp_path:
         )  # fmt: skip
         assert direct.status_code == 200, direct.text
         assert direct.json()["@id"] == hit["datasetId"]
+
+        # the same as a DSP Catalog of the providers' catalogues, schema-valid, for members
+        request = {"@context": [DSP], "@type": "CatalogRequestMessage"}
+        dsp = asyncio.run(
+            call(bank, authority, f"{broker_url}/dsp/catalog/request", method="POST", body=request)
+        )
+        assert dsp.status_code == 200, dsp.text
+        assert errors("catalog/catalog-schema.json", dsp.json()) == []
+        (bureau_catalog,) = dsp.json()["catalog"]
+        assert bureau_catalog["service"][0]["endpointURL"] == f"{bureau.base_url}/dsp"
+        assert len(bureau_catalog["dataset"]) == 3
+        outsider = httpx.post(f"{broker_url}/dsp/catalog/request", json=request)
+        assert outsider.status_code == 401
 
         # withdrawn at the bureau: gone from the broker at the next crawl
         gone = httpx.delete(
