@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -16,6 +17,11 @@ from broker.authority.issuer import LIST_ID, Authority, AuthorityError
 from broker.authority.routes import admin, did_document
 from broker.authority.routes import router as authority_router
 from broker.database import migrations
+from broker.registry import routes as registry
+from broker.registry.standing import RegistryError
+from broker.search import routes as catalogue
+from broker.search.client import CrawlLimits
+from broker.search.crawler import Crawler
 from broker.settings import BrokerSettings
 from identity.credentials import CredentialType, TrustedIssuers
 from identity.database import migrations as identity_migrations
@@ -31,6 +37,16 @@ from storage.migrate import require_current, upgrade
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def crawl_limits(settings: BrokerSettings) -> CrawlLimits:
+    return CrawlLimits(
+        page_timeout_s=settings.crawl_page_timeout_s,
+        total_timeout_s=settings.crawl_provider_timeout_s,
+        max_pages=settings.crawl_max_pages,
+        max_page_bytes=settings.crawl_max_page_bytes,
+        max_datasets=settings.crawl_max_datasets,
+    )
 
 
 def create_app(
@@ -81,7 +97,25 @@ def create_app(
                 status_url=f"{settings.base_url}/status/{LIST_ID}",
                 clock=clock,
             )
-            yield
+            app.state.crawler = None
+            async with anyio.create_task_group() as tasks:
+                if settings.organisation is not None:
+                    authority = app.state.authority
+                    organisation = settings.organisation.organisation()
+                    authority.issue_own_membership(organisation)
+                    app.state.crawler = crawler = Crawler(
+                        engine=engine, participant=participant, client=client,
+                        destinations=settings.destinations, limits=crawl_limits(settings),
+                        grace=timedelta(seconds=settings.crawl_grace_s), clock=clock,
+                    )  # fmt: skip
+                    if settings.crawl_interval_s > 0:
+                        tasks.start_soon(
+                            crawler.run,
+                            settings.crawl_interval_s,
+                            lambda: authority.issue_own_membership(organisation),
+                        )
+                yield
+                tasks.cancel_scope.cancel()
         engine.dispose()
 
     app = FastAPI(title="Kexin broker", summary="Data-space authority", lifespan=lifespan)
@@ -93,9 +127,19 @@ def create_app(
         assert isinstance(error, AuthorityError)  # noqa: S101 - registered for this type only
         return JSONResponse(error_body("AuthorityError", error.reason, error.message), error.status)
 
+    async def registry_error(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RegistryError)  # noqa: S101 - registered for this type only
+        return JSONResponse(error_body("RegistryError", error.reason, error.message), error.status)
+
     app.add_exception_handler(AuthorityError, authority_error)
+    app.add_exception_handler(RegistryError, registry_error)
     app.include_router(authority_router)
     app.include_router(admin)
+    app.include_router(registry.admin)
+    app.include_router(registry.members)
+    app.include_router(catalogue.router)
+    app.include_router(catalogue.admin)
+    app.include_router(catalogue.dsp)
     if settings.authority_id.startswith("did:web:"):
         path = urlsplit(did_web_url(settings.authority_id)).path
         app.add_api_route(path, did_document, methods=["GET"], tags=["authority"])

@@ -17,6 +17,8 @@ class BrokerBase(SQLModel, registry=registry()):
 def migrations() -> Migrations:
     # Every module that defines broker tables, so that the metadata is complete.
     from broker.authority import store  # noqa: F401
+    from broker.registry import store as registry_store  # noqa: F401
+    from broker.search import store as search_store  # noqa: F401
 
     return Migrations(
         name="broker",

@@ -38,3 +38,20 @@ class BrokerSettings(ParticipantServiceSettings):
     onboarding_allow: dict[DID, OnboardingGrant] = Field(default_factory=dict)
     """JSON: participants that get credentials without waiting for the operator."""
     credential_validity_days: int = Field(default=365, ge=1, le=3650)
+    organisation: OrganisationClaims | None = None
+    """JSON: the broker's own organisation, as its own MembershipCredential states it. Unset:
+    the broker holds no membership and does not crawl providers' catalogues."""
+    crawl_interval_s: float = Field(default=300.0, ge=0, le=86_400)
+    """How often every active participant's catalogue is crawled; 0: only on the operator's
+    command (``POST /admin/catalogue/crawl``)."""
+    crawl_grace_s: float = Field(default=86_400.0, ge=0, le=30 * 86_400)
+    """How long the datasets of a provider that does not answer (or whose catalogue is refused)
+    are kept after its last good crawl; it is shown as stale meanwhile."""
+    crawl_page_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    """The whole exchange of one catalogue page, connect to last byte."""
+    crawl_provider_timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    """All pages of one provider's catalogue."""
+    crawl_max_pages: int = Field(default=1000, ge=1, le=100_000)
+    crawl_max_page_bytes: int = Field(default=4 << 20, ge=1024, le=64 << 20)
+    crawl_max_datasets: int = Field(default=20_000, ge=1, le=1_000_000)
+    """The most datasets one provider's catalogue may hold; more is refused."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import anyio
@@ -38,6 +38,8 @@ class Answer:
     status_code: int
     body: bytes
     """Empty unless the status is 200."""
+    links: Mapping[str, str] = field(default_factory=dict)
+    """The ``Link`` header's targets by relation (``next``: the next page), of a 200."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,11 @@ async def _exchange(
             body += chunk
             if len(body) > max_bytes:
                 raise IdentityError(oversized, f"{url}: answer over {max_bytes} bytes")
-        return Answer(response.status_code, bytes(body))
+        links = {
+            rel: link["url"]
+            for rel, link in response.links.items()
+            if rel is not None and "url" in link
+        }
+        return Answer(response.status_code, bytes(body), links)
     finally:
         await response.aclose()

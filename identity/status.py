@@ -101,6 +101,10 @@ def set_bit(bits: bytearray, index: int) -> None:
     bits[index // 8] |= 0x80 >> (index % 8)
 
 
+def clear_bit(bits: bytearray, index: int) -> None:
+    bits[index // 8] &= ~(0x80 >> (index % 8)) & 0xFF
+
+
 def issue_status_list(
     issuer: str, key: PrivateKey, key_id: str, list_url: str, bits: bytes, issued_at: datetime
 ) -> str:

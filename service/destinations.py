@@ -54,6 +54,7 @@ class Purpose(StrEnum):
     CREDENTIAL_SERVICE = "Credential Service"
     PUSH_ENDPOINT = "push endpoint"
     HTTP_SOURCE = "HTTP data source"
+    CATALOGUE = "DSP catalogue"
 
 
 class DestinationError(ValueError):

@@ -31,7 +31,7 @@ def url_for(sock: socket.socket) -> str:
 
 
 def authority_settings(
-    sock: socket.socket, folder: Path, allow: dict[str, Any] | None = None
+    sock: socket.socket, folder: Path, allow: dict[str, Any] | None = None, **overrides: Any
 ) -> BrokerSettings:
     return BrokerSettings(
         authority_id=did_for(sock, "authority"),
@@ -42,6 +42,7 @@ def authority_settings(
         onboarding_allow=allow or {},
         did_web_allow_http=True,
         outbound_allowed_networks=LOOPBACK,
+        **overrides,
     )
 
 

@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 from broker.authority.store import (
     ALLOW_LIST,
     HOLDER,
+    SELF,
     CredentialRequest,
     Decider,
     Decision,
@@ -34,15 +35,26 @@ from broker.authority.store import (
     StatusList,
     audit,
 )
+from broker.registry.machine import State
+from broker.registry.standing import record_onboarding, record_revocation, standing
+from broker.registry.store import utc
 from identity.claims import OrganisationClaims
-from identity.credentials import CredentialType, Organisation, issue_credential
+from identity.credentials import (
+    CredentialType,
+    Organisation,
+    VerifiedCredential,
+    issue_credential,
+)
+from identity.documents import DIDDocument
 from identity.errors import IdentityError, Reason
 from identity.participant import Participant
 from identity.presentations import DCP_CONTEXT
 from identity.status import LIST_BITS, StatusEntry, issue_status_list, set_bit
 from service.destinations import DestinationError
+from service.http import check_http_url
 
 LIST_ID: Final = "1"
+MAX_ADDRESS_CHARS: Final = 2048
 MAX_TYPES: Final = 4
 
 
@@ -239,7 +251,7 @@ class Authority:
                     issued_at=now, expires_at=expires_at,
                 )
             )  # fmt: skip
-        error = await self._deliver(request, payloads)
+        error, dsp_address = await self._deliver(request, payloads)
         with Session(self._engine) as session:
             stored = session.get(CredentialRequest, request_id)
             assert stored is not None  # noqa: S101 - read in _reserve, never deleted
@@ -247,6 +259,7 @@ class Authority:
                 stored.status, stored.decided_at, stored.reason = RequestStatus.ISSUED, now, None
                 stored.write_token = ""  # delivered: not kept
                 session.add_all(issued)
+                record_onboarding(session, stored.holder, organisation, dsp_address, now)
                 audit(
                     session, Decision.REQUEST_APPROVED, subject=stored.holder, decider=decider,
                     now=now, request_id=stored.id, detail=stored.credential_types,
@@ -275,6 +288,10 @@ class Authority:
                 raise AuthorityError(404, "unknown_request", f"no request {request_id}")
             if request.status != RequestStatus.RECEIVED:
                 raise AuthorityError(409, "already_decided", f"request is {request.status}")
+            if standing(session, request.holder) is State.SUSPENDED:
+                raise AuthorityError(
+                    409, "participant_suspended", f"{request.holder} is suspended: reinstate first"
+                )
             status_list = session.get(StatusList, LIST_ID)
             assert status_list is not None  # noqa: S101 - created in __init__
             count = len(request.credential_types.split())
@@ -289,11 +306,18 @@ class Authority:
 
     async def _deliver(
         self, request: CredentialRequest, credentials: list[dict[str, str]]
-    ) -> str | None:
+    ) -> tuple[str | None, str | None]:
+        """Deliver; return what went wrong (None: delivered) and the holder's DSP address,
+        read from the same DID document."""
         try:
             document = await self._me.resolver.resolve(request.holder)
         except IdentityError as error:
-            return str(error)
+            return str(error), None
+        return await self._deliver_to(document, request, credentials), dsp_address(document)
+
+    async def _deliver_to(
+        self, document: DIDDocument, request: CredentialRequest, credentials: list[dict[str, str]]
+    ) -> str | None:
         service = document.service("CredentialService")
         if service is None:
             return f"{request.holder} publishes no CredentialService"
@@ -338,6 +362,8 @@ class Authority:
                 now = self._clock()
                 credential.revoked_at = now
                 session.add_all([status_list, credential])
+                session.flush()
+                record_revocation(session, credential.holder, now)
                 audit(
                     session, Decision.CREDENTIAL_REVOKED, subject=credential.holder,
                     decider=decider, now=now, request_id=credential.request_id,
@@ -346,6 +372,68 @@ class Authority:
                 session.commit()
                 session.refresh(credential)
             return credential
+
+    def issue_own_membership(self, organisation: Organisation) -> str | None:
+        """The broker is a participant too (its crawler asks providers for their catalogues):
+        unless it holds a current MembershipCredential of its own, issue one about itself,
+        with a status entry like any other, record and audit it, and hold it in its own
+        Credential Service. Returns the new credential's id, or None when one is held."""
+        now = self._clock()
+        held = {h.id for h in self._me.credentials.held([CredentialType.MEMBERSHIP])}
+        with Session(self._engine) as session:
+            issued = session.exec(
+                select(IssuedCredential).where(
+                    IssuedCredential.holder == self.did,
+                    IssuedCredential.credential_type == CredentialType.MEMBERSHIP.value,
+                    col(IssuedCredential.revoked_at).is_(None),
+                )
+            ).all()
+        if any(c.id in held and utc(c.expires_at) > now for c in issued):
+            return None
+        kind = CredentialType.MEMBERSHIP
+        request_id = str(uuid.uuid4())
+        request = CredentialRequest(
+            id=request_id, holder=self.did, holder_pid=f"urn:uuid:{uuid.uuid4()}",
+            credential_types=kind.value, status=RequestStatus.RECEIVED, write_token="",
+            organisation=json.dumps(organisation.to_json(), ensure_ascii=False), created_at=now,
+        )  # fmt: skip
+        with Session(self._engine) as session:
+            session.add(request)
+            session.commit()
+        _, (index,) = self._reserve(request_id)
+        credential_id, expires_at = f"urn:uuid:{uuid.uuid4()}", now + self._validity
+        key = self._me.keyring.current
+        status = StatusEntry(self._status_url, index)
+        token = issue_credential(
+            issuer=self.did, key=key.private_key, key_id=key.key_id,
+            credential_id=credential_id, credential_type=kind, subject=self.did,
+            organisation=organisation, issued_at=now, expires_at=expires_at, status=status,
+        )  # fmt: skip
+        with Session(self._engine) as session:
+            stored = session.get(CredentialRequest, request_id)
+            assert stored is not None  # noqa: S101 - written above
+            stored.status, stored.decided_at = RequestStatus.ISSUED, now
+            session.add(stored)
+            session.add(
+                IssuedCredential(
+                    id=credential_id, request_id=request_id, holder=self.did,
+                    credential_type=kind.value, status_list=LIST_ID, status_index=index,
+                    issued_at=now, expires_at=expires_at,
+                )
+            )  # fmt: skip
+            audit(
+                session, Decision.CREDENTIAL_ISSUED, subject=self.did, decider=SELF, now=now,
+                request_id=request_id, credential_id=credential_id, detail=kind.value,
+            )  # fmt: skip
+            session.commit()
+        self._me.credentials.save(
+            VerifiedCredential(
+                id=credential_id, type=kind, issuer=self.did, subject=self.did,
+                organisation=organisation, expires_at=expires_at, status=status, token=token,
+            ),
+            now,
+        )  # fmt: skip
+        return credential_id
 
     def status_list(self, list_id: str) -> str:
         with Session(self._engine) as session:
@@ -356,6 +444,21 @@ class Authority:
         return issue_status_list(
             self.did, key.private_key, key.key_id, self._status_url, found.bits, self._clock()
         )
+
+
+def dsp_address(document: DIDDocument) -> str | None:
+    """The connector's DSP base URL from the ``DataService`` (or ``CatalogService``) entry of
+    its DID document, whose endpoint ends in ``/catalog`` (DSP 2025-1 did-service schema); None
+    when it publishes none or one that is not an http(s) URL."""
+    service = document.service("DataService") or document.service("CatalogService")
+    if service is None or not service.endpoint.rstrip("/").endswith("/catalog"):
+        return None
+    try:
+        check_http_url(service.endpoint)
+    except ValueError:
+        return None
+    address = service.endpoint.rstrip("/").removesuffix("/catalog")
+    return address if len(address) <= MAX_ADDRESS_CHARS else None
 
 
 def organisation_json(request: CredentialRequest) -> dict[str, Any] | None:

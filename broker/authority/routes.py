@@ -45,8 +45,14 @@ AuthorizationHeader = Annotated[str | None, Header()]
 
 
 def did_document(participant: ParticipantDep, settings: SettingsDep) -> dict[str, Any]:
-    """The authority's DID document; its IssuerService is where credentials are requested."""
-    services = [Service(f"{participant.did}#issuer-service", "IssuerService", settings.base_url)]
+    """The authority's DID document; its IssuerService is where credentials are requested, its
+    CredentialService where providers read the broker's own membership when it crawls."""
+    services = [
+        Service(f"{participant.did}#issuer-service", "IssuerService", settings.base_url),
+        Service(
+            f"{participant.did}#credential-service", "CredentialService", f"{settings.base_url}/cs"
+        ),
+    ]
     document: DIDDocument = participant.keyring.document(services)
     return document.to_json()
 
@@ -66,6 +72,19 @@ def _status(request: CredentialRequest) -> dict[str, Any]:
         "holderPid": request.holder_pid,
         "status": request.status,
     }
+
+
+@router.post("/cs/presentations/query", responses=refusals(400, 401, 403, 413, 501, 503))
+async def query_presentations(
+    request: Request,
+    participant: ParticipantDep,
+    settings: SettingsDep,
+    authorization: AuthorizationHeader = None,
+) -> dict[str, Any]:
+    """DCP Resolution API of the broker as a participant: a provider that the crawler asks for
+    its catalogue reads the broker's MembershipCredential here (what the broker granted it)."""
+    message = await read_json(request, settings.max_body_bytes)
+    return await participant.credential_service.query(authorization, message)
 
 
 @router.get("/metadata")

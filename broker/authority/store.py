@@ -73,6 +73,9 @@ class Decision(StrEnum):
     """Approved, but the holder's Credential Service did not take the credentials: nothing
     was issued, and the request stays RECEIVED for the operator to approve again."""
     CREDENTIAL_REVOKED = "credential_revoked"
+    PARTICIPANT_SUSPENDED = "participant_suspended"
+    """The operator suspended a registered participant: its credentials' status is set."""
+    PARTICIPANT_REINSTATED = "participant_reinstated"
 
 
 class DecidedBy(StrEnum):
@@ -80,6 +83,8 @@ class DecidedBy(StrEnum):
     """The applicant itself: its request was received."""
     OPERATOR = "operator"
     ALLOW_LIST = "allow-list"
+    SELF = "self"
+    """The authority about itself: the broker's own membership, for its crawler."""
 
 
 MAX_DETAIL_CHARS: Final = 1000
@@ -115,6 +120,7 @@ class Decider:
 
 HOLDER: Final = Decider(DecidedBy.HOLDER)
 ALLOW_LIST: Final = Decider(DecidedBy.ALLOW_LIST)
+SELF: Final = Decider(DecidedBy.SELF)
 
 
 def audit(

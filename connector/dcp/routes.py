@@ -17,11 +17,17 @@ AuthorizationHeader = Annotated[str | None, Header()]
 
 
 def did_document(participant: ParticipantDep, settings: SettingsDep) -> dict[str, Any]:
-    """This participant's DID document (served at the did:web address of its DID)."""
+    """This participant's DID document (served at the did:web address of its DID): its
+    Credential Service, and its DSP catalogue as a ``DataService`` (DSP 2025-1, common
+    functionality 'Discovery of Service Endpoints'; the service schema wants the endpoint to end
+    in ``/catalog``), which is how the broker's registry finds a connector's DSP address."""
     services = [
         Service(
             f"{participant.did}#credential-service", "CredentialService", f"{settings.base_url}/cs"
-        )
+        ),
+        Service(
+            f"{participant.did}#dsp-catalog", "DataService", f"{settings.base_url}/dsp/catalog"
+        ),
     ]
     return participant.keyring.document(services).to_json()
 

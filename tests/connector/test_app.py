@@ -10,11 +10,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from connector.app import create_app
+from connector.protocol import DSP_CONTEXT
 from connector.settings import ConnectorSettings
 from identity import keys
 from identity.database import migrations as identity_migrations
+from identity.documents import DID_CONTEXT
 from storage.engine import create_engine
 from storage.migrate import SchemaNotCurrentError, upgrade
+from tests import dsp_schemas
 from tests.participants import PASSPHRASE
 
 
@@ -47,7 +50,9 @@ def test_without_migration_the_app_refuses_to_start_and_says_what_to_run(tmp_pat
         pass
 
 
-def test_the_did_document_lists_the_key_and_the_credential_service(tmp_path: Path) -> None:
+def test_the_did_document_lists_the_key_the_credential_service_and_the_catalogue(
+    tmp_path: Path,
+) -> None:
     settings = make_settings(f"sqlite:///{tmp_path / 'c.db'}", public_url="http://127.0.0.1:8181")
     with TestClient(create_app(settings)) as client:
         document = client.get("/bank/did.json").json()
@@ -60,8 +65,15 @@ def test_the_did_document_lists_the_key_and_the_credential_service(tmp_path: Pat
             "id": f"{did}#credential-service",
             "type": "CredentialService",
             "serviceEndpoint": "http://127.0.0.1:8181/cs",
-        }
+        },
+        {
+            "id": f"{did}#dsp-catalog",
+            "type": "DataService",
+            "serviceEndpoint": "http://127.0.0.1:8181/dsp/catalog",
+        },
     ]
+    data_service = {"@context": [DSP_CONTEXT, DID_CONTEXT], **document["service"][1]}
+    assert dsp_schemas.errors("common/did-service-schema.json", data_service) == []
 
 
 def test_keys_are_generated_once_and_survive_a_restart(tmp_path: Path) -> None:

@@ -1,0 +1,182 @@
+"""The broker's crawler: the federated catalogue kept in step with every active participant's
+DSP catalogue, on a schedule (``BROKER_CRAWL_INTERVAL_S``) and on the operator's command.
+
+One provider at a time, each in one transaction: its datasets replaced by what its catalogue
+shows the broker now (a withdrawn dataset disappears within one refresh), or, when it does not
+answer or its answer is refused, nothing but its crawl state changed (stale or refused, with
+the reason and the time of its last good crawl); its datasets are dropped once that last good
+crawl is older than the grace period (``BROKER_CRAWL_GRACE_S``). A participant that is no
+longer active in the registry (suspended, revoked) or no longer publishes a DSP address has its
+datasets dropped at the next round. Each round reads every participant's DSP address afresh
+from its DID document (a connector that moved, or that published none when it was onboarded).
+A provider's failure never stops the round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from broker.authority.issuer import dsp_address
+from broker.registry.machine import State
+from broker.registry.store import RegisteredParticipant, utc
+from broker.search.client import CrawlLimits, UnreachableError, fetch_catalogue
+from broker.search.messages import CatalogueRefusedError
+from broker.search.store import CrawlState, ProviderCrawl, drop_provider, replace_provider
+from identity.errors import IdentityError
+from identity.participant import Participant
+from service.destinations import Destinations
+from service.logs import one_line
+
+log = logging.getLogger("kexin.broker.crawler")
+
+
+@dataclass(frozen=True)
+class CrawlReport:
+    provider: str
+    state: CrawlState | None
+    """None: the provider's datasets were dropped (no longer active, or past the grace)."""
+    reason: str | None = None
+    datasets: int = 0
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+
+
+class Crawler:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        participant: Participant,
+        client: httpx.AsyncClient,
+        destinations: Destinations,
+        limits: CrawlLimits,
+        grace: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._engine = engine
+        self._me = participant
+        self._client = client
+        self._destinations = destinations
+        self._limits = limits
+        self._grace = grace
+        self._clock = clock
+        self._round = asyncio.Lock()
+
+    async def _targets(self) -> dict[str, str]:
+        """Every active participant's DSP address, read afresh from its DID document (the one
+        the registry holds when the document cannot be read now)."""
+        with Session(self._engine) as session:
+            rows = session.exec(
+                select(RegisteredParticipant).where(
+                    RegisteredParticipant.state == State.ACTIVE.value
+                )
+            ).all()
+            known = {row.did: row.dsp_address for row in rows if row.did != self._me.did}
+        targets = {}
+        for did, stored in known.items():
+            try:
+                address = dsp_address(await self._me.resolver.resolve(did))
+            except IdentityError as error:
+                log.info("DID document of %s not read: %s", did, one_line(error))
+                address = stored
+            if address != stored:
+                self._record_address(did, address)
+            if address is not None:
+                targets[did] = address
+        return targets
+
+    def _record_address(self, did: str, address: str | None) -> None:
+        with Session(self._engine) as session:
+            row = session.get(RegisteredParticipant, did)
+            if row is not None:
+                row.dsp_address, row.updated_at = address, self._clock()
+                session.add(row)
+                session.commit()
+
+    async def crawl_all(self) -> list[CrawlReport]:
+        """One round: every active provider, then the datasets of those no longer active."""
+        async with self._round:
+            targets = await self._targets()
+            reports = [await self.crawl(did, address) for did, address in sorted(targets.items())]
+            reports += self._drop_inactive(set(targets))
+            return reports
+
+    def _drop_inactive(self, active: set[str]) -> list[CrawlReport]:
+        reports = []
+        with Session(self._engine) as session:
+            for crawl in session.exec(select(ProviderCrawl)).all():
+                if crawl.provider not in active:
+                    drop_provider(session, crawl.provider)
+                    session.delete(crawl)
+                    session.commit()
+                    reports.append(CrawlReport(crawl.provider, None, "no longer active"))
+        return reports
+
+    async def crawl(self, provider: str, dsp_address: str) -> CrawlReport:
+        try:
+            datasets = await fetch_catalogue(
+                self._me, self._client, self._destinations, provider, dsp_address, self._limits
+            )
+        except UnreachableError as error:
+            return self._failed(provider, dsp_address, CrawlState.STALE, str(error))
+        except CatalogueRefusedError as error:
+            log.warning("catalogue of %s refused: %s", provider, one_line(error))
+            return self._failed(
+                provider, dsp_address, CrawlState.REFUSED, f"{error.reason}: {error.message}"
+            )
+        now = self._clock()
+        with Session(self._engine) as session:
+            changes = replace_provider(session, provider, dsp_address, datasets, now)
+            crawl = session.get(ProviderCrawl, provider) or ProviderCrawl(
+                provider=provider, dsp_address=dsp_address, state=CrawlState.CURRENT.value,
+                last_attempt_at=now,
+            )  # fmt: skip
+            crawl.dsp_address, crawl.state, crawl.reason = dsp_address, CrawlState.CURRENT, None
+            crawl.datasets, crawl.last_attempt_at, crawl.last_success_at = len(datasets), now, now
+            session.add(crawl)
+            session.commit()
+        return CrawlReport(
+            provider, CrawlState.CURRENT, None, len(datasets),
+            changes.added, changes.changed, changes.removed,
+        )  # fmt: skip
+
+    def _failed(
+        self, provider: str, dsp_address: str, state: CrawlState, reason: str
+    ) -> CrawlReport:
+        now = self._clock()
+        reason = reason[:1000]
+        with Session(self._engine) as session:
+            crawl = session.get(ProviderCrawl, provider) or ProviderCrawl(
+                provider=provider, dsp_address=dsp_address, state=state.value, last_attempt_at=now
+            )
+            since = utc(crawl.last_success_at) if crawl.last_success_at else None
+            if since is None or now - since > self._grace:
+                dropped = drop_provider(session, provider)
+                crawl.datasets = 0
+                if dropped:
+                    log.warning("datasets of %s dropped: no good crawl since %s", provider, since)
+            crawl.dsp_address, crawl.state, crawl.reason = dsp_address, state.value, reason
+            crawl.last_attempt_at = now
+            session.add(crawl)
+            session.commit()
+            return CrawlReport(provider, state, reason, crawl.datasets)
+
+    async def run(self, interval_s: float, before_round: Callable[[], object]) -> None:
+        """Crawl every ``interval_s`` until cancelled (``before_round`` first: the broker
+        renews its own membership); a failed round is logged, never fatal."""
+        while True:
+            try:
+                before_round()
+                await self.crawl_all()
+            except Exception as error:
+                log.error("crawl round failed: %s", one_line(error))
+            await asyncio.sleep(interval_s)

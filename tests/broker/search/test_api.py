@@ -1,0 +1,180 @@
+"""``GET /catalogue/v1/datasets`` on SQLite and PostgreSQL: hits that name provider, DSP address
+and dataset id; facets; filters; and hostile input (full-text operators, quotes, unbalanced
+brackets, SQL, 10 kB strings, unknown parameters) refused with a typed 400 or searched as
+literal words, never a 500 and never an injected query."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from broker.app import create_app
+from broker.search.messages import DSP_CONTEXT
+from broker.settings import BrokerSettings
+from tests.broker.search.corpus import AIR, BUREAU, FIRM_LIST, store
+from tests.dsp_schemas import errors
+from tests.openapi_fuzz import NO_NETWORK
+from tests.participants import ADMIN_KEY, PASSPHRASE
+
+OPERATOR = {"X-Api-Key": ADMIN_KEY}
+
+
+@pytest.fixture
+def client(database_url: str) -> Iterator[TestClient]:
+    settings = BrokerSettings(
+        authority_id="did:web:127.0.0.1%3A8180:authority",
+        database_url=database_url,
+        key_passphrase=SecretStr(PASSPHRASE),
+        admin_api_key=SecretStr(ADMIN_KEY),
+    )
+    app = create_app(settings, transport=NO_NETWORK)
+    with TestClient(app) as made:
+        store(app.state.engine)
+        yield made
+
+
+def found(client: TestClient, **params: Any) -> dict[str, Any]:
+    answer = client.get("/catalogue/v1/datasets", params=params, headers=OPERATOR)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def test_a_hit_names_the_provider_its_address_and_the_dataset(client: TestClient) -> None:
+    body = found(client, q="企业 名单", domain="economic-development", grade="important")
+    assert body["total"] == 1
+    (hit,) = body["items"]
+    assert hit["datasetId"] == FIRM_LIST.dataset_id
+    assert hit["provider"] == BUREAU
+    assert hit["dspAddress"] == "https://bureau.test/dsp"
+    assert hit["title"] == ["广州市企业名单", "Guangzhou enterprise list"]
+    assert hit["keyword"] == ["企业", "工商"]
+    assert hit["dataGrade"] == "important"
+    assert hit["region"] == "440106"
+    assert hit["personalInformation"] is False
+    assert hit["version"] == "2026.1"
+    assert hit["registrationCode"] == "GZ-SJ-2026-0001"
+    assert [o["@id"] for o in hit["offers"]] == [f"urn:offer:{FIRM_LIST.dataset_id}"]
+    assert body["facets"]["region"] == [
+        {"value": "440000", "count": 1, "parent": None},
+        {"value": "440100", "count": 1, "parent": "440000"},
+        {"value": "440106", "count": 1, "parent": "440100"},
+    ]
+    assert body["next"] is None
+
+
+def test_pages_and_sorts(client: TestClient) -> None:
+    first = found(client, sort="recency", limit=2)
+    assert first["total"] == 5
+    assert first["next"] == 2
+    rest = found(client, sort="recency", offset=2, limit=3)
+    assert rest["next"] is None
+    seen = [h["datasetId"] for h in first["items"] + rest["items"]]
+    assert len(set(seen)) == 5
+    assert set(found(client)["facets"]) == {
+        "domain", "grade", "region", "provider", "personalInformation",
+    }  # fmt: skip
+
+
+OPERATORS_ALONE = ['"', "'", "(((", "*", "^", "!!", "&|", ":*", "-", "''"]
+"""Quotes, unbalanced brackets, FTS5's prefix and column operators, tsquery's."""
+
+HOSTILE = [
+    ('enterprise" OR "air', 0),  # an injected FTS5 OR
+    ("enterprise OR air", 0),  # OR is a word
+    ("enterprise AND NOT list", 0),
+    ("enterprise) OR (air", 0),
+    ("enterprise' | 'air", 0),  # a tsquery OR
+    ("'; DROP TABLE catalogue_dataset; --", 0),
+    ("enterprise*", 1),  # not a prefix operator: the word enterprise
+    ('企业" 名单', 1),  # a stray quote
+    ("heading:企业", 0),  # FTS5's column filter: the word heading
+    ("NEAR(企业", 0),
+    ("企业 名单 " * 20, 1),
+    ("enterprise:*", 1),
+]
+
+
+def test_a_query_of_operators_alone_is_refused(client: TestClient) -> None:
+    for query in OPERATORS_ALONE:
+        answer = client.get("/catalogue/v1/datasets", params={"q": query}, headers=OPERATOR)
+        assert answer.status_code == 400, query
+        assert answer.json() == {
+            "type": "BadRequest",
+            "reason": "no_search_terms",
+            "message": "the query holds no word to search for",
+        }
+
+
+def test_operators_inside_a_query_are_searched_as_words(client: TestClient) -> None:
+    for query, total in HOSTILE:
+        assert found(client, q=query)["total"] == total, query
+    assert found(client)["total"] == 5  # and nothing was dropped
+
+
+BAD_PARAMETERS = [
+    ({"q": "企" * 3_414}, "query_too_long"),  # 10 kB
+    ({"q": "(" * 10_240}, "query_too_long"),
+    ({"colour": "red"}, "unknown_parameter"),  # an unknown facet
+    ({"region": "4401"}, "bad_region"),
+    ({"region": "990000"}, "bad_region"),  # no such province
+    ({"domain": "Economic Development"}, "bad_domain"),
+    ({"domain": "x" * 10_240}, "bad_domain"),
+]
+BAD_VALUES = [
+    {"grade": "secret"},
+    {"sort": "price"},
+    {"limit": "1000"},
+    {"offset": "-1"},
+    {"offset": "99999999999999999999999"},
+    {"personalInformation": "maybe"},
+    {"provider": "did:" + "x" * 10_240},
+]
+
+
+def test_bad_parameters_are_refused(client: TestClient) -> None:
+    for params, reason in BAD_PARAMETERS:
+        answer = client.get("/catalogue/v1/datasets", params=params, headers=OPERATOR)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["reason"] == reason
+
+
+def test_bad_values_are_typed_refusals(client: TestClient) -> None:
+    for params in BAD_VALUES:
+        answer = client.get("/catalogue/v1/datasets", params=params, headers=OPERATOR)
+        assert answer.status_code == 422, params
+        assert answer.json()["type"] == "BadRequest"
+
+
+def test_search_needs_a_member_or_the_operator(client: TestClient) -> None:
+    assert client.get("/catalogue/v1/datasets").status_code == 401
+    wrong = client.get("/catalogue/v1/datasets", headers={"X-Api-Key": "x" * 20})
+    assert wrong.status_code == 401
+
+
+DSP_REQUEST = {"@context": [DSP_CONTEXT], "@type": "CatalogRequestMessage"}
+
+
+def test_the_same_as_a_dsp_catalogue_of_catalogues(client: TestClient) -> None:
+    answer = client.post("/dsp/catalog/request", json=DSP_REQUEST, headers=OPERATOR)
+    assert answer.status_code == 200, answer.text
+    assert errors("catalog/catalog-schema.json", answer.json()) == []
+    catalogues = {c["@id"]: c for c in answer.json()["catalog"]}
+    bureau = catalogues[f"{BUREAU}#catalog"]
+    assert bureau["service"][0]["endpointURL"] == "https://bureau.test/dsp"
+    assert {d["@id"] for d in bureau["dataset"]} == {FIRM_LIST.dataset_id, AIR.dataset_id}
+    assert "Link" not in answer.headers
+    for body, token in (
+        ({"@type": "Something"}, None),
+        ({**DSP_REQUEST, "filter": [{"x": 1}]}, None),
+        ({"@type": "CatalogRequestMessage", "@context": "x"}, None),
+        (DSP_REQUEST, "x1"),
+    ):
+        params = {} if token is None else {"continuationToken": token}
+        refused = client.post("/dsp/catalog/request", json=body, params=params, headers=OPERATOR)
+        assert refused.status_code == 400, refused.text
+    assert client.post("/dsp/catalog/request", json=DSP_REQUEST).status_code == 401
