@@ -3,6 +3,7 @@ issuers) now; the participant registry and federated catalogue as they arrive.""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,8 @@ from storage.engine import create_engine
 from storage.health import check_health
 from storage.migrate import require_current, upgrade
 
+log = logging.getLogger("kexin.broker")
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -60,6 +63,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.warn_profile(log)
         if settings.migrate_on_start:
             for schema in schemas:
                 upgrade(engine, schema)

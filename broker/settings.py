@@ -5,6 +5,9 @@ The broker hosts the data-space authority: it issues the data space's credential
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlsplit
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -28,6 +31,21 @@ class OnboardingGrant(BaseModel):
 
 class BrokerSettings(ParticipantServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BROKER_", frozen=True, extra="forbid")
+
+    @classmethod
+    def local_defaults(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """As every service, and the authority's DID from where it is reached:
+        ``did:web:127.0.0.1%3A8282:authority`` on the default address."""
+        public = given.get("public_url")
+        netloc = (
+            urlsplit(str(public)).netloc
+            if public
+            else f"{given.get('host', '127.0.0.1')}:{given.get('port', 8282)}"
+        )
+        return {
+            **super().local_defaults(given),
+            "authority_id": f"did:web:{netloc.replace(':', '%3A')}:authority",
+        }
 
     authority_id: DID
     """The data-space authority's DID (did:web; its DID document is served here)."""

@@ -105,6 +105,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.warn_profile(log)
         if settings.migrate_on_start:
             migrate(engine)
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -15,7 +15,7 @@ from connector.faults import FaultSpec
 from identity.credentials import CredentialType
 from identity.did import DID, check_did
 from service.destinations import check_host_name
-from service.settings import ParticipantServiceSettings
+from service.settings import LOCAL_AUTHORITY, ParticipantServiceSettings
 from storage.engine import DatabaseURL
 
 _PARTICIPANT_TOKEN = re.compile(r"[A-Za-z0-9._:%\-]{1,200}")
@@ -101,6 +101,15 @@ class ConnectorSettings(ParticipantServiceSettings):
         return self
 
     model_config = SettingsConfigDict(env_prefix="CONNECTOR_", frozen=True, extra="forbid")
+
+    @classmethod
+    def local_defaults(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """As every service, and trust the local authority (:data:`LOCAL_AUTHORITY`) for every
+        credential type."""
+        return {
+            **super().local_defaults(given),
+            "trusted_issuers": {kind.value: [LOCAL_AUTHORITY] for kind in CredentialType},
+        }
 
     @property
     def conformance_mode(self) -> bool:

@@ -103,10 +103,9 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
         for problem in error.errors():
             message = str(problem["msg"]).removeprefix("Value error, ")
             if problem["loc"]:
-                typer.echo(
-                    f"error: invalid setting {prefix}{str(problem['loc'][0]).upper()}: {message}",
-                    err=True,
-                )
+                name = str(problem["loc"][0]).upper()  # KEXIN_PROFILE has no service prefix
+                name = name if name.startswith("KEXIN_") else prefix + name
+                typer.echo(f"error: invalid setting {name}: {message}", err=True)
             else:  # a rule across several settings; the message names them
                 typer.echo(f"error: invalid settings ({prefix}*): {message}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None

@@ -6,9 +6,11 @@ Each service subclasses this with its own ``env_prefix`` and its own defaults fo
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from enum import StrEnum
+from typing import Annotated, Any, Final
 
-from pydantic import AfterValidator, Field, IPvAnyNetwork, SecretStr
+from pydantic import AfterValidator, Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import BaseSettings
 
 from identity.keys import MIN_PASSPHRASE_CHARS, OWASP_SCRYPT, KeyType, ScryptCost
@@ -20,7 +22,50 @@ MIN_SCRYPT_LOG2_N = 15
 """The least cost accepted from settings (N=2^15: about 0.1 s here)."""
 
 
-class ParticipantServiceSettings(BaseSettings):
+class Profile(StrEnum):
+    """``KEXIN_PROFILE``: a bundle of defaults. Only ``local`` exists: a trial on one machine."""
+
+    LOCAL = "local"
+
+
+PROFILE_VARIABLE: Final = "KEXIN_PROFILE"
+LOCAL_AUTHORITY: Final = "did:web:127.0.0.1%3A8282:authority"
+"""The data-space authority of a local trial: a broker on its default address (127.0.0.1:8282)."""
+LOCAL_NETWORKS: Final = ("127.0.0.0/8", "::1/128")
+LOCAL_WARNING: Final = (
+    "KEXIN_PROFILE=local IS ON: plain HTTP, loopback destinations and the local authority "
+    "are trusted. For a trial on one machine only; never run a real deployment like this."
+)
+
+
+class ProfiledSettings(BaseSettings):
+    """Settings that read ``KEXIN_PROFILE`` (one variable for every service, without the
+    service's prefix). With ``local``, each service fills in the loopback conveniences it
+    knows (:meth:`local_defaults`) for every setting the environment or the caller left
+    unset; a setting given explicitly always wins. Without it nothing changes."""
+
+    profile: Profile | None = Field(default=None, validation_alias="KEXIN_PROFILE")
+    """``local``: the loopback conveniences of a trial on one machine (logged loudly)."""
+
+    @classmethod
+    def local_defaults(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """What ``local`` sets when not given (``given``: what was)."""
+        return {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get(PROFILE_VARIABLE) != Profile.LOCAL.value:
+            return data
+        return {**cls.local_defaults(data), **data}
+
+    def warn_profile(self, log: logging.Logger) -> None:
+        """At start: say loudly that a trial profile is on."""
+        if self.profile is Profile.LOCAL:
+            log.warning(LOCAL_WARNING)
+
+
+class ParticipantServiceSettings(ProfiledSettings):
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
     public_url: str | None = None
@@ -47,6 +92,11 @@ class ParticipantServiceSettings(BaseSettings):
     """JSON: hosts where a caller's Credential Service may be besides its DID's own host."""
     http_timeout_s: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+
+    @classmethod
+    def local_defaults(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """Plain HTTP and loopback destinations (every participant of the trial is on it)."""
+        return {"did_web_allow_http": True, "outbound_allowed_networks": list(LOCAL_NETWORKS)}
 
     @property
     def destinations(self) -> Destinations:
