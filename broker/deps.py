@@ -103,7 +103,7 @@ async def require_searcher(
 ) -> str:
     """The operator (by its key, when one is given) or a member (DCP): who is searching."""
     if x_api_key is not None:
-        return require_operator(settings, x_api_key).operator_key_id or "operator"
+        return (await require_operator(settings, x_api_key)).operator_key_id or "operator"
     return (await require_member(participant, engine, authorization)).did
 
 
