@@ -183,7 +183,17 @@ def test_the_broker_crawls_and_the_bank_finds_the_firm_list_through_it(tmp_path:
         outsider = httpx.post(f"{broker_url}/dsp/catalog/request", json=request)
         assert outsider.status_code == 401
 
-        # withdrawn at the bureau: gone from the broker at the next crawl
+        # withdrawn at the bureau (out of its definition, then deleted): gone at the next crawl
+        narrowed = httpx.put(
+            f"{bureau.base_url}/management/v1/contractdefinitions/cd-members", headers=KEY,
+            json={
+                "id": "cd-members", "accessPolicyId": "members", "contractPolicyId": "members",
+                "assetSelector": {
+                    "assetIds": ["urn:kexin:asset:firm-list", "urn:kexin:asset:stats"]
+                },
+            },
+        )  # fmt: skip
+        assert narrowed.status_code == 200, narrowed.text
         gone = httpx.delete(
             f"{bureau.base_url}/management/v1/assets/urn:kexin:asset:air", headers=KEY
         )
