@@ -53,6 +53,7 @@ from matching.errors import MatchingError
 from matching.identifiers import read_column
 from matching.synthetic import Dataset, generate, write_csv
 from policy.operands import Grade
+from service.runtime import tune_for_server
 from storage.engine import create_engine
 from storage.migrate import Migrations, revision, upgrade
 
@@ -155,6 +156,7 @@ def connector_serve(host: HostOption = None, port: PortOption = None) -> None:
         settings.key_passphrase.get_secret_value(),
         "CONNECTOR_KEY_PASSPHRASE",
     )
+    tune_for_server()
     uvicorn.run(create_connector_app(settings), host=settings.host, port=settings.port)
 
 
@@ -361,6 +363,7 @@ def broker_serve(host: HostOption = None, port: PortOption = None) -> None:
     check_keys(
         settings.database_url, settings.key_passphrase.get_secret_value(), "BROKER_KEY_PASSPHRASE"
     )
+    tune_for_server()
     uvicorn.run(create_broker_app(settings), host=settings.host, port=settings.port)
 
 
@@ -368,6 +371,7 @@ def broker_serve(host: HostOption = None, port: PortOption = None) -> None:
 def ledger_serve(host: HostOption = None, port: PortOption = None) -> None:
     """Run the ledger service (settings: LEDGER_* variables)."""
     settings = load_settings(LedgerSettings, host=host, port=port)
+    tune_for_server()
     uvicorn.run(create_ledger_app(settings), host=settings.host, port=settings.port)
 
 
