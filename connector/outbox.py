@@ -1,6 +1,9 @@
 """The persisted outbox: every outbound DSP message is written in the same transaction as the
 state change that causes it, and delivered by a worker with retries and exponential backoff.
-A crash between the two loses nothing; after a restart the worker sends what is pending.
+A crash between the two loses nothing; after a restart the worker sends what is pending. A move
+that found nothing of its process pending before its messages hands them to the worker once
+committed (``hand``), so they go at once, without a scan of the table; a process's messages
+still go one after the other, in order.
 
 Delivery outcomes: 2xx sent (an ``on_sent`` handler may read the answer, e.g. the providerPid
 of an initial request); 408, 425, 429, 5xx and network errors are retried with capped,
@@ -20,7 +23,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -32,6 +35,7 @@ from anyio.to_thread import run_sync
 from sqlalchemy import Column, DateTime, Text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.expression import Executable
 from sqlmodel import Field, Session, col, select
 
 from connector.database import ConnectorBase
@@ -57,6 +61,8 @@ WORKER_BACKOFF_S: Final = 0.5
 WORKER_BACKOFF_MAX_S: Final = 10.0
 CONCURRENCY: Final = 32
 """Processes whose messages are sent at the same time."""
+TRIED_KEPT: Final = 10_000
+"""Processes whose last attempted message the worker remembers (``Outbox._trying``)."""
 PENDING_SCAN: Final = 2000
 """Pending messages the worker looks at in one round (more: it looks again soon)."""
 
@@ -117,9 +123,32 @@ def enqueue(
     )  # fmt: skip
 
 
+OLDER_LIMIT: Final = 8
+"""``older_pending`` looks for at most this many (more: the worker scans the table)."""
+
+
+def older_pending(session: Session, process_id: str) -> list[int] | None:
+    """In the transaction that enqueues a process's messages, holding the process's lock: the
+    process's messages pending before them (not the ones added but not yet flushed), to be
+    given to ``Outbox.hand`` with them once committed; None if there are too many."""
+    with session.no_autoflush:
+        older = session.exec(
+            select(OutboxMessage.id)
+            .where(col(OutboxMessage.process_id) == process_id)
+            .where(col(OutboxMessage.status) == Delivery.PENDING)
+            .limit(OLDER_LIMIT)
+        ).all()
+    return None if len(older) >= OLDER_LIMIT else [i for i in older if i is not None]
+
+
 @dataclass(frozen=True)
 class Handlers:
+    answer: Callable[[OutboxMessage, httpx.Response], Sequence[Executable]] | None = None
+    """What the answer to a sent message changes, as statements run in the transaction that
+    records the message sent (one write, not two; a handler that finds the answer unusable
+    ends the process itself and returns none)."""
     on_sent: Callable[[OutboxMessage, httpx.Response], None] | None = None
+    """Told after the message is recorded sent."""
     on_failed: Callable[[OutboxMessage, str], None] | None = None
     headers: Callable[[OutboxMessage], dict[str, str]] | None = None
     """How to authorize the message; default: a DCP self-issued token for its audience."""
@@ -198,6 +227,13 @@ class Outbox:
         self._round_failing: str | None = None
         self._delivery_failing: str | None = None
         self._in_flight: dict[str, asyncio.Task[bool]] = {}
+        self._queues: dict[str, list[OutboxMessage]] = {}
+        """Each process in flight: the messages its task goes through, in order."""
+        self._tried: dict[str, int] = {}
+        """Recent processes (least recent first): the id of the last message attempted."""
+        self._handed: set[str] = set()
+        """Processes whose delivery a hand-over started since the worker's round began (what
+        the round read of them may be out of date)."""
         self._dirty = True
         """Something may have been enqueued since the worker last looked."""
         self._saturated = False
@@ -236,6 +272,54 @@ class Outbox:
         else:
             loop.call_soon_threadsafe(self._wake.set)
 
+    def hand(self, messages: list[OutboxMessage], older: Sequence[int] = ()) -> None:
+        """Deliver ``messages`` (just committed, of one process, in order) without a scan of
+        the table. ``older``: the process's messages that were pending before them, as the
+        committing transaction saw while it held the process (``older_pending``); they are
+        sent after those when those are all in the process's delivery under way, at once when
+        there are none. Otherwise (or when every slot is taken) the worker looks at the table
+        as after ``wake``. From any thread."""
+        loop = self._loop
+        if not messages or loop is None or loop.is_closed():
+            self.wake()
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._take(messages, frozenset(older))
+        else:
+            loop.call_soon_threadsafe(self._take, messages, frozenset(older))
+
+    def _take(self, messages: list[OutboxMessage], older: frozenset[int]) -> None:
+        process_id = messages[0].process_id
+        # a round of the worker that ran since the commit may have picked them up already
+        tried = self._tried.get(process_id, 0)
+        task = self._in_flight.get(process_id)
+        queued = {message.id for message in self._queues.get(process_id, [])}
+        messages = [m for m in messages if (m.id or 0) > tried and m.id not in queued]
+        if not messages:
+            return
+        if task is not None:
+            queue = self._queues[process_id]
+            if not task.done() and older <= queued:
+                queue.extend(messages)  # its delivery goes on with them
+            else:
+                self._held.add(process_id)  # looked for when its task is done
+        elif older or len(self._in_flight) >= CONCURRENCY or self._saturated:
+            self._dirty = True
+            self._wake.set()
+        else:
+            self._handed.add(process_id)
+            self._start(process_id, messages)
+
+    def _start(self, process_id: str, messages: list[OutboxMessage]) -> None:
+        self._queues[process_id] = messages
+        task = asyncio.create_task(self._in_order(messages))
+        self._in_flight[process_id] = task
+        task.add_done_callback(partial(self._landed, process_id))
+
     def _pending(self) -> list[tuple[int, str, datetime]]:
         """Every pending message's id, process and due time, in order (one light query: the
         bodies are read only for the messages that go now)."""
@@ -252,6 +336,7 @@ class Outbox:
         one), for the processes not in flight (a busy process's task wakes the worker when
         it is done, if it left anything for later)."""
         # the database work in one worker thread hop, as all database work
+        self._handed.clear()
         plan = await run_sync(self._plan, frozenset(self._in_flight), self._clock())
         for process_id in plan.held:
             if process_id in self._in_flight:
@@ -260,9 +345,12 @@ class Outbox:
                 self._dirty = True
         self._saturated = plan.saturated
         for process_id, batch in plan.going:
-            task = asyncio.create_task(self._in_order(batch))
-            self._in_flight[process_id] = task
-            task.add_done_callback(partial(self._landed, process_id))
+            if process_id in self._in_flight:  # handed over while we planned: after it
+                self._held.add(process_id)
+            elif process_id in self._handed:  # handed over and sent while we planned
+                self._dirty = True
+            else:
+                self._start(process_id, batch)
         return plan.next_due
 
     def _plan(self, in_flight: frozenset[str], now: datetime) -> _Plan:
@@ -301,13 +389,16 @@ class Outbox:
     async def _in_order(self, messages: list[OutboxMessage]) -> bool:
         """Deliver in order; False if one was not sent (it is retried later, or failed), which
         stops the rest: a later message must not overtake it."""
-        for message in messages:
-            if await self._deliver(message) != Delivery.SENT:
+        index = 0
+        while index < len(messages):  # ``_take`` may add to them meanwhile
+            if await self._deliver(messages[index]) != Delivery.SENT:
                 return False
+            index += 1
         return True
 
     def _landed(self, process_id: str, task: asyncio.Task[bool]) -> None:
         self._in_flight.pop(process_id, None)
+        self._queues.pop(process_id, None)
         error = None if task.cancelled() else task.exception()
         if error is None:
             self._delivery_failing = None
@@ -335,8 +426,17 @@ class Outbox:
         token = self._participant.sts.bearer_for(audience, EVERY_SCOPE)
         return {"Authorization": f"Bearer {token}"}
 
+    def _trying(self, message: OutboxMessage) -> None:
+        """Remember the last message attempted of each recent process (its messages go in
+        order), so that a hand-over that comes late does not send it again."""
+        last = self._tried.pop(message.process_id, 0)
+        self._tried[message.process_id] = max(message.id or 0, last)
+        while len(self._tried) > TRIED_KEPT:
+            self._tried.pop(next(iter(self._tried)))
+
     async def _deliver(self, message: OutboxMessage) -> Delivery:
         """Attempt one message: sent, failed, or still pending (to be retried)."""
+        self._trying(message)
         handlers = self._handlers.get(message.kind, Handlers())
         headers = (handlers.headers or self._dcp_headers)(message)
         error: str | None = None
@@ -370,7 +470,8 @@ class Outbox:
     ) -> Delivery:
         """Record what became of an attempt, and tell the message's handlers."""
         if error is None:
-            sent = self._record_sent(message)
+            changes = handlers.answer(message, response) if handlers.answer and response else ()
+            sent = self._record_sent(message, changes)
             if handlers.on_sent and response is not None:
                 handlers.on_sent(sent, response)
             return Delivery.SENT
@@ -394,9 +495,12 @@ class Outbox:
             handlers.on_failed(stored, error or "failed")
         return Delivery(stored.status)
 
-    def _record_sent(self, message: OutboxMessage) -> OutboxMessage:
+    def _record_sent(
+        self, message: OutboxMessage, changes: Sequence[Executable] = ()
+    ) -> OutboxMessage:
         """Mark a message sent (one UPDATE: the message was read a moment ago, and only its own
-        delivery task changes a pending message), kept without the tokens it carried."""
+        delivery task changes a pending message), kept without the tokens it carried, with
+        what its answer ``changes`` in the same transaction."""
         body = without_secrets(message.body)
         with self._engine.begin() as connection:
             connection.execute(
@@ -407,6 +511,8 @@ class Outbox:
                     last_error=None, body=body,
                 )
             )  # fmt: skip
+            for change in changes:
+                connection.execute(change)
         message.status, message.attempts = Delivery.SENT, message.attempts + 1
         message.last_error, message.body = None, body
         return message
@@ -466,6 +572,16 @@ class Outbox:
         app, and what was pending is sent once the fault clears (a message delivered but not
         recorded as sent goes again: receivers answer a repeat as the first time)."""
         self._loop = asyncio.get_running_loop()
+        try:
+            await self._rounds()
+        finally:  # the app stops: its deliveries end before the database goes
+            self._loop = None
+            flying = list(self._in_flight.values())
+            for task in flying:
+                task.cancel()
+            await asyncio.gather(*flying, return_exceptions=True)
+
+    async def _rounds(self) -> None:
         failures = 0
         due: datetime | None = None
         self._dirty = True

@@ -17,13 +17,14 @@ from anyio.to_thread import run_sync
 from sqlalchemy import inspect, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.expression import Executable
 from sqlmodel import Session
 
 from connector.audit import AuditRecord, AuditSink, Outcome
 from connector.faults import NO_FAULTS, FaultPoint, Faults
 from connector.inbox import answered, digest, remember
 from connector.negotiation.machine import ProtocolError, Role
-from connector.outbox import Outbox, OutboxMessage, enqueue
+from connector.outbox import Outbox, OutboxMessage, enqueue, older_pending
 from connector.protocol import DspError, DspMessage, MessageError
 from connector.webhooks import KIND as WEBHOOK
 from connector.webhooks import Webhook, event
@@ -368,33 +369,51 @@ class ProcessSteps(Generic[R]):
                 counterparty=record.counterparty, subject=record.id, reason=why,
             ),
         )  # fmt: skip
-        enqueued = any(isinstance(added, OutboxMessage) for added in session.new)
+        enqueued = [added for added in session.new if isinstance(added, OutboxMessage)]
+        older = (
+            older_pending(session, record.id)
+            if enqueued and all(message.process_id == record.id for message in enqueued)
+            else None
+        )
         session.expire_on_commit = False  # the record stays as written: no read after commit
         session.commit()
         self.faults.reached(FaultPoint.COMMITTED, action)
-        if enqueued:
+        if older is not None:  # straight to delivery: the outbox need not look for them
+            self.outbox.hand(sorted(enqueued, key=lambda message: message.id or 0), older)
+        elif enqueued:
             self.outbox.wake()
         self._changed(record)
 
-    def on_ack(self, message: OutboxMessage, response: httpx.Response) -> None:
-        """The answer to a message that created a process on the other side: learn its pid."""
+    def ack_changes(self, message: OutboxMessage, response: httpx.Response) -> list[Executable]:
+        """The answer to a message that created a process on the other side: learn its pid (in
+        the transaction that records the message sent; a message of the other side that
+        overtook the answer may have told us already, see ``check_pids``)."""
         try:
             ack = self.ack_type.read(response.json())
         except (ValueError, MessageError) as error:
             self.on_failed(message, f"the answer is not a {self.ack_type.TYPE}: {error}")
+            return []
+        table = cast(Any, self.record_type)
+        changes: list[Executable] = []
+        for attribute in ("provider_pid", "consumer_pid"):
+            pid = getattr(ack, attribute, None)
+            if pid is not None:
+                column = getattr(table, attribute)
+                changes.append(
+                    update(table)
+                    .where(table.id == message.process_id, column.is_(None))
+                    .values({attribute: pid})
+                )
+        return changes
+
+    def on_ack(self, message: OutboxMessage, response: httpx.Response) -> None:
+        """Whoever steers processes hears of the pid learned from the answer."""
+        if self.steering is None:
             return
         with Session(self.engine) as session:
-            record = self.lock(session, message.process_id)
-            if record is None:
-                return
-            if record.provider_pid is None:
-                record.provider_pid = getattr(ack, "provider_pid", None)
-            if record.consumer_pid is None:
-                record.consumer_pid = getattr(ack, "consumer_pid", None)
-            session.add(record)
-            session.expire_on_commit = False
-            session.commit()
-        self._changed(record)
+            record = session.get(self.record_type, message.process_id)
+        if record is not None:
+            self._changed(record)
 
     terminate_event: Any
     """The protocol's termination event."""

@@ -71,7 +71,7 @@ class Negotiations(ProviderSide, ConsumerSide):
         )
         self.manual_approval = manual_approval
         self.manual_verification = manual_verification
-        creates = Handlers(on_sent=self.on_ack, on_failed=self.on_failed)
+        creates = Handlers(answer=self.ack_changes, on_sent=self.on_ack, on_failed=self.on_failed)
         self.outbox.register("negotiation.initial_offer", creates)
         self.outbox.register("negotiation.request", creates)
         for kind in (

@@ -74,7 +74,8 @@ class Transfers(ProviderSide, ConsumerSide):
         self.manual_start = manual_start
         self.dataplane = dataplane
         self.outbox.register(
-            "transfer.request", Handlers(on_sent=self.on_ack, on_failed=self.on_failed)
+            "transfer.request",
+            Handlers(answer=self.ack_changes, on_sent=self.on_ack, on_failed=self.on_failed),
         )
         for event in (Event.START, Event.SUSPEND, Event.COMPLETE):
             self.outbox.register(f"transfer.{VERB[event]}", Handlers(on_failed=self.on_failed))
