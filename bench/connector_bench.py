@@ -224,16 +224,25 @@ def finalized(engine: Any, negotiation_id: str) -> bool:
         return record is not None and record.state in ("FINALIZED", "TERMINATED")
 
 
-def retried(settings: ConnectorSettings) -> tuple[int, int, list[str]]:
+def retried(settings: ConnectorSettings) -> tuple[int, int, float, list[str]]:
     """Messages of the connector's outbox that needed more than one attempt: how many, the
-    extra attempts in all, and the last errors seen (a message that arrived before the peer
-    recorded the step before it, answered 404/409 and retried after a wait, shows here)."""
+    extra attempts in all, how long they waited for their last attempt after they were
+    enqueued (ms, in all), and the last errors seen (a message that arrived before the peer
+    recorded the step before it, answered 404/409 and retried after a wait, shows here; one
+    sent at last keeps no error)."""
     engine = create_engine(settings.database_url)
     with Session(engine) as session:
         again = session.exec(select(OutboxMessage).where(col(OutboxMessage.attempts) > 1)).all()
     engine.dispose()
     errors = sorted({(m.last_error or "sent at last")[:80] for m in again})
-    return len(again), sum(m.attempts - 1 for m in again), errors
+    waited = sum(
+        (_aware(m.next_attempt_at) - _aware(m.created_at)).total_seconds() * 1e3 for m in again
+    )
+    return len(again), sum(m.attempts - 1 for m in again), waited, errors
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def main() -> int:
@@ -336,10 +345,13 @@ def main() -> int:
     )
     print(f"negotiations sustained: {done} of {count} FINALIZED in {elapsed:.2f} s = {rate:.1f}/s "
           f"(target >= {THROUGHPUT_TARGET:.0f}/s)")  # fmt: skip
-    for name, (count_retried, extra, errors) in zip(("bureau", "bank"), retries, strict=True):
+    for name, (count_retried, extra, waited, errors) in zip(
+        ("bureau", "bank"), retries, strict=True
+    ):
         print(
             f"{name}'s outbox: {count_retried} messages needed more than one attempt "
-            f"({extra} retries in all){': ' + '; '.join(errors) if errors else ''}"
+            f"({extra} retries in all, {waited:.0f} ms waited for them in all)"
+            f"{': ' + '; '.join(errors) if errors else ''}"
         )
     ok = (
         catalog_p50 <= CATALOG_TARGET_MS
