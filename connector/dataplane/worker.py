@@ -144,15 +144,16 @@ class DataPlaneWorker:
             for duty in overdue:
                 duty.state, duty.settled_at = DutyState.VIOLATED.value, now
                 session.add(duty)
+                # audited in the transaction that records the violation: both or neither
+                self.audit.add(
+                    session,
+                    AuditRecord(
+                        actor=self.me, action="duty violated", outcome=Outcome.REFUSED,
+                        occurred_at=now, counterparty=duty.counterparty, subject=duty.id,
+                        reason=f"{duty.action} was due by {duty.deadline} and not done",
+                    ),
+                )  # fmt: skip
             session.commit()
-        for duty in overdue:
-            self.audit.record(
-                AuditRecord(
-                    actor=self.me, action="duty violated", outcome=Outcome.REFUSED,
-                    occurred_at=now, counterparty=duty.counterparty, subject=duty.id,
-                    reason=f"{duty.action} was due by {duty.deadline} and not done",
-                )
-            )  # fmt: skip
 
     async def monitor(self) -> None:
         """Provider: every STARTED transfer whose agreement no longer admits it (expired, count

@@ -228,12 +228,18 @@ def test_an_overdue_duty_is_violated_on_both_sides_and_ends_the_transfer(
     space: Space, tmp_path: Path
 ) -> None:
     source, _ = data_file(tmp_path, 100)
-    due = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
+    # due soon after the first download: the agreement and the transfer come first (a loaded
+    # machine takes a few seconds for them), the download is allowed before the deadline
+    due = (datetime.now(UTC) + timedelta(seconds=12)).isoformat()
     delete = [{"action": "delete", "constraint": [atom("dateTime", "lteq", due)]}]
     asset = offer_data(space, {"type": "file", "path": str(source)}, terms(duty=delete))
     grant = grant_for(space, asset)
     assert fetch(grant).status_code == 200
-    wait_for(lambda: [d["state"] for d in duties(space.bank.base_url, "consumer")] == ["violated"])
+    assert datetime.now(UTC) < datetime.fromisoformat(due)  # else the test proves nothing
+    wait_for(
+        lambda: [d["state"] for d in duties(space.bank.base_url, "consumer")] == ["violated"],
+        timeout_s=30,
+    )
     wait_for(
         lambda: [d["state"] for d in duties(space.bureau.base_url, "provider")] == ["violated"]
     )
