@@ -1,5 +1,7 @@
 """The broker's crawler: the federated catalogue kept in step with every active participant's
-DSP catalogue, on a schedule (``BROKER_CRAWL_INTERVAL_S``) and on the operator's command.
+DSP catalogue, on a schedule (``BROKER_CRAWL_INTERVAL_S``), on the operator's command, and at
+once when a provider tells the broker that its catalogue changed (:meth:`Crawler.notice`; a
+burst of notices within ``BROKER_CRAWL_NOTICE_SETTLE_S`` is one crawl of that provider).
 
 One provider at a time, each in one transaction: its datasets replaced by what its catalogue
 shows the broker now (a withdrawn dataset disappears within one refresh), or, when it does not
@@ -70,6 +72,8 @@ class Crawler:
         self._grace = grace
         self._clock = clock
         self._round = asyncio.Lock()
+        self._noticed: set[str] = set()
+        self._notice = asyncio.Event()
 
     async def _targets(self) -> dict[str, str]:
         """Every active participant's DSP address, read afresh from its DID document (the one
@@ -83,16 +87,20 @@ class Crawler:
             known = {row.did: row.dsp_address for row in rows if row.did != self._me.did}
         targets = {}
         for did, stored in known.items():
-            try:
-                address = dsp_address(await self._me.resolver.resolve(did))
-            except IdentityError as error:
-                log.info("DID document of %s not read: %s", did, one_line(error))
-                address = stored
-            if address != stored:
-                self._record_address(did, address)
+            address = await self._address(did, stored)
             if address is not None:
                 targets[did] = address
         return targets
+
+    async def _address(self, did: str, stored: str | None) -> str | None:
+        try:
+            address = dsp_address(await self._me.resolver.resolve(did))
+        except IdentityError as error:
+            log.info("DID document of %s not read: %s", did, one_line(error))
+            address = stored
+        if address != stored:
+            self._record_address(did, address)
+        return address
 
     def _record_address(self, did: str, address: str | None) -> None:
         with Session(self._engine) as session:
@@ -169,6 +177,39 @@ class Crawler:
             session.add(crawl)
             session.commit()
             return CrawlReport(provider, state, reason, crawl.datasets)
+
+    def notice(self, provider: str) -> None:
+        """``provider`` (an authenticated, active member) says its catalogue changed."""
+        self._noticed.add(provider)
+        self._notice.set()
+
+    async def refresh(self, provider: str) -> CrawlReport | None:
+        """Crawl one provider now, if it is an active participant with a DSP address (None
+        otherwise: the next round drops what it had)."""
+        async with self._round:
+            with Session(self._engine) as session:
+                row = session.get(RegisteredParticipant, provider)
+                if row is None or row.state != State.ACTIVE.value or provider == self._me.did:
+                    return None
+                stored = row.dsp_address
+            address = await self._address(provider, stored)
+            return None if address is None else await self.crawl(provider, address)
+
+    async def follow_notices(self, settle_s: float) -> None:
+        """Until cancelled: crawl each provider that sent a notice, ``settle_s`` after the first
+        notice of a burst (the notices of the burst: one crawl); a failure is logged."""
+        while True:
+            await self._notice.wait()
+            await asyncio.sleep(settle_s)
+            self._notice.clear()
+            due, self._noticed = self._noticed, set()
+            for provider in sorted(due):
+                try:
+                    report = await self.refresh(provider)
+                except Exception as error:
+                    log.error("crawl of %s on its notice failed: %s", provider, one_line(error))
+                else:
+                    log.info("crawled %s on its notice: %s", provider, report)
 
     async def run(self, interval_s: float, before_round: Callable[[], object]) -> None:
         """Crawl every ``interval_s`` until cancelled (``before_round`` first: the broker
