@@ -33,6 +33,7 @@ from connector.dcp.routes import did_document
 from connector.dcp.routes import router as dcp_router
 from connector.deps import ManagementError, source_rules
 from connector.faults import faults_for
+from connector.management.broker import router as broker_router
 from connector.management.credentials import router as credentials_router
 from connector.management.outbox import router as outbox_router
 from connector.management.routes import router as management_router
@@ -362,6 +363,7 @@ def create_app(
     app.include_router(transfer_consumer)
     app.include_router(management_router)
     app.include_router(outbox_router)
+    app.include_router(broker_router)
     app.include_router(credentials_router)
     app.include_router(dataplane_router)
     app.include_router(contracts_router)
