@@ -3,9 +3,13 @@ DSP catalogue, on a schedule (``BROKER_CRAWL_INTERVAL_S``), on the operator's co
 once when a provider tells the broker that its catalogue changed (:meth:`Crawler.notice`; a
 burst of notices within ``BROKER_CRAWL_NOTICE_SETTLE_S`` is one crawl of that provider).
 
-One provider at a time, each in one transaction: its datasets replaced by what its catalogue
-shows the broker now (a withdrawn dataset disappears within one refresh), or, when it does not
-answer or its answer is refused, nothing but its crawl state changed (stale or refused, with
+Up to ``PARALLEL_PROVIDERS`` providers' catalogues are read at once (each provider's pages in
+order, as its ``Link`` headers chain them); each provider is stored in one transaction, one at a
+time, in a worker thread (the event loop reads other catalogues meanwhile), and only its new,
+changed and withdrawn datasets are written (:func:`broker.search.store.replace_provider`).
+A provider's datasets are replaced by what its catalogue shows the broker now (a withdrawn
+dataset disappears within one refresh), or, when it does not answer or its answer is refused,
+nothing but its crawl state changed (stale or refused, with
 the reason and the time of its last good crawl); its datasets are dropped once that last good
 crawl is older than the grace period (``BROKER_CRAWL_GRACE_S``). A participant that is no
 longer active in the registry (suspended, revoked) or no longer publishes a DSP address has its
@@ -21,8 +25,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final
 
 import httpx
+from anyio.to_thread import run_sync
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -30,7 +36,7 @@ from broker.authority.issuer import dsp_address
 from broker.registry.machine import State
 from broker.registry.store import RegisteredParticipant, utc
 from broker.search.client import CrawlLimits, UnreachableError, fetch_catalogue
-from broker.search.messages import CatalogueRefusedError
+from broker.search.messages import CatalogueRefusedError, CrawledDataset
 from broker.search.store import CrawlState, ProviderCrawl, drop_provider, replace_provider
 from identity.errors import IdentityError
 from identity.participant import Participant
@@ -38,6 +44,9 @@ from service.destinations import Destinations
 from service.logs import one_line
 
 log = logging.getLogger("kexin.broker.crawler")
+
+PARALLEL_PROVIDERS: Final = 4
+"""Providers whose catalogues are read at the same time in a round."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,7 @@ class Crawler:
         self._grace = grace
         self._clock = clock
         self._round = asyncio.Lock()
+        self._writing = asyncio.Lock()
         self._noticed: set[str] = set()
         self._notice = asyncio.Event()
 
@@ -114,7 +124,13 @@ class Crawler:
         """One round: every active provider, then the datasets of those no longer active."""
         async with self._round:
             targets = await self._targets()
-            reports = [await self.crawl(did, address) for did, address in sorted(targets.items())]
+            slots = asyncio.Semaphore(PARALLEL_PROVIDERS)
+
+            async def one(did: str, address: str) -> CrawlReport:
+                async with slots:
+                    return await self.crawl(did, address)
+
+            reports = list(await asyncio.gather(*(one(d, a) for d, a in sorted(targets.items()))))
             reports += self._drop_inactive(set(targets))
             return reports
 
@@ -141,6 +157,12 @@ class Crawler:
             return self._failed(
                 provider, dsp_address, CrawlState.REFUSED, f"{error.reason}: {error.message}"
             )
+        async with self._writing:
+            return await run_sync(self._store, provider, dsp_address, datasets)
+
+    def _store(
+        self, provider: str, dsp_address: str, datasets: list[CrawledDataset]
+    ) -> CrawlReport:
         now = self._clock()
         with Session(self._engine) as session:
             changes = replace_provider(session, provider, dsp_address, datasets, now)
