@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
+import anyio
 import httpx
 from anyio.to_thread import run_sync
 from sqlalchemy.engine import Engine
@@ -81,7 +82,7 @@ class Crawler:
         self._grace = grace
         self._clock = clock
         self._round = asyncio.Lock()
-        self._writing = asyncio.Lock()
+        self._writing = anyio.Lock()  # not bound to one event loop (tests run several)
         self._noticed: set[str] = set()
         self._notice = asyncio.Event()
 
@@ -146,18 +147,20 @@ class Crawler:
         return reports
 
     async def crawl(self, provider: str, dsp_address: str) -> CrawlReport:
+        failure: tuple[CrawlState, str] | None = None
+        datasets: list[CrawledDataset] = []
         try:
             datasets = await fetch_catalogue(
                 self._me, self._client, self._destinations, provider, dsp_address, self._limits
             )
         except UnreachableError as error:
-            return self._failed(provider, dsp_address, CrawlState.STALE, str(error))
+            failure = (CrawlState.STALE, str(error))
         except CatalogueRefusedError as error:
             log.warning("catalogue of %s refused: %s", provider, one_line(error))
-            return self._failed(
-                provider, dsp_address, CrawlState.REFUSED, f"{error.reason}: {error.message}"
-            )
-        async with self._writing:
+            failure = (CrawlState.REFUSED, f"{error.reason}: {error.message}")
+        async with self._writing:  # one writer at a time (SQLite), never on the event loop
+            if failure is not None:
+                return await run_sync(self._failed, provider, dsp_address, *failure)
             return await run_sync(self._store, provider, dsp_address, datasets)
 
     def _store(
