@@ -68,6 +68,7 @@ bench: $(STAMP) node-tools
 	$(BIN)/python -m bench.contracts_bench
 	$(BIN)/python -m bench.ledger_bench
 	$(BIN)/python -m bench.matching_bench
+	$(BIN)/python -m bench.broker_bench
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -112,6 +112,7 @@ def create_app(
                         destinations=settings.destinations, limits=crawl_limits(settings),
                         grace=timedelta(seconds=settings.crawl_grace_s), clock=clock,
                     )  # fmt: skip
+                    tasks.start_soon(crawler.follow_notices, settings.crawl_notice_settle_s)
                     if settings.crawl_interval_s > 0:
                         tasks.start_soon(
                             crawler.run,

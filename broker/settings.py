@@ -62,6 +62,9 @@ class BrokerSettings(ParticipantServiceSettings):
     crawl_interval_s: float = Field(default=300.0, ge=0, le=86_400)
     """How often every active participant's catalogue is crawled; 0: only on the operator's
     command (``POST /admin/catalogue/crawl``)."""
+    crawl_notice_settle_s: float = Field(default=0.3, ge=0, le=600)
+    """How long after a provider's change notice the broker crawls it (notices meanwhile: the
+    same crawl)."""
     crawl_grace_s: float = Field(default=86_400.0, ge=0, le=30 * 86_400)
     """How long the datasets of a provider that does not answer (or whose catalogue is refused)
     are kept after its last good crawl; it is shown as stale meanwhile."""

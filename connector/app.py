@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from connector.audit import AuditRecord, Outcome, SqlAuditSink
+from connector.catalog.notices import ChangeNotices
 from connector.catalog.routes import router as catalog_router
 from connector.contracts.match import Matching
 from connector.contracts.routes import router as contracts_router
@@ -32,6 +33,7 @@ from connector.dcp.routes import did_document
 from connector.dcp.routes import router as dcp_router
 from connector.deps import ManagementError, source_rules
 from connector.faults import faults_for
+from connector.management.broker import router as broker_router
 from connector.management.credentials import router as credentials_router
 from connector.management.outbox import router as outbox_router
 from connector.management.routes import router as management_router
@@ -151,6 +153,13 @@ def create_app(
             if settings.webhook_url is not None and settings.webhook_secret is not None:
                 webhook = Webhook(settings.webhook_url, settings.webhook_secret.get_secret_value())
                 outbox.register(WEBHOOK, Handlers(headers=webhook.headers))
+            notices = None
+            if settings.broker_url is not None and settings.broker_id is not None:
+                notices = ChangeNotices(
+                    engine=engine, me=participant.did, broker_id=settings.broker_id,
+                    broker_url=settings.broker_url, clock=clock, wake=outbox.wake,
+                )  # fmt: skip
+                notices.install()
             app.state.participant = participant
             app.state.client = client
             app.state.outbox = outbox
@@ -253,6 +262,8 @@ def create_app(
             try:
                 yield
             finally:
+                if notices is not None:
+                    notices.remove()
                 for worker, _ in workers.values():
                     worker.cancel()
                 for worker, _ in workers.values():
@@ -352,6 +363,7 @@ def create_app(
     app.include_router(transfer_consumer)
     app.include_router(management_router)
     app.include_router(outbox_router)
+    app.include_router(broker_router)
     app.include_router(credentials_router)
     app.include_router(dataplane_router)
     app.include_router(contracts_router)

@@ -91,6 +91,10 @@ class ConnectorSettings(ParticipantServiceSettings):
             ("http://", "https://")
         ):
             raise ValueError("webhook_url must be an http(s) URL")
+        if (self.broker_url is None) != (self.broker_id is None):
+            raise ValueError("set broker_url and broker_id together")
+        if self.broker_url is not None and not self.broker_url.startswith(("http://", "https://")):
+            raise ValueError("broker_url must be an http(s) URL")
         if (self.conformance_token is None) != (self.conformance_participant_id is None):
             raise ValueError("set conformance_token and conformance_participant_id together")
         if self.matching_chunk_items * 40 + 8192 > self.max_body_bytes:
@@ -158,6 +162,12 @@ class ConnectorSettings(ParticipantServiceSettings):
     """Where the data holder's application hears of every state change (POST, JSON)."""
     webhook_secret: SecretStr | None = Field(default=None, min_length=16)
     """Signs each webhook body (X-Kexin-Signature: sha256=HMAC); required with webhook_url."""
+    broker_url: str | None = Field(default=None, max_length=2000)
+    """The broker's address (e.g. ``https://broker.example.cn``): it hears at once when an asset,
+    a policy or a contract definition changes here, and the management API searches its
+    catalogue. Unset: no notices, no search through a broker."""
+    broker_id: DID | None = None
+    """The broker's DID, the audience of this connector's tokens for it; set with broker_url."""
     conformance_token: SecretStr | None = Field(default=None, min_length=16)
     """Conformance-testing mode (off unless this and conformance_participant_id are set): this
     static bearer token stands for conformance_participant_id instead of DCP, so that an

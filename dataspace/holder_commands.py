@@ -9,6 +9,7 @@ and its key by ``CONNECTOR_MANAGEMENT_API_KEY``; ``--url`` and ``--api-key`` ove
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -525,6 +526,52 @@ def catalog_command(
     ])  # fmt: skip
 
 
+# --- search through the broker -----------------------------------------------------------------
+
+
+def search_command(
+    words: Annotated[str | None, typer.Argument(help="Words to find, Chinese or English.")] = None,
+    domain: Annotated[str | None, typer.Option(help="Only this scenario domain (its id).")] = None,
+    grade: Annotated[Grade | None, typer.Option(help="Only this data grade.")] = None,
+    region: Annotated[
+        str | None, typer.Option(help="Only this division (440100 holds 440106).")
+    ] = None,
+    provider: Annotated[str | None, typer.Option(help="Only this provider's DID.")] = None,
+    offset: OffsetOption = 0,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="At most this many.")] = 20,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Find datasets in the data space through the broker your connector names
+    (CONNECTOR_BROKER_URL), DCP-authenticated as your connector. Each hit prints the
+    ``dataspace fetch`` options that ask its provider for it (--provider, --provider-address,
+    --dataset); JSON: the broker's answer (hits, facets with counts)."""
+    with _client(url, api_key) as client, refusals(CONNECTOR, KEY):
+        found = client.broker_datasets(
+            words, domain=domain, grade=None if grade is None else grade.value, region=region,
+            provider=provider, offset=offset, limit=limit,
+        )  # fmt: skip
+    if output is Output.JSON:
+        typer.echo(json.dumps(found.model_dump(by_alias=True), ensure_ascii=False, indent=2))
+        return
+    if not found.items:
+        typer.echo("no datasets found")
+        return
+    typer.echo(
+        f"{found.total} found" + ("" if found.next is None else f", next: --offset {found.next}")
+    )
+    for hit in found.items:
+        title = " / ".join(hit.title) or hit.dataset_id
+        facts = ", ".join(str(f) for f in (hit.domain, hit.data_grade, hit.region) if f)
+        typer.echo(f"\n{title}  ({facts})")
+        typer.echo(
+            f"  dataspace fetch --provider {shlex.quote(hit.provider)} "
+            f"--provider-address {shlex.quote(hit.dsp_address)} "
+            f"--dataset {shlex.quote(hit.dataset_id)}"
+        )
+
+
 # --- negotiations ------------------------------------------------------------------------------
 
 NEGOTIATION_COLUMNS: list[Column] = [
@@ -829,6 +876,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(policies_cli, name="policies")
     app.add_typer(offers_cli, name="offers")
     app.command("catalog")(catalog_command)
+    app.command("search")(search_command)
     app.add_typer(negotiations_cli, name="negotiations")
     app.add_typer(agreements_cli, name="agreements")
     app.add_typer(transfers_cli, name="transfers")

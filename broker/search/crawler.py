@@ -1,9 +1,15 @@
 """The broker's crawler: the federated catalogue kept in step with every active participant's
-DSP catalogue, on a schedule (``BROKER_CRAWL_INTERVAL_S``) and on the operator's command.
+DSP catalogue, on a schedule (``BROKER_CRAWL_INTERVAL_S``), on the operator's command, and at
+once when a provider tells the broker that its catalogue changed (:meth:`Crawler.notice`; a
+burst of notices within ``BROKER_CRAWL_NOTICE_SETTLE_S`` is one crawl of that provider).
 
-One provider at a time, each in one transaction: its datasets replaced by what its catalogue
-shows the broker now (a withdrawn dataset disappears within one refresh), or, when it does not
-answer or its answer is refused, nothing but its crawl state changed (stale or refused, with
+Up to ``PARALLEL_PROVIDERS`` providers' catalogues are read at once (each provider's pages in
+order, as its ``Link`` headers chain them); each provider is stored in one transaction, one at a
+time, in a worker thread (the event loop reads other catalogues meanwhile), and only its new,
+changed and withdrawn datasets are written (:func:`broker.search.store.replace_provider`).
+A provider's datasets are replaced by what its catalogue shows the broker now (a withdrawn
+dataset disappears within one refresh), or, when it does not answer or its answer is refused,
+nothing but its crawl state changed (stale or refused, with
 the reason and the time of its last good crawl); its datasets are dropped once that last good
 crawl is older than the grace period (``BROKER_CRAWL_GRACE_S``). A participant that is no
 longer active in the registry (suspended, revoked) or no longer publishes a DSP address has its
@@ -19,8 +25,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final
 
+import anyio
 import httpx
+from anyio.to_thread import run_sync
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -28,7 +37,7 @@ from broker.authority.issuer import dsp_address
 from broker.registry.machine import State
 from broker.registry.store import RegisteredParticipant, utc
 from broker.search.client import CrawlLimits, UnreachableError, fetch_catalogue
-from broker.search.messages import CatalogueRefusedError
+from broker.search.messages import CatalogueRefusedError, CrawledDataset
 from broker.search.store import CrawlState, ProviderCrawl, drop_provider, replace_provider
 from identity.errors import IdentityError
 from identity.participant import Participant
@@ -36,6 +45,9 @@ from service.destinations import Destinations
 from service.logs import one_line
 
 log = logging.getLogger("kexin.broker.crawler")
+
+PARALLEL_PROVIDERS: Final = 4
+"""Providers whose catalogues are read at the same time in a round."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,9 @@ class Crawler:
         self._grace = grace
         self._clock = clock
         self._round = asyncio.Lock()
+        self._writing = anyio.Lock()  # not bound to one event loop (tests run several)
+        self._noticed: set[str] = set()
+        self._notice = asyncio.Event()
 
     async def _targets(self) -> dict[str, str]:
         """Every active participant's DSP address, read afresh from its DID document (the one
@@ -83,16 +98,20 @@ class Crawler:
             known = {row.did: row.dsp_address for row in rows if row.did != self._me.did}
         targets = {}
         for did, stored in known.items():
-            try:
-                address = dsp_address(await self._me.resolver.resolve(did))
-            except IdentityError as error:
-                log.info("DID document of %s not read: %s", did, one_line(error))
-                address = stored
-            if address != stored:
-                self._record_address(did, address)
+            address = await self._address(did, stored)
             if address is not None:
                 targets[did] = address
         return targets
+
+    async def _address(self, did: str, stored: str | None) -> str | None:
+        try:
+            address = dsp_address(await self._me.resolver.resolve(did))
+        except IdentityError as error:
+            log.info("DID document of %s not read: %s", did, one_line(error))
+            address = stored
+        if address != stored:
+            self._record_address(did, address)
+        return address
 
     def _record_address(self, did: str, address: str | None) -> None:
         with Session(self._engine) as session:
@@ -106,7 +125,13 @@ class Crawler:
         """One round: every active provider, then the datasets of those no longer active."""
         async with self._round:
             targets = await self._targets()
-            reports = [await self.crawl(did, address) for did, address in sorted(targets.items())]
+            slots = asyncio.Semaphore(PARALLEL_PROVIDERS)
+
+            async def one(did: str, address: str) -> CrawlReport:
+                async with slots:
+                    return await self.crawl(did, address)
+
+            reports = list(await asyncio.gather(*(one(d, a) for d, a in sorted(targets.items()))))
             reports += self._drop_inactive(set(targets))
             return reports
 
@@ -122,17 +147,25 @@ class Crawler:
         return reports
 
     async def crawl(self, provider: str, dsp_address: str) -> CrawlReport:
+        failure: tuple[CrawlState, str] | None = None
+        datasets: list[CrawledDataset] = []
         try:
             datasets = await fetch_catalogue(
                 self._me, self._client, self._destinations, provider, dsp_address, self._limits
             )
         except UnreachableError as error:
-            return self._failed(provider, dsp_address, CrawlState.STALE, str(error))
+            failure = (CrawlState.STALE, str(error))
         except CatalogueRefusedError as error:
             log.warning("catalogue of %s refused: %s", provider, one_line(error))
-            return self._failed(
-                provider, dsp_address, CrawlState.REFUSED, f"{error.reason}: {error.message}"
-            )
+            failure = (CrawlState.REFUSED, f"{error.reason}: {error.message}")
+        async with self._writing:  # one writer at a time (SQLite), never on the event loop
+            if failure is not None:
+                return await run_sync(self._failed, provider, dsp_address, *failure)
+            return await run_sync(self._store, provider, dsp_address, datasets)
+
+    def _store(
+        self, provider: str, dsp_address: str, datasets: list[CrawledDataset]
+    ) -> CrawlReport:
         now = self._clock()
         with Session(self._engine) as session:
             changes = replace_provider(session, provider, dsp_address, datasets, now)
@@ -169,6 +202,39 @@ class Crawler:
             session.add(crawl)
             session.commit()
             return CrawlReport(provider, state, reason, crawl.datasets)
+
+    def notice(self, provider: str) -> None:
+        """``provider`` (an authenticated, active member) says its catalogue changed."""
+        self._noticed.add(provider)
+        self._notice.set()
+
+    async def refresh(self, provider: str) -> CrawlReport | None:
+        """Crawl one provider now, if it is an active participant with a DSP address (None
+        otherwise: the next round drops what it had)."""
+        async with self._round:
+            with Session(self._engine) as session:
+                row = session.get(RegisteredParticipant, provider)
+                if row is None or row.state != State.ACTIVE.value or provider == self._me.did:
+                    return None
+                stored = row.dsp_address
+            address = await self._address(provider, stored)
+            return None if address is None else await self.crawl(provider, address)
+
+    async def follow_notices(self, settle_s: float) -> None:
+        """Until cancelled: crawl each provider that sent a notice, ``settle_s`` after the first
+        notice of a burst (the notices of the burst: one crawl); a failure is logged."""
+        while True:
+            await self._notice.wait()
+            await asyncio.sleep(settle_s)
+            self._notice.clear()
+            due, self._noticed = self._noticed, set()
+            for provider in sorted(due):
+                try:
+                    report = await self.refresh(provider)
+                except Exception as error:
+                    log.error("crawl of %s on its notice failed: %s", provider, one_line(error))
+                else:
+                    log.info("crawled %s on its notice: %s", provider, report)
 
     async def run(self, interval_s: float, before_round: Callable[[], object]) -> None:
         """Crawl every ``interval_s`` until cancelled (``before_round`` first: the broker

@@ -18,7 +18,14 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Query, Request, Response
 from sqlmodel import Session, col, select
 
-from broker.deps import CrawlerDep, EngineDep, OperatorDep, SearcherDep, SettingsDep
+from broker.deps import (
+    CrawlerDep,
+    EngineDep,
+    MemberDep,
+    OperatorDep,
+    SearcherDep,
+    SettingsDep,
+)
 from broker.registry.store import utc
 from broker.search.crawler import CrawlReport
 from broker.search.messages import DSP_CONTEXT
@@ -134,6 +141,28 @@ def search_datasets(
         if offset + limit < found.total and offset + limit <= MAX_OFFSET
         else None,
     }
+
+
+NOTICE_TYPE: Final = "kexin:CatalogueChangeNotice"
+
+
+@router.post("/notices", status_code=202, responses=refusals(400, 401, 403, 409, 413, 422, 503))
+async def catalogue_changed(
+    request: Request, settings: SettingsDep, member: MemberDep, crawler: CrawlerDep
+) -> dict[str, Any]:
+    """A provider (an active member, authenticated the DCP way: its self-issued token signs the
+    notice) says that its catalogue changed: the broker crawls it at once (a burst of notices
+    is one crawl). ``{"@type": "kexin:CatalogueChangeNotice", "provider": <its DID>}``; a
+    notice for another participant is refused (403)."""
+    body = await read_json(request, settings.max_body_bytes)
+    if not isinstance(body, dict) or body.get("@type") != NOTICE_TYPE:
+        raise _refuse("malformed_notice", f"expected a {NOTICE_TYPE}")
+    if body.get("provider") != member.did:
+        raise BadRequestError(
+            403, "not_your_catalogue", f"{member.did} may only give notice of its own catalogue"
+        )
+    crawler.notice(member.did)
+    return {"provider": member.did, "crawl": "queued"}
 
 
 def _report(report: CrawlReport) -> dict[str, Any]:

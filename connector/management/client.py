@@ -24,6 +24,7 @@ from connector.management.views import (
     AgreementDetail,
     AgreementView,
     AssetView,
+    BrokerSearchView,
     CatalogView,
     ContractDefinitionView,
     DomainList,
@@ -132,6 +133,32 @@ class ManagementClient(ApiClient):
         if continuation_token is not None:
             body["continuationToken"] = continuation_token
         return self._read(CatalogView, "POST", f"{PREFIX}/catalog/request", json=body)
+
+    # --- the broker's federated catalogue ------------------------------------------------
+
+    def broker_datasets(
+        self,
+        q: str | None = None,
+        *,
+        domain: str | None = None,
+        grade: str | None = None,
+        region: str | None = None,
+        provider: str | None = None,
+        personal_information: bool | None = None,
+        sort: str | None = None,
+        offset: int = 0,
+        limit: int = 20,
+    ) -> BrokerSearchView:
+        """Search the data space through the broker (``CONNECTOR_BROKER_URL``): each hit's
+        ``provider``, ``dsp_address`` and ``dataset_id`` go as they are to the data contracts
+        API (:meth:`connector.contracts.client.ContractsClient.request_data`)."""
+        query = {
+            "q": q, "domain": domain, "grade": grade, "region": region, "provider": provider,
+            "personalInformation": None if personal_information is None
+            else str(personal_information).lower(),
+            "sort": sort, "offset": offset, "limit": limit,
+        }  # fmt: skip
+        return self._read(BrokerSearchView, "GET", f"{PREFIX}/broker/datasets", params=query)
 
     # --- negotiations -----------------------------------------------------------------------
 

@@ -152,3 +152,37 @@ class HeldCredentialView(View):
     status_reason: str | None = Field(alias="statusReason")
     status_entry: StatusEntry | None = Field(alias="statusEntry")
     presented: bool
+
+
+class BrokerHit(View):
+    """A dataset the broker found: who has it (DID, DSP address) and its id there, to negotiate
+    with the provider directly."""
+
+    dataset_id: str = Field(alias="datasetId")
+    provider: str
+    dsp_address: str = Field(alias="dspAddress")
+    title: list[str] = Field(default_factory=list)
+    """The DCAT titles as the provider gave them (Chinese, English)."""
+    description: list[str] = Field(default_factory=list)
+    keyword: list[str] = Field(default_factory=list)
+    domain: str | None = None
+    domain_name: Any = Field(default=None, alias="domainName")
+    data_grade: str | None = Field(default=None, alias="dataGrade")
+    region: str | None = None
+    personal_information: bool | None = Field(default=None, alias="personalInformation")
+    version: str | None = None
+    registration_code: str | None = Field(default=None, alias="registrationCode")
+    offers: list[dict[str, Any]] = Field(default_factory=list)
+    changed_at: str | None = Field(default=None, alias="changedAt")
+    score: float | None = None
+
+
+class BrokerSearchView(View):
+    """One page of the broker's search: hits, facets with counts, the next page's offset."""
+
+    broker: str
+    total: int
+    items: list[BrokerHit]
+    facets: dict[str, list[dict[str, Any]]]
+    offset: int
+    next: int | None
