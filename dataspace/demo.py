@@ -4,8 +4,9 @@ What runs: the broker (hosting the data-space authority), the ledger service and
 participants' connectors start as real servers with did:web identities; both connectors are
 onboarded by the authority's allow-list and receive their credentials; the bank authenticates to
 the city bureau the DCP way (self-issued token, presentation pulled from its Credential Service,
-every credential verified); the bureau publishes its firm list with an ODRL offer; the bank reads
-the catalogue, negotiates (the contract policy decides on the bank's verified credentials and
+every credential verified); the bureau publishes its firm list with an ODRL offer, and its
+change notice has the broker crawl its catalogue; the bank finds the firm list by searching the
+broker (Chinese full text, a scenario domain), reads the bureau's catalogue, negotiates (the contract policy decides on the bank's verified credentials and
 declared purpose) to an agreement in one call of its data contracts API, which also starts the
 transfer; the bank downloads the firm list twice from the bureau's data plane, the third
 download is refused by the agreement's count limit and the bureau's policy monitor ends the
@@ -39,6 +40,7 @@ from connector.app import create_app as create_connector_app
 from connector.contracts.client import ContractsClient, ContractsError
 from connector.dcp.client import request_credentials
 from connector.management.client import ManagementClient
+from connector.management.views import BrokerHit
 from connector.participant import standalone
 from connector.protocol import DSP_CONTEXT
 from connector.settings import ConnectorSettings
@@ -59,6 +61,12 @@ BUREAU_ORG = {
     "creditCode": "11440100MB2C12345P",
     "region": "440100",
     "dataGrade": "important",
+}
+BROKER_ORG = {
+    "name": "广州数据交易所",
+    "creditCode": "91440101MA5CYL0X2G",
+    "region": "440100",
+    "dataGrade": "general",
 }
 BANK_ORG = {
     "name": "广州示例银行股份有限公司",
@@ -111,6 +119,8 @@ def run(say: Say) -> int:
     with tempfile.TemporaryDirectory(prefix="kexin-demo-") as scratch, ExitStack() as servers:
         folder = Path(scratch)
         sockets = {name: bind() for name in ("broker", "ledger", "bureau", "bank")}
+        for sock in sockets.values():
+            servers.callback(sock.close)  # also when a setting is refused before they serve
         ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
         authority = did_of(ports["broker"], "authority")
         bureau, bank = (
@@ -126,6 +136,9 @@ def run(say: Say) -> int:
                 status_list_ttl_s=CACHE_TTL_S,
                 management_api_key=MANAGER_KEY,  # type: ignore[arg-type]
                 monitor_interval_s=0.5,
+                # the bureau tells the broker of its changes, the bank searches through it
+                broker_url=f"http://127.0.0.1:{ports['broker']}",
+                broker_id=authority,
             )
             for name in ("bureau", "bank")
         )
@@ -137,6 +150,10 @@ def run(say: Say) -> int:
             admin_api_key=OPERATOR_KEY,  # type: ignore[arg-type]
             did_web_allow_http=True,
             outbound_allowed_networks=LOOPBACK,
+            # a member itself, it crawls the catalogues on the providers' notices
+            organisation=BROKER_ORG,  # type: ignore[arg-type]
+            crawl_interval_s=0.0,
+            crawl_notice_settle_s=0.1,
             onboarding_allow={
                 bureau.participant_id: OnboardingGrant.model_validate(
                     {
@@ -294,7 +311,8 @@ def poll(check: Callable[[], bool], timeout_s: float = 20.0) -> bool:
 def run_exchange(
     say: Say, bureau: ConnectorSettings, bank: ConnectorSettings, folder: Path
 ) -> bool:
-    """The bureau publishes, the bank finds, agrees and downloads; policy decides each step."""
+    """The bureau publishes, the bank finds it through the broker, agrees and downloads;
+    policy decides each step."""
     with ManagementClient(bureau.base_url, MANAGER_KEY, timeout_s=10) as publish:
         return exchange(say, bureau, bank, publish, folder)
 
@@ -317,6 +335,7 @@ def exchange(
     publish: ManagementClient,
     folder: Path,
 ) -> bool:
+    broker = str(bank.broker_id)
     write_firm_list(folder / "firms.csv")
     findings = lint(FIRM_LIST_OFFER, datetime.now(UTC))
     say("Exchange: the city bureau offers its firm list to licensed banks, for credit assessment,")
@@ -335,23 +354,19 @@ def exchange(
             "dataAddress": {"type": "file", "path": str(folder / "firms.csv")},
         }
     )
+    # who may see the offer: licensed banks, and the broker, which lists it (the contract
+    # policy still decides who gets the data)
+    seen_by = [
+        {
+            "leftOperand": "kexin:role",
+            "operator": "hasPart",
+            "rightOperand": "FinancialInstitution",
+        },
+        {"leftOperand": "recipient", "operator": "eq", "rightOperand": broker},
+    ]
     publish.create_policy(
         "banks",
-        {
-            "@type": "Set",
-            "permission": [
-                {
-                    "action": "use",
-                    "constraint": [
-                        {
-                            "leftOperand": "kexin:role",
-                            "operator": "hasPart",
-                            "rightOperand": "FinancialInstitution",
-                        }
-                    ],
-                }
-            ],
-        },
+        {"@type": "Set", "permission": [{"action": "use", "constraint": [{"or": seen_by}]}]},
     )
     publish.create_policy("firm-terms", FIRM_LIST_OFFER)
     publish.create_contract_definition(
@@ -362,22 +377,38 @@ def exchange(
             "assetSelector": {"assetIds": ["urn:kexin:asset:firm-list"]},
         }
     )
+    with ManagementClient(bank.base_url, MANAGER_KEY, timeout_s=10) as manager:
+        hits: list[BrokerHit] = []
+
+        def found() -> bool:
+            hits[:] = manager.broker_datasets("企业 名录", domain="economic-development").items
+            return bool(hits)
+
+        listed = poll(found)  # the bureau's change notice has the broker crawl it at once
+    if not listed:
+        say("  the broker did not list the firm list")
+        return False
+    (hit,) = hits
+    say(
+        f"  the bank searches the broker for 企业 名录 in economic-development: {hit.dataset_id}"
+        f" of {hit.provider}, at {hit.dsp_address}"
+    )
     catalog = asyncio.run(read_catalog(bank, bureau))
     datasets = catalog.get("dataset", [])
     say(f"  the bank reads the bureau's catalogue: {[d['@id'] for d in datasets]}")
     if not datasets:
         return False
-    return not findings and fetch_data(say, bureau, bank, folder)
+    return not findings and fetch_data(say, hit, bank, folder)
 
 
-def fetch_data(say: Say, bureau: ConnectorSettings, bank: ConnectorSettings, folder: Path) -> bool:
-    """The bank's application asks its connector for the firm list (one call), downloads it
-    from the bureau's data plane, hits the count limit, and deletes the data with a receipt."""
+def fetch_data(say: Say, hit: BrokerHit, bank: ConnectorSettings, folder: Path) -> bool:
+    """The bank's application asks its connector for the firm list the broker found (one
+    call), downloads it from the bureau's data plane, hits the count limit, and deletes the
+    data with a receipt."""
     ok = True
+    bureau_url = hit.dsp_address.removesuffix("/dsp")
     with ContractsClient(bank.base_url, MANAGER_KEY, timeout_s=30) as app:
-        grant = app.request_data(
-            bureau.participant_id, f"{bureau.base_url}/dsp", FIRM_LIST, "credit-assessment"
-        )
+        grant = app.request_data(hit.provider, hit.dsp_address, hit.dataset_id, "credit-assessment")
         say(f"  one call to the bank's data contracts API: agreement {grant.agreement_id}")
         say(f"  transfer {grant.transfer_id} started; data plane {grant.endpoint}")
         expected = hashlib.sha256((folder / "firms.csv").read_bytes()).hexdigest()
@@ -407,7 +438,7 @@ def fetch_data(say: Say, bureau: ConnectorSettings, bank: ConnectorSettings, fol
             (folder / f"download-{number}.csv").unlink()
         done = app.performed(duty["id"])
         say(f"  the bank deletes the data: duty {duty['action']} {done['state']}, receipt signed")
-        provider_duties = f"{bureau.base_url}/management/v1/duties"
+        provider_duties = f"{bureau_url}/management/v1/duties"
         headers = {"X-Api-Key": MANAGER_KEY}
         kept = poll(
             lambda: httpx.get(provider_duties, headers=headers, params={"role": "provider"})

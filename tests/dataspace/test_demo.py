@@ -18,6 +18,12 @@ def test_the_demo_runs_identity_catalogue_contracts_data_duties_and_revocation()
         in output
     )
     assert "(lint: 0 finding(s))" in output
+    assert re.search(
+        r"the bank searches the broker for 企业 名录 in economic-development: "
+        r"urn:kexin:asset:firm-list of did:web:127\.0\.0\.1%3A\d+:bureau, "
+        r"at http://127\.0\.0\.1:\d+/dsp\n",
+        output,
+    )
     assert "the bank reads the bureau's catalogue: ['urn:kexin:asset:firm-list']" in output
     assert "one call to the bank's data contracts API: agreement urn:uuid:" in output
     for number in (1, 2):
