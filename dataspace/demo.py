@@ -6,8 +6,8 @@ onboarded by the authority's allow-list and receive their credentials; the bank 
 the city bureau the DCP way (self-issued token, presentation pulled from its Credential Service,
 every credential verified); the bureau publishes its firm list with an ODRL offer, and its
 change notice has the broker crawl its catalogue; the bank finds the firm list by searching the
-broker (Chinese full text, a scenario domain), reads the bureau's catalogue, negotiates (the contract policy decides on the bank's verified credentials and
-declared purpose) to an agreement in one call of its data contracts API, which also starts the
+broker (Chinese full text, a scenario domain), reads the bureau's catalogue, negotiates (the
+contract policy decides on the bank's verified credentials and declared purpose) to an agreement in one call of its data contracts API, which also starts the
 transfer; the bank downloads the firm list twice from the bureau's data plane, the third
 download is refused by the agreement's count limit and the bureau's policy monitor ends the
 transfer; the bank deletes the data and its connector sends a signed deletion receipt; the

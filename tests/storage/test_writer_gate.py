@@ -106,4 +106,5 @@ def test_a_writer_that_waits_too_long_gets_database_is_locked(
         writer.start()
         writer.join(5)
         first.commit()
-    assert len(failures) == 1 and "database is locked" in str(failures[0])
+    assert len(failures) == 1
+    assert "database is locked" in str(failures[0])
