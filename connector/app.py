@@ -149,7 +149,9 @@ def create_app(
             steering = None if conformance is None else conformance.driver
             webhook = None
             if settings.webhook_url is not None and settings.webhook_secret is not None:
-                webhook = Webhook(settings.webhook_url, settings.webhook_secret.get_secret_value())
+                webhook = Webhook(
+                    settings.webhook_url, settings.webhook_secret.get_secret_value(), clock=clock
+                )
                 outbox.register(WEBHOOK, Handlers(headers=webhook.headers))
             app.state.participant = participant
             app.state.client = client

@@ -9,9 +9,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
+from standardwebhooks.webhooks import EmptyWebhookSecretError
+from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from connector.catalog.domains import Domains, configured
 from connector.faults import FaultSpec
+from connector.webhooks import secret_key
 from identity.credentials import CredentialType
 from identity.did import DID, check_did
 from service.destinations import check_host_name
@@ -91,6 +94,12 @@ class ConnectorSettings(ParticipantServiceSettings):
             ("http://", "https://")
         ):
             raise ValueError("webhook_url must be an http(s) URL")
+        if self.webhook_secret is not None:
+            secret = self.webhook_secret.get_secret_value()
+            try:
+                StandardWebhook(secret_key(secret))
+            except (ValueError, EmptyWebhookSecretError):
+                raise ValueError("webhook_secret: a whsec_ secret must be base64") from None
         if (self.conformance_token is None) != (self.conformance_participant_id is None):
             raise ValueError("set conformance_token and conformance_participant_id together")
         if self.matching_chunk_items * 40 + 8192 > self.max_body_bytes:
@@ -157,7 +166,9 @@ class ConnectorSettings(ParticipantServiceSettings):
     webhook_url: str | None = None
     """Where the data holder's application hears of every state change (POST, JSON)."""
     webhook_secret: SecretStr | None = Field(default=None, min_length=16)
-    """Signs each webhook body (X-Kexin-Signature: sha256=HMAC); required with webhook_url."""
+    """Signs each webhook the Standard Webhooks way (webhook-id, webhook-timestamp,
+    webhook-signature): a ``whsec_<base64>`` secret, or any string whose bytes are the key;
+    required with webhook_url."""
     conformance_token: SecretStr | None = Field(default=None, min_length=16)
     """Conformance-testing mode (off unless this and conformance_participant_id are set): this
     static bearer token stands for conformance_participant_id instead of DCP, so that an
