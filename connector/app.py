@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
@@ -33,6 +33,8 @@ from connector.dcp.routes import router as dcp_router
 from connector.deps import ManagementError, source_rules
 from connector.faults import faults_for
 from connector.management.credentials import router as credentials_router
+from connector.management.edr_routes import router as edr_router
+from connector.management.edrs import Edrs
 from connector.management.outbox import router as outbox_router
 from connector.management.routes import router as management_router
 from connector.management.trail import ManagementTrail
@@ -221,6 +223,10 @@ def create_app(
                 faults=faults,
             )
             app.state.transfers = transfers
+            app.state.edrs = Edrs(
+                engine=engine, client=client, clock=clock,
+                margin=timedelta(seconds=settings.edr_refresh_margin_s),
+            )  # fmt: skip
             dataplane_worker = DataPlaneWorker(
                 plane=dataplane, transfers=transfers, wake=wake_dataplane,
                 monitor_interval_s=settings.monitor_interval_s,
@@ -355,6 +361,7 @@ def create_app(
     app.include_router(management_router)
     app.include_router(outbox_router)
     app.include_router(credentials_router)
+    app.include_router(edr_router)
     app.include_router(dataplane_router)
     app.include_router(contracts_router)
     app.include_router(duties_router)

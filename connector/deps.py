@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from connector.dataplane.matchsets import MatchingSets
 from connector.dataplane.sources import SourceRules, sqlite_files
+from connector.management.edrs import Edrs
 from connector.negotiation.process import Negotiations
 from connector.outbox import Outbox
 from connector.protocol import DspError, DspMessage, MessageError
@@ -128,6 +129,11 @@ async def get_matching_sets(request: Request) -> MatchingSets | None:
     return sets
 
 
+async def get_edrs(request: Request) -> Edrs:
+    edrs: Edrs = request.app.state.edrs
+    return edrs
+
+
 async def get_transfers(request: Request) -> Transfers:
     transfers: Transfers = request.app.state.transfers
     return transfers
@@ -151,6 +157,7 @@ async def read_message(request: Request, model: type[M], error_type: str) -> M:
 SettingsDep = Annotated[ConnectorSettings, Depends(get_settings)]
 SourceRulesDep = Annotated[SourceRules, Depends(get_source_rules)]
 TransfersDep = Annotated[Transfers, Depends(get_transfers)]
+EdrsDep = Annotated[Edrs, Depends(get_edrs)]
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 NegotiationsDep = Annotated[Negotiations, Depends(get_negotiations)]
 EngineDep = Annotated[Engine, Depends(get_engine)]

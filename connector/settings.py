@@ -191,6 +191,8 @@ class ConnectorSettings(ParticipantServiceSettings):
     """Consumer side: verify an agreement that equals the offer at once, or wait for a person."""
     token_ttl_s: float = Field(default=300.0, ge=5, le=86_400)
     """How long a data-plane access token lives; the consumer refreshes it before then."""
+    edr_refresh_margin_s: float = Field(default=30.0, ge=0, le=3600)
+    """Consumer side: reading an EDR refreshes its token when it expires within this margin."""
     monitor_interval_s: float = Field(default=5.0, gt=0, le=3600)
     """How often the policy monitor re-decides running transfers and the duty clock runs."""
     delivery_deadline_s: float = Field(default=86_400.0, ge=1, le=30 * 86_400)

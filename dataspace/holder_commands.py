@@ -799,6 +799,44 @@ def transfers_request(
     _moved(made, output)
 
 
+@transfers_cli.command("edr")
+def transfers_edr(
+    transfer_id: ProcessId,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Consumer: a started pull transfer's endpoint and bearer token (refreshed first by your
+    connector when it has expired or is about to)."""
+    with _client(url, api_key) as client, refusals(CONNECTOR, KEY):
+        found = client.edr(transfer_id)
+    show_one(found, output)
+
+
+EDR_COLUMNS: list[Column] = [
+    ("TRANSFER", lambda e: e.transfer_id),
+    ("COUNTERPARTY", lambda e: e.counter_party_id),
+    ("AGREEMENT", lambda e: e.agreement_id),
+    ("ENDPOINT", lambda e: e.endpoint or ""),
+    ("EXPIRES", lambda e: e.expires_at or ""),
+]
+
+
+@transfers_cli.command("edrs")
+def transfers_edrs(
+    sort: SortOption = None,
+    offset: OffsetOption = 0,
+    limit: LimitOption = 50,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Consumer: your started pull transfers and their endpoints (tokens: ``transfers edr``)."""
+    with _client(url, api_key) as client, refusals(CONNECTOR, KEY):
+        page = client.edrs(offset=offset, limit=limit, sort=sort)
+    _page(page, EDR_COLUMNS, output, "no started pull transfers")
+
+
 def _transfer_move(move: TransferMove, help_text: str) -> None:
     def command(
         transfer_id: ProcessId,

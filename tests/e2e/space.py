@@ -59,9 +59,10 @@ def start_space(
     bank_verification: str = "auto",
     bureau_sql: dict[str, str] | None = None,
     bureau_extra: dict[str, object] | None = None,
+    bank_extra: dict[str, object] | None = None,
 ) -> Iterator[Space]:
     """``databases``: the bureau's and the bank's database URLs (default: SQLite files);
-    ``bureau_extra``: more of the bureau's settings."""
+    ``bureau_extra``, ``bank_extra``: more of their settings."""
     authority_sock, bureau_sock, bank_sock = bind(), bind(), bind()
     authority = did_for(authority_sock, "authority")
     bureau = connector_settings(
@@ -88,6 +89,8 @@ def start_space(
         database_url=databases[1] if databases else None,
         verification=bank_verification,
     )
+    if bank_extra:
+        bank = bank.model_copy(update=bank_extra)
     allow = {
         bureau.participant_id: {"types": ["MembershipCredential", "PublicDataHolderCredential"], "organisation": BUREAU_ORG},
         bank.participant_id: {"types": ["MembershipCredential", "FinancialInstitutionCredential"], "organisation": BANK_ORG},
