@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any, Final, Protocol, TypeVar
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import APIKeyHeader
 from sqlalchemy.engine import Engine
 
 from connector.dataplane.matchsets import MatchingSets
@@ -88,8 +89,17 @@ def conformance_peer(request: Request, authorization: str | None) -> Peer | None
     return None if mode is None else mode.authenticate(authorization)
 
 
+MANAGEMENT_KEY: Final = APIKeyHeader(
+    name="X-Api-Key",
+    scheme_name="ManagementApiKey",
+    description="The management API's key (CONNECTOR_MANAGEMENT_API_KEY).",
+    auto_error=False,
+)
+"""The management API's security scheme, declared in the OpenAPI (Swagger UI's Authorize)."""
+
+
 async def require_manager(
-    request: Request, x_api_key: Annotated[str | None, Header()] = None
+    request: Request, x_api_key: Annotated[str | None, Security(MANAGEMENT_KEY)] = None
 ) -> None:
     settings: ConnectorSettings = request.app.state.settings
     configured = settings.management_api_key
