@@ -166,7 +166,8 @@ def test_the_openapi_declares_the_management_key_and_where_it_is_needed(database
         "type": "apiKey", "in": "header", "name": "X-Api-Key",
         "description": "The management API's key (CONNECTOR_MANAGEMENT_API_KEY).",
     }  # fmt: skip
-    secured, open_ = set(), set()
+    secured: set[str] = set()
+    open_: set[str] = set()
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             needs = {"ManagementApiKey": []} in operation.get("security", [])
