@@ -54,6 +54,7 @@ from connector.transfer.steps import ERROR_TYPE as TRANSFER_ERROR
 from connector.webhooks import KIND as WEBHOOK
 from connector.webhooks import Webhook
 from identity.resolver import did_web_url
+from service.docs import NO_CDN_DOCS, serve_docs
 from service.http import error_body, install_error_handlers
 from service.limits import BodyLimit, plain_refusal
 from service.refusals import NOT_READY
@@ -276,7 +277,9 @@ def create_app(
         title="Kexin connector",
         summary=f"Dataspace connector of {settings.participant_id}",
         lifespan=lifespan,
+        **NO_CDN_DOCS,
     )
+    serve_docs(app)
     app.state.settings = settings
     app.state.engine = engine
     app.state.source_rules = source_rules(settings)
