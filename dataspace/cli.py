@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from importlib.metadata import version
+from operator import itemgetter
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -24,6 +26,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from broker.app import create_app as create_broker_app
@@ -39,6 +42,7 @@ from connector.settings import ConnectorSettings
 from dataspace import demo, holder_commands, ledger_commands, match_commands
 from dataspace.authority_commands import authority_cli
 from dataspace.onboarding import WAITING, StatusError, wait_for_decision
+from dataspace.output import table
 from identity.claims import OrganisationClaims
 from identity.credential_service import Holding
 from identity.credentials import CredentialType
@@ -48,13 +52,14 @@ from identity.keyring import KeyRing, check_passphrase
 from identity.keys import KeyMaterialError
 from identity.store import CredentialStore
 from ledger.app import create_app as create_ledger_app
+from ledger.database import migrations as ledger_migrations
 from ledger.settings import LedgerSettings
 from matching.errors import MatchingError
 from matching.identifiers import read_column
 from matching.synthetic import Dataset, generate, write_csv
 from policy.operands import Grade
 from storage.engine import create_engine
-from storage.migrate import Migrations, revision, upgrade
+from storage.migrate import Migrations, current, head, revision, upgrade
 
 EXIT_CONFIG = 78
 """sysexits.h EX_CONFIG: a setting is invalid."""
@@ -377,17 +382,20 @@ ledger_commands.register(ledger_cli, load_settings)
 class Service(StrEnum):
     CONNECTOR = "connector"
     BROKER = "broker"
+    LEDGER = "ledger"
 
 
 class Schema(StrEnum):
     CONNECTOR = "connector"
     BROKER = "broker"
+    LEDGER = "ledger"
     IDENTITY = "identity"
 
 
 SCHEMAS: dict[Schema, Callable[[], Migrations]] = {
     Schema.CONNECTOR: connector_migrations,
     Schema.BROKER: broker_migrations,
+    Schema.LEDGER: ledger_migrations,
     Schema.IDENTITY: identity_migrations,
 }
 
@@ -401,17 +409,57 @@ def _service_database(service: Service) -> tuple[str, tuple[Migrations, ...]]:
         case Service.BROKER:
             url = load_settings(BrokerSettings).database_url
             return url, (broker_migrations(), identity_migrations())
+        case Service.LEDGER:
+            url = load_settings(LedgerSettings).database_url
+            return url, (ledger_migrations(), identity_migrations())
+
+
+@contextmanager
+def _database(service: Service) -> Iterator[Engine]:
+    """The service's database engine; a database that cannot be used is one line and 78."""
+    url, _ = _service_database(service)
+    engine = create_engine(url)
+    try:
+        yield engine
+    except SQLAlchemyError as error:
+        first = (str(getattr(error, "orig", None) or error).splitlines() or [""])[0]
+        variable = f"{service.value.upper()}_DATABASE_URL"
+        typer.echo(f"error: {variable}: the database cannot be used: {first}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    finally:
+        engine.dispose()
 
 
 @db_cli.command("upgrade")
 def db_upgrade(service: Service) -> None:
     """Bring a service's database to the newest schema (its *_DATABASE_URL)."""
-    url, schemas = _service_database(service)
-    engine = create_engine(url)
-    for schema in schemas:
-        upgrade(engine, schema)
-    engine.dispose()
+    _, schemas = _service_database(service)
+    with _database(service) as engine:
+        for schema in schemas:
+            upgrade(engine, schema)
     typer.echo(f"{service.value}: database at the newest revision")
+
+
+CURRENT_COLUMNS = ("SCHEMA", "AT", "NEWEST", "STATE")
+
+
+@db_cli.command("current")
+def db_current(service: Service) -> None:
+    """Each schema of a service's database: the revision it is at and the newest one.
+    Exit 1 when one is behind (``dataspace db upgrade SERVICE`` brings it up)."""
+    _, schemas = _service_database(service)
+    behind = False
+    with _database(service) as engine:
+        rows = []
+        for schema in schemas:
+            at, newest = current(engine, schema), head(schema)
+            state = "current" if at == newest else ("not migrated" if at is None else "behind")
+            behind |= at != newest
+            rows.append((schema.name, at or "-", newest or "-", state))
+    table(rows, [(header, itemgetter(i)) for i, header in enumerate(CURRENT_COLUMNS)])
+    if behind:
+        typer.echo(f"run: dataspace db upgrade {service.value}", err=True)
+        raise typer.Exit(1)
 
 
 @db_cli.command("revision")

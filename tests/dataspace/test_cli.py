@@ -313,3 +313,37 @@ def test_a_wrong_key_passphrase_is_a_configuration_error_for_every_key_command(
         "error: CONNECTOR_KEY_PASSPHRASE: cannot decrypt the stored key: wrong passphrase or "
         "damaged key\n"
     )
+
+
+@pytest.mark.parametrize(("service", "schemas"), [("ledger", ["ledger", "identity"]),
+                                                   ("connector", ["connector", "identity"])])  # fmt: skip
+def test_db_current_says_what_is_behind_and_upgrade_brings_it_up(
+    service: str, schemas: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"{service.upper()}_DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    before = runner.invoke(app, ["db", "current", service])
+    assert before.exit_code == 1, before.output
+    lines = before.stdout.splitlines()
+    assert lines[0].split() == ["SCHEMA", "AT", "NEWEST", "STATE"]
+    assert [line.split()[0] for line in lines[1:]] == schemas
+    assert all(line.endswith("not migrated") for line in lines[1:])
+    assert before.stderr == f"run: dataspace db upgrade {service}\n"
+    upgraded = runner.invoke(app, ["db", "upgrade", service])
+    assert upgraded.exit_code == 0, upgraded.output
+    after = runner.invoke(app, ["db", "current", service])
+    assert after.exit_code == 0, after.output
+    for line in after.stdout.splitlines()[1:]:
+        _, at, newest, state = line.split()
+        assert (at, state) == (newest, "current")
+
+
+@pytest.mark.parametrize("command", ["upgrade", "current"])
+def test_a_database_that_cannot_be_used_is_one_line_and_78(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEDGER_DATABASE_URL", "postgresql+psycopg://kexin:x@127.0.0.1:1/none")
+    result = runner.invoke(app, ["db", command, "ledger"])
+    assert result.exit_code == EXIT_CONFIG
+    assert result.stderr.startswith("error: LEDGER_DATABASE_URL: the database cannot be used: ")
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stdout == ""
