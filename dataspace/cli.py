@@ -11,6 +11,7 @@ input), 3 refused by a policy, 78 an invalid setting or key (one line, no traceb
 from __future__ import annotations
 
 import asyncio
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
+from pydantic_settings.exceptions import SettingsError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -103,6 +105,12 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build ``cls`` from the environment and the non-None ``overrides``; exit 78 if invalid."""
     try:
         return cls(**{key: value for key, value in overrides.items() if value is not None})
+    except SettingsError as error:  # a value the environment source cannot parse (JSON)
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        field = re.search(r'field "([^"]+)"', str(error))
+        name = prefix + field.group(1).upper() if field else f"{prefix}*"
+        typer.echo(f"error: invalid setting {name}: not valid JSON", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
     except ValidationError as error:
         prefix = str(cls.model_config.get("env_prefix", ""))
         for problem in error.errors():
@@ -151,10 +159,31 @@ def check_keys(database_url: str, passphrase: str, variable: str) -> None:
         engine.dispose()
 
 
+def check_database(service: Service, migrate_on_start: bool) -> None:
+    """Before a server starts: its database opens (else one line naming the setting, and 78),
+    and, with migrations on start turned off, its schemas are at the newest revision (else the
+    command to run first, then why, and 78). In the server's start-up each is a traceback."""
+    _, schemas = _service_database(service)
+    variable = f"{service.value.upper()}_DATABASE_URL"
+    with _database(service) as engine:
+        with engine.connect():
+            pass
+        behind = [schema.name for schema in schemas if current(engine, schema) != head(schema)]
+    if behind and not migrate_on_start:
+        typer.echo(
+            f"error: run `dataspace db upgrade {service.value}` first: the schema of "
+            f"{variable} is not at the newest revision ({', '.join(behind)}) and "
+            f"{service.value.upper()}_MIGRATE_ON_START is false",
+            err=True,
+        )
+        raise typer.Exit(EXIT_CONFIG)
+
+
 @connector_cli.command("serve")
 def connector_serve(host: HostOption = None, port: PortOption = None) -> None:
     """Run the connector (settings: CONNECTOR_* variables)."""
     settings = load_settings(ConnectorSettings, host=host, port=port)
+    check_database(Service.CONNECTOR, settings.migrate_on_start)
     check_keys(
         settings.database_url,
         settings.key_passphrase.get_secret_value(),
@@ -363,6 +392,7 @@ def connector_rotate_key() -> None:
 def broker_serve(host: HostOption = None, port: PortOption = None) -> None:
     """Run the broker (settings: BROKER_* variables)."""
     settings = load_settings(BrokerSettings, host=host, port=port)
+    check_database(Service.BROKER, settings.migrate_on_start)
     check_keys(
         settings.database_url, settings.key_passphrase.get_secret_value(), "BROKER_KEY_PASSPHRASE"
     )
@@ -373,6 +403,7 @@ def broker_serve(host: HostOption = None, port: PortOption = None) -> None:
 def ledger_serve(host: HostOption = None, port: PortOption = None) -> None:
     """Run the ledger service (settings: LEDGER_* variables)."""
     settings = load_settings(LedgerSettings, host=host, port=port)
+    check_database(Service.LEDGER, settings.migrate_on_start)
     uvicorn.run(create_ledger_app(settings), host=settings.host, port=settings.port)
 
 

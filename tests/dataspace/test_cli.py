@@ -347,3 +347,40 @@ def test_a_database_that_cannot_be_used_is_one_line_and_78(
     assert result.stderr.startswith("error: LEDGER_DATABASE_URL: the database cannot be used: ")
     assert len(result.stderr.splitlines()) == 1
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("service", ["connector", "broker", "ledger"])
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("postgresql+psycopg://kexin:x@127.0.0.1:1/none", "the database cannot be used: "),
+        ("sqlite:////proc/no-such-folder/db.sqlite", "the database cannot be used: "),
+    ],
+)
+def test_a_server_whose_database_cannot_be_used_says_so_in_one_line(
+    service: str, url: str, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"{service.upper()}_DATABASE_URL", url)
+    result = runner.invoke(app, [service, "serve"])
+    assert result.exit_code == EXIT_CONFIG
+    assert result.stderr.startswith(f"error: {service.upper()}_DATABASE_URL: {said}")
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("service", ["connector", "broker", "ledger"])
+def test_an_old_schema_with_migrations_off_names_the_command_first(
+    service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"{service.upper()}_DATABASE_URL", f"sqlite:///{tmp_path / 'old.db'}")
+    monkeypatch.setenv(f"{service.upper()}_MIGRATE_ON_START", "false")
+    result = runner.invoke(app, [service, "serve"])
+    assert result.exit_code == EXIT_CONFIG
+    assert result.stderr.startswith(f"error: run `dataspace db upgrade {service}` first: ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_setting_that_is_not_json_is_named_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTOR_SQL_SOURCES", "{not json")
+    result = runner.invoke(app, ["connector", "serve"])
+    assert result.exit_code == EXIT_CONFIG
+    assert result.stderr == "error: invalid setting CONNECTOR_SQL_SOURCES: not valid JSON\n"
