@@ -11,6 +11,7 @@ input), 3 refused by a policy, 78 an invalid setting or key (one line, no traceb
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import tempfile
 import time
@@ -524,6 +525,24 @@ class _Bar:
         typer.echo(f"\r  {done / 1e6:.1f}{size} MB{share}  {rate:.1f} MB/s", err=True, nl=False)
 
 
+def _check_output(path: Path) -> None:
+    """A file the download can write: not a folder, in a folder that exists and is writable
+    (and, if it exists already, writable itself); else one line and exit 2."""
+    folder = path.parent
+    if path.is_dir():
+        why = "is a folder; name the file to write"
+    elif not folder.is_dir():
+        why = f"its folder {folder} does not exist"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        why = f"its folder {folder} is not writable"
+    elif path.exists() and not os.access(path, os.W_OK):
+        why = "exists and is not writable"
+    else:
+        return
+    typer.echo(f"error: --output {path}: {why}", err=True)
+    raise typer.Exit(2)
+
+
 @app.command("fetch")
 def fetch(
     provider: Annotated[str, typer.Option(help="The provider's DID.")],
@@ -548,6 +567,7 @@ def fetch(
     if not api_key:
         typer.echo("error: set KEXIN_API_KEY (or --api-key)", err=True)
         raise typer.Exit(2)
+    _check_output(output)  # before a use of the agreement is spent
     try:
         with ContractsClient(connector, api_key) as client:
             grant = client.request_data(provider, provider_address, dataset, purpose)

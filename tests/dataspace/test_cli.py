@@ -384,3 +384,19 @@ def test_a_setting_that_is_not_json_is_named_in_one_line(monkeypatch: pytest.Mon
     result = runner.invoke(app, ["connector", "serve"])
     assert result.exit_code == EXIT_CONFIG
     assert result.stderr == "error: invalid setting CONNECTOR_SQL_SOURCES: not valid JSON\n"
+
+
+@pytest.mark.parametrize("where", ["folder", "missing"])
+def test_fetch_refuses_an_output_it_cannot_write_before_asking_the_connector(
+    where: str, tmp_path: Path
+) -> None:
+    output = {"folder": tmp_path, "missing": tmp_path / "no" / "data.csv"}[where]
+    unused = free_port()  # nothing listens: asking the connector would be exit 1, unreachable
+    result = runner.invoke(app, [
+        "fetch", "--provider", "did:web:127.0.0.1:bureau", "--provider-address",
+        "http://127.0.0.1:1/dsp", "--dataset", "urn:x", "--purpose", "credit-assessment",
+        "--output", str(output), "--connector", f"http://127.0.0.1:{unused}", "--api-key", "k",
+    ])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: --output {output}: ")
+    assert len(result.stderr.splitlines()) == 1
