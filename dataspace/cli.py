@@ -561,16 +561,22 @@ def fetch(
     accept: Annotated[
         str | None, typer.Option(help="Row format of SQL data: text/csv or application/jsonl.")
     ] = None,
+    offer: Annotated[
+        str | None,
+        typer.Option(help="The offer (@id in the catalogue) to agree to; default: the first."),
+    ] = None,
 ) -> None:
     """Get a dataset through your connector's data contracts API: agree (or reuse an agreement),
-    start the transfer, and download to a file with progress, resume and a SHA-256."""
+    start the transfer, and download to a file with progress, resume and a SHA-256. The offer
+    is the one named, or the first the provider's catalogue shows you (it shows only the offers
+    whose access policies admit you)."""
     if not api_key:
         typer.echo("error: set KEXIN_API_KEY (or --api-key)", err=True)
         raise typer.Exit(2)
     _check_output(output)  # before a use of the agreement is spent
     try:
         with ContractsClient(connector, api_key) as client:
-            grant = client.request_data(provider, provider_address, dataset, purpose)
+            grant = client.request_data(provider, provider_address, dataset, purpose, offer=offer)
             typer.echo(
                 f"agreement {grant.agreement_id}"
                 f"{' (reused)' if grant.reused_agreement else ''}, transfer {grant.transfer_id}",
