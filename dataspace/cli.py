@@ -14,7 +14,6 @@ import asyncio
 import os
 import re
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,6 +28,16 @@ import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 from pydantic_settings.exceptions import SettingsError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -508,21 +517,26 @@ def db_revision(
 
 
 class _Bar:
-    """A progress line on standard error: bytes so far, percent, and speed."""
+    """Download progress on standard error with ``rich``: bytes so far, percent, speed and time
+    left (a terminal sees it move; a log gets the final line)."""
 
     def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.shown = 0.0
+        self.progress = Progress(
+            TextColumn("  "), BarColumn(), DownloadColumn(), TaskProgressColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=False,
+        )  # fmt: skip
+        self.task = self.progress.add_task("download", total=None)
+
+    def __enter__(self) -> _Bar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.progress.stop()
 
     def __call__(self, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if now - self.shown < 0.2 and done != total:
-            return
-        self.shown = now
-        rate = done / max(now - self.started, 1e-6) / 1e6
-        share = f" {done * 100 // total:3d}%" if total else ""
-        size = f"/{total / 1e6:.1f}" if total else ""
-        typer.echo(f"\r  {done / 1e6:.1f}{size} MB{share}  {rate:.1f} MB/s", err=True, nl=False)
+        self.progress.update(self.task, completed=done, total=total)
 
 
 def _check_output(path: Path) -> None:
@@ -582,17 +596,17 @@ def fetch(
                 f"{' (reused)' if grant.reused_agreement else ''}, transfer {grant.transfer_id}",
                 err=True,
             )
-            got = client.download(grant, output, progress=_Bar(), resume=resume, accept=accept)
+            with _Bar() as bar:
+                got = client.download(grant, output, progress=bar, resume=resume, accept=accept)
     except ContractsError as error:
-        typer.echo(f"\nrefused: {error.code}: {error.message}", err=True)
+        typer.echo(f"refused: {error.code}: {error.message}", err=True)
         for reason in error.reasons:
             typer.echo(f"  - {reason}", err=True)
         raise typer.Exit(3 if error.status == 403 else 1) from None
     except OSError as error:
-        typer.echo(f"\nerror: {output}: {error.strerror}", err=True)
+        typer.echo(f"error: {output}: {error.strerror}", err=True)
         raise typer.Exit(1) from None
     resumed = f" (resumed at byte {got.resumed_from})" if got.resumed_from else ""
-    typer.echo("", err=True)
     typer.echo(f"{got.sha256}  {got.path}  {got.bytes} bytes{resumed}")
 
 
