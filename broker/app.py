@@ -28,6 +28,7 @@ from identity.credentials import CredentialType, TrustedIssuers
 from identity.database import migrations as identity_migrations
 from identity.participant import build_participant
 from identity.resolver import did_web_url
+from service.docs import NO_CDN_DOCS, serve_docs
 from service.http import error_body, install_error_handlers
 from service.refusals import NOT_READY
 from service.transport import guarded_transport
@@ -123,7 +124,10 @@ def create_app(
                 tasks.cancel_scope.cancel()
         engine.dispose()
 
-    app = FastAPI(title="Kexin broker", summary="Data-space authority", lifespan=lifespan)
+    app = FastAPI(
+        title="Kexin broker", summary="Data-space authority", lifespan=lifespan, **NO_CDN_DOCS
+    )
+    serve_docs(app)
     app.state.settings = settings
     app.state.engine = engine
     install_error_handlers(app, max_body_bytes=settings.max_body_bytes)

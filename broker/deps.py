@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Final
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import APIKeyHeader
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -58,8 +59,17 @@ ParticipantDep = Annotated[Participant, Depends(get_participant)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
+ADMIN_KEY: Final = APIKeyHeader(
+    name="X-Api-Key",
+    scheme_name="OperatorApiKey",
+    description="The operator's key for the admin API (BROKER_ADMIN_API_KEY).",
+    auto_error=False,
+)
+"""The admin API's security scheme, declared in the OpenAPI (Swagger UI's Authorize)."""
+
+
 async def require_operator(
-    settings: SettingsDep, x_api_key: Annotated[str | None, Header()] = None
+    settings: SettingsDep, x_api_key: Annotated[str | None, Security(ADMIN_KEY)] = None
 ) -> Decider:
     """The operator, named in audit events by its key's id."""
     expected = settings.admin_api_key.get_secret_value().encode()
@@ -99,7 +109,7 @@ async def require_searcher(
     engine: EngineDep,
     settings: SettingsDep,
     authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Security(ADMIN_KEY)] = None,
 ) -> str:
     """The operator (by its key, when one is given) or a member (DCP): who is searching."""
     if x_api_key is not None:

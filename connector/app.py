@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
@@ -35,6 +35,8 @@ from connector.deps import ManagementError, source_rules
 from connector.faults import faults_for
 from connector.management.broker import router as broker_router
 from connector.management.credentials import router as credentials_router
+from connector.management.edr_routes import router as edr_router
+from connector.management.edrs import Edrs
 from connector.management.outbox import router as outbox_router
 from connector.management.routes import router as management_router
 from connector.management.trail import ManagementTrail
@@ -54,6 +56,7 @@ from connector.transfer.steps import ERROR_TYPE as TRANSFER_ERROR
 from connector.webhooks import KIND as WEBHOOK
 from connector.webhooks import Webhook
 from identity.resolver import did_web_url
+from service.docs import NO_CDN_DOCS, serve_docs
 from service.http import error_body, install_error_handlers
 from service.limits import BodyLimit, plain_refusal
 from service.refusals import NOT_READY
@@ -151,7 +154,9 @@ def create_app(
             steering = None if conformance is None else conformance.driver
             webhook = None
             if settings.webhook_url is not None and settings.webhook_secret is not None:
-                webhook = Webhook(settings.webhook_url, settings.webhook_secret.get_secret_value())
+                webhook = Webhook(
+                    settings.webhook_url, settings.webhook_secret.get_secret_value(), clock=clock
+                )
                 outbox.register(WEBHOOK, Handlers(headers=webhook.headers))
             notices = None
             if settings.broker_url is not None and settings.broker_id is not None:
@@ -228,6 +233,10 @@ def create_app(
                 faults=faults,
             )
             app.state.transfers = transfers
+            app.state.edrs = Edrs(
+                engine=engine, client=client, clock=clock,
+                margin=timedelta(seconds=settings.edr_refresh_margin_s),
+            )  # fmt: skip
             dataplane_worker = DataPlaneWorker(
                 plane=dataplane, transfers=transfers, wake=wake_dataplane,
                 monitor_interval_s=settings.monitor_interval_s,
@@ -279,7 +288,9 @@ def create_app(
         title="Kexin connector",
         summary=f"Dataspace connector of {settings.participant_id}",
         lifespan=lifespan,
+        **NO_CDN_DOCS,
     )
+    serve_docs(app)
     app.state.settings = settings
     app.state.engine = engine
     app.state.source_rules = source_rules(settings)
@@ -365,6 +376,7 @@ def create_app(
     app.include_router(outbox_router)
     app.include_router(broker_router)
     app.include_router(credentials_router)
+    app.include_router(edr_router)
     app.include_router(dataplane_router)
     app.include_router(contracts_router)
     app.include_router(duties_router)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any, Final, Protocol, TypeVar
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import APIKeyHeader
 from sqlalchemy.engine import Engine
 
 from connector.dataplane.matchsets import MatchingSets
 from connector.dataplane.sources import SourceRules, sqlite_files
+from connector.management.edrs import Edrs
 from connector.negotiation.process import Negotiations
 from connector.outbox import Outbox
 from connector.protocol import DspError, DspMessage, MessageError
@@ -87,8 +89,17 @@ def conformance_peer(request: Request, authorization: str | None) -> Peer | None
     return None if mode is None else mode.authenticate(authorization)
 
 
+MANAGEMENT_KEY: Final = APIKeyHeader(
+    name="X-Api-Key",
+    scheme_name="ManagementApiKey",
+    description="The management API's key (CONNECTOR_MANAGEMENT_API_KEY).",
+    auto_error=False,
+)
+"""The management API's security scheme, declared in the OpenAPI (Swagger UI's Authorize)."""
+
+
 async def require_manager(
-    request: Request, x_api_key: Annotated[str | None, Header()] = None
+    request: Request, x_api_key: Annotated[str | None, Security(MANAGEMENT_KEY)] = None
 ) -> None:
     settings: ConnectorSettings = request.app.state.settings
     configured = settings.management_api_key
@@ -128,6 +139,11 @@ async def get_matching_sets(request: Request) -> MatchingSets | None:
     return sets
 
 
+async def get_edrs(request: Request) -> Edrs:
+    edrs: Edrs = request.app.state.edrs
+    return edrs
+
+
 async def get_transfers(request: Request) -> Transfers:
     transfers: Transfers = request.app.state.transfers
     return transfers
@@ -151,6 +167,7 @@ async def read_message(request: Request, model: type[M], error_type: str) -> M:
 SettingsDep = Annotated[ConnectorSettings, Depends(get_settings)]
 SourceRulesDep = Annotated[SourceRules, Depends(get_source_rules)]
 TransfersDep = Annotated[Transfers, Depends(get_transfers)]
+EdrsDep = Annotated[Edrs, Depends(get_edrs)]
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 NegotiationsDep = Annotated[Negotiations, Depends(get_negotiations)]
 EngineDep = Annotated[Engine, Depends(get_engine)]

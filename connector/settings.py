@@ -9,9 +9,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
+from standardwebhooks.webhooks import EmptyWebhookSecretError
+from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from connector.catalog.domains import Domains, configured
 from connector.faults import FaultSpec
+from connector.webhooks import secret_key
 from identity.credentials import CredentialType
 from identity.did import DID, check_did
 from service.destinations import check_host_name
@@ -95,6 +98,12 @@ class ConnectorSettings(ParticipantServiceSettings):
             raise ValueError("set broker_url and broker_id together")
         if self.broker_url is not None and not self.broker_url.startswith(("http://", "https://")):
             raise ValueError("broker_url must be an http(s) URL")
+        if self.webhook_secret is not None:
+            secret = self.webhook_secret.get_secret_value()
+            try:
+                StandardWebhook(secret_key(secret))
+            except (ValueError, EmptyWebhookSecretError):
+                raise ValueError("webhook_secret: a whsec_ secret must be base64") from None
         if (self.conformance_token is None) != (self.conformance_participant_id is None):
             raise ValueError("set conformance_token and conformance_participant_id together")
         if self.matching_chunk_items * 40 + 8192 > self.max_body_bytes:
@@ -161,7 +170,9 @@ class ConnectorSettings(ParticipantServiceSettings):
     webhook_url: str | None = None
     """Where the data holder's application hears of every state change (POST, JSON)."""
     webhook_secret: SecretStr | None = Field(default=None, min_length=16)
-    """Signs each webhook body (X-Kexin-Signature: sha256=HMAC); required with webhook_url."""
+    """Signs each webhook the Standard Webhooks way (webhook-id, webhook-timestamp,
+    webhook-signature): a ``whsec_<base64>`` secret, or any string whose bytes are the key;
+    required with webhook_url."""
     broker_url: str | None = Field(default=None, max_length=2000)
     """The broker's address (e.g. ``https://broker.example.cn``): it hears at once when an asset,
     a policy or a contract definition changes here, and the management API searches its
@@ -190,6 +201,8 @@ class ConnectorSettings(ParticipantServiceSettings):
     """Consumer side: verify an agreement that equals the offer at once, or wait for a person."""
     token_ttl_s: float = Field(default=300.0, ge=5, le=86_400)
     """How long a data-plane access token lives; the consumer refreshes it before then."""
+    edr_refresh_margin_s: float = Field(default=30.0, ge=0, le=3600)
+    """Consumer side: reading an EDR refreshes its token when it expires within this margin."""
     monitor_interval_s: float = Field(default=5.0, gt=0, le=3600)
     """How often the policy monitor re-decides running transfers and the duty clock runs."""
     delivery_deadline_s: float = Field(default=86_400.0, ge=1, le=30 * 86_400)

@@ -11,12 +11,15 @@ input), 3 refused by a policy, 78 an invalid setting or key (one line, no traceb
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from importlib.metadata import version
+from operator import itemgetter
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -24,6 +27,18 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
+from pydantic_settings.exceptions import SettingsError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from broker.app import create_app as create_broker_app
@@ -39,6 +54,7 @@ from connector.settings import ConnectorSettings
 from dataspace import demo, holder_commands, ledger_commands, match_commands
 from dataspace.authority_commands import authority_cli
 from dataspace.onboarding import WAITING, StatusError, wait_for_decision
+from dataspace.output import table
 from identity.claims import OrganisationClaims
 from identity.credential_service import Holding
 from identity.credentials import CredentialType
@@ -48,6 +64,7 @@ from identity.keyring import KeyRing, check_passphrase
 from identity.keys import KeyMaterialError
 from identity.store import CredentialStore
 from ledger.app import create_app as create_ledger_app
+from ledger.database import migrations as ledger_migrations
 from ledger.settings import LedgerSettings
 from matching.errors import MatchingError
 from matching.identifiers import read_column
@@ -55,7 +72,7 @@ from matching.synthetic import Dataset, generate, write_csv
 from policy.operands import Grade
 from service.runtime import tune_for_server
 from storage.engine import create_engine
-from storage.migrate import Migrations, revision, upgrade
+from storage.migrate import Migrations, current, head, revision, upgrade
 
 EXIT_CONFIG = 78
 """sysexits.h EX_CONFIG: a setting is invalid."""
@@ -99,6 +116,12 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build ``cls`` from the environment and the non-None ``overrides``; exit 78 if invalid."""
     try:
         return cls(**{key: value for key, value in overrides.items() if value is not None})
+    except SettingsError as error:  # a value the environment source cannot parse (JSON)
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        field = re.search(r'field "([^"]+)"', str(error))
+        name = prefix + field.group(1).upper() if field else f"{prefix}*"
+        typer.echo(f"error: invalid setting {name}: not valid JSON", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
     except ValidationError as error:
         prefix = str(cls.model_config.get("env_prefix", ""))
         for problem in error.errors():
@@ -147,10 +170,31 @@ def check_keys(database_url: str, passphrase: str, variable: str) -> None:
         engine.dispose()
 
 
+def check_database(service: Service, migrate_on_start: bool) -> None:
+    """Before a server starts: its database opens (else one line naming the setting, and 78),
+    and, with migrations on start turned off, its schemas are at the newest revision (else the
+    command to run first, then why, and 78). In the server's start-up each is a traceback."""
+    _, schemas = _service_database(service)
+    variable = f"{service.value.upper()}_DATABASE_URL"
+    with _database(service) as engine:
+        with engine.connect():
+            pass
+        behind = [schema.name for schema in schemas if current(engine, schema) != head(schema)]
+    if behind and not migrate_on_start:
+        typer.echo(
+            f"error: run `dataspace db upgrade {service.value}` first: the schema of "
+            f"{variable} is not at the newest revision ({', '.join(behind)}) and "
+            f"{service.value.upper()}_MIGRATE_ON_START is false",
+            err=True,
+        )
+        raise typer.Exit(EXIT_CONFIG)
+
+
 @connector_cli.command("serve")
 def connector_serve(host: HostOption = None, port: PortOption = None) -> None:
     """Run the connector (settings: CONNECTOR_* variables)."""
     settings = load_settings(ConnectorSettings, host=host, port=port)
+    check_database(Service.CONNECTOR, settings.migrate_on_start)
     check_keys(
         settings.database_url,
         settings.key_passphrase.get_secret_value(),
@@ -360,6 +404,7 @@ def connector_rotate_key() -> None:
 def broker_serve(host: HostOption = None, port: PortOption = None) -> None:
     """Run the broker (settings: BROKER_* variables)."""
     settings = load_settings(BrokerSettings, host=host, port=port)
+    check_database(Service.BROKER, settings.migrate_on_start)
     check_keys(
         settings.database_url, settings.key_passphrase.get_secret_value(), "BROKER_KEY_PASSPHRASE"
     )
@@ -371,6 +416,7 @@ def broker_serve(host: HostOption = None, port: PortOption = None) -> None:
 def ledger_serve(host: HostOption = None, port: PortOption = None) -> None:
     """Run the ledger service (settings: LEDGER_* variables)."""
     settings = load_settings(LedgerSettings, host=host, port=port)
+    check_database(Service.LEDGER, settings.migrate_on_start)
     tune_for_server()
     uvicorn.run(create_ledger_app(settings), host=settings.host, port=settings.port)
 
@@ -381,17 +427,20 @@ ledger_commands.register(ledger_cli, load_settings)
 class Service(StrEnum):
     CONNECTOR = "connector"
     BROKER = "broker"
+    LEDGER = "ledger"
 
 
 class Schema(StrEnum):
     CONNECTOR = "connector"
     BROKER = "broker"
+    LEDGER = "ledger"
     IDENTITY = "identity"
 
 
 SCHEMAS: dict[Schema, Callable[[], Migrations]] = {
     Schema.CONNECTOR: connector_migrations,
     Schema.BROKER: broker_migrations,
+    Schema.LEDGER: ledger_migrations,
     Schema.IDENTITY: identity_migrations,
 }
 
@@ -405,17 +454,57 @@ def _service_database(service: Service) -> tuple[str, tuple[Migrations, ...]]:
         case Service.BROKER:
             url = load_settings(BrokerSettings).database_url
             return url, (broker_migrations(), identity_migrations())
+        case Service.LEDGER:
+            url = load_settings(LedgerSettings).database_url
+            return url, (ledger_migrations(), identity_migrations())
+
+
+@contextmanager
+def _database(service: Service) -> Iterator[Engine]:
+    """The service's database engine; a database that cannot be used is one line and 78."""
+    url, _ = _service_database(service)
+    engine = create_engine(url)
+    try:
+        yield engine
+    except SQLAlchemyError as error:
+        first = (str(getattr(error, "orig", None) or error).splitlines() or [""])[0]
+        variable = f"{service.value.upper()}_DATABASE_URL"
+        typer.echo(f"error: {variable}: the database cannot be used: {first}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    finally:
+        engine.dispose()
 
 
 @db_cli.command("upgrade")
 def db_upgrade(service: Service) -> None:
     """Bring a service's database to the newest schema (its *_DATABASE_URL)."""
-    url, schemas = _service_database(service)
-    engine = create_engine(url)
-    for schema in schemas:
-        upgrade(engine, schema)
-    engine.dispose()
+    _, schemas = _service_database(service)
+    with _database(service) as engine:
+        for schema in schemas:
+            upgrade(engine, schema)
     typer.echo(f"{service.value}: database at the newest revision")
+
+
+CURRENT_COLUMNS = ("SCHEMA", "AT", "NEWEST", "STATE")
+
+
+@db_cli.command("current")
+def db_current(service: Service) -> None:
+    """Each schema of a service's database: the revision it is at and the newest one.
+    Exit 1 when one is behind (``dataspace db upgrade SERVICE`` brings it up)."""
+    _, schemas = _service_database(service)
+    behind = False
+    with _database(service) as engine:
+        rows = []
+        for schema in schemas:
+            at, newest = current(engine, schema), head(schema)
+            state = "current" if at == newest else ("not migrated" if at is None else "behind")
+            behind |= at != newest
+            rows.append((schema.name, at or "-", newest or "-", state))
+    table(rows, [(header, itemgetter(i)) for i, header in enumerate(CURRENT_COLUMNS)])
+    if behind:
+        typer.echo(f"run: dataspace db upgrade {service.value}", err=True)
+        raise typer.Exit(1)
 
 
 @db_cli.command("revision")
@@ -432,21 +521,44 @@ def db_revision(
 
 
 class _Bar:
-    """A progress line on standard error: bytes so far, percent, and speed."""
+    """Download progress on standard error with ``rich``: bytes so far, percent, speed and time
+    left (a terminal sees it move; a log gets the final line)."""
 
     def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.shown = 0.0
+        self.progress = Progress(
+            TextColumn("  "), BarColumn(), DownloadColumn(), TaskProgressColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=False,
+        )  # fmt: skip
+        self.task = self.progress.add_task("download", total=None)
+
+    def __enter__(self) -> _Bar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.progress.stop()
 
     def __call__(self, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if now - self.shown < 0.2 and done != total:
-            return
-        self.shown = now
-        rate = done / max(now - self.started, 1e-6) / 1e6
-        share = f" {done * 100 // total:3d}%" if total else ""
-        size = f"/{total / 1e6:.1f}" if total else ""
-        typer.echo(f"\r  {done / 1e6:.1f}{size} MB{share}  {rate:.1f} MB/s", err=True, nl=False)
+        self.progress.update(self.task, completed=done, total=total)
+
+
+def _check_output(path: Path) -> None:
+    """A file the download can write: not a folder, in a folder that exists and is writable
+    (and, if it exists already, writable itself); else one line and exit 2."""
+    folder = path.parent
+    if path.is_dir():
+        why = "is a folder; name the file to write"
+    elif not folder.is_dir():
+        why = f"its folder {folder} does not exist"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        why = f"its folder {folder} is not writable"
+    elif path.exists() and not os.access(path, os.W_OK):
+        why = "exists and is not writable"
+    else:
+        return
+    typer.echo(f"error: --output {path}: {why}", err=True)
+    raise typer.Exit(2)
 
 
 @app.command("fetch")
@@ -467,31 +579,38 @@ def fetch(
     accept: Annotated[
         str | None, typer.Option(help="Row format of SQL data: text/csv or application/jsonl.")
     ] = None,
+    offer: Annotated[
+        str | None,
+        typer.Option(help="The offer (@id in the catalogue) to agree to; default: the first."),
+    ] = None,
 ) -> None:
     """Get a dataset through your connector's data contracts API: agree (or reuse an agreement),
-    start the transfer, and download to a file with progress, resume and a SHA-256."""
+    start the transfer, and download to a file with progress, resume and a SHA-256. The offer
+    is the one named, or the first the provider's catalogue shows you (it shows only the offers
+    whose access policies admit you)."""
     if not api_key:
         typer.echo("error: set KEXIN_API_KEY (or --api-key)", err=True)
         raise typer.Exit(2)
+    _check_output(output)  # before a use of the agreement is spent
     try:
         with ContractsClient(connector, api_key) as client:
-            grant = client.request_data(provider, provider_address, dataset, purpose)
+            grant = client.request_data(provider, provider_address, dataset, purpose, offer=offer)
             typer.echo(
                 f"agreement {grant.agreement_id}"
                 f"{' (reused)' if grant.reused_agreement else ''}, transfer {grant.transfer_id}",
                 err=True,
             )
-            got = client.download(grant, output, progress=_Bar(), resume=resume, accept=accept)
+            with _Bar() as bar:
+                got = client.download(grant, output, progress=bar, resume=resume, accept=accept)
     except ContractsError as error:
-        typer.echo(f"\nrefused: {error.code}: {error.message}", err=True)
+        typer.echo(f"refused: {error.code}: {error.message}", err=True)
         for reason in error.reasons:
             typer.echo(f"  - {reason}", err=True)
         raise typer.Exit(3 if error.status == 403 else 1) from None
     except OSError as error:
-        typer.echo(f"\nerror: {output}: {error.strerror}", err=True)
+        typer.echo(f"error: {output}: {error.strerror}", err=True)
         raise typer.Exit(1) from None
     resumed = f" (resumed at byte {got.resumed_from})" if got.resumed_from else ""
-    typer.echo("", err=True)
     typer.echo(f"{got.sha256}  {got.path}  {got.bytes} bytes{resumed}")
 
 

@@ -7,14 +7,15 @@ the city bureau the DCP way (self-issued token, presentation pulled from its Cre
 every credential verified); the bureau publishes its firm list with an ODRL offer, and its
 change notice has the broker crawl its catalogue; the bank finds the firm list by searching the
 broker (Chinese full text, a scenario domain), reads the bureau's catalogue, negotiates (the
-contract policy decides on the bank's verified credentials and declared purpose) to an agreement in one call of its data contracts API, which also starts the
-transfer; the bank downloads the firm list twice from the bureau's data plane, the third
-download is refused by the agreement's count limit and the bureau's policy monitor ends the
-transfer; the bank deletes the data and its connector sends a signed deletion receipt; the
-operator revokes the bank's licence credential: once the caches refresh, the bank's connector
-believes it revoked and no longer presents it, and the bureau admits the bank as a member
-without the licence (the firm list, which needs it, leaves the bank's catalogue). The demo then
-says plainly which parts are not built yet instead of pretending to run them.
+contract policy decides on the bank's verified credentials and declared purpose) to an agreement
+in one call of its data contracts API, which also starts the transfer; the bank downloads the
+firm list twice from the bureau's data plane, the third download is refused by the agreement's
+count limit and the bureau's policy monitor ends the transfer; the bank deletes the data and its
+connector sends a signed deletion receipt; the operator revokes the bank's licence credential:
+once the caches refresh, the bank's connector believes it revoked and no longer presents it, and
+the bureau admits the bank as a member without the licence (the firm list, which needs it,
+leaves the bank's catalogue). The demo then says plainly which parts are not built yet instead
+of pretending to run them.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from dataspace.output import (
     table,
     usage,
 )
+from identity.credentials import CredentialType
 from policy.lint import Finding, Severity, lint
 from policy.operands import Grade
 
@@ -846,6 +847,92 @@ def transfers_request(
     _moved(made, output)
 
 
+@transfers_cli.command("edr")
+def transfers_edr(
+    transfer_id: ProcessId,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Consumer: a started pull transfer's endpoint and bearer token (refreshed first by your
+    connector when it has expired or is about to)."""
+    with _client(url, api_key) as client, refusals(CONNECTOR, KEY):
+        found = client.edr(transfer_id)
+    show_one(found, output)
+
+
+EDR_COLUMNS: list[Column] = [
+    ("TRANSFER", lambda e: e.transfer_id),
+    ("COUNTERPARTY", lambda e: e.counter_party_id),
+    ("AGREEMENT", lambda e: e.agreement_id),
+    ("ENDPOINT", lambda e: e.endpoint or ""),
+    ("EXPIRES", lambda e: e.expires_at or ""),
+]
+
+
+@transfers_cli.command("edrs")
+def transfers_edrs(
+    sort: SortOption = None,
+    offset: OffsetOption = 0,
+    limit: LimitOption = 50,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Consumer: your started pull transfers and their endpoints (tokens: ``transfers edr``)."""
+    with _client(url, api_key) as client, refusals(CONNECTOR, KEY):
+        page = client.edrs(offset=offset, limit=limit, sort=sort)
+    _page(page, EDR_COLUMNS, output, "no started pull transfers")
+
+
+# --- held credentials --------------------------------------------------------------------------
+
+credentials_cli = typer.Typer(
+    help="The credentials your participant holds (what it presents to verifiers).",
+    no_args_is_help=True,
+)
+
+CREDENTIAL_COLUMNS: list[Column] = [
+    ("ID", lambda c: c.id),
+    ("TYPE", lambda c: c.type),
+    ("ISSUER", lambda c: c.issuer),
+    ("STATUS", lambda c: c.status + (f" ({c.status_reason})" if c.status_reason else "")),
+    ("EXPIRES", lambda c: c.expires_at),
+    ("PRESENTED", lambda c: "yes" if c.presented else "no"),
+]
+
+
+@credentials_cli.command("list")
+def credentials_list(
+    credential_type: Annotated[
+        CredentialType | None, typer.Option("--type", help="Only this type.")
+    ] = None,
+    offset: OffsetOption = 0,
+    limit: LimitOption = 50,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Held credentials: type, issuer, validity, and what your connector believes of each now
+    (valid, expired, not yet valid, revoked, or unknown while its status list cannot be read)."""
+    kind = None if credential_type is None else credential_type.value
+    with _client(url, api_key) as client, refusals(CONNECTOR, KEY):
+        page = client.credentials(type=kind, offset=offset, limit=limit)
+    _page(page, CREDENTIAL_COLUMNS, output, "no credentials held")
+
+
+@credentials_cli.command("remove")
+def credentials_remove(
+    credential_id: Annotated[str, typer.Argument(help="The credential's id (see list).")],
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Stop holding a credential: it is never presented again."""
+    with _client(url, api_key) as client, refusals(CONNECTOR, KEY):
+        client.remove_credential(credential_id)
+    typer.echo(f"removed {credential_id}")
+
+
 def _transfer_move(move: TransferMove, help_text: str) -> None:
     def command(
         transfer_id: ProcessId,
@@ -880,3 +967,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(negotiations_cli, name="negotiations")
     app.add_typer(agreements_cli, name="agreements")
     app.add_typer(transfers_cli, name="transfers")
+    app.add_typer(credentials_cli, name="credentials")

@@ -109,17 +109,25 @@ class ContractsClient:
         self.close()
 
     def request_data(
-        self, provider: str, provider_address: str, dataset: str, purpose: str
+        self,
+        provider: str,
+        provider_address: str,
+        dataset: str,
+        purpose: str,
+        *,
+        offer: str | None = None,
     ) -> DataGrant:
-        """This dataset from this provider, for this purpose; raises :class:`ContractsError`
-        with the reasons when refused."""
+        """This dataset from this provider, for this purpose (under ``offer``, its ``@id``,
+        when named; else the first offer shown to us); raises :class:`ContractsError` with the
+        reasons when refused."""
+        body = {"provider": provider, "providerAddress": provider_address,
+                "dataset": dataset, "purpose": purpose}  # fmt: skip
+        if offer is not None:
+            body["offer"] = offer
         try:
             response = self._http.post(
-                f"{self.base_url}/contracts/v1/data",
-                headers=self._headers,
-                json={"provider": provider, "providerAddress": provider_address,
-                      "dataset": dataset, "purpose": purpose},
-            )  # fmt: skip
+                f"{self.base_url}/contracts/v1/data", headers=self._headers, json=body
+            )
         except httpx.HTTPError as error:
             raise ContractsError(0, "connector_unreachable", repr(error)) from None
         if response.status_code != httpx.codes.OK:

@@ -37,6 +37,10 @@ class DataRequestIn(BaseModel):
     )  # fmt: skip
     dataset: str = Field(min_length=1, max_length=300)
     purpose: str = Field(min_length=1, max_length=200)
+    offer: str | None = Field(
+        default=None, min_length=1, max_length=300,
+        description="the offer's @id to agree to; default: the first the catalogue shows us",
+    )  # fmt: skip
 
 
 def get_matching(request: Request) -> Matching:
@@ -109,7 +113,9 @@ async def request_data(
     start a pull transfer, and return its endpoint and token."""
     try:
         return await contracts.request_data(
-            DataRequest(body.provider, body.provider_address, body.dataset, body.purpose)
+            DataRequest(
+                body.provider, body.provider_address, body.dataset, body.purpose, body.offer
+            )
         )
     except ContractError as error:
         return JSONResponse(error.body(), status_code=error.status)
@@ -132,7 +138,9 @@ async def match(body: MatchRequestIn, matching: Annotated[Matching, Depends(get_
     or negotiate an agreement, start a PSI-PULL transfer, run the private set intersection.
     The provider never sees the items; the answer holds the matches (or only their number,
     as the mode and the agreement allow) and the items that were not valid identifiers."""
-    request = DataRequest(body.provider, body.provider_address, body.dataset, body.purpose)
+    request = DataRequest(
+        body.provider, body.provider_address, body.dataset, body.purpose, body.offer
+    )
     try:
         return await matching.match(MatchRequest(request, body.kind, body.mode, body.items))
     except ContractError as error:

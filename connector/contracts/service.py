@@ -62,6 +62,18 @@ class DataRequest:
     provider_address: str
     dataset: str
     purpose: str
+    offer: str | None = None
+    """The offer (its ``@id`` in the provider's catalogue) to agree to; default: the first the
+    catalogue shows us (it shows only those whose access policies admit us)."""
+
+
+def _offer_id(offer_json: str) -> str | None:
+    try:
+        offer = json.loads(offer_json)
+    except ValueError:
+        return None
+    found = offer.get("@id") if isinstance(offer, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def _lines(text: str | None) -> list[str]:
@@ -111,6 +123,8 @@ class DataContracts:
         }
 
     def _reusable(self, request: DataRequest) -> str | None:
+        """The newest finalized agreement for this dataset and purpose (under the named offer,
+        when one is named)."""
         with Session(self.engine) as session:
             found = session.exec(
                 select(ContractNegotiationRecord)
@@ -122,11 +136,15 @@ class DataContracts:
                     ContractNegotiationRecord.state == NegotiationState.FINALIZED.value,
                 )
                 .order_by(col(ContractNegotiationRecord.updated_at).desc())
-            ).first()
-            return found.agreement_id if found else None
+            ).all()
+        for record in found:
+            if request.offer is None or _offer_id(record.offer) == request.offer:
+                return record.agreement_id
+        return None
 
     async def _offer(self, request: DataRequest) -> dict[str, Any]:
-        """The provider's first offer for the dataset, as its catalogue shows it to us."""
+        """The provider's offer for the dataset, as its catalogue shows it to us: the named
+        one, or the first (the catalogue shows only offers whose access policies admit us)."""
         url = (
             request.provider_address.rstrip("/")
             + "/catalog/datasets/"
@@ -153,8 +171,18 @@ class DataContracts:
             offers = None
         if not isinstance(offers, list) or not offers or not isinstance(offers[0], dict):
             raise ContractError(502, "no_offer", f"dataset {request.dataset} comes with no offer")
-        offer: dict[str, Any] = offers[0]
-        return offer
+        if request.offer is None:
+            offer: dict[str, Any] = offers[0]
+            return offer
+        for candidate in offers:
+            if isinstance(candidate, dict) and candidate.get("@id") == request.offer:
+                return candidate
+        shown = [str(o.get("@id")) for o in offers if isinstance(o, dict)]
+        raise ContractError(
+            404, "unknown_offer",
+            f"{request.provider} shows us no offer {request.offer} for {request.dataset}",
+            [f"offers shown to us: {', '.join(shown)}"],
+        )  # fmt: skip
 
     async def _get_once_more(self, url: str, audience: str) -> httpx.Response:
         """A GET (idempotent) tried once more, with a fresh token, when the connection broke

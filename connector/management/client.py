@@ -1,6 +1,6 @@
 """The typed Python client of a connector's management API (``/management/v1``, header
 ``X-Api-Key``): the SDK of data holders and operators, and what ``dataspace assets|policies|
-offers|catalog|negotiations|agreements|transfers`` call.
+offers|catalog|negotiations|agreements|transfers|credentials`` call.
 
 Answers are the views the routes answer (:mod:`connector.management.views`); request bodies are
 the routes' own input models or plain mappings of their wire names. Every refusal raises
@@ -28,6 +28,8 @@ from connector.management.views import (
     CatalogView,
     ContractDefinitionView,
     DomainList,
+    EdrEntryView,
+    EdrView,
     HeldCredentialView,
     NegotiationView,
     Page,
@@ -235,6 +237,17 @@ class ManagementClient(ApiClient):
         body = {k: v for k, v in (("code", code), ("reason", reason)) if v is not None}
         path = f"{PREFIX}/transfers/{segment(transfer_id)}/{move}"
         return self._read(TransferView, "POST", path, json=body)
+
+    # --- EDRs (endpoint data references) -------------------------------------------------
+
+    def edrs(self, **query: Any) -> Page[EdrEntryView]:
+        """The started pull transfers of this connector as the consumer, without tokens."""
+        return self._read(Page[EdrEntryView], "GET", f"{PREFIX}/edrs", params=query)
+
+    def edr(self, transfer_id: str) -> EdrView:
+        """A started pull transfer's endpoint and token (refreshed by the connector first when
+        it has expired or is about to)."""
+        return self._read(EdrView, "GET", f"{PREFIX}/edrs/{segment(transfer_id)}")
 
     # --- held credentials -------------------------------------------------------------------
 

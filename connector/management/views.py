@@ -186,3 +186,24 @@ class BrokerSearchView(View):
     facets: dict[str, list[dict[str, Any]]]
     offset: int
     next: int | None
+
+
+class EdrEntryView(View):
+    """A started pull transfer of ours (consumer), without its token."""
+
+    transfer_id: str = Field(alias="transferId")
+    agreement_id: str = Field(alias="agreementId")
+    counter_party_id: str = Field(alias="counterPartyId")
+    format: str
+    endpoint: str | None
+    expires_at: str | None = Field(alias="expiresAt")
+    created_at: str = Field(alias="createdAt")
+
+
+class EdrView(EdrEntryView):
+    """The endpoint and its bearer token, valid when answered."""
+
+    authorization: str | None
+    auth_type: str = Field(alias="authType")
+    refreshed: bool
+    """Whether the connector refreshed the token for this answer."""

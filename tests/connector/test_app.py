@@ -150,3 +150,30 @@ def test_the_frameworks_own_refusals_are_typed_dsp_errors_on_dsp_paths(tmp_path:
     }
     assert unreadable.status_code == 400, unreadable.text
     assert unreadable.json()["reason"] == "bad_request"
+
+
+def test_the_openapi_declares_the_management_key_and_where_it_is_needed(database_url: str) -> None:
+    settings = make_settings(database_url, management_api_key="a-management-key-0123")
+    with TestClient(create_app(settings)) as client:
+        spec = client.get("/openapi.json").json()
+        # the declared scheme is the one the API takes: Swagger UI's Authorize sends this header
+        assert client.get("/management/v1/assets").status_code == 401
+        authorized = client.get(
+            "/management/v1/assets", headers={"X-Api-Key": "a-management-key-0123"}
+        )
+        assert authorized.status_code == 200
+    assert spec["components"]["securitySchemes"]["ManagementApiKey"] == {
+        "type": "apiKey", "in": "header", "name": "X-Api-Key",
+        "description": "The management API's key (CONNECTOR_MANAGEMENT_API_KEY).",
+    }  # fmt: skip
+    secured: set[str] = set()
+    open_: set[str] = set()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            needs = {"ManagementApiKey": []} in operation.get("security", [])
+            (secured if needs else open_).add(f"{method.upper()} {path}")
+    assert "GET /management/v1/assets" in secured
+    assert "GET /management/v1/edrs/{transfer_id}" in secured
+    assert "GET /management/v1/credentials" in secured
+    assert all(not op.split(" ", 1)[1].startswith("/management/") for op in open_), open_
+    assert all(not op.split(" ", 1)[1].startswith("/dsp") for op in secured)

@@ -313,3 +313,90 @@ def test_a_wrong_key_passphrase_is_a_configuration_error_for_every_key_command(
         "error: CONNECTOR_KEY_PASSPHRASE: cannot decrypt the stored key: wrong passphrase or "
         "damaged key\n"
     )
+
+
+@pytest.mark.parametrize(("service", "schemas"), [("ledger", ["ledger", "identity"]),
+                                                   ("connector", ["connector", "identity"])])  # fmt: skip
+def test_db_current_says_what_is_behind_and_upgrade_brings_it_up(
+    service: str, schemas: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"{service.upper()}_DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    before = runner.invoke(app, ["db", "current", service])
+    assert before.exit_code == 1, before.output
+    lines = before.stdout.splitlines()
+    assert lines[0].split() == ["SCHEMA", "AT", "NEWEST", "STATE"]
+    assert [line.split()[0] for line in lines[1:]] == schemas
+    assert all(line.endswith("not migrated") for line in lines[1:])
+    assert before.stderr == f"run: dataspace db upgrade {service}\n"
+    upgraded = runner.invoke(app, ["db", "upgrade", service])
+    assert upgraded.exit_code == 0, upgraded.output
+    after = runner.invoke(app, ["db", "current", service])
+    assert after.exit_code == 0, after.output
+    for line in after.stdout.splitlines()[1:]:
+        _, at, newest, state = line.split()
+        assert (at, state) == (newest, "current")
+
+
+@pytest.mark.parametrize("command", ["upgrade", "current"])
+def test_a_database_that_cannot_be_used_is_one_line_and_78(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEDGER_DATABASE_URL", "postgresql+psycopg://kexin:x@127.0.0.1:1/none")
+    result = runner.invoke(app, ["db", command, "ledger"])
+    assert result.exit_code == EXIT_CONFIG
+    assert result.stderr.startswith("error: LEDGER_DATABASE_URL: the database cannot be used: ")
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("service", ["connector", "broker", "ledger"])
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("postgresql+psycopg://kexin:x@127.0.0.1:1/none", "the database cannot be used: "),
+        ("sqlite:////proc/no-such-folder/db.sqlite", "the database cannot be used: "),
+    ],
+)
+def test_a_server_whose_database_cannot_be_used_says_so_in_one_line(
+    service: str, url: str, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"{service.upper()}_DATABASE_URL", url)
+    result = runner.invoke(app, [service, "serve"])
+    assert result.exit_code == EXIT_CONFIG
+    assert result.stderr.startswith(f"error: {service.upper()}_DATABASE_URL: {said}")
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("service", ["connector", "broker", "ledger"])
+def test_an_old_schema_with_migrations_off_names_the_command_first(
+    service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"{service.upper()}_DATABASE_URL", f"sqlite:///{tmp_path / 'old.db'}")
+    monkeypatch.setenv(f"{service.upper()}_MIGRATE_ON_START", "false")
+    result = runner.invoke(app, [service, "serve"])
+    assert result.exit_code == EXIT_CONFIG
+    assert result.stderr.startswith(f"error: run `dataspace db upgrade {service}` first: ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_setting_that_is_not_json_is_named_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTOR_SQL_SOURCES", "{not json")
+    result = runner.invoke(app, ["connector", "serve"])
+    assert result.exit_code == EXIT_CONFIG
+    assert result.stderr == "error: invalid setting CONNECTOR_SQL_SOURCES: not valid JSON\n"
+
+
+@pytest.mark.parametrize("where", ["folder", "missing"])
+def test_fetch_refuses_an_output_it_cannot_write_before_asking_the_connector(
+    where: str, tmp_path: Path
+) -> None:
+    output = {"folder": tmp_path, "missing": tmp_path / "no" / "data.csv"}[where]
+    unused = free_port()  # nothing listens: asking the connector would be exit 1, unreachable
+    result = runner.invoke(app, [
+        "fetch", "--provider", "did:web:127.0.0.1:bureau", "--provider-address",
+        "http://127.0.0.1:1/dsp", "--dataset", "urn:x", "--purpose", "credit-assessment",
+        "--output", str(output), "--connector", f"http://127.0.0.1:{unused}", "--api-key", "k",
+    ])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: --output {output}: ")
+    assert len(result.stderr.splitlines()) == 1

@@ -291,3 +291,21 @@ def test_a_connector_url_in_settings_that_is_no_url_is_a_configuration_error(
         "error: invalid setting CONNECTOR_PUBLIC_URL (or HOST): 'connector.example': "
         "no http(s) URL\n"
     )
+
+
+def test_the_bureau_lists_and_removes_its_held_credentials(space: Space) -> None:
+    held = as_json("credentials", "list")["items"]
+    [membership] = [c for c in held if c["type"] == "MembershipCredential"]
+    assert membership["issuer"] == space.authority
+    assert (membership["status"], membership["presented"]) == ("valid", True)
+    table = ok("credentials", "list", "--type", "MembershipCredential").stdout
+    assert membership["id"] in table
+    assert "valid" in table
+    assert as_json("credentials", "list", "--type", "RegulatorCredential")["items"] == []
+    assert ok("credentials", "remove", membership["id"]).stdout == f"removed {membership['id']}\n"
+    assert membership["id"] not in {c["id"] for c in as_json("credentials", "list")["items"]}
+    again = run("credentials", "remove", membership["id"])
+    assert again.exit_code == 1
+    assert again.stderr == f"refused: not_found: no held credential {membership['id']}\n"
+    wrong = run("credentials", "list", "--type", "Passport")
+    assert wrong.exit_code == 2

@@ -12,16 +12,27 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from standardwebhooks.webhooks import Webhook as StandardWebhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from broker.app import create_app as create_broker
 from connector.app import create_app as create_connector
 from connector.dcp.client import request_credentials
 from connector.participant import standalone
 from connector.settings import ConnectorSettings
+from connector.webhooks import secret_key
 from dataspace.servers import bind, serve_in_thread
 from identity.credentials import CredentialType
 from identity.presentations import EVERY_SCOPE
-from tests.participants import BANK_ORG, BUREAU_ORG, authority_settings, connector_settings, did_for
+from tests.participants import (
+    BANK_ORG,
+    BUREAU_ORG,
+    WEBHOOK_SECRET,
+    authority_settings,
+    connector_settings,
+    did_for,
+)
 
 TTL_S = 0.3
 
@@ -48,9 +59,10 @@ def start_space(
     bank_verification: str = "auto",
     bureau_sql: dict[str, str] | None = None,
     bureau_extra: dict[str, object] | None = None,
+    bank_extra: dict[str, object] | None = None,
 ) -> Iterator[Space]:
     """``databases``: the bureau's and the bank's database URLs (default: SQLite files);
-    ``bureau_extra``: more of the bureau's settings."""
+    ``bureau_extra``, ``bank_extra``: more of their settings."""
     authority_sock, bureau_sock, bank_sock = bind(), bind(), bind()
     authority = did_for(authority_sock, "authority")
     bureau = connector_settings(
@@ -77,6 +89,8 @@ def start_space(
         database_url=databases[1] if databases else None,
         verification=bank_verification,
     )
+    if bank_extra:
+        bank = bank.model_copy(update=bank_extra)
     allow = {
         bureau.participant_id: {"types": ["MembershipCredential", "PublicDataHolderCredential"], "organisation": BUREAU_ORG},
         bank.participant_id: {"types": ["MembershipCredential", "FinancialInstitutionCredential"], "organisation": BANK_ORG},
@@ -146,13 +160,26 @@ Hooks = list[tuple[dict[str, str], bytes]]
 
 
 def receiver(events: Hooks) -> FastAPI:
-    """The data holder's application: it records every webhook it receives."""
+    """The data holder's application, as Standard Webhooks asks a receiver to be: it verifies
+    each delivery with the ``standardwebhooks`` library (signature, and a timestamp within five
+    minutes) and records what it accepted; an id it has already accepted (a retry, or a replay)
+    is answered 200 so that the sender stops, and not acted on again."""
     app = FastAPI()
+    verifier = StandardWebhook(secret_key(WEBHOOK_SECRET))
+    seen: set[str] = set()
 
     @app.post("/hook")
-    async def hook(request: Request) -> dict[str, str]:
-        events.append((dict(request.headers), await request.body()))
-        return {}
+    async def hook(request: Request) -> JSONResponse:
+        body, headers = await request.body(), dict(request.headers)
+        try:
+            verifier.verify(body, headers)
+        except WebhookVerificationError as refused:
+            return JSONResponse({"refused": str(refused)}, status_code=400)
+        if headers["webhook-id"] in seen:
+            return JSONResponse({"ignored": "webhook-id already received"})
+        seen.add(headers["webhook-id"])
+        events.append((headers, body))
+        return JSONResponse({})
 
     return app
 
