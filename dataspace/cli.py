@@ -72,7 +72,7 @@ from matching.synthetic import Dataset, generate, write_csv
 from policy.operands import Grade
 from service.runtime import tune_for_server
 from storage.engine import create_engine
-from storage.migrate import Migrations, current, head, revision, upgrade
+from storage.migrate import Migrations, current, head, history, revision, upgrade
 
 EXIT_CONFIG = 78
 """sysexits.h EX_CONFIG: a setting is invalid."""
@@ -505,6 +505,25 @@ def db_current(service: Service) -> None:
     if behind:
         typer.echo(f"run: dataspace db upgrade {service.value}", err=True)
         raise typer.Exit(1)
+
+
+HISTORY_COLUMNS = ("SCHEMA", "REVISION", "MESSAGE", "APPLIED")
+
+
+@db_cli.command("history")
+def db_history(service: Service) -> None:
+    """Every migration of a service's schemas, oldest first, and whether its database has it."""
+    _, schemas = _service_database(service)
+    with _database(service) as engine:
+        rows = []
+        for schema in schemas:
+            at = current(engine, schema)
+            applied = at is not None
+            for revision_id, message in history(schema):
+                rows.append((schema.name, revision_id, message, "yes" if applied else "no"))
+                if revision_id == at:
+                    applied = False
+    table(rows, [(header, itemgetter(i)) for i, header in enumerate(HISTORY_COLUMNS)])
 
 
 @db_cli.command("revision")

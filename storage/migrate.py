@@ -57,6 +57,13 @@ def head(migrations: Migrations) -> str | None:
     return ScriptDirectory.from_config(_config(migrations)).get_current_head()
 
 
+def history(migrations: Migrations) -> list[tuple[str, str]]:
+    """Every revision of a schema, oldest first: its id and its message."""
+    script = ScriptDirectory.from_config(_config(migrations))
+    revisions = list(script.walk_revisions("base", "heads"))
+    return [(r.revision, (r.doc or "").strip()) for r in reversed(revisions)]
+
+
 def current(engine: Engine, migrations: Migrations) -> str | None:
     """The revision the database is at, or None for a database never migrated."""
     with engine.connect() as connection:

@@ -337,6 +337,35 @@ def test_db_current_says_what_is_behind_and_upgrade_brings_it_up(
         assert (at, state) == (newest, "current")
 
 
+def test_db_history_lists_every_migration_oldest_first_and_what_the_database_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector.database import migrations
+    from storage.engine import create_engine
+    from storage.migrate import history, upgrade
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    monkeypatch.setenv("CONNECTOR_DATABASE_URL", url)
+    revisions = [revision_id for revision_id, _ in history(migrations())]
+    assert len(revisions) >= 2
+    engine = create_engine(url)
+    upgrade(engine, migrations(), revisions[1])  # the connector's schema two steps in
+    engine.dispose()
+    listed = runner.invoke(app, ["db", "history", "connector"])
+    assert listed.exit_code == 0, listed.output
+    header, *lines = listed.stdout.splitlines()
+    assert header.split() == ["SCHEMA", "REVISION", "MESSAGE", "APPLIED"]
+    rows = [(line.split()[0], line.split()[1], line.split()[-1]) for line in lines]
+    connector = [
+        (revision_id, applied) for schema, revision_id, applied in rows if schema == "connector"
+    ]
+    assert [revision_id for revision_id, _ in connector] == revisions
+    assert [applied for _, applied in connector] == ["yes", "yes"] + ["no"] * (len(revisions) - 2)
+    identity = [applied for schema, _, applied in rows if schema == "identity"]
+    assert identity
+    assert set(identity) == {"no"}
+
+
 @pytest.mark.parametrize("command", ["upgrade", "current"])
 def test_a_database_that_cannot_be_used_is_one_line_and_78(
     command: str, monkeypatch: pytest.MonkeyPatch
