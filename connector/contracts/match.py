@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from connector.audit import AuditRecord, AuditSink, Outcome
 from connector.contracts.service import ContractError, DataContracts, DataRequest
 from connector.dataplane.matchruns import FRAMES_TYPE, unpack
-from connector.dataplane.matchsets import PSI_PULL, SharedWorkers
+from connector.dataplane.matchsets import PSI_PULL, SharedWorkers, WorkersUnavailableError
 from matching.errors import MatchingError
 from matching.identifiers import Kind, normalise
 from matching.machine import ClientSetup, Mode, State
@@ -79,16 +79,15 @@ class Matching:
         grant = await self.contracts.request_data(request.data, PSI_PULL)
         ids = {"agreementId": grant["agreementId"], "transferId": grant["transferId"]}
         run = PsiCall(self.client, str(grant["endpoint"]), str(grant["authorization"]), ids)
-        info = await self._start(run, len(normalised.items), request.mode)
-        key = (request.data.provider, info.data_version, info.setup_digest)
-        cached = self._setups.get(key)
-        try:
+        try:  # before the run opens: the provider's idle clock runs from then
             workers = await anyio.to_thread.run_sync(self.workers)
-        except (OSError, BrokenExecutor):
-            log.exception("PSI workers cannot be started")
+        except (WorkersUnavailableError, BrokenExecutor):
             raise ContractError(
                 503, "matching_unavailable", "matching is unavailable here now", None, **ids
             ) from None
+        info = await self._start(run, len(normalised.items), request.mode)
+        key = (request.data.provider, info.data_version, info.setup_digest)
+        cached = self._setups.get(key)
         try:
             session = ClientSession(
                 normalised.items, request.mode, workers, setup=cached, max_fpr=self.max_fpr,
