@@ -10,6 +10,7 @@ expect; the organisation claims are well formed; not revoked (StatusList2021).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,8 @@ VC_TYP: Final = "vc+jwt"
 
 _CREDIT_CHARS: Final = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _CREDIT_WEIGHTS: Final = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+_CREDIT_VALUES: Final = {c: i for i, c in enumerate(_CREDIT_CHARS)}
+_CREDIT_SET: Final = frozenset(_CREDIT_CHARS)
 
 
 class CredentialType(StrEnum):
@@ -46,9 +49,10 @@ class CredentialType(StrEnum):
 def check_credit_code(code: str) -> str:
     """A unified social credit code (统一社会信用代码), checked by its GB 32100-2015 check
     character."""
-    if len(code) != 18 or any(c not in _CREDIT_CHARS for c in code):
+    if len(code) != 18 or not _CREDIT_SET.issuperset(code):
         raise ValueError(f"{code!r} is not an 18-character unified social credit code")
-    total = sum(_CREDIT_CHARS.index(c) * w for c, w in zip(code, _CREDIT_WEIGHTS, strict=False))
+    # a table and map() rather than str.index in a generator: matching checks 10^6 codes
+    total = sum(map(operator.mul, map(_CREDIT_VALUES.__getitem__, code), _CREDIT_WEIGHTS))
     expected = _CREDIT_CHARS[(31 - total % 31) % 31]
     if code[17] != expected:
         raise ValueError(f"{code!r}: check character should be {expected}")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -64,16 +66,33 @@ def check_chunking(max_chunk_items: int, max_message_bytes: int) -> None:
         )
 
 
+PARENT_CHECK_S: Final = 1.0
+"""How often a worker looks whether the process that started it is still there."""
+
+
+def _follow_parent(parent: int) -> None:
+    """In each worker: end with the process that started the pool. A parent killed with
+    SIGKILL cannot stop its pool, and an idle worker would wait for tasks for ever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
+
+
 class Workers:
     """A pool of worker processes (default: one per core). Tasks carry their key; a worker
-    holds no state between tasks."""
+    holds no state between tasks, and ends when the process that started it is gone."""
 
     def __init__(self, processes: int | None = None) -> None:
         self.processes = processes or os.cpu_count() or 1
         # spawn: a connector is multi-threaded, and forking one is unsafe
         self._pool = ProcessPoolExecutor(
-            self.processes, mp_context=multiprocessing.get_context("spawn")
-        )
+            self.processes, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_follow_parent, initargs=(os.getpid(),),
+        )  # fmt: skip
         # start every worker now (a spawned pool grows on demand) and load the library there,
         # so that the first run does not pay for it
         for started in [self._pool.submit(psi.new_key) for _ in range(self.processes)]:

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,9 @@ class PreparedSetup:
     offer: SetupOffer
     setup: bytes = field(repr=False)
     key: bytes = field(repr=False)
+    computed_s: float | None = None
+    """How long the setup took to compute here; None when it was read from the store (made
+    before, by this process or one before it: a restart reuses it)."""
 
 
 def _parameters(fpr: float, max_client_items: int) -> str:
@@ -161,9 +165,10 @@ def prepare(
     if found is not None:
         return found
     key = store.key(version)
+    started = time.perf_counter()
     setup = psi.create_setup(key, distinct, fpr=fpr, max_client_items=max_client_items)
     psi.read_setup(setup)
     offer = SetupOffer(version, digest(setup), len(distinct), max_client_items, fpr, len(setup))
-    prepared = PreparedSetup(offer, setup, key)
+    prepared = PreparedSetup(offer, setup, key, time.perf_counter() - started)
     store.save(prepared)
     return prepared

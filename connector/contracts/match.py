@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from connector.audit import AuditRecord, AuditSink, Outcome
 from connector.contracts.service import ContractError, DataContracts, DataRequest
 from connector.dataplane.matchruns import FRAMES_TYPE, unpack
-from connector.dataplane.matchsets import PSI_PULL, SharedWorkers
+from connector.dataplane.matchsets import PSI_PULL, SharedWorkers, WorkersUnavailableError
 from matching.errors import MatchingError
 from matching.identifiers import Kind, normalise
 from matching.machine import ClientSetup, Mode, State
@@ -36,6 +36,14 @@ from matching.parallel import ClientSession
 log = logging.getLogger("kexin.connector")
 MAX_INVALID_SHOWN: Final = 1000
 MAX_SETUPS_CACHED: Final = 16
+MAX_GRANTS_KEPT: Final = 64
+GRANT_MARGIN_S: Final = 60.0
+"""A kept transfer is used for a new run only while its token lives at least this long."""
+STALE_TRANSFER: Final = frozenset(
+    {"expired_token", "invalid_token", "revoked_token", "transfer_terminated",
+     "transfer_not_started", "wrong_transfer_type"}
+)  # fmt: skip
+"""The provider's reasons that say the kept transfer is of no use any more."""
 RETRY_S: Final = 0.2
 """The first wait before asking again for a run the provider could not open yet (doubling)."""
 
@@ -64,6 +72,7 @@ class Matching:
         self.audit, self.me, self.clock = audit, me, clock
         self.max_fpr = max_fpr
         self._setups: dict[tuple[str, str, str], ClientSetup] = {}
+        self._grants: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     async def match(self, request: MatchRequest) -> dict[str, Any]:
         normalised = await anyio.to_thread.run_sync(normalise, request.values, request.kind)
@@ -76,19 +85,34 @@ class Matching:
                 400, "no_valid_items", f"none of the {len(request.values)} values is a valid "
                 f"{request.kind.value}", [f"row {i['row']}: {i['reason']}" for i in invalid[:20]],
             )  # fmt: skip
-        grant = await self.contracts.request_data(request.data, PSI_PULL)
+        grant_key = (request.data.provider, request.data.dataset, request.data.purpose)
+        grant = self._grant(grant_key)
+        reused = grant is not None
+        if grant is None:
+            grant = await self.contracts.request_data(request.data, PSI_PULL)
         ids = {"agreementId": grant["agreementId"], "transferId": grant["transferId"]}
-        run = PsiCall(self.client, str(grant["endpoint"]), str(grant["authorization"]), ids)
-        info = await self._start(run, len(normalised.items), request.mode)
-        key = (request.data.provider, info.data_version, info.setup_digest)
-        cached = self._setups.get(key)
-        try:
+        try:  # before the run opens: the provider's idle clock runs from then
             workers = await anyio.to_thread.run_sync(self.workers)
-        except (OSError, BrokenExecutor):
-            log.exception("PSI workers cannot be started")
+        except (WorkersUnavailableError, BrokenExecutor):
             raise ContractError(
                 503, "matching_unavailable", "matching is unavailable here now", None, **ids
             ) from None
+        run = PsiCall(self.client, str(grant["endpoint"]), str(grant["authorization"]), ids)
+        try:
+            info = await self._start(run, len(normalised.items), request.mode)
+        except ContractError:
+            self._grants.pop(grant_key, None)
+            if not reused or run.refused not in STALE_TRANSFER:
+                raise
+            # the transfer we kept has ended (terminated, its token expired or replaced):
+            # a new one, once; the policy's refusals are not retried
+            grant = await self.contracts.request_data(request.data, PSI_PULL)
+            ids = {"agreementId": grant["agreementId"], "transferId": grant["transferId"]}
+            run = PsiCall(self.client, str(grant["endpoint"]), str(grant["authorization"]), ids)
+            info = await self._start(run, len(normalised.items), request.mode)
+        self._keep(grant_key, grant)
+        key = (request.data.provider, info.data_version, info.setup_digest)
+        cached = self._setups.get(key)
         try:
             session = ClientSession(
                 normalised.items, request.mode, workers, setup=cached, max_fpr=self.max_fpr,
@@ -174,6 +198,30 @@ class Matching:
             await anyio.sleep(wait_s)
             wait_s = min(2 * wait_s, 5.0)
 
+    def _grant(self, key: tuple[str, str, str]) -> dict[str, Any] | None:
+        """The started PSI-PULL transfer kept for this provider, dataset and purpose, while
+        its token has at least ``GRANT_MARGIN_S`` to live: a run then costs no transfer
+        request (every run is still decided and counted by the provider)."""
+        grant = self._grants.get(key)
+        if grant is None:
+            return None
+        try:
+            expires = datetime.fromisoformat(str(grant.get("expiresAt")))
+        except ValueError:
+            expires = None
+        if expires is None or expires.tzinfo is None:
+            self._grants.pop(key, None)
+            return None
+        if (expires - self.clock()).total_seconds() < GRANT_MARGIN_S:
+            self._grants.pop(key, None)
+            return None
+        return grant
+
+    def _keep(self, key: tuple[str, str, str], grant: dict[str, Any]) -> None:
+        if key not in self._grants and len(self._grants) >= MAX_GRANTS_KEPT:
+            self._grants.pop(next(iter(self._grants)))
+        self._grants[key] = grant
+
     def _remember(self, key: tuple[str, str, str], setup: ClientSetup) -> None:
         if len(self._setups) >= MAX_SETUPS_CACHED:
             self._setups.pop(next(iter(self._setups)))
@@ -218,6 +266,8 @@ class PsiCall:
         self.headers = {"Authorization": f"Bearer {token}"}
         self.run_id: str | None = None
         self.max_frame_bytes = 0
+        self.refused: str | None = None
+        """The provider's reason of its last refusal."""
 
     async def start(self, client_items: int, mode: Mode) -> RunOffer:
         response = await self._call(
@@ -280,6 +330,7 @@ class PsiCall:
         if not isinstance(body, dict):
             body = {}
         reason = str(body.get("reason", f"http_{response.status_code}"))
+        self.refused = reason
         message = str(body.get("message", ""))[:500]
         reasons = [str(r) for r in body.get("reasons", [])][:20]
         if response.status_code in (400, 403, 503):

@@ -46,7 +46,7 @@ import anyio
 from sqlmodel import Session
 
 from connector.audit import AuditRecord, Outcome
-from connector.dataplane.matchsets import MatchingSets, SharedWorkers
+from connector.dataplane.matchsets import MatchingSets, SharedWorkers, WorkersUnavailableError
 from connector.dataplane.plane import Admitted, DataPlane, DataPlaneError, RunRequest
 from connector.dataplane.sources import SourceError
 from connector.dataplane.store import DataAccess
@@ -177,8 +177,7 @@ class MatchingRuns:
             )  # fmt: skip
         try:
             workers = await anyio.to_thread.run_sync(self.workers)
-        except (OSError, BrokenExecutor):
-            log.exception("PSI workers cannot be started")
+        except (WorkersUnavailableError, BrokenExecutor):
             raise DataPlaneError(
                 503, "matching_unavailable", "matching is unavailable here now"
             ) from None

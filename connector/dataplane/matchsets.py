@@ -59,6 +59,10 @@ def matching_of(address: Mapping[str, Any]) -> MatchingAddress | None:
     return MatchingAddress(str(matching["column"]), Kind(str(matching["kind"])))
 
 
+class WorkersUnavailableError(Exception):
+    """The PSI worker processes cannot be started here (the callers answer a typed 503)."""
+
+
 class SharedWorkers:
     """One pool of PSI worker processes per connector, started at the first run (starting it
     costs about a second a process), closed with the app."""
@@ -71,7 +75,13 @@ class SharedWorkers:
     def __call__(self) -> Workers:
         with self._lock:
             if self._workers is None:
-                self._workers = Workers(self.processes)
+                try:
+                    self._workers = Workers(self.processes)
+                except Exception as error:
+                    # whatever the reason (no memory, no processes, a daemonic parent, a
+                    # worker that died loading the library), a run is refused, not a 500
+                    log.exception("PSI workers cannot be started")
+                    raise WorkersUnavailableError(repr(error)) from error
             return self._workers
 
     def close(self) -> None:
@@ -198,15 +208,20 @@ class MatchingSets:
 
     def _prepared(self, asset_id: str, prepared: PreparedSetup, normalised: Normalised) -> None:
         offer = prepared.offer
-        log.info("matching set %s: setup of %s ready (%s)", asset_id, offer.data_version,
-                 normalised.report)  # fmt: skip
+        how = (
+            "reused from the setup store"
+            if prepared.computed_s is None
+            else f"computed in {prepared.computed_s:.2f} s"
+        )
+        log.info("matching set %s: setup of %s ready (%s; %s)", asset_id, offer.data_version,
+                 normalised.report, how)  # fmt: skip
         self.audit.record(
             AuditRecord(
                 actor=self.me, action="matching set prepared", outcome=Outcome.ACCEPTED,
                 occurred_at=self.clock(), subject=asset_id,
                 reason=f"data version {offer.data_version}: {normalised.report}; setup "
                 f"{offer.total_bytes} bytes for up to {offer.max_client_items} consumer items "
-                f"at a false-positive rate of {offer.fpr:g}",
+                f"at a false-positive rate of {offer.fpr:g}, {how}",
                 rows_sent=len(normalised.invalid),
             )
         )  # fmt: skip

@@ -78,6 +78,9 @@ def environment(settings: ConnectorSettings) -> dict[str, str]:
 def _serve(variables: dict[str, str], log: str) -> None:
     """In the forked process: log to ``log``, read the settings from the environment only,
     and serve as the CLI does."""
+    # the test's handle on this process is daemonic (it dies with the test); the connector
+    # itself, as under the CLI, starts processes of its own (its PSI workers)
+    multiprocessing.current_process().daemon = False
     output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(output, 1)
     os.dup2(output, 2)

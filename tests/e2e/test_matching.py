@@ -353,3 +353,28 @@ def test_answers_in_pages_are_asked_for_until_all_are_in(
     result = match(paged_space, asset, borrower_values(borrowers))
     assert result["cardinality"] == 200
     assert len(result["matches"]) == 200
+
+
+def test_runs_reuse_the_started_transfer_until_it_ends(space: Space, tmp_path: Path) -> None:
+    firms, borrowers = lists(tmp_path)
+    asset = offer_data(
+        space, {"type": "file", "path": str(firms), "matching": {"column": "uscc", "kind": "uscc"}},
+        terms(*MATCH_TERMS[:1]),
+    )  # fmt: skip
+    values = borrower_values(borrowers)
+    first = match(space, asset, values)
+    second = match(space, asset, values)
+    assert second["transferId"] == first["transferId"]  # no transfer request for a run
+    assert second["cardinality"] == 200
+
+    # the bureau terminates the transfer: the next run starts a new one, and is counted
+    provider_pid = next(
+        t["id"] for t in bureau_transfers(space) if t["consumerPid"] == first["transferId"]
+    )
+    assert move(space.bureau.base_url, provider_pid, "terminate", code="stop").status_code == 200
+    wait_for(lambda: bank_transfer(space, first["transferId"])["state"] == "TERMINATED")
+    third = match(space, asset, values)
+    assert third["transferId"] != first["transferId"]
+    assert (third["agreementId"], third["cardinality"]) == (first["agreementId"], 200)
+    runs = [e for e in audit(space) if e["action"] == "matching run"]
+    assert sum(e["outcome"].value == "accepted" for e in runs) == 3

@@ -3,9 +3,13 @@ every frame that is out of line refused with a typed error, never a crash or a p
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +18,7 @@ from matching.errors import MatchingError, Reason
 from matching.machine import Mode, RequestChunk, ResponseChunk, State
 from matching.messages import decode, encode
 from matching.parallel import (
+    PARENT_CHECK_S,
     ClientSession,
     ServerSession,
     Workers,
@@ -320,3 +325,36 @@ def test_a_request_chunk_before_the_start_is_out_of_order(workers: Workers, prep
         server.receive(frames[0])
     assert error.value.reason is Reason.OUT_OF_ORDER
     assert server.run.state is State.FAILED
+
+
+def _hold_workers(pids: multiprocessing.Queue[list[int]]) -> None:
+    workers = Workers(2)
+    pids.put(workers.pids())
+    time.sleep(600)  # until killed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for this purpose (its parent, the init process, reaps it)
+    return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_workers_end_when_their_parent_is_killed() -> None:
+    context = multiprocessing.get_context("spawn")
+    pids: multiprocessing.Queue[list[int]] = context.Queue()
+    parent = context.Process(target=_hold_workers, args=(pids,))  # it has children
+    parent.start()
+    try:
+        started = pids.get(timeout=60)
+        assert len(started) == 2
+        assert all(_alive(pid) for pid in started)
+    finally:
+        parent.kill()  # SIGKILL: the pool is never shut down
+        parent.join(timeout=10)
+    deadline = time.monotonic() + 10 * PARENT_CHECK_S
+    while any(_alive(pid) for pid in started):
+        assert time.monotonic() < deadline, f"workers {started} outlived their parent"
+        time.sleep(0.1)

@@ -4,6 +4,7 @@ provider's own invalid identifiers are reported to it."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,12 @@ from sqlmodel import Session
 
 from connector.audit import AuditRecord
 from connector.dataplane.matchruns import pack, unpack
-from connector.dataplane.matchsets import MatchingSets, matching_of
+from connector.dataplane.matchsets import (
+    MatchingSets,
+    SharedWorkers,
+    WorkersUnavailableError,
+    matching_of,
+)
 from connector.dataplane.sources import SourceError, SourceRules
 from matching.identifiers import Kind
 from matching.synthetic import credit_check_character
@@ -88,8 +94,13 @@ def test_a_restart_reuses_the_stored_setup_and_key(tmp_path: Path) -> None:
     firms = tmp_path / "firms.csv"
     write(firms, [uscc(n) for n in range(20)])
     first = sets_for(tmp_path, Recorded()).current("asset-1", address(firms))
-    again = sets_for(tmp_path, Recorded()).current("asset-1", address(firms))
+    audit = Recorded()
+    again = sets_for(tmp_path, audit).current("asset-1", address(firms))
     assert (again.setup, again.key) == (first.setup, first.key)
+    assert first.computed_s is not None
+    assert again.computed_s is None  # read from the store, not computed
+    prepared = [r for r in audit.records if r.action == "matching set prepared"]
+    assert "reused from the setup store" in (prepared[0].reason or "")
 
 
 def test_a_sql_matching_set_is_read_at_every_run(tmp_path: Path) -> None:
@@ -163,3 +174,26 @@ def test_a_run_does_not_wait_for_a_setup_being_computed(tmp_path: Path) -> None:
     published = sets.publish("asset-1", address(firms))
     published.join(timeout=30)
     assert sets.current("asset-1", address(firms), wait=False).offer.server_items == 20
+
+
+def _start_workers(answers: multiprocessing.Queue[str]) -> None:
+    try:
+        SharedWorkers(1)()
+    except WorkersUnavailableError as error:
+        answers.put(f"unavailable: {error}")
+    else:  # pragma: no cover - the failure this test is about did not happen
+        answers.put("started")
+
+
+def test_workers_that_cannot_start_are_a_typed_error() -> None:
+    # a daemonic process may not have children: the pool cannot start there
+    context = multiprocessing.get_context("spawn")
+    answers: multiprocessing.Queue[str] = context.Queue()
+    process = context.Process(target=_start_workers, args=(answers,), daemon=True)
+    process.start()
+    try:
+        answer = answers.get(timeout=30)
+    finally:
+        process.join(timeout=10)
+    assert answer.startswith("unavailable: AssertionError")
+    assert "daemonic" in answer
