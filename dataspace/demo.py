@@ -14,8 +14,9 @@ count limit and the bureau's policy monitor ends the transfer; the bank deletes 
 connector sends a signed deletion receipt; the operator revokes the bank's licence credential:
 once the caches refresh, the bank's connector believes it revoked and no longer presents it, and
 the bureau admits the bank as a member without the licence (the firm list, which needs it,
-leaves the bank's catalogue). The demo then says plainly which parts are not built yet instead
-of pretending to run them.
+leaves the bank's catalogue). Before the revocation, the bank matches its borrowers against the
+bureau's key enterprises by private set intersection (one run agreed; the second is refused).
+The demo then says plainly which parts are not built yet instead of pretending to run them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from broker.app import create_app as create_broker_app
 from broker.authority.client import AdminClient
 from broker.settings import BrokerSettings, OnboardingGrant
 from connector.app import create_app as create_connector_app
+from connector.audit import SqlAuditSink
 from connector.contracts.client import ContractsClient, ContractsError
 from connector.dcp.client import request_credentials
 from connector.management.client import ManagementClient
@@ -50,8 +52,11 @@ from identity.credentials import CredentialType
 from identity.presentations import EVERY_SCOPE
 from ledger.app import create_app as create_ledger_app
 from ledger.settings import LedgerSettings
+from matching.identifiers import Kind, read_column
+from matching.synthetic import Dataset, generate, write_csv
 from policy.lint import lint
 from service.client import ApiError
+from storage.engine import create_engine
 
 Say = Callable[[str], object]
 CACHE_TTL_S = 1.0
@@ -107,7 +112,6 @@ LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 """The demo runs on 127.0.0.1, which the outbound destination policy refuses unless allowed."""
 NOT_BUILT_YET = (
     "ledger: the connectors recording their events and pushing their batches to the regulator",
-    "matching: private set intersection between two connectors",
 )
 
 
@@ -115,8 +119,13 @@ def did_of(port: int, name: str) -> str:
     return f"did:web:127.0.0.1%3A{port}:{name}"
 
 
-def run(say: Say) -> int:
-    """Run the demo, reporting through ``say``; return the exit code."""
+MATCH_SIZE = 100_000
+"""How many firms the bureau's key-enterprise list and the bank's borrowers each hold."""
+
+
+def run(say: Say, *, match_size: int = MATCH_SIZE) -> int:
+    """Run the demo, reporting through ``say``; return the exit code. ``match_size``: the
+    lists the matching part compares (the tests run it smaller)."""
     with tempfile.TemporaryDirectory(prefix="kexin-demo-") as scratch, ExitStack() as servers:
         folder = Path(scratch)
         sockets = {name: bind() for name in ("broker", "ledger", "bureau", "bank")}
@@ -202,6 +211,7 @@ def run(say: Say) -> int:
         failures += not asyncio.run(onboard_and_verify(say, authority, bureau, bank))
         try:
             failures += not run_exchange(say, bureau, bank, folder)
+            failures += not run_matching(say, bureau, bank, folder, match_size)
             failures += not asyncio.run(revoke_and_check(say, broker.base_url, bureau, bank))
         except ApiError as error:  # a service refused a step: the rest cannot follow
             say(f"  refused ({error.status}): {error}")
@@ -448,3 +458,91 @@ def fetch_data(say: Say, hit: BrokerHit, bank: ConnectorSettings, folder: Path) 
         say(f"  the bureau holds the bank's signed deletion receipt: {kept}")
         ok &= kept
     return ok
+
+
+KEY_ENTERPRISES = "urn:kexin:asset:key-enterprises"
+
+
+def run_matching(
+    say: Say, bureau: ConnectorSettings, bank: ConnectorSettings, folder: Path, size: int
+) -> bool:
+    """The bank learns which of its borrowers are on the bureau's list of key enterprises, and
+    nothing else; the bureau learns only how many borrowers the bank brought. One run agreed:
+    the second is refused."""
+    firms, borrowers = folder / "key-enterprises.csv", folder / "borrowers.csv"
+    write_csv(firms, Dataset.ENTERPRISES, generate(Dataset.ENTERPRISES, size, 1, malformed=0.01))
+    listed = read_column(firms, "uscc", Kind.USCC).items
+    rows = list(
+        generate(Dataset.ENTERPRISES, size, 2, overlap_with=listed, overlap=0.2, malformed=0.01)
+    )
+    write_csv(borrowers, Dataset.ENTERPRISES, iter(rows))
+    say(
+        f"Matching: the bureau's {size:,} key enterprises against the bank's {size:,} borrowers"
+        " (synthetic; 20 % overlap, 1 % malformed on each side), by private set intersection"
+    )
+    terms = {
+        "@type": "Offer",
+        "permission": [{"action": "use", "constraint": [
+            {"leftOperand": "kexin:role", "operator": "hasPart",
+             "rightOperand": "FinancialInstitution"},
+            {"leftOperand": "purpose", "operator": "isA", "rightOperand": "credit-assessment"},
+            {"leftOperand": "kexin:matchRuns", "operator": "lteq", "rightOperand": "1"},
+            {"leftOperand": "kexin:matchSetSize", "operator": "gteq", "rightOperand": "100"},
+            {"leftOperand": "kexin:matchSetSize", "operator": "lteq",
+             "rightOperand": str(2 * size)},
+            {"leftOperand": "kexin:matchOutput", "operator": "eq", "rightOperand": "intersection"},
+        ]}],
+    }  # fmt: skip
+    with ManagementClient(bureau.base_url, MANAGER_KEY, timeout_s=600) as publish:
+        publish.create_asset({
+            "id": KEY_ENTERPRISES, "titleZh": "重点企业名单", "titleEn": "Key enterprises",
+            "domain": "economic-development", "dataGrade": "important", "region": "440100",
+            "dataAddress": {"type": "file", "path": str(firms),
+                            "matching": {"column": "uscc", "kind": "uscc"}},
+        })  # fmt: skip
+        publish.create_policy("match-terms", terms)
+        publish.create_contract_definition({
+            "id": "key-enterprises", "accessPolicyId": "banks", "contractPolicyId": "match-terms",
+            "assetSelector": {"assetIds": [KEY_ENTERPRISES]},
+        })  # fmt: skip
+    values = [row[0] for row in rows]
+    started = time.monotonic()
+    with ContractsClient(bank.base_url, MANAGER_KEY, timeout_s=1800) as app:
+        found = app.match(
+            bureau.participant_id, f"{bureau.base_url}/dsp", KEY_ENTERPRISES,
+            "credit-assessment", kind="uscc", items=values,
+        )  # fmt: skip
+        took = time.monotonic() - started
+        expected = set(listed) & set(read_column(borrowers, "uscc", Kind.USCC).items)
+        say(
+            f"  the bank learns {found['cardinality']:,} of its borrowers are on the list"
+            f" ({found['invalidCount']:,} of its identifiers malformed, reported, not matched;"
+            f" {took:.1f} s in all)"
+        )
+        say(
+            f"  the bureau's list held {size - found['serverItems']:,} malformed identifiers,"
+            " left out of its set"
+        )
+        try:
+            app.match(
+                bureau.participant_id, f"{bureau.base_url}/dsp", KEY_ENTERPRISES,
+                "credit-assessment", kind="uscc", items=values,
+            )  # fmt: skip
+            again = "admitted"
+        except ContractsError as error:
+            again = f"refused ({error.code}): " + error.reasons[-1].rsplit("; ", 1)[-1]
+        say(f"  a second run, beyond the one agreed: {again}")
+    engine = create_engine(bureau.database_url)
+    try:
+        runs = [r for r in SqlAuditSink(engine).recent(500) if r.action == "matching run"]
+    finally:
+        engine.dispose()
+    learned = (runs[0].reason or "") if runs else ""
+    say(f"  the bureau's audit of the run: {learned}")
+    return (
+        found["cardinality"] == len(expected)
+        and {m["item"] for m in found.get("matches", [])} == expected
+        and again.startswith("refused (match_refused)")
+        and len(runs) == 1
+        and f"set size ({size - found['invalidCount']})" in learned
+    )

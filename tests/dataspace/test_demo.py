@@ -7,7 +7,7 @@ from dataspace import demo
 
 def test_the_demo_runs_identity_catalogue_contracts_data_duties_and_revocation() -> None:
     lines: list[str] = []
-    assert demo.run(lines.append) == 0
+    assert demo.run(lines.append, match_size=2000) == 0
     output = "\n".join(lines)
     for service in ("broker (authority)", "ledger", "connector (city bureau)", "connector (bank)"):
         assert f"  {service} " in output
@@ -52,6 +52,17 @@ def test_the_demo_runs_identity_catalogue_contracts_data_duties_and_revocation()
         "after the caches refresh the bureau answers 200: membership True, roles []; "
         "the bank's catalogue: []" in output
     )
+    assert (
+        "Matching: the bureau's 2,000 key enterprises against the bank's 2,000 borrowers" in output
+    )
+    assert re.search(r"the bank learns 400 of its borrowers are on the list \(20 of its", output)
+    assert "the bureau's list held 20 malformed identifiers, left out of its set" in output
+    assert re.search(
+        r"a second run, beyond the one agreed: refused \(match_refused\): "
+        r".*kexin:matchRuns lteq 1: violated \(actual 2\)\n",
+        output,
+    )
+    assert "the consumer's set size (1980)" in output
     assert "Not built yet" in output
     assert all(part in output for part in demo.NOT_BUILT_YET)
     assert output.endswith("Everything built so far ran as expected.")
