@@ -78,6 +78,16 @@ def _state_changed(record: object) -> bool:
     return bool(status.transient or status.pending or status.attrs["state"].history.has_changes())
 
 
+def _state_before(record: object) -> str | None:
+    """The state a changed record was loaded in (``None`` when it is new)."""
+    before = inspect(record).attrs["state"].history.deleted
+    return str(before[0]) if before else None
+
+
+_PROCESS_KIND: Final = {"contract negotiation": "negotiation", "transfer process": "transfer"}
+"""How the ledger names each process (``AuditRecord.process``)."""
+
+
 def join(base: str, path: str) -> str:
     """Callback addresses work with and without a trailing slash (HTTPS bindings)."""
     return base.rstrip("/") + path
@@ -203,6 +213,9 @@ class ProcessSteps(Generic[R]):
                 counterparty=counterparty,
                 subject=record.id if record else None,
                 reason=reason,
+                process=_PROCESS_KIND.get(self.noun),
+                provider_pid=record.provider_pid if record else None,
+                consumer_pid=record.consumer_pid if record else None,
             )
         )
 
@@ -347,6 +360,7 @@ class ProcessSteps(Generic[R]):
         as refused, with its reasons). A crash loses the move and its event together."""
         session.add(record)
         changed = _state_changed(record)
+        before = _state_before(record) if changed else None
         if self.webhook is not None and changed:
             enqueue(
                 session,
@@ -367,6 +381,10 @@ class ProcessSteps(Generic[R]):
             AuditRecord(
                 actor=self.me, action=action, outcome=outcome, occurred_at=self.clock(),
                 counterparty=record.counterparty, subject=record.id, reason=why,
+                process=_PROCESS_KIND.get(self.noun), from_state=before,
+                to_state=record.state if changed else None,
+                termination_code=record.termination_code if changed else None,
+                provider_pid=record.provider_pid, consumer_pid=record.consumer_pid,
             ),
         )  # fmt: skip
         enqueued = [added for added in session.new if isinstance(added, OutboxMessage)]

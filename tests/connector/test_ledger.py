@@ -1,0 +1,207 @@
+"""The connector's ledger sequencer: committed audit rows become the participant's chained
+ledger events, typed by what they record, in the order they are found committed (a lower id
+committed later is sequenced after, not skipped); batches are anchored once even when the chain
+was down or the connector restarted in between."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from connector.audit import AuditEvent, AuditRecord, Outcome, SqlAuditSink
+from connector.ledger import NOT_AN_EVENT, sequence
+from connector.participant import migrate
+from identity.documents import did_key_document
+from ledger import store
+from ledger.chain import Chain, ChainError, address_of, new_account_key
+from ledger.events import EventType
+from ledger.recorder import Recorder
+from tests.ledger.pushes import Clock, Operator, did_key_participant
+
+BANK = "did:web:bank.example"
+T = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def migrated(engine: Engine) -> Engine:
+    migrate(engine)
+    return engine
+
+
+@pytest.fixture
+def recorder(migrated: Engine) -> Recorder:
+    did, key = did_key_participant()
+    return Recorder(
+        migrated, did, key.key_id, key.private_key, max_events=3, max_age_s=60.0, clock=Clock()
+    )
+
+
+def record(engine: Engine, actor: str, **fields: object) -> None:
+    values: dict[str, object] = {"outcome": Outcome.ACCEPTED, "occurred_at": T} | fields
+    SqlAuditSink(engine).record(AuditRecord(actor=actor, **values))  # type: ignore[arg-type]
+
+
+def stored_events(engine: Engine, participant: str) -> list[dict[str, object]]:
+    with Session(engine) as session:
+        return [json.loads(body) for body in store.events(session, participant, 0, 10**9)]
+
+
+def test_each_audit_action_becomes_its_typed_event(migrated: Engine, recorder: Recorder) -> None:
+    me = recorder.participant
+    record(
+        migrated,
+        me,
+        action="ContractRequestMessage",
+        counterparty=BANK,
+        subject="n1",
+        process="negotiation",
+        to_state="REQUESTED",
+        provider_pid="p1",
+        consumer_pid="c1",
+    )
+    record(migrated, me, action="GET /management/v1/assets", reason="200")
+    record(
+        migrated,
+        me,
+        action="terminate",
+        counterparty=BANK,
+        subject="n1",
+        process="negotiation",
+        from_state="REQUESTED",
+        to_state="TERMINATED",
+        termination_code="policy_denied",
+        outcome=Outcome.REFUSED,
+        reason="policy_denied: purpose not allowed",
+    )
+    record(
+        migrated,
+        me,
+        action="data access",
+        counterparty=BANK,
+        subject="t1",
+        bytes_sent=1200,
+        rows_sent=10,
+        access_outcome="completed",
+        reason="completed",
+    )
+    record(
+        migrated,
+        me,
+        action="POST /dsp/transfers/request",
+        outcome=Outcome.REFUSED,
+        reason="invalid_token: expired",
+    )
+    record(
+        migrated,
+        me,
+        action="duty violated",
+        counterparty=BANK,
+        subject="d1",
+        outcome=Outcome.REFUSED,
+        duty_action="delete",
+        reason="delete was due",
+    )
+    record(
+        migrated,
+        me,
+        action="duty receipt",
+        counterparty=BANK,
+        subject="d2",
+        duty_action="delete",
+        evidence_hash="ab" * 32,
+        reason="signed receipt recorded",
+    )
+    assert sequence(migrated, recorder) == 7  # fmt: skip
+
+    events = stored_events(migrated, me)
+    assert [e["detail"]["type"] for e in events] == [  # type: ignore[index]
+        EventType.NEGOTIATION_STATE_CHANGED, EventType.NEGOTIATION_STATE_CHANGED,
+        EventType.DATA_ACCESSED, EventType.REFUSED, EventType.DUTY_VIOLATED,
+        EventType.DUTY_FULFILLED,
+    ]  # fmt: skip
+    first, terminated, access, refused, violated, fulfilled = events
+    assert first["providerPid"] == "p1"
+    assert first["consumerPid"] == "c1"
+    assert first["counterparty"] == BANK
+    assert first["detail"] == {"type": "negotiation.state-changed", "toState": "REQUESTED",
+                               "reasons": []}  # fmt: skip
+    assert terminated["detail"] == {
+        "type": "negotiation.state-changed", "fromState": "REQUESTED", "toState": "TERMINATED",
+        "terminationCode": "policy_denied", "reasons": ["policy_denied: purpose not allowed"],
+    }  # fmt: skip
+    assert access["detail"] == {"type": "dataplane.access", "transferId": "t1",
+                                "bytesSent": 1200, "rowsSent": 10, "outcome": "complete"}  # fmt: skip
+    assert refused["detail"] == {"type": "refusal", "scope": "transfer",
+                                 "reasons": ["invalid_token: expired"]}  # fmt: skip
+    assert violated["detail"]["action"] == "delete"  # type: ignore[index]
+    assert fulfilled["detail"]["receiptHash"] == "ab" * 32  # type: ignore[index]
+
+    with Session(migrated) as session:
+        marks = session.exec(select(AuditEvent.ledger_sequence).order_by(col(AuditEvent.id))).all()
+        assert marks == [0, NOT_AN_EVENT, 1, 2, 3, 4, 5]
+        assert store.verify(session, me).ok
+    assert sequence(migrated, recorder) == 0  # nothing is sequenced twice
+
+
+def test_a_row_committed_later_with_a_lower_id_is_sequenced_not_skipped(
+    migrated: Engine, recorder: Recorder
+) -> None:
+    """On PostgreSQL a lower id can commit after a higher one: a watermark on ids would skip
+    it; the sequencer takes every row still unsequenced."""
+    me = recorder.participant
+    with Session(migrated) as session:
+        for row_id in (5, 6):
+            session.add(AuditEvent(id=row_id, occurred_at=T, actor=me, action="data access",
+                                   subject=f"t{row_id}", outcome="accepted", bytes_sent=row_id,
+                                   access_outcome="completed"))  # fmt: skip
+        session.commit()
+    assert sequence(migrated, recorder) == 2
+    with Session(migrated) as session:  # the late commit, below the ids already sequenced
+        session.add(AuditEvent(id=3, occurred_at=T, actor=me, action="data access",
+                               subject="t3", outcome="accepted", bytes_sent=3,
+                               access_outcome="completed"))  # fmt: skip
+        session.commit()
+    assert sequence(migrated, recorder) == 1
+    transfers = [e["detail"]["transferId"] for e in stored_events(migrated, me)]  # type: ignore[index]
+    assert transfers == ["t5", "t6", "t3"]
+    with Session(migrated) as session:
+        assert session.get(AuditEvent, 3).ledger_sequence == 2  # type: ignore[union-attr]
+        assert store.verify(session, me, did_key_document(me)).ok
+
+
+def test_batches_wait_while_the_chain_is_down_and_are_anchored_once_after_a_restart(
+    migrated: Engine, recorder: Recorder
+) -> None:
+    operator = Operator.deploy(Chain.in_process())
+    account = new_account_key()
+    operator.chain.dev_fund(address_of(account))
+    operator.registry.register(operator.key, address_of(account), recorder.participant)
+    down = Chain.connect("http://127.0.0.1:1", timeout_s=2).registry(
+        operator.registry.address, check_code=False
+    )
+    for n in range(7):
+        record(migrated, recorder.participant, action="data access", subject=f"t{n}",
+               bytes_sent=n, access_outcome="completed")  # fmt: skip
+    sequence(migrated, recorder)
+    assert len(recorder.seal()) == 2  # two full batches of 3; one event waits
+    with pytest.raises(ChainError):
+        recorder.anchor(down, account)
+    with Session(migrated) as session:
+        assert len(store.unanchored(session, recorder.participant)) == 2
+
+    restarted = Recorder(  # the connector restarted: a new recorder over the same database
+        migrated, recorder.participant, recorder.key_id, recorder.key,
+        max_events=3, max_age_s=60.0, clock=Clock(),
+    )  # fmt: skip
+    assert sequence(migrated, restarted) == 0
+    assert len(restarted.seal(flush=True)) == 1
+    assert len(restarted.anchor(operator.registry, account)) == 3
+    assert restarted.anchor(operator.registry, account) == []  # nothing anchored twice
+    assert operator.registry.anchor_count(address_of(account)) == 3
+    with Session(migrated) as session:
+        assert store.unanchored(session, recorder.participant) == []
+        assert store.verify(session, recorder.participant).ok
