@@ -78,10 +78,18 @@ def _state_changed(record: object) -> bool:
     return bool(status.transient or status.pending or status.attrs["state"].history.has_changes())
 
 
-def _state_before(record: object) -> str | None:
-    """The state a changed record was loaded in (``None`` when it is new)."""
-    before = inspect(record).attrs["state"].history.deleted
-    return str(before[0]) if before else None
+_LOADED_STATES: Final = "kexin.loaded_states"
+"""``Session.info`` key: the state each process was in when :meth:`ProcessSteps.lock` read it
+(a flush in between forgets the attribute's history, this does not)."""
+
+
+def _move(session: Session, record: ProcessRecord, changed: bool) -> tuple[bool, str | None]:
+    """Whether this transaction moved the process, and from which state (``None``: it was
+    created here)."""
+    loaded: dict[str, str] = session.info.get(_LOADED_STATES, {})
+    if record.id in loaded:
+        return loaded[record.id] != record.state, loaded[record.id]
+    return changed, None
 
 
 _PROCESS_KIND: Final = {"contract negotiation": "negotiation", "transfer process": "transfer"}
@@ -238,7 +246,10 @@ class ProcessSteps(Generic[R]):
             update(table).where(table.id == pid).values(updated_at=table.updated_at),
             execution_options={"synchronize_session": False},
         )
-        return session.get(self.record_type, pid, populate_existing=True)
+        record = session.get(self.record_type, pid, populate_existing=True)
+        if record is not None:  # the state it was in: the ledger's from-state (commit)
+            session.info.setdefault(_LOADED_STATES, {})[pid] = record.state
+        return record
 
     def receive_creating(
         self, action: str, peer: str, receive: Callable[[], tuple[int, dict[str, Any]]]
@@ -360,7 +371,7 @@ class ProcessSteps(Generic[R]):
         as refused, with its reasons). A crash loses the move and its event together."""
         session.add(record)
         changed = _state_changed(record)
-        before = _state_before(record) if changed else None
+        moved, before = _move(session, record, changed)
         if self.webhook is not None and changed:
             enqueue(
                 session,
@@ -381,9 +392,9 @@ class ProcessSteps(Generic[R]):
             AuditRecord(
                 actor=self.me, action=action, outcome=outcome, occurred_at=self.clock(),
                 counterparty=record.counterparty, subject=record.id, reason=why,
-                process=_PROCESS_KIND.get(self.noun), from_state=before,
-                to_state=record.state if changed else None,
-                termination_code=record.termination_code if changed else None,
+                process=_PROCESS_KIND.get(self.noun), from_state=before if moved else None,
+                to_state=record.state if moved else None,
+                termination_code=record.termination_code if moved else None,
                 provider_pid=record.provider_pid, consumer_pid=record.consumer_pid,
             ),
         )  # fmt: skip
@@ -395,6 +406,7 @@ class ProcessSteps(Generic[R]):
         )
         session.expire_on_commit = False  # the record stays as written: no read after commit
         session.commit()
+        session.info.setdefault(_LOADED_STATES, {})[record.id] = record.state  # a later move
         self.faults.reached(FaultPoint.COMMITTED, action)
         if older is not None:  # straight to delivery: the outbox need not look for them
             self.outbox.hand(sorted(enqueued, key=lambda message: message.id or 0), older)

@@ -58,6 +58,15 @@ def _source_host(value: str) -> str:
 SourceHost = Annotated[str, AfterValidator(_source_host)]
 
 
+def _chain_key(value: SecretStr) -> SecretStr:
+    if not re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", value.get_secret_value()):
+        raise ValueError("a chain key is a secp256k1 private key: 64 hex digits")
+    return value
+
+
+ChainKey = Annotated[SecretStr, AfterValidator(_chain_key)]
+
+
 def _absolute(value: Path) -> Path:
     if not value.is_absolute():
         raise ValueError(f"{value}: a data root is an absolute path")
@@ -248,7 +257,7 @@ class ConnectorSettings(ParticipantServiceSettings):
     kept, not anchored (nor pushed)."""
     ledger_registry_address: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
     """The data space's ``AnchorRegistry`` contract."""
-    ledger_chain_key: SecretStr | None = Field(default=None, pattern=r"^(0x)?[0-9a-fA-F]{64}$")
+    ledger_chain_key: ChainKey | None = None
     """This participant's chain account (secp256k1 private key, hex), registered in the
     contract by the operator. The key ring holds DID keys only: this key comes from the
     environment (a secret store)."""
