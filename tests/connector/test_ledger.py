@@ -5,22 +5,37 @@ was down or the connector restarted in between."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from connector.audit import AuditEvent, AuditRecord, Outcome, SqlAuditSink
-from connector.ledger import NOT_AN_EVENT, sequence
+from connector.ledger import (
+    NOT_AN_EVENT,
+    Anchoring,
+    LedgerPush,
+    LedgerWorker,
+    PushError,
+    Pushing,
+    sequence,
+)
 from connector.participant import migrate
+from dataspace.servers import serve_in_thread
 from identity.documents import did_key_document
 from ledger import store
+from ledger.app import create_app as create_ledger
 from ledger.chain import Chain, ChainError, address_of, new_account_key
 from ledger.events import EventType
 from ledger.recorder import Recorder
-from tests.ledger.pushes import Clock, Operator, did_key_participant
+from ledger.settings import LedgerSettings
+from tests.ledger.pushes import PASSPHRASE, Clock, Operator, did_key_participant
 
 BANK = "did:web:bank.example"
 T = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
@@ -205,3 +220,73 @@ def test_batches_wait_while_the_chain_is_down_and_are_anchored_once_after_a_rest
     with Session(migrated) as session:
         assert store.unanchored(session, recorder.participant) == []
         assert store.verify(session, recorder.participant).ok
+
+
+@pytest.fixture
+def regulator(tmp_path: Path) -> Iterator[tuple[str, Operator]]:
+    """The regulator's ledger service on loopback, over an in-process chain."""
+    operator = Operator.deploy(Chain.in_process())
+    settings = LedgerSettings(
+        ledger_id="did:web:127.0.0.1%3A8383:ledger",
+        database_url=f"sqlite:///{tmp_path / 'regulator.db'}",
+        key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
+        key_scrypt_log2_n=15,
+        registry_address=operator.registry.address,
+    )
+    with serve_in_thread(create_ledger(settings, chain=operator.chain)) as url:
+        yield url, operator
+
+
+def test_a_refused_push_is_kept_with_the_services_reason_and_tried_again(
+    migrated: Engine, recorder: Recorder, regulator: tuple[str, Operator]
+) -> None:
+    url, operator = regulator
+    account = new_account_key()
+    operator.chain.dev_fund(address_of(account))
+    operator.registry.register(operator.key, address_of(account), recorder.participant)
+    for n in range(4):
+        record(migrated, recorder.participant, action="data access", subject=f"t{n}",
+               bytes_sent=n, access_outcome="completed")  # fmt: skip
+
+    async def push() -> int:
+        async with httpx.AsyncClient(timeout=30) as client:
+            worker = LedgerWorker(
+                engine=migrated, recorder=recorder, client=client, interval_s=0.1,
+                anchoring=Anchoring(operator.registry, account),
+                pushing=Pushing(url, dict),
+            )  # fmt: skip
+            return await worker.push()
+
+    sequence(migrated, recorder)
+    assert len(recorder.seal(flush=True)) == 2  # events 0-2, and 3
+    assert len(recorder.anchor(operator.registry, account)) == 2
+    with Session(migrated) as session:  # the participant's copy of event 3 was changed
+        row = session.get(store.EventRecord, (recorder.participant, 3))
+        assert row is not None
+        original = row.body
+        row.body = original.replace(b'"bytesSent":3', b'"bytesSent":9')
+        assert row.body != original
+        session.add(row)
+        session.commit()
+    for _attempt in range(2):  # refused, and refused again: never skipped
+        with pytest.raises(PushError) as refused:
+            asyncio.run(push())
+        assert (refused.value.batch, refused.value.status) == (1, 400)
+        with Session(migrated) as session:
+            state = session.get(LedgerPush, recorder.participant)
+            assert state is not None
+            assert (state.next_batch, state.refused_batch) == (1, 1)  # batch 0 was taken
+            assert state.refused_reason == refused.value.reason
+            assert state.refused_reason == "root_mismatch"
+
+    with Session(migrated) as session:
+        row = session.get(store.EventRecord, (recorder.participant, 3))
+        assert row is not None
+        row.body = original
+        session.add(row)
+        session.commit()
+    assert asyncio.run(push()) == 1
+    with Session(migrated) as session:
+        state = session.get(LedgerPush, recorder.participant)
+        assert state is not None
+        assert (state.next_batch, state.refused_batch, state.refused_reason) == (2, None, None)
