@@ -55,6 +55,11 @@ class AuditRecord:
     """Duties: the action owed (``delete``, say)."""
     evidence_hash: str | None = None
     """Duties fulfilled: the SHA-256 (hex) of the signed receipt that shows it."""
+    agreement_id: str | None = None
+    agreement_hash: str | None = None
+    """A negotiation FINALIZED: the SHA-256 (hex) of the canonical agreement
+    (policy/agreement.py), and of its terms (``policy_hash``)."""
+    policy_hash: str | None = None
 
 
 class AuditSink(Protocol):
@@ -90,12 +95,15 @@ class AuditEvent(ConnectorBase, table=True):
     access_outcome: str | None = Field(default=None, max_length=20)
     duty_action: str | None = Field(default=None, max_length=200)
     evidence_hash: str | None = Field(default=None, max_length=64)
+    agreement_id: str | None = Field(default=None, max_length=500)
+    agreement_hash: str | None = Field(default=None, max_length=64)
+    policy_hash: str | None = Field(default=None, max_length=64)
     ledger_sequence: int | None = Field(
         default=None, sa_column=Column(BigInteger, nullable=True, index=True)
     )
     """Set by the ledger's sequencer (connector/ledger.py) when the row has been turned into
-    the participant's ledger event of that sequence number (``-1``: no ledger event: the
-    operator's own calls, say); ``None``: not sequenced yet."""
+    the participant's ledger event of that sequence number (the first, when it gave two;
+    ``-1``: no ledger event: the operator's own calls, say); ``None``: not sequenced yet."""
 
 
 class SqlAuditSink:
@@ -136,6 +144,9 @@ class SqlAuditSink:
                 access_outcome=record.access_outcome,
                 duty_action=record.duty_action,
                 evidence_hash=record.evidence_hash,
+                agreement_id=record.agreement_id,
+                agreement_hash=record.agreement_hash,
+                policy_hash=record.policy_hash,
             )
         )
 
@@ -171,4 +182,7 @@ def _to_record(row: AuditEvent) -> AuditRecord:
         access_outcome=row.access_outcome,
         duty_action=row.duty_action,
         evidence_hash=row.evidence_hash,
+        agreement_id=row.agreement_id,
+        agreement_hash=row.agreement_hash,
+        policy_hash=row.policy_hash,
     )

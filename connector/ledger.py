@@ -46,6 +46,7 @@ from ledger.events import (
     MAX_NAME_CHARS,
     MAX_REASON_CHARS,
     AccessOutcome,
+    AgreementConcluded,
     DataAccessed,
     Detail,
     DutyFulfilled,
@@ -201,35 +202,53 @@ def _detail(row: AuditEvent) -> Detail | None:
     return None
 
 
-def to_event(row: AuditEvent, participant: str) -> LedgerEvent | None:
-    """The ledger event of an audit row: who (the participant), when, with whom, under which
-    DSP process ids, and what happened. Fields the audit row does not hold stay at the event
-    model's defaults (no purpose, no data grade, no personal information stated)."""
+def _details(row: AuditEvent) -> list[Detail]:
+    """What the row shows: one event, or two when a negotiation's move to FINALIZED
+    concluded an agreement whose hashes it carries; none when it is no ledger event."""
     detail = _detail(row)
-    if detail is None:
-        return None
+    details = [] if detail is None else [detail]
+    if detail is not None and row.agreement_hash and row.policy_hash:
+        details.append(
+            AgreementConcluded(
+                type="agreement.concluded",  # type: ignore[arg-type]
+                agreement_hash=row.agreement_hash,
+                policy_hash=row.policy_hash,
+            )
+        )
+    return details
+
+
+def to_events(row: AuditEvent, participant: str) -> list[LedgerEvent]:
+    """The ledger events of an audit row: who (the participant), when, with whom, under which
+    DSP process ids and agreement, and what happened. Fields the audit row does not hold stay
+    at the event model's defaults (no purpose, no data grade, no personal information
+    stated)."""
     occurred_at = row.occurred_at
     if occurred_at.tzinfo is None:  # SQLite keeps no zone; the audit sink stores UTC
         occurred_at = occurred_at.replace(tzinfo=UTC)
-    return LedgerEvent(
-        event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"{participant}#{row.id}")),
-        participant=participant,
-        occurred_at=occurred_at,
-        detail=detail,
-        counterparty=_did_or_none(row.counterparty),
-        provider_pid=row.provider_pid,
-        consumer_pid=row.consumer_pid,
-    )
+    return [
+        LedgerEvent(
+            event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"{participant}#{row.id}#{n}")),
+            participant=participant,
+            occurred_at=occurred_at,
+            detail=detail,
+            counterparty=_did_or_none(row.counterparty),
+            provider_pid=row.provider_pid,
+            consumer_pid=row.consumer_pid,
+            agreement_id=row.agreement_id,
+        )
+        for n, detail in enumerate(_details(row))
+    ]
 
 
-def _event_or_none(row: AuditEvent, participant: str) -> LedgerEvent | None:
+def _events_or_none(row: AuditEvent, participant: str) -> list[LedgerEvent]:
     """An audit row that the event model refuses (a state name it does not know, a field out
     of range) is logged and left out of the ledger, not invented into shape."""
     try:
-        return to_event(row, participant)
+        return to_events(row, participant)
     except (ValidationError, ValueError) as error:
         log.warning("audit event %s is no valid ledger event: %s", row.id, one_line(error))
-        return None
+        return []
 
 
 def sequence(engine: Engine, recorder: Recorder, limit: int = ROUND_ROWS) -> int:
@@ -248,14 +267,14 @@ def sequence(engine: Engine, recorder: Recorder, limit: int = ROUND_ROWS) -> int
         events: list[LedgerEvent] = []
         owners: list[AuditEvent] = []
         for row in rows:
-            event = _event_or_none(row, recorder.participant)
-            if event is None:
+            found = _events_or_none(row, recorder.participant)
+            if not found:
                 row.ledger_sequence = NOT_AN_EVENT
-            else:
-                events.append(event)
-                owners.append(row)
+            events += found
+            owners += [row] * len(found)
         for row, link in zip(owners, recorder.record(session, events), strict=True):
-            row.ledger_sequence = link.sequence
+            if row.ledger_sequence is None:  # a row of two events: the first one's number
+                row.ledger_sequence = link.sequence
         session.add_all(rows)
         session.commit()
         return len(rows)

@@ -5,6 +5,7 @@ state change and every refusal."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable
@@ -28,6 +29,9 @@ from connector.outbox import Outbox, OutboxMessage, enqueue, older_pending
 from connector.protocol import DspError, DspMessage, MessageError
 from connector.webhooks import KIND as WEBHOOK
 from connector.webhooks import Webhook, event
+from policy.agreement import canonical, canonical_terms
+from policy.errors import PolicyError
+from policy.jsonld import read_policy_text
 
 
 class ProcessRecord(Protocol):
@@ -48,6 +52,7 @@ ACK_WAIT_S: Final = 5.0
 """How long a GET of a process waits for the other side's pid (the answer to our request)."""
 ACK_POLL_S: Final = 0.02
 TERMINATED: Final = "TERMINATED"
+FINALIZED: Final = "FINALIZED"
 POLICY_DENIED: Final = "policy_denied"
 """The termination code of a process its policy refused (both protocols)."""
 PEER_ENDED: Final = "ended_at_peer"
@@ -81,6 +86,23 @@ def _state_changed(record: object) -> bool:
 _LOADED_STATES: Final = "kexin.loaded_states"
 """``Session.info`` key: the state each process was in when :meth:`ProcessSteps.lock` read it
 (a flush in between forgets the attribute's history, this does not)."""
+
+
+def _agreement_hashes(record: object) -> tuple[str, str] | None:
+    """A finalized negotiation's agreement: the SHA-256 of its canonical form and of its terms
+    (policy/agreement.py); ``None`` when there is none or it does not read as a policy (the
+    ledger then records no agreement rather than a made-up one)."""
+    text = getattr(record, "agreement", None)
+    if not isinstance(text, str):
+        return None
+    try:
+        policy = read_policy_text(text)
+    except PolicyError:
+        return None
+    return (
+        hashlib.sha256(canonical(policy)).hexdigest(),
+        hashlib.sha256(canonical_terms(policy)).hexdigest(),
+    )
 
 
 def _move(session: Session, record: ProcessRecord, changed: bool) -> tuple[bool, str | None]:
@@ -372,6 +394,7 @@ class ProcessSteps(Generic[R]):
         session.add(record)
         changed = _state_changed(record)
         moved, before = _move(session, record, changed)
+        hashes = _agreement_hashes(record) if moved and record.state == FINALIZED else None
         if self.webhook is not None and changed:
             enqueue(
                 session,
@@ -396,6 +419,9 @@ class ProcessSteps(Generic[R]):
                 to_state=record.state if moved else None,
                 termination_code=record.termination_code if moved else None,
                 provider_pid=record.provider_pid, consumer_pid=record.consumer_pid,
+                agreement_id=getattr(record, "agreement_id", None),
+                agreement_hash=None if hashes is None else hashes[0],
+                policy_hash=None if hashes is None else hashes[1],
             ),
         )  # fmt: skip
         enqueued = [added for added in session.new if isinstance(added, OutboxMessage)]

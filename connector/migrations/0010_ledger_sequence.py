@@ -30,6 +30,9 @@ _COLUMNS = (
     ("access_outcome", 20),
     ("duty_action", 200),
     ("evidence_hash", 64),
+    ("agreement_id", 500),
+    ("agreement_hash", 64),
+    ("policy_hash", 64),
 )
 
 

@@ -162,6 +162,23 @@ def test_each_audit_action_becomes_its_typed_event(migrated: Engine, recorder: R
     assert sequence(migrated, recorder) == 0  # nothing is sequenced twice
 
 
+def test_a_finalized_negotiation_also_concludes_its_agreement(
+    migrated: Engine, recorder: Recorder
+) -> None:
+    record(migrated, recorder.participant, action="ContractNegotiationEventMessage:FINALIZED",
+           counterparty=BANK, subject="n1", process="negotiation", from_state="VERIFIED",
+           to_state="FINALIZED", provider_pid="p1", consumer_pid="c1", agreement_id="a1",
+           agreement_hash="01" * 32, policy_hash="02" * 32)  # fmt: skip
+    assert sequence(migrated, recorder) == 1
+    moved, concluded = stored_events(migrated, recorder.participant)
+    assert moved["detail"]["toState"] == "FINALIZED"  # type: ignore[index]
+    assert concluded["detail"] == {"type": "agreement.concluded", "agreementHash": "01" * 32,
+                                   "policyHash": "02" * 32}  # fmt: skip
+    assert (concluded["agreementId"], concluded["providerPid"]) == ("a1", "p1")
+    with Session(migrated) as session:
+        assert session.exec(select(AuditEvent.ledger_sequence)).all() == [0]
+
+
 def test_a_row_committed_later_with_a_lower_id_is_sequenced_not_skipped(
     migrated: Engine, recorder: Recorder
 ) -> None:

@@ -192,6 +192,7 @@ def test_a_flow_reaches_the_regulator_from_both_sides_provable_and_reconciled(
             (bureau, negotiated, "FINALIZED"), (bank, negotiated, "FINALIZED"),
             (bureau, transferred, "STARTED"), (bank, transferred, "STARTED"),
             (bureau, EventType.DATA_ACCESSED, None),
+            (bureau, EventType.AGREEMENT_CONCLUDED, None), (bank, EventType.AGREEMENT_CONCLUDED, None),
         } <= seen()  # fmt: skip
 
     wait_for(
@@ -232,8 +233,10 @@ def test_a_flow_reaches_the_regulator_from_both_sides_provable_and_reconciled(
     found = reconciled.json()["flows"]
     assert len(found) >= 2  # the negotiation and the transfer
     for flow in found:
-        assert flow["matches"], flow
+        assert flow["matches"], flow  # the same agreement hash, transfer state, bytes
+        assert len({side["agreementHash"] for side in flow["sides"]}) == 1
         assert {side["participant"] for side in flow["sides"]} == {bureau, bank}
+    assert any(flow["sides"][0]["agreementHash"] for flow in found)  # the negotiation's
 
     # each side anchored each batch once, and pushed the anchored ones
     for settings in (space.bureau, space.bank):
