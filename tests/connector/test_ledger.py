@@ -13,9 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from connector.app import create_app
 from connector.audit import AuditEvent, AuditRecord, Outcome, SqlAuditSink
 from connector.ledger import (
     NOT_AN_EVENT,
@@ -35,7 +38,11 @@ from ledger.chain import Chain, ChainError, address_of, new_account_key
 from ledger.events import EventType
 from ledger.recorder import Recorder
 from ledger.settings import LedgerSettings
+from storage.engine import create_engine
+from tests.connector.test_app import make_settings
+from tests.e2e.test_negotiation import wait_for
 from tests.ledger.pushes import PASSPHRASE, Clock, Operator, did_key_participant
+from tests.loopback import free_port
 
 BANK = "did:web:bank.example"
 T = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
@@ -307,3 +314,55 @@ def test_a_refused_push_is_kept_with_the_services_reason_and_tried_again(
         state = session.get(LedgerPush, recorder.participant)
         assert state is not None
         assert (state.next_batch, state.refused_batch, state.refused_reason) == (2, None, None)
+
+
+def test_a_chain_that_is_down_shows_in_readiness_and_batches_wait(tmp_path: Path) -> None:
+    """The worker survives the chain being down: the connector keeps working, ``/health``
+    says why the ledger is retrying, and the batches wait unanchored."""
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'c.db'}",
+        ledger_chain_url=f"http://127.0.0.1:{free_port()}",
+        ledger_registry_address="0x" + "11" * 20,
+        ledger_chain_key="ab" * 32,
+        ledger_chain_timeout_s=1,
+        ledger_interval_s=0.05,
+        ledger_batch_max_age_s=0.05,
+    )
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/dsp/catalog/request", json={}).status_code == 401  # a refusal
+
+        def retrying() -> str:
+            state: str = client.get("/health").json()["workers"]["ledger"]
+            return state
+
+        wait_for(lambda: retrying().startswith("retrying: ChainError: chain_unreachable"), timeout_s=30,
+                 seen=retrying)  # fmt: skip
+        assert client.get("/health").status_code == 200  # the connector itself works on
+    engine = create_engine(settings.database_url)
+    try:
+        with Session(engine) as session:
+            waiting = store.unanchored(session, settings.participant_id)
+            assert waiting
+            assert waiting[0].anchor_transaction is None
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"ledger_chain_key": "zz"}, "64 hex digits"),
+        ({"ledger_chain_url": "http://127.0.0.1:8545"}, "need ledger_registry_address"),
+        ({"ledger_registry_address": "0x" + "11" * 20}, "needs ledger_chain_key"),
+        ({"ledger_url": "http://127.0.0.1:8383"}, "ledger_url and ledger_id go together"),
+        (
+            {"ledger_url": "http://127.0.0.1:8383", "ledger_id": "did:web:ledger.example"},
+            "pushing to ledger_url needs anchoring",
+        ),
+    ],
+)
+def test_ledger_settings_that_do_not_go_together_are_refused(
+    tmp_path: Path, settings: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        make_settings(f"sqlite:///{tmp_path / 'c.db'}", **settings)
