@@ -1,6 +1,6 @@
 """Connectors feed the regulator's ledger: a negotiation and a transfer between the bureau and
 the bank (real servers on loopback) reach the ledger service as both sides' signed batches,
-anchored on web3's in-process chain from each participant's own account; the regulator (DCP,
+anchored from each participant's own account on web3's in-process chain and on anvil; the regulator (DCP,
 ``RegulatorCredential``) sees the flow from both sides, an event's proof verifies against the
 chain, and the reconciliation of both sides is clean."""
 
@@ -36,6 +36,7 @@ from storage.engine import create_engine
 from tests.e2e.dataplane_helpers import bank_client, data_file, grant_for, offer_data, terms
 from tests.e2e.space import Space, call, onboard
 from tests.e2e.test_negotiation import wait_for
+from tests.ledger import nodetools
 from tests.ledger.pushes import Operator
 from tests.participants import (
     BANK_ORG,
@@ -79,9 +80,18 @@ def with_ledger(
     )
 
 
+@pytest.fixture(params=["in-process", "anvil"])
+def chain(request: pytest.FixtureRequest) -> Iterator[Chain]:
+    """web3's in-process chain (shared by the servers' threads), or a real anvil node."""
+    if request.param == "in-process":
+        yield Chain.in_process()
+        return
+    with nodetools.anvil() as url:
+        yield Chain.connect(url, timeout_s=10)
+
+
 @pytest.fixture
-def fed(tmp_path: Path) -> Iterator[Fed]:
-    chain = Chain.in_process()
+def fed(tmp_path: Path, chain: Chain) -> Iterator[Fed]:
     operator = Operator.deploy(chain)
     socks = {name: bind() for name in ("authority", "bureau", "bank", "regulator", "ledger")}
     authority = did_for(socks["authority"], "authority")
