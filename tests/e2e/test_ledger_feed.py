@@ -1,8 +1,8 @@
 """Connectors feed the regulator's ledger: a negotiation and a transfer between the bureau and
 the bank (real servers on loopback) reach the ledger service as both sides' signed batches,
-anchored from each participant's own account on web3's in-process chain and on anvil; the regulator (DCP,
-``RegulatorCredential``) sees the flow from both sides, an event's proof verifies against the
-chain, and the reconciliation of both sides is clean."""
+anchored from each participant's own account, on web3's in-process chain and on anvil; the
+regulator (DCP, ``RegulatorCredential``) sees the flow from both sides, an event's proof
+verifies against the chain, and the reconciliation of both sides is clean."""
 
 from __future__ import annotations
 
