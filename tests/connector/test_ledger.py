@@ -15,11 +15,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from connector.app import create_app
 from connector.audit import AuditEvent, AuditRecord, Outcome, SqlAuditSink
+from connector.database import migrations as connector_migrations
 from connector.ledger import (
     NOT_AN_EVENT,
     Anchoring,
@@ -39,6 +41,7 @@ from ledger.events import EventType
 from ledger.recorder import Recorder
 from ledger.settings import LedgerSettings
 from storage.engine import create_engine
+from storage.migrate import upgrade
 from tests.connector.test_app import make_settings
 from tests.e2e.test_negotiation import wait_for
 from tests.ledger.pushes import PASSPHRASE, Clock, Operator, did_key_participant
@@ -366,3 +369,29 @@ def test_ledger_settings_that_do_not_go_together_are_refused(
 ) -> None:
     with pytest.raises(ValidationError, match=problem):
         make_settings(f"sqlite:///{tmp_path / 'c.db'}", **settings)
+
+
+def test_audit_rows_from_before_the_migration_are_kept_and_sequenced(engine: Engine) -> None:
+    """Migration 0010 adds the ledger's columns to ``audit_event``, NULL in the rows already
+    there: they are kept, and the sequencer turns them into ledger events with what they
+    recorded."""
+    upgrade(engine, connector_migrations(), "a38c570ce382")  # the revision before
+    did, key = did_key_participant()
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO audit_event (occurred_at, actor, counterparty, action, subject,"
+                " outcome, reason, bytes_sent, rows_sent) VALUES (:at, :actor, :peer,"
+                " 'data access', 't0', 'refused', 'invalid_token: expired', NULL, NULL)"
+            ),
+            {"at": T, "actor": did, "peer": BANK},
+        )
+    migrate(engine)
+    recorder = Recorder(
+        engine, did, key.key_id, key.private_key, max_events=3, max_age_s=60.0, clock=Clock()
+    )
+    assert sequence(engine, recorder) == 1
+    (event,) = stored_events(engine, did)
+    assert event["detail"] == {"type": "refusal", "scope": "access",
+                               "reasons": ["invalid_token: expired"]}  # fmt: skip
+    assert event["counterparty"] == BANK
