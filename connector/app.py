@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.engine import Engine
 
 from connector.audit import AuditRecord, Outcome, SqlAuditSink
 from connector.catalog.notices import ChangeNotices
@@ -33,6 +35,7 @@ from connector.dcp.routes import did_document
 from connector.dcp.routes import router as dcp_router
 from connector.deps import ManagementError, source_rules
 from connector.faults import faults_for
+from connector.ledger import Anchoring, LedgerWorker, Pushing
 from connector.management.broker import router as broker_router
 from connector.management.credentials import router as credentials_router
 from connector.management.edr_routes import router as edr_router
@@ -55,7 +58,10 @@ from connector.transfer.routes import provider as transfer_provider
 from connector.transfer.steps import ERROR_TYPE as TRANSFER_ERROR
 from connector.webhooks import KIND as WEBHOOK
 from connector.webhooks import Webhook
+from identity.participant import Participant
 from identity.resolver import did_web_url
+from ledger.chain import Chain
+from ledger.recorder import Recorder
 from service.docs import NO_CDN_DOCS, serve_docs
 from service.http import error_body, install_error_handlers
 from service.limits import BodyLimit, plain_refusal
@@ -100,12 +106,55 @@ def matching_message_bytes(settings: ConnectorSettings) -> int:
     return settings.matching_chunk_items * 40 + 8192
 
 
+def ledger_worker_for(
+    settings: ConnectorSettings,
+    engine: Engine,
+    participant: Participant,
+    client: httpx.AsyncClient,
+    outbox: Outbox,
+    chain: Chain | None,
+    clock: Callable[[], datetime],
+) -> LedgerWorker:
+    """The ledger worker: always sequencing and batching; anchoring and pushing when their
+    settings are given."""
+    key = participant.keyring.current
+    recorder = Recorder(
+        engine, participant.did, key.key_id, key.private_key,
+        max_events=settings.ledger_batch_max_events, max_age_s=settings.ledger_batch_max_age_s,
+        clock=time.monotonic, wall_clock=clock,
+    )  # fmt: skip
+    anchoring = None
+    if settings.ledger_registry_address is not None and settings.ledger_chain_key is not None:
+        connected = chain or Chain.connect(
+            str(settings.ledger_chain_url), timeout_s=settings.ledger_chain_timeout_s
+        )
+        anchoring = Anchoring(
+            connected.registry(settings.ledger_registry_address, check_code=False),
+            bytes.fromhex(settings.ledger_chain_key.get_secret_value().removeprefix("0x")),
+        )
+    pushing = None
+    if settings.ledger_url is not None and settings.ledger_id is not None:
+        audience = settings.ledger_id
+        pushing = Pushing(settings.ledger_url, lambda: outbox.authorization_for(audience))
+    return LedgerWorker(
+        engine=engine, recorder=recorder, client=client, interval_s=settings.ledger_interval_s,
+        anchoring=anchoring, pushing=pushing, clock=clock,
+    )  # fmt: skip
+
+
 def create_app(
     settings: ConnectorSettings,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], datetime] = utc_now,
+    chain: Chain | None = None,
 ) -> FastAPI:
+    """``chain``: where the ledger anchors its batches (tests pass web3's in-process chain);
+    by default a JSON-RPC connection to ``settings.ledger_chain_url``."""
+    if settings.ledger_registry_address is not None and (
+        chain is None and settings.ledger_chain_url is None
+    ):
+        raise ValueError("anchoring (ledger_registry_address) needs ledger_chain_url")
     engine = create_engine(settings.database_url)
 
     @asynccontextmanager
@@ -261,6 +310,9 @@ def create_app(
                 after_s=settings.resync_after_s, interval_s=min(60.0, settings.resync_after_s / 10),
             )  # fmt: skip
             workers["resync"] = (asyncio.create_task(resync.run()), resync)
+            app.state.ledger = ledger_worker_for(settings, engine, participant, client, outbox,
+                                                 chain, clock)  # fmt: skip
+            workers["ledger"] = (asyncio.create_task(app.state.ledger.run()), app.state.ledger)
             if conformance is not None:
                 driving = conformance.start(
                     engine=engine, me=participant.did, negotiations=app.state.negotiations,

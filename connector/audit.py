@@ -39,6 +39,27 @@ class AuditRecord:
     bytes_sent: int | None = None
     """Data-plane accesses: how many bytes (and rows, for SQL sources) went out."""
     rows_sent: int | None = None
+    # What the ledger needs beyond the trail (connector/ledger.py); each filled where the
+    # record is made, only when it is at hand there.
+    process: str | None = None
+    """``negotiation`` or ``transfer``: the DSP process an event or a refusal is about."""
+    from_state: str | None = None
+    """A process's state before the move (``None``: its first state, or not a move)."""
+    to_state: str | None = None
+    termination_code: str | None = None
+    provider_pid: str | None = None
+    consumer_pid: str | None = None
+    access_outcome: str | None = None
+    """Data-plane accesses: completed, interrupted, aborted or failed."""
+    duty_action: str | None = None
+    """Duties: the action owed (``delete``, say)."""
+    evidence_hash: str | None = None
+    """Duties fulfilled: the SHA-256 (hex) of the signed receipt that shows it."""
+    agreement_id: str | None = None
+    agreement_hash: str | None = None
+    """A negotiation FINALIZED: the SHA-256 (hex) of the canonical agreement
+    (policy/agreement.py), and of its terms (``policy_hash``)."""
+    policy_hash: str | None = None
 
 
 class AuditSink(Protocol):
@@ -65,6 +86,24 @@ class AuditEvent(ConnectorBase, table=True):
     reason: str | None = Field(default=None, max_length=MAX_REASON_CHARS)
     bytes_sent: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     rows_sent: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    process: str | None = Field(default=None, max_length=20)
+    from_state: str | None = Field(default=None, max_length=30)
+    to_state: str | None = Field(default=None, max_length=30)
+    termination_code: str | None = Field(default=None, max_length=200)
+    provider_pid: str | None = Field(default=None, max_length=500)
+    consumer_pid: str | None = Field(default=None, max_length=500)
+    access_outcome: str | None = Field(default=None, max_length=20)
+    duty_action: str | None = Field(default=None, max_length=200)
+    evidence_hash: str | None = Field(default=None, max_length=64)
+    agreement_id: str | None = Field(default=None, max_length=500)
+    agreement_hash: str | None = Field(default=None, max_length=64)
+    policy_hash: str | None = Field(default=None, max_length=64)
+    ledger_sequence: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True, index=True)
+    )
+    """Set by the ledger's sequencer (connector/ledger.py) when the row has been turned into
+    the participant's ledger event of that sequence number (the first, when it gave two;
+    ``-1``: no ledger event: the operator's own calls, say); ``None``: not sequenced yet."""
 
 
 class SqlAuditSink:
@@ -96,6 +135,18 @@ class SqlAuditSink:
                 reason=reason,
                 bytes_sent=record.bytes_sent,
                 rows_sent=record.rows_sent,
+                process=record.process,
+                from_state=record.from_state,
+                to_state=record.to_state,
+                termination_code=record.termination_code,
+                provider_pid=record.provider_pid,
+                consumer_pid=record.consumer_pid,
+                access_outcome=record.access_outcome,
+                duty_action=record.duty_action,
+                evidence_hash=record.evidence_hash,
+                agreement_id=record.agreement_id,
+                agreement_hash=record.agreement_hash,
+                policy_hash=record.policy_hash,
             )
         )
 
@@ -122,4 +173,16 @@ def _to_record(row: AuditEvent) -> AuditRecord:
         reason=row.reason,
         bytes_sent=row.bytes_sent,
         rows_sent=row.rows_sent,
+        process=row.process,
+        from_state=row.from_state,
+        to_state=row.to_state,
+        termination_code=row.termination_code,
+        provider_pid=row.provider_pid,
+        consumer_pid=row.consumer_pid,
+        access_outcome=row.access_outcome,
+        duty_action=row.duty_action,
+        evidence_hash=row.evidence_hash,
+        agreement_id=row.agreement_id,
+        agreement_hash=row.agreement_hash,
+        policy_hash=row.policy_hash,
     )

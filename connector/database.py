@@ -19,6 +19,7 @@ def migrations() -> Migrations:
     from connector import (
         audit,  # noqa: F401
         inbox,  # noqa: F401
+        ledger,  # noqa: F401
         outbox,  # noqa: F401
     )
     from connector.catalog import store  # noqa: F401

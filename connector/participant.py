@@ -14,14 +14,16 @@ from connector.settings import ConnectorSettings
 from identity.credentials import TrustedIssuers
 from identity.database import migrations as identity_migrations
 from identity.participant import Participant, build_participant
+from ledger.database import migrations as ledger_migrations
 from service.transport import guarded_transport
 from storage.engine import create_engine
 from storage.migrate import Migrations, upgrade
 
 
 def schemas() -> tuple[Migrations, ...]:
-    """The schemas the connector keeps in its database."""
-    return migrations(), identity_migrations()
+    """The schemas the connector keeps in its database (the ledger's: its own chained events
+    and signed batches, connector/ledger.py)."""
+    return migrations(), identity_migrations(), ledger_migrations()
 
 
 def migrate(engine: Engine) -> None:

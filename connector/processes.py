@@ -5,6 +5,7 @@ state change and every refusal."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable
@@ -28,6 +29,9 @@ from connector.outbox import Outbox, OutboxMessage, enqueue, older_pending
 from connector.protocol import DspError, DspMessage, MessageError
 from connector.webhooks import KIND as WEBHOOK
 from connector.webhooks import Webhook, event
+from policy.agreement import canonical, canonical_terms
+from policy.errors import PolicyError
+from policy.jsonld import read_policy_text
 
 
 class ProcessRecord(Protocol):
@@ -48,6 +52,7 @@ ACK_WAIT_S: Final = 5.0
 """How long a GET of a process waits for the other side's pid (the answer to our request)."""
 ACK_POLL_S: Final = 0.02
 TERMINATED: Final = "TERMINATED"
+FINALIZED: Final = "FINALIZED"
 POLICY_DENIED: Final = "policy_denied"
 """The termination code of a process its policy refused (both protocols)."""
 PEER_ENDED: Final = "ended_at_peer"
@@ -76,6 +81,41 @@ def _state_changed(record: object) -> bool:
     """New, or its state differs from what was loaded."""
     status = inspect(record)
     return bool(status.transient or status.pending or status.attrs["state"].history.has_changes())
+
+
+_LOADED_STATES: Final = "kexin.loaded_states"
+"""``Session.info`` key: the state each process was in when :meth:`ProcessSteps.lock` read it
+(a flush in between forgets the attribute's history, this does not)."""
+
+
+def _agreement_hashes(record: object) -> tuple[str, str] | None:
+    """A finalized negotiation's agreement: the SHA-256 of its canonical form and of its terms
+    (policy/agreement.py); ``None`` when there is none or it does not read as a policy (the
+    ledger then records no agreement rather than a made-up one)."""
+    text = getattr(record, "agreement", None)
+    if not isinstance(text, str):
+        return None
+    try:
+        policy = read_policy_text(text)
+    except PolicyError:
+        return None
+    return (
+        hashlib.sha256(canonical(policy)).hexdigest(),
+        hashlib.sha256(canonical_terms(policy)).hexdigest(),
+    )
+
+
+def _move(session: Session, record: ProcessRecord, changed: bool) -> tuple[bool, str | None]:
+    """Whether this transaction moved the process, and from which state (``None``: it was
+    created here)."""
+    loaded: dict[str, str] = session.info.get(_LOADED_STATES, {})
+    if record.id in loaded:
+        return loaded[record.id] != record.state, loaded[record.id]
+    return changed, None
+
+
+_PROCESS_KIND: Final = {"contract negotiation": "negotiation", "transfer process": "transfer"}
+"""How the ledger names each process (``AuditRecord.process``)."""
 
 
 def join(base: str, path: str) -> str:
@@ -203,6 +243,9 @@ class ProcessSteps(Generic[R]):
                 counterparty=counterparty,
                 subject=record.id if record else None,
                 reason=reason,
+                process=_PROCESS_KIND.get(self.noun),
+                provider_pid=record.provider_pid if record else None,
+                consumer_pid=record.consumer_pid if record else None,
             )
         )
 
@@ -225,7 +268,10 @@ class ProcessSteps(Generic[R]):
             update(table).where(table.id == pid).values(updated_at=table.updated_at),
             execution_options={"synchronize_session": False},
         )
-        return session.get(self.record_type, pid, populate_existing=True)
+        record = session.get(self.record_type, pid, populate_existing=True)
+        if record is not None:  # the state it was in: the ledger's from-state (commit)
+            session.info.setdefault(_LOADED_STATES, {})[pid] = record.state
+        return record
 
     def receive_creating(
         self, action: str, peer: str, receive: Callable[[], tuple[int, dict[str, Any]]]
@@ -347,6 +393,8 @@ class ProcessSteps(Generic[R]):
         as refused, with its reasons). A crash loses the move and its event together."""
         session.add(record)
         changed = _state_changed(record)
+        moved, before = _move(session, record, changed)
+        hashes = _agreement_hashes(record) if moved and record.state == FINALIZED else None
         if self.webhook is not None and changed:
             enqueue(
                 session,
@@ -367,6 +415,13 @@ class ProcessSteps(Generic[R]):
             AuditRecord(
                 actor=self.me, action=action, outcome=outcome, occurred_at=self.clock(),
                 counterparty=record.counterparty, subject=record.id, reason=why,
+                process=_PROCESS_KIND.get(self.noun), from_state=before if moved else None,
+                to_state=record.state if moved else None,
+                termination_code=record.termination_code if moved else None,
+                provider_pid=record.provider_pid, consumer_pid=record.consumer_pid,
+                agreement_id=getattr(record, "agreement_id", None),
+                agreement_hash=None if hashes is None else hashes[0],
+                policy_hash=None if hashes is None else hashes[1],
             ),
         )  # fmt: skip
         enqueued = [added for added in session.new if isinstance(added, OutboxMessage)]
@@ -377,6 +432,7 @@ class ProcessSteps(Generic[R]):
         )
         session.expire_on_commit = False  # the record stays as written: no read after commit
         session.commit()
+        session.info.setdefault(_LOADED_STATES, {})[record.id] = record.state  # a later move
         self.faults.reached(FaultPoint.COMMITTED, action)
         if older is not None:  # straight to delivery: the outbox need not look for them
             self.outbox.hand(sorted(enqueued, key=lambda message: message.id or 0), older)

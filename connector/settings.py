@@ -61,6 +61,15 @@ def _source_host(value: str) -> str:
 SourceHost = Annotated[str, AfterValidator(_source_host)]
 
 
+def _chain_key(value: SecretStr) -> SecretStr:
+    if not re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", value.get_secret_value()):
+        raise ValueError("a chain key is a secp256k1 private key: 64 hex digits")
+    return value
+
+
+ChainKey = Annotated[SecretStr, AfterValidator(_chain_key)]
+
+
 def _absolute(value: Path) -> Path:
     if not value.is_absolute():
         raise ValueError(f"{value}: a data root is an absolute path")
@@ -248,3 +257,39 @@ class ConnectorSettings(ParticipantServiceSettings):
     """Test-only fault injection (connector.faults): ``delivered:<message kind>`` or
     ``committed:<action>`` kills this connector (SIGKILL) the first time it gets there, for the
     crash tests. Never in production; logged loudly when set."""
+    ledger_batch_max_events: int = Field(default=1000, ge=1, le=100_000)
+    """The ledger (connector/ledger.py): a batch of this participant's events is closed when it
+    holds this many ..."""
+    ledger_batch_max_age_s: float = Field(default=60.0, gt=0, le=86_400)
+    """... or when its first event is this old."""
+    ledger_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    """How often the ledger worker sequences new audit events, closes due batches, anchors
+    and pushes them."""
+    ledger_chain_url: str | None = Field(default=None, max_length=2000)
+    """The EVM JSON-RPC node where batch roots are anchored. Unset: batches are signed and
+    kept, not anchored (nor pushed)."""
+    ledger_registry_address: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+    """The data space's ``AnchorRegistry`` contract."""
+    ledger_chain_key: ChainKey | None = None
+    """This participant's chain account (secp256k1 private key, hex), registered in the
+    contract by the operator. The key ring holds DID keys only: this key comes from the
+    environment (a secret store)."""
+    ledger_chain_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    ledger_url: str | None = Field(default=None, max_length=2000)
+    """The regulator's ledger service: anchored batches are pushed to its
+    ``/ledger/v1/batches`` with a DCP token. Unset: nothing is pushed."""
+    ledger_id: DID | None = None
+    """The ledger service's DID (the audience of the DCP token)."""
+
+    @model_validator(mode="after")
+    def _ledger_settings_together(self) -> ConnectorSettings:
+        chain = (self.ledger_chain_url, self.ledger_registry_address, self.ledger_chain_key)
+        if any(v is not None for v in chain) and self.ledger_registry_address is None:
+            raise ValueError("ledger_chain_url and ledger_chain_key need ledger_registry_address")
+        if self.ledger_registry_address is not None and self.ledger_chain_key is None:
+            raise ValueError("ledger_registry_address needs ledger_chain_key")
+        if (self.ledger_url is None) != (self.ledger_id is None):
+            raise ValueError("ledger_url and ledger_id go together")
+        if self.ledger_url is not None and self.ledger_registry_address is None:
+            raise ValueError("pushing to ledger_url needs anchoring (ledger_registry_address)")
+        return self

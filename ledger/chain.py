@@ -30,8 +30,9 @@ _RECURSION_LIMIT = sys.getrecursionlimit()
 
 import ast
 import json
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from importlib import resources
@@ -257,9 +258,14 @@ def _decode_revert(
 class Chain:
     """A connection to one EVM chain."""
 
-    def __init__(self, w3: Web3, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self, w3: Web3, *, timeout_s: float = DEFAULT_TIMEOUT_S, serialise: bool = False
+    ) -> None:
+        """``serialise``: one request at a time (py-evm in this process is not thread-safe,
+        and a test's connectors and ledger service share it from their threads)."""
         self.w3 = w3
         self.timeout_s = timeout_s
+        self._lock: AbstractContextManager[Any] = threading.RLock() if serialise else nullcontext()
         self.artifact = load_artifact()
         self._selectors = _error_selectors(self.artifact["abi"])
         self._chain_id: int | None = None
@@ -275,10 +281,10 @@ class Chain:
     @classmethod
     def in_process(cls) -> Chain:
         """A fresh py-evm chain in this process (eth-tester), mining each transaction at once."""
-        return cls(Web3(EthereumTesterProvider()))
+        return cls(Web3(EthereumTesterProvider()), serialise=True)
 
     def call(self, what: str, function: Callable[[], T]) -> T:
-        with _guard(what, self._selectors):
+        with self._lock, _guard(what, self._selectors):
             return function()
 
     @property

@@ -10,6 +10,7 @@ plane's duty clock.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -157,7 +158,11 @@ class Duties:
             AuditRecord(
                 actor=self.participant.did, action=action, outcome=outcome,
                 occurred_at=self.clock(), counterparty=record.counterparty, subject=record.id,
-                reason=reason,
+                reason=reason, duty_action=record.action,
+                evidence_hash=(
+                    None if record.evidence is None
+                    else hashlib.sha256(record.evidence.encode()).hexdigest()
+                ),
             )
         )  # fmt: skip
 

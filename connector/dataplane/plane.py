@@ -365,6 +365,7 @@ class DataPlane:
                 reason=f"{outcome}: {reason}" if reason else outcome,
                 bytes_sent=sent,
                 rows_sent=rows,
+                access_outcome=outcome,
             ),
         )
 

@@ -1,0 +1,445 @@
+"""The connector's ledger: its audit events, as committed, become its signed, hash-chained
+ledger events, batched, anchored on the chain and pushed to the regulator's ledger service.
+
+``audit_event`` stays the in-transaction outbox: the state-change path writes one row there, as
+before, and nothing else. The :class:`LedgerWorker` turns committed rows into ledger events in
+the order it finds them committed, not by id: a row has no ``ledger_sequence`` until it is
+sequenced, and each round takes every row still without one, oldest id first. On PostgreSQL a
+lower id can commit after a higher one; it is simply taken by the next round. Sequencing a row
+(appending its event to the participant's hash chain, :mod:`ledger.store`) and marking it are
+one transaction: a crash leaves both or neither, and a row is never sequenced twice (a second
+worker on the same database collides on the chain's primary key and its round rolls back).
+
+Rows that are no ledger event (the operator's own management calls, a repeat answered as the
+first time) are marked ``-1``. An audit row lacking a field the event model requires is mapped
+only to what it shows; nothing is made up (see :func:`to_event`).
+
+Batches are closed by count and age (:class:`ledger.recorder.Recorder`), anchored when a chain
+is configured (idempotent by batch sequence: the chain down, they wait and are anchored later,
+never twice), and pushed in order when a ledger service is configured; a refused push is logged
+with the service's reason, kept in ``ledger_push`` and tried again each round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import httpx
+from pydantic import ValidationError
+from sqlalchemy import BigInteger, Column, DateTime, Text
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, col, select
+
+from connector.audit import AuditEvent, Outcome
+from connector.database import ConnectorBase
+from identity.did import check_did
+from ledger import store
+from ledger.chain import AnchorRegistry, address_of
+from ledger.events import (
+    MAX_NAME_CHARS,
+    MAX_REASON_CHARS,
+    AccessOutcome,
+    AgreementConcluded,
+    DataAccessed,
+    Detail,
+    DutyFulfilled,
+    DutyViolated,
+    LedgerEvent,
+    NegotiationState,
+    NegotiationStateChanged,
+    RefusalScope,
+    Refused,
+    TransferState,
+    TransferStateChanged,
+)
+from ledger.recorder import Recorder
+from service.logs import one_line
+
+log = logging.getLogger("kexin.connector.ledger")
+
+NOT_AN_EVENT: Final = -1
+"""``ledger_sequence`` of an audit row that is no ledger event."""
+ROUND_ROWS: Final = 1000
+"""Audit rows sequenced in one transaction."""
+MAX_BACKOFF_S: Final = 60.0
+PUSH_PATH: Final = "/ledger/v1/batches"
+EVENT_NAMESPACE: Final = uuid.UUID("6b3d8f1e-8f5c-4d0e-9a41-1c2f3e4d5a6b")
+"""Ledger event ids are derived from the participant and the audit row's id: the same row
+always gives the same event."""
+
+_ACCESS_OUTCOMES: Final = {
+    "completed": AccessOutcome.COMPLETE,
+    "interrupted": AccessOutcome.INTERRUPTED,
+    "aborted": AccessOutcome.INTERRUPTED,
+    "failed": AccessOutcome.FAILED,
+}
+_DSP_PATHS: Final = (
+    ("/dsp/negotiations", RefusalScope.NEGOTIATION),
+    ("/dsp/callback/negotiations", RefusalScope.NEGOTIATION),
+    ("/dsp/transfers", RefusalScope.TRANSFER),
+    ("/dsp/callback/transfers", RefusalScope.TRANSFER),
+    ("/dsp/catalog", RefusalScope.CATALOG),
+)
+
+
+class LedgerPush(ConnectorBase, table=True):
+    """How far this participant's batches were pushed to the ledger service, and the last
+    refusal (the service's reason) while a batch keeps being refused."""
+
+    __tablename__ = "ledger_push"
+
+    participant: str = Field(primary_key=True, max_length=2048)
+    next_batch: int = Field(sa_column=Column(BigInteger, nullable=False))
+    refused_batch: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    refused_reason: str | None = Field(default=None, max_length=100)
+    refused_message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    refused_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+def _did_or_none(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_did(value)
+    except ValueError:
+        return None
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _reasons(row: AuditEvent) -> tuple[str, ...]:
+    return (_clip(row.reason, MAX_REASON_CHARS),) if row.reason else ()
+
+
+def _process_scope(row: AuditEvent) -> RefusalScope | None:
+    if row.process == "negotiation":
+        return RefusalScope.NEGOTIATION
+    if row.process == "transfer":
+        return RefusalScope.TRANSFER
+    path = row.action.partition(" ")[2]
+    return next((scope for prefix, scope in _DSP_PATHS if path.startswith(prefix)), None)
+
+
+def _state_change(row: AuditEvent, to_state: str) -> Detail:
+    terminated = to_state == "TERMINATED"
+    code = (
+        _clip(row.termination_code, MAX_NAME_CHARS) if terminated and row.termination_code else None
+    )
+    reasons = _reasons(row) if terminated else ()
+    if row.process == "negotiation":
+        return NegotiationStateChanged(
+            type="negotiation.state-changed",  # type: ignore[arg-type]
+            from_state=None if row.from_state is None else NegotiationState(row.from_state),
+            to_state=NegotiationState(to_state),
+            termination_code=code,
+            reasons=reasons,
+        )
+    return TransferStateChanged(
+        type="transfer.state-changed",  # type: ignore[arg-type]
+        from_state=None if row.from_state is None else TransferState(row.from_state),
+        to_state=TransferState(to_state),
+        termination_code=code,
+        reasons=reasons,
+    )
+
+
+def _detail(row: AuditEvent) -> Detail | None:
+    """The typed event an audit row shows, or ``None`` when it is no ledger event."""
+    refused = row.outcome == Outcome.REFUSED.value
+    if row.process in ("negotiation", "transfer") and row.to_state is not None:
+        return _state_change(row, row.to_state)
+    if row.action == "data access":
+        outcome = _ACCESS_OUTCOMES.get(row.access_outcome or "")
+        if outcome is not None and row.subject and row.bytes_sent is not None:
+            return DataAccessed(
+                type="dataplane.access",  # type: ignore[arg-type]
+                transfer_id=row.subject,
+                bytes_sent=row.bytes_sent,
+                rows_sent=row.rows_sent,
+                outcome=outcome,
+            )
+        if refused:
+            return Refused(
+                type="refusal",  # type: ignore[arg-type]
+                scope=RefusalScope.ACCESS,
+                reasons=_reasons(row) or ("refused",),
+            )
+        return None
+    if row.action == "duty violated" and row.subject and row.duty_action:
+        return DutyViolated(
+            type="duty.violated",  # type: ignore[arg-type]
+            duty_id=row.subject,
+            action=_clip(row.duty_action, MAX_NAME_CHARS),
+            reasons=_reasons(row),
+        )
+    fulfilled = row.action in ("duty fulfilled", "duty receipt")
+    if fulfilled and not refused and row.subject and row.duty_action:
+        if row.evidence_hash:
+            return DutyFulfilled(
+                type="duty.fulfilled",  # type: ignore[arg-type]
+                duty_id=row.subject,
+                action=_clip(row.duty_action, MAX_NAME_CHARS),
+                receipt_hash=row.evidence_hash,
+            )
+        return None
+    if refused:
+        scope = _process_scope(row)
+        if scope is not None and row.reason:
+            return Refused(
+                type="refusal",  # type: ignore[arg-type]
+                scope=scope,
+                reasons=_reasons(row),
+            )
+    return None
+
+
+def _details(row: AuditEvent) -> list[Detail]:
+    """What the row shows: one event, or two when a negotiation's move to FINALIZED
+    concluded an agreement whose hashes it carries; none when it is no ledger event."""
+    detail = _detail(row)
+    details = [] if detail is None else [detail]
+    if detail is not None and row.agreement_hash and row.policy_hash:
+        details.append(
+            AgreementConcluded(
+                type="agreement.concluded",  # type: ignore[arg-type]
+                agreement_hash=row.agreement_hash,
+                policy_hash=row.policy_hash,
+            )
+        )
+    return details
+
+
+def to_events(row: AuditEvent, participant: str) -> list[LedgerEvent]:
+    """The ledger events of an audit row: who (the participant), when, with whom, under which
+    DSP process ids and agreement, and what happened. Fields the audit row does not hold stay
+    at the event model's defaults (no purpose, no data grade, no personal information
+    stated)."""
+    occurred_at = row.occurred_at
+    if occurred_at.tzinfo is None:  # SQLite keeps no zone; the audit sink stores UTC
+        occurred_at = occurred_at.replace(tzinfo=UTC)
+    return [
+        LedgerEvent(
+            event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"{participant}#{row.id}#{n}")),
+            participant=participant,
+            occurred_at=occurred_at,
+            detail=detail,
+            counterparty=_did_or_none(row.counterparty),
+            provider_pid=row.provider_pid,
+            consumer_pid=row.consumer_pid,
+            agreement_id=row.agreement_id,
+        )
+        for n, detail in enumerate(_details(row))
+    ]
+
+
+def _events_or_none(row: AuditEvent, participant: str) -> list[LedgerEvent]:
+    """An audit row that the event model refuses (a state name it does not know, a field out
+    of range) is logged and left out of the ledger, not invented into shape."""
+    try:
+        return to_events(row, participant)
+    except (ValidationError, ValueError) as error:
+        log.warning("audit event %s is no valid ledger event: %s", row.id, one_line(error))
+        return []
+
+
+def sequence(engine: Engine, recorder: Recorder, limit: int = ROUND_ROWS) -> int:
+    """Sequence the committed audit rows not sequenced yet (up to ``limit``, oldest id first)
+    in one transaction: their events appended to the participant's chain, each row marked
+    with its event's sequence (or :data:`NOT_AN_EVENT`). Returns how many rows were taken."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(AuditEvent)
+            .where(col(AuditEvent.ledger_sequence).is_(None))
+            .order_by(col(AuditEvent.id))
+            .limit(limit)
+        ).all()
+        if not rows:
+            return 0
+        events: list[LedgerEvent] = []
+        owners: list[AuditEvent] = []
+        for row in rows:
+            found = _events_or_none(row, recorder.participant)
+            if not found:
+                row.ledger_sequence = NOT_AN_EVENT
+            events += found
+            owners += [row] * len(found)
+        for row, link in zip(owners, recorder.record(session, events), strict=True):
+            if row.ledger_sequence is None:  # a row of two events: the first one's number
+                row.ledger_sequence = link.sequence
+        session.add_all(rows)
+        session.commit()
+        return len(rows)
+
+
+@dataclass(frozen=True)
+class Anchoring:
+    """Where and as whom batches are anchored."""
+
+    registry: AnchorRegistry
+    key: bytes
+
+
+@dataclass(frozen=True)
+class Pushing:
+    """Where batches are pushed, and how this connector authenticates there."""
+
+    url: str
+    authorization: Callable[[], dict[str, str]]
+
+
+class PushError(Exception):
+    """The ledger service refused a batch (its typed reason), or could not take it now."""
+
+    def __init__(self, batch: int, status: int, reason: str, message: str) -> None:
+        super().__init__(f"batch {batch}: {status} {reason}: {message}")
+        self.batch, self.status, self.reason, self.message = batch, status, reason, message
+
+
+def _refusal(response: httpx.Response) -> tuple[str, str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return "not_json", response.text[:200]
+    if not isinstance(body, dict):
+        return "not_json", response.text[:200]
+    return str(body.get("reason", "unknown"))[:100], str(body.get("message", ""))[:2000]
+
+
+class LedgerWorker:
+    """The supervised worker: sequence, seal, anchor, push; again every ``interval_s``. A
+    failing round (database, chain or ledger service) is logged and retried with backoff; the
+    readiness report shows it (:attr:`failing`)."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        recorder: Recorder,
+        client: httpx.AsyncClient,
+        interval_s: float,
+        anchoring: Anchoring | None = None,
+        pushing: Pushing | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine = engine
+        self.recorder = recorder
+        self.client = client
+        self.interval_s = interval_s
+        self.anchoring = anchoring
+        self.pushing = pushing
+        self.clock = clock
+        self.failing: str | None = None
+        self.rounds = 0
+        """Rounds completed without an error (tests wait on it)."""
+
+    def local_round(self) -> None:
+        """Sequence everything committed, close due batches, anchor what is not on chain."""
+        try:
+            while sequence(self.engine, self.recorder) == ROUND_ROWS:
+                pass
+            self.recorder.seal()
+        except Exception:
+            self.recorder.resume()  # the batcher back in step with what was stored
+            raise
+        if self.anchoring is not None:
+            self.recorder.anchor(self.anchoring.registry, self.anchoring.key)
+
+    def flush(self) -> None:
+        """Close every pending event into a batch now (tests, shutdown of a demo)."""
+        self.local_round()
+        self.recorder.seal(flush=True)
+        if self.anchoring is not None:
+            self.recorder.anchor(self.anchoring.registry, self.anchoring.key)
+
+    async def push(self) -> int:
+        """Push the anchored batches the ledger service has not taken yet, in order. Returns
+        how many it took; raises :class:`PushError` at the first it does not take."""
+        if self.pushing is None or self.anchoring is None:
+            return 0
+        participant = self.recorder.participant
+        pushed = 0
+        while True:
+            batch = await asyncio.to_thread(self._next_push)
+            if batch is None:
+                return pushed
+            sequence_number, body = batch
+            response = await self.client.post(
+                self.pushing.url.rstrip("/") + PUSH_PATH,
+                json=body,
+                headers=self.pushing.authorization(),
+            )
+            if response.status_code in (200, 201):
+                await asyncio.to_thread(self._pushed, sequence_number + 1, None)
+                pushed += 1
+                continue
+            reason, message = _refusal(response)
+            if response.status_code == 409 and reason == "out_of_order":
+                expected = response.json().get("expectedBatchSequence")
+                if isinstance(expected, int) and expected > sequence_number:
+                    # The service holds this batch already (its answer to us was lost).
+                    await asyncio.to_thread(self._pushed, expected, None)
+                    continue
+            refusal = PushError(sequence_number, response.status_code, reason, message)
+            if response.status_code < 500:
+                log.warning("the ledger service refused %s's %s", participant, refusal)
+                await asyncio.to_thread(self._pushed, sequence_number, refusal)
+            raise refusal
+
+    def _next_push(self) -> tuple[int, dict[str, Any]] | None:
+        assert self.anchoring is not None  # noqa: S101 - push() checked
+        participant = self.recorder.participant
+        with Session(self.engine) as session:
+            state = session.get(LedgerPush, participant)
+            next_batch = 0 if state is None else state.next_batch
+            record = session.get(store.BatchRecord, (participant, next_batch))
+            if record is None or record.anchor_block is None:
+                return None  # not closed yet, or not on chain yet (the service checks there)
+            events = store.events(session, participant, record.first_sequence, record.last_sequence)
+            body: dict[str, Any] = {
+                "signedHeader": record.signed_header,
+                "events": [json.loads(event) for event in events],
+                "account": address_of(self.anchoring.key),
+            }
+            if record.anchor_transaction:
+                body["transaction"] = record.anchor_transaction
+            return next_batch, body
+
+    def _pushed(self, next_batch: int, refusal: PushError | None) -> None:
+        participant = self.recorder.participant
+        with Session(self.engine) as session:
+            state = session.get(LedgerPush, participant) or LedgerPush(
+                participant=participant, next_batch=0
+            )
+            state.next_batch = next_batch
+            state.refused_batch = None if refusal is None else refusal.batch
+            state.refused_reason = None if refusal is None else refusal.reason
+            state.refused_message = None if refusal is None else refusal.message
+            state.refused_at = None if refusal is None else self.clock()
+            session.add(state)
+            session.commit()
+
+    async def run(self) -> None:
+        backoff = self.interval_s
+        while True:
+            try:
+                await asyncio.to_thread(self.local_round)
+                await self.push()
+                self.failing = None
+                self.rounds += 1
+                backoff = self.interval_s
+            except Exception as error:  # a failed round must not end the worker
+                self.failing = one_line(error)
+                log.warning("ledger round failed, retrying in %.1f s: %s", backoff, self.failing)
+                await asyncio.sleep(backoff)
+                backoff = min(MAX_BACKOFF_S, backoff * 2)
+                continue
+            await asyncio.sleep(self.interval_s)
