@@ -16,7 +16,11 @@ once the caches refresh, the bank's connector believes it revoked and no longer 
 the bureau admits the bank as a member without the licence (the firm list, which needs it,
 leaves the bank's catalogue). Before the revocation, the bank matches its borrowers against the
 bureau's key enterprises by private set intersection (one run agreed; the second is refused).
-The demo then says plainly which parts are not built yet instead of pretending to run them.
+Then the regulator (its RegulatorCredential, DCP) reads both sides' signed, anchored events at
+the ledger service, verifies one download's inclusion proof against the chain (web3's
+in-process EVM, with the anchor contract) and sees a clean reconciliation; a tampered copy of
+the ledger's store is named by the verification. The demo then says plainly which parts are not
+built yet instead of pretending to run them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import asyncio
 import csv
 import hashlib
 import ipaddress
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
+from sqlmodel import Session
 
 from broker.app import create_app as create_broker_app
 from broker.authority.client import AdminClient
@@ -51,6 +58,11 @@ from dataspace.servers import bind, serve_in_thread
 from identity.credentials import CredentialType
 from identity.presentations import EVERY_SCOPE
 from ledger.app import create_app as create_ledger_app
+from ledger.chain import AnchorRegistry, Chain, address_of, new_account_key
+from ledger.events import EventType
+from ledger.inspection import verify_archive
+from ledger.messages import ProofBundle
+from ledger.proofs import InvalidProofError, check_bundle
 from ledger.settings import LedgerSettings
 from matching.identifiers import Kind, read_column
 from matching.synthetic import Dataset, generate, write_csv
@@ -73,6 +85,12 @@ BROKER_ORG = {
     "creditCode": "91440101MA5CYL0X2G",
     "region": "440100",
     "dataGrade": "general",
+}
+REGULATOR_ORG = {
+    "name": "广东省数据监管局",
+    "creditCode": "11440000MB2C12345J",
+    "region": "440000",
+    "dataGrade": "core",
 }
 BANK_ORG = {
     "name": "广州示例银行股份有限公司",
@@ -111,7 +129,8 @@ FIRM_LIST_OFFER = {
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 """The demo runs on 127.0.0.1, which the outbound destination policy refuses unless allowed."""
 NOT_BUILT_YET = (
-    "ledger: the connectors recording their events and pushing their batches to the regulator",
+    "ledger: a local chain that keeps its state across a restart of the services (this run's"
+    " chain lives in its process)",
 )
 
 
@@ -128,12 +147,18 @@ def run(say: Say, *, match_size: int = MATCH_SIZE) -> int:
     lists the matching part compares (the tests run it smaller)."""
     with tempfile.TemporaryDirectory(prefix="kexin-demo-") as scratch, ExitStack() as servers:
         folder = Path(scratch)
-        sockets = {name: bind() for name in ("broker", "ledger", "bureau", "bank")}
+        sockets = {name: bind() for name in ("broker", "ledger", "bureau", "bank", "regulator")}
         for sock in sockets.values():
             servers.callback(sock.close)  # also when a setting is refused before they serve
         ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
         authority = did_of(ports["broker"], "authority")
-        bureau, bank = (
+        # the chain: web3's in-process EVM, with the anchor contract the operator deploys
+        chain = Chain.in_process()
+        operator_key = new_account_key()
+        chain.dev_fund(address_of(operator_key))
+        registry = chain.deploy(operator_key)
+        ledger_id = did_of(ports["ledger"], "ledger")
+        bureau, bank, regulator = (
             ConnectorSettings(
                 participant_id=did_of(ports[name], name),
                 public_url=f"http://127.0.0.1:{ports[name]}",
@@ -150,7 +175,12 @@ def run(say: Say, *, match_size: int = MATCH_SIZE) -> int:
                 broker_url=f"http://127.0.0.1:{ports['broker']}",
                 broker_id=authority,
             )
-            for name in ("bureau", "bank")
+            for name in ("bureau", "bank", "regulator")
+        )
+        # the bureau and the bank feed the regulator's ledger, each from its own chain account
+        bureau, bank = (
+            with_ledger(settings, chain, operator_key, registry.address, ports["ledger"], ledger_id)
+            for settings in (bureau, bank)
         )
         broker = BrokerSettings(
             authority_id=authority,
@@ -177,6 +207,12 @@ def run(say: Say, *, match_size: int = MATCH_SIZE) -> int:
                         "organisation": BANK_ORG,
                     }
                 ),
+                regulator.participant_id: OnboardingGrant.model_validate(
+                    {
+                        "types": ["MembershipCredential", "RegulatorCredential"],
+                        "organisation": REGULATOR_ORG,
+                    }
+                ),
             },
         )
         apps = {
@@ -184,19 +220,25 @@ def run(say: Say, *, match_size: int = MATCH_SIZE) -> int:
             "ledger": (
                 create_ledger_app(
                     LedgerSettings(
-                        ledger_id=did_of(ports["ledger"], "ledger"),
+                        ledger_id=ledger_id,
+                        registry_address=registry.address,
                         public_url=f"http://127.0.0.1:{ports['ledger']}",
                         database_url=f"sqlite:///{folder / 'ledger.db'}",
                         key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
-                        trusted_issuers={CredentialType.REGULATOR: [authority]},
+                        trusted_issuers={kind: [authority] for kind in CredentialType},
                         did_web_allow_http=True,
                         outbound_allowed_networks=LOOPBACK,
-                    )
+                    ),
+                    chain=chain,
                 ),
                 sockets["ledger"],
             ),
-            "connector (city bureau)": (create_connector_app(bureau), sockets["bureau"]),
-            "connector (bank)": (create_connector_app(bank), sockets["bank"]),
+            "connector (city bureau)": (
+                create_connector_app(bureau, chain=chain),
+                sockets["bureau"],
+            ),
+            "connector (bank)": (create_connector_app(bank, chain=chain), sockets["bank"]),
+            "connector (regulator)": (create_connector_app(regulator), sockets["regulator"]),
         }
         failures = 0
         say("Kexin demo: starting the services on loopback (SQLite in a temporary folder)")
@@ -212,6 +254,9 @@ def run(say: Say, *, match_size: int = MATCH_SIZE) -> int:
         try:
             failures += not run_exchange(say, bureau, bank, folder)
             failures += not run_matching(say, bureau, bank, folder, match_size)
+            failures += not asyncio.run(
+                regulate(say, regulator, authority, ledger_id, ports["ledger"], registry, folder)
+            )
             failures += not asyncio.run(revoke_and_check(say, broker.base_url, bureau, bank))
         except ApiError as error:  # a service refused a step: the rest cannot follow
             say(f"  refused ({error.status}): {error}")
@@ -546,3 +591,137 @@ def run_matching(
         and len(runs) == 1
         and f"set size ({size - found['invalidCount']})" in learned
     )
+
+
+def with_ledger(
+    settings: ConnectorSettings,
+    chain: Chain,
+    operator_key: bytes,
+    registry: str,
+    ledger_port: int,
+    ledger_id: str,
+) -> ConnectorSettings:
+    """``settings`` with its ledger on: its own chain account, funded on the demo chain and
+    registered by the operator in the anchor contract."""
+    account = new_account_key()
+    chain.dev_fund(address_of(account))
+    chain.registry(registry).register(operator_key, address_of(account), settings.participant_id)
+    return settings.model_copy(
+        update={
+            "ledger_registry_address": registry,
+            "ledger_chain_key": SecretStr(account.hex()),
+            "ledger_url": f"http://127.0.0.1:{ledger_port}",
+            "ledger_id": ledger_id,
+            "ledger_interval_s": 0.2,
+            "ledger_batch_max_age_s": 0.5,
+        }
+    )
+
+
+async def regulate(
+    say: Say,
+    regulator: ConnectorSettings,
+    authority: str,
+    ledger_id: str,
+    ledger_port: int,
+    registry: AnchorRegistry,
+    folder: Path,
+) -> bool:
+    """The regulator: its credential, the flows of both sides at the ledger, one event proved
+    against the chain, the reconciliation; then a tampered copy of the ledger's store, which
+    the verification names."""
+    async with standalone(regulator) as (participant, client):
+        status = await request_credentials(
+            participant, client, authority,
+            [CredentialType.MEMBERSHIP, CredentialType.REGULATOR],
+        )  # fmt: skip
+        say(f"Ledger: the regulator asks for Membership + RegulatorCredential: {status['status']}")
+        base = f"http://127.0.0.1:{ledger_port}/ledger/v1"
+
+        async def ask(path: str) -> httpx.Response:
+            token = participant.sts.bearer_for(ledger_id, EVERY_SCOPE)
+            return await client.get(f"{base}{path}", headers={"Authorization": f"Bearer {token}"})
+
+        async def flows() -> list[dict[str, Any]]:
+            answer = await ask("/flows?limit=500")
+            found: list[dict[str, Any]] = answer.json().get("flows", [])
+            return found
+
+        every: list[dict[str, Any]] = []
+        for _ in range(120):  # the connectors batch, anchor and push within a second or two
+            every = await flows()
+            kinds = {(f["participant"], f["event"]["detail"]["type"]) for f in every}
+            if {
+                (p, EventType.AGREEMENT_CONCLUDED) for p in {f["participant"] for f in every}
+            } <= kinds and (
+                len({f["participant"] for f in every}) == 2
+                and any(kind == EventType.DATA_ACCESSED for _p, kind in kinds)
+            ):
+                break
+            await asyncio.sleep(0.5)
+        by_side: dict[str, int] = {}
+        for flow in every:
+            by_side[flow["participant"]] = by_side.get(flow["participant"], 0) + 1
+        say(
+            "  the ledger holds the signed, anchored events of both sides: "
+            + ", ".join(
+                f"{who.rsplit(':', 1)[-1]} {count}" for who, count in sorted(by_side.items())
+            )
+        )
+        access = next(
+            (f for f in every if f["event"]["detail"]["type"] == EventType.DATA_ACCESSED), None
+        )
+        if access is None:
+            say("  no data access reached the ledger")
+            return False
+        event_id = access["event"]["eventId"]
+        served = await ask(f"/events/{event_id}/proof")
+        bundle = ProofBundle.model_validate_json(served.content)
+        try:
+            check_bundle(bundle, registry)
+            proved = "verified against the chain"
+        except InvalidProofError as error:
+            proved = f"NOT verified: {error}"
+        say(
+            f"  one download, {access['event']['detail']['bytesSent']:,} bytes to the bank:"
+            f" event {event_id}, its inclusion proof and on-chain root {proved}"
+        )
+        answer = (await ask("/reconciliation?limit=100")).json()["flows"]
+        clean = bool(answer) and all(flow["matches"] for flow in answer)
+        say(
+            f"  reconciliation of both sides' records: {len(answer)} flows,"
+            f" {'all match' if clean else 'MISMATCHES'}"
+        )
+    tampered = tamper_copy(folder / "ledger.db", event_id)
+    engine = create_engine(f"sqlite:///{tampered}")
+    try:
+        with Session(engine) as session:
+            findings = verify_archive(session, registry.chain)
+    finally:
+        engine.dispose()
+    named = [f for f in findings if f.event_id == event_id]
+    say(
+        f"  a copy of the ledger's store with one digit added to that event's byte count: verify"
+        f" names"
+        f" {len(findings)} failure(s), " + (named[0].describe() if named else "not that event")
+    )
+    return proved.startswith("verified") and clean and bool(named)
+
+
+def tamper_copy(database: Path, event_id: str) -> Path:
+    """A copy of the ledger service's database with a digit added to an event's stored byte
+    count (the original stays as it is)."""
+    copy = database.with_name("ledger-tampered.db")
+    source = sqlite3.connect(database)
+    target = sqlite3.connect(copy)
+    with target:
+        source.backup(target)
+    source.close()
+    with target:
+        (body,) = target.execute(
+            "SELECT body FROM ledger_event WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        changed = bytes(body).replace(b'"bytesSent":', b'"bytesSent":1', 1)
+        target.execute("UPDATE ledger_event SET body = ? WHERE event_id = ?", (changed, event_id))
+    target.close()
+    return copy

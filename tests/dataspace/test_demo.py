@@ -9,10 +9,11 @@ def test_the_demo_runs_identity_catalogue_contracts_data_duties_and_revocation()
     lines: list[str] = []
     assert demo.run(lines.append, match_size=2000) == 0
     output = "\n".join(lines)
-    for service in ("broker (authority)", "ledger", "connector (city bureau)", "connector (bank)"):
+    for service in ("broker (authority)", "ledger", "connector (city bureau)", "connector (bank)",
+                    "connector (regulator)"):  # fmt: skip
         assert f"  {service} " in output
-    assert output.count("health: ok (database ok") == 4
-    assert output.count(": ISSUED") == 2
+    assert output.count("health: ok (database ok") == 5
+    assert output.count(": ISSUED") == 3  # the bureau, the bank, the regulator
     assert (
         "the bureau verified the bank: membership True, roles ['FinancialInstitution'], grade general, region 440106"
         in output
@@ -63,6 +64,22 @@ def test_the_demo_runs_identity_catalogue_contracts_data_duties_and_revocation()
         output,
     )
     assert "the consumer's set size (1980)" in output
+    assert "Ledger: the regulator asks for Membership + RegulatorCredential: ISSUED" in output
+    assert re.search(
+        r"the ledger holds the signed, anchored events of both sides: bank \d+, bureau \d+\n",
+        output,
+    )
+    assert re.search(
+        r"one download, 328,940 bytes to the bank: event [0-9a-f-]{36}, its inclusion proof and "
+        r"on-chain root verified against the chain\n",
+        output,
+    )
+    assert re.search(r"reconciliation of both sides' records: \d+ flows, all match\n", output)
+    assert re.search(
+        r"verify names 1 failure\(s\), did:web:\S+:bureau event [0-9a-f-]{36} sequence \d+: "
+        r"tampered: ",
+        output,
+    )
     assert "Not built yet" in output
     assert all(part in output for part in demo.NOT_BUILT_YET)
     assert output.endswith("Everything built so far ran as expected.")
