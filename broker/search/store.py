@@ -87,6 +87,65 @@ class ProviderCrawl(BrokerBase, table=True):
     )
 
 
+class CataloguePage(BrokerBase, table=True):
+    """One page of a provider's catalogue as the last good crawl read it: its URL, the
+    validator the provider gave it (``ETag``), the datasets it listed and the page after it.
+    A page the provider answers ``304`` for again is taken from here, not read or stored anew.
+    Written with the provider's datasets, in their transaction; dropped with them."""
+
+    __tablename__ = "catalogue_page"
+    __table_args__ = (UniqueConstraint("provider", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=2048, index=True)
+    position: int
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    etag: str = Field(max_length=200)
+    dataset_ids: str = Field(sa_column=Column(Text, nullable=False))
+    """JSON: the ids of the datasets the page listed, in its order."""
+    next_url: str | None = Field(default=None, sa_column=Column(Text))
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    """A page of a crawl: what :class:`CataloguePage` keeps of it."""
+
+    url: str
+    etag: str
+    dataset_ids: tuple[str, ...]
+    next_url: str | None
+
+
+def stored_pages(session: Session, provider: str) -> dict[str, PageRecord]:
+    """The pages of ``provider``'s last good crawl, by URL."""
+    rows = session.exec(
+        select(CataloguePage)
+        .where(CataloguePage.provider == provider)
+        .order_by(col(CataloguePage.position))
+    ).all()
+    return {
+        row.url: PageRecord(row.url, row.etag, tuple(json.loads(row.dataset_ids)), row.next_url)
+        for row in rows
+    }
+
+
+def replace_pages(session: Session, provider: str, pages: Sequence[PageRecord]) -> None:
+    """Keep ``pages`` (those with a validator) as ``provider``'s, in the caller's
+    transaction."""
+    session.execute(sa.delete(PAGES).where(PAGES.c.provider == provider))
+    rows = [
+        {
+            "provider": provider, "position": position, "url": page.url, "etag": page.etag,
+            "dataset_ids": json.dumps(list(page.dataset_ids), ensure_ascii=False),
+            "next_url": page.next_url,
+        }
+        for position, page in enumerate(pages)
+        if page.etag
+    ]  # fmt: skip
+    if rows:
+        session.execute(sa.insert(PAGES), rows)
+
+
 def _canonical(document: dict[str, Any]) -> str:
     return json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
@@ -133,6 +192,7 @@ class Changes:
 
 
 TABLE: Final = CatalogueDataset.__table__  # type: ignore[attr-defined]
+PAGES: Final = CataloguePage.__table__  # type: ignore[attr-defined]
 CHUNK: Final = 500
 
 
@@ -147,18 +207,30 @@ def replace_provider(
     dsp_address: str,
     datasets: Sequence[CrawledDataset],
     now: datetime,
+    kept: Iterable[str] = (),
 ) -> Changes:
-    """Make the stored datasets of ``provider`` exactly ``datasets`` (distinct ids), in the
-    caller's transaction: new ones added, changed ones rewritten, withdrawn ones removed (rows
-    and index written in bulk, a few statements per 500 datasets)."""
-    stored = {
-        row.dataset_id: (row.id, row.document, row.dsp_address)
+    """Make the stored datasets of ``provider`` exactly ``datasets`` and ``kept`` (distinct
+    ids), in the caller's transaction: new ones added, changed ones rewritten, withdrawn ones
+    removed (rows and index written in bulk, a few statements per 500 datasets). ``kept``:
+    the ids of datasets on pages the provider said were unchanged (``304``), which stay as
+    they are stored; only the documents of ``datasets`` are read to be compared."""
+    stored: dict[str, tuple[int, str | None, str]] = {
+        row.dataset_id: (row.id, None, row.dsp_address)
         for row in session.execute(
-            sa.select(TABLE.c.id, TABLE.c.dataset_id, TABLE.c.document, TABLE.c.dsp_address).where(
+            sa.select(TABLE.c.id, TABLE.c.dataset_id, TABLE.c.dsp_address).where(
                 TABLE.c.provider == provider
             )
         )
     }
+    for identifier in kept:
+        if stored.pop(identifier, None) is None:
+            raise ValueError(f"dataset {identifier!r} of {provider} was kept but is not stored")
+    read = [stored[d.dataset_id][0] for d in datasets if d.dataset_id in stored]
+    for chunk in _chunks(read):
+        for row in session.execute(
+            sa.select(TABLE.c.id, TABLE.c.dataset_id, TABLE.c.document).where(TABLE.c.id.in_(chunk))
+        ):
+            stored[row.dataset_id] = (row.id, row.document, stored[row.dataset_id][2])
     added: list[tuple[dict[str, Any], CrawledDataset]] = []
     changed: list[tuple[int, dict[str, Any], CrawledDataset]] = []
     for dataset in datasets:
@@ -202,6 +274,7 @@ def drop_provider(session: Session, provider: str) -> int:
     """Remove every dataset of ``provider`` (in the caller's transaction); how many."""
     ids = list(session.execute(sa.select(TABLE.c.id).where(TABLE.c.provider == provider)).scalars())
     _remove(session, ids)
+    session.execute(sa.delete(PAGES).where(PAGES.c.provider == provider))
     return len(ids)
 
 
