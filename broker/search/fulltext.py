@@ -17,8 +17,7 @@ itself is always a bound parameter.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import TSQUERY
@@ -85,20 +84,12 @@ def remove(session: Session, datasets: Sequence[int]) -> None:
     session.execute(statement, {"ids": list(datasets)})
 
 
-@dataclass(frozen=True)
-class Match:
-    """How a query joins the index: the table to join, on what, which rows match, and the
-    relevance of each (higher is better)."""
-
-    table: Any
-    onclause: ColumnElement[bool]
-    condition: ColumnElement[bool]
-    score: ColumnElement[float]
-
-
-def match(session: Session, dataset_id: ColumnElement[int | None], tokens: Sequence[str]) -> Match:
-    """Rows that hold every token (``tokens`` from :func:`broker.search.tokens.query_tokens`:
-    letters and digits only, at least one)."""
+def matched(session: Session, tokens: Sequence[str]) -> sa.CTE:
+    """The rows that hold every token (``tokens`` from
+    :func:`broker.search.tokens.query_tokens`: letters and digits only, at least one), as a
+    materialised common table expression of ``(id, score)``: the index is asked once, and the
+    dataset table is then read by primary key for those rows only (never the index once per
+    row of another plan). ``score``: the relevance, higher is better."""
     if not tokens or not all(t.isalnum() for t in tokens):
         raise ValueError("query tokens are letters and digits, at least one")
     if _sqlite(session):
@@ -108,12 +99,12 @@ def match(session: Session, dataset_id: ColumnElement[int | None], tokens: Seque
         score: ColumnElement[float] = sa.literal_column(
             f"-bm25(catalogue_fts, {HEADING_WEIGHT}, 1.0)", sa.Float
         )
-        return Match(fts, fts.c.rowid == dataset_id, condition, score)  # type: ignore[arg-type]
-    fts = sa.table("catalogue_fts", sa.column("dataset"), sa.column("document"))
-    query = sa.cast(sa.bindparam("ts_query", " & ".join(f"'{t}'" for t in tokens)), TSQUERY)
-    return Match(
-        fts,
-        fts.c.dataset == dataset_id,
-        fts.c.document.op("@@")(query),
-        sa.func.ts_rank(fts.c.document, query),
-    )
+        query = sa.select(fts.c.rowid.label("id"), score.label("score")).where(condition)
+    else:
+        table = sa.table("catalogue_fts", sa.column("dataset"), sa.column("document"))
+        ts_query = sa.cast(sa.bindparam("ts_query", " & ".join(f"'{t}'" for t in tokens)), TSQUERY)
+        query = sa.select(
+            table.c.dataset.label("id"),
+            sa.func.ts_rank(table.c.document, ts_query, type_=sa.Float).label("score"),
+        ).where(table.c.document.op("@@")(ts_query))
+    return query.cte("matched").prefix_with("MATERIALIZED")

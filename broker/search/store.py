@@ -33,7 +33,13 @@ MAX_FACET_VALUES: Final = 50
 
 class CatalogueDataset(BrokerBase, table=True):
     __tablename__ = "catalogue_dataset"
-    __table_args__ = (UniqueConstraint("provider", "dataset_id"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "dataset_id"),
+        # covers what a search reads of each matched row (filters, facets, recency) by its
+        # id, so that neither the page nor the facet counts read the rows' documents
+        sa.Index("ix_catalogue_dataset_facets", *("id", "domain", "grade", "region",
+                 "provider", "personal_information", "changed_at")),
+    )  # fmt: skip
 
     id: int | None = Field(default=None, primary_key=True)
     provider: str = Field(max_length=2048)
@@ -406,53 +412,116 @@ def search(session: Session, query: Search) -> Found:
     return Found(int(total.scalar_one()), hits, facets)
 
 
-FILTER_COLUMNS: Final = (
+GROUPED: Final = ("domain", "grade", "region", "provider", "personal_information")
+"""The columns the matched rows are grouped by: each facet's, and the region filter's levels
+(the city and province columns follow from the region)."""
+COVERING: Final = "ix_catalogue_dataset_facets"
+
+
+def _passes(group: dict[str, Any], name: str, value: Any) -> bool:
+    if name in ("region_city", "region_province"):
+        city, province = _levels(group["region"])
+        level = city if name == "region_city" else province
+        return level is not None and level == value
+    return bool(group[name] == value)
+
+
+def _sqlite_words(
+    session: Session, query: Search
+) -> tuple[list[tuple[int, float]], list[tuple[Any, ...]]]:
+    """SQLite: the index drives (``CROSS JOIN``: FTS5 first) and each matched row is read
+    from the covering index by its id, never from the table; bm25 is computed only for the
+    rows that pass the filters. Column names are this module's own, values bound."""
+    match = " AND ".join(f'"{t}"' for t in query.tokens)
+    filters = _filters(query)
+    names = {name for name, _ in filters.values()}
+    # the region levels are not in the covering index: tested on the region's own prefix
+    where, values = [], {"fts_query": match}
+    for number, (name, value) in enumerate(filters.values()):
+        if name == "region_province":
+            where.append(f"substr(d.region, 1, 2) = :v{number}")
+            value = value[:2]
+        elif name == "region_city":
+            where.append(f"substr(d.region, 1, 4) = :v{number} AND substr(d.region, 3, 2) != '00'")
+            value = value[:4]
+        else:
+            where.append(f"d.{name} = :v{number}")
+        values[f"v{number}"] = value
+    assert names <= set(FILTER_NAMES)  # noqa: S101 - names come from _filters only
+    score = f"-bm25(catalogue_fts, {fulltext.HEADING_WEIGHT}, 1.0)"
+    recency = "d.changed_at DESC, d.id DESC"
+    order = f"score DESC, {recency}" if query.sort is Sort.RELEVANCE else recency
+    conditions = "".join(f" AND {c}" for c in where)
+    page = session.execute(
+        sa.text(
+            f"SELECT d.id, {score} AS score FROM catalogue_fts CROSS JOIN catalogue_dataset AS d "  # noqa: S608 - fixed names, bound values
+            f"INDEXED BY {COVERING} ON d.id = catalogue_fts.rowid "
+            f"WHERE catalogue_fts MATCH :fts_query{conditions} ORDER BY {order} "
+            "LIMIT :limit OFFSET :offset"
+        ),
+        {**values, "limit": query.limit, "offset": query.offset},
+    ).all()
+    grouped = ", ".join(f"d.{name}" for name in GROUPED)
+    groups = session.execute(
+        sa.text(
+            f"SELECT {grouped}, count(*) FROM catalogue_dataset AS d INDEXED BY {COVERING} "  # noqa: S608 - fixed names
+            "WHERE d.id IN (SELECT rowid FROM catalogue_fts WHERE catalogue_fts MATCH :fts_query) "
+            f"GROUP BY {grouped}"
+        ),
+        {"fts_query": match},
+    ).all()
+    return [(int(r[0]), float(r[1])) for r in page], [tuple(r) for r in groups]
+
+
+FILTER_NAMES: Final = (
     "domain", "grade", "region", "region_city", "region_province", "provider",
     "personal_information",
 )  # fmt: skip
 
 
-def _search_words(session: Session, query: Search) -> Found:
-    """Two reads of the index: the page, in order, by SQL; and the facet columns of every
-    row that holds the words, from which the total and the facets are counted."""
-    found = fulltext.match(session, TABLE.c.id, query.tokens)
-    source = TABLE.join(found.table, found.onclause)
-    conditions = _conditions(query)
+def _postgres_words(
+    session: Session, query: Search
+) -> tuple[list[tuple[int, float]], list[tuple[Any, ...]]]:
+    found = fulltext.matched(session, query.tokens)
+    source = found.join(TABLE, TABLE.c.id == found.c.id)
     recency = (TABLE.c.changed_at.desc(), TABLE.c.id.desc())
-    order = (found.score.desc(), *recency) if query.sort is Sort.RELEVANCE else recency
+    order = (found.c.score.desc(), *recency) if query.sort is Sort.RELEVANCE else recency
     page = session.execute(
-        sa.select(TABLE.c.id, found.score)
+        sa.select(TABLE.c.id, found.c.score)
         .select_from(source)
-        .where(found.condition, *conditions.values())
+        .where(*_conditions(query).values())
         .order_by(*order)
         .offset(query.offset)
         .limit(query.limit)
     ).all()
-    loaded = _load(session, [row[0] for row in page])
-    hits = [Hit(loaded[row[0]], float(row[1])) for row in page]
+    columns = [TABLE.c[name] for name in GROUPED]
+    groups = session.execute(
+        sa.select(*columns, sa.func.count()).select_from(source).group_by(*columns)
+    ).all()
+    return [(int(r[0]), float(r[1])) for r in page], [tuple(r) for r in groups]
 
-    matched = [
-        tuple(row)
-        for row in session.execute(
-            sa.select(*(TABLE.c[name] for name in FILTER_COLUMNS))
-            .select_from(source)
-            .where(found.condition)
-        )
-    ]
-    at = {name: position for position, name in enumerate(FILTER_COLUMNS)}
-    filters = [(facet, at[name], value) for facet, (name, value) in _filters(query).items()]
-    facet_at = [(facet, at[name]) for facet, name in FACET_COLUMNS.items()]
+
+def _search_words(session: Session, query: Search) -> Found:
+    """Two reads of the rows that hold the words: the page, in order, filtered and limited
+    by SQL; and their count grouped by the facet columns, from which the total and the
+    facets are summed (a few hundred groups, never one Python step per matched row)."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    page, grouped = (_sqlite_words if sqlite else _postgres_words)(session, query)
+    loaded = _load(session, [row_id for row_id, _ in page])
+    hits = [Hit(loaded[row_id], score) for row_id, score in page]
+    groups = [(dict(zip(GROUPED, row[:-1], strict=True)), int(row[-1])) for row in grouped]
+    filters = list(_filters(query).items())
     counts: dict[Facet, Counter[Any]] = {facet: Counter() for facet in FACET_COLUMNS}
     total = 0
-    for row in matched:
-        # a facet counts the rows that pass every filter but its own: a row that fails
+    for group, count in groups:
+        # a facet counts the rows that pass every filter but its own: a group that fails
         # none counts in every facet, one that fails one filter only in that filter's facet
-        failed = [facet for facet, i, value in filters if row[i] != value]
+        failed = [facet for facet, (name, value) in filters if not _passes(group, name, value)]
         if not failed:
-            total += 1
-            for facet, i in facet_at:
-                counts[facet][row[i]] += 1
+            total += count
+            for facet, name in FACET_COLUMNS.items():
+                counts[facet][group[name]] += count
         elif len(failed) == 1:
-            counts[failed[0]][row[at[FACET_COLUMNS[failed[0]]]]] += 1
+            counts[failed[0]][group[FACET_COLUMNS[failed[0]]]] += count
     facets = {facet: _facet(list(counts[facet].items()), facet) for facet in FACET_COLUMNS}
     return Found(total, hits, facets)
