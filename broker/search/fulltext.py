@@ -17,7 +17,7 @@ itself is always a bound parameter.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import TSQUERY
@@ -84,12 +84,12 @@ def remove(session: Session, datasets: Sequence[int]) -> None:
     session.execute(statement, {"ids": list(datasets)})
 
 
-def matched(session: Session, tokens: Sequence[str]) -> sa.CTE:
+def matched(session: Session, tokens: Sequence[str], *, scored: bool = True) -> sa.CTE:
     """The rows that hold every token (``tokens`` from
     :func:`broker.search.tokens.query_tokens`: letters and digits only, at least one), as a
     materialised common table expression of ``(id, score)``: the index is asked once, and the
     dataset table is then read by primary key for those rows only (never the index once per
-    row of another plan). ``score``: the relevance, higher is better."""
+    row of another plan). ``score`` (if ``scored``): the relevance, higher is better."""
     if not tokens or not all(t.isalnum() for t in tokens):
         raise ValueError("query tokens are letters and digits, at least one")
     if _sqlite(session):
@@ -99,12 +99,22 @@ def matched(session: Session, tokens: Sequence[str]) -> sa.CTE:
         score: ColumnElement[float] = sa.literal_column(
             f"-bm25(catalogue_fts, {HEADING_WEIGHT}, 1.0)", sa.Float
         )
-        query = sa.select(fts.c.rowid.label("id"), score.label("score")).where(condition)
+        columns = [fts.c.rowid.label("id"), *([score.label("score")] if scored else [])]
+        query = sa.select(*columns).where(condition)
     else:
         table = sa.table("catalogue_fts", sa.column("dataset"), sa.column("document"))
         ts_query = sa.cast(sa.bindparam("ts_query", " & ".join(f"'{t}'" for t in tokens)), TSQUERY)
-        query = sa.select(
-            table.c.dataset.label("id"),
-            sa.func.ts_rank(table.c.document, ts_query, type_=sa.Float).label("score"),
-        ).where(table.c.document.op("@@")(ts_query))
+        rank = sa.func.ts_rank(table.c.document, ts_query, type_=sa.Float).label("score")
+        query = sa.select(table.c.dataset.label("id"), *([rank] if scored else [])).where(
+            table.c.document.op("@@")(ts_query)
+        )
     return query.cte("matched").prefix_with("MATERIALIZED")
+
+
+def postgres_ranked(tokens: Sequence[str]) -> tuple[Any, ColumnElement[bool], ColumnElement[float]]:
+    """PostgreSQL: the index table to join on ``dataset``, the match condition and the rank,
+    for a page whose rank is computed only for the rows that pass its filters."""
+    table = sa.table("catalogue_fts", sa.column("dataset"), sa.column("document"))
+    ts_query = sa.cast(sa.bindparam("ts_query", " & ".join(f"'{t}'" for t in tokens)), TSQUERY)
+    rank = sa.func.ts_rank(table.c.document, ts_query, type_=sa.Float)
+    return table, table.c.document.op("@@")(ts_query), rank

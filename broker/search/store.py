@@ -482,18 +482,21 @@ FILTER_NAMES: Final = (
 def _postgres_words(
     session: Session, query: Search
 ) -> tuple[list[tuple[int, float]], list[tuple[Any, ...]]]:
-    found = fulltext.matched(session, query.tokens)
-    source = found.join(TABLE, TABLE.c.id == found.c.id)
+    """PostgreSQL: the page joins the index and ranks only the rows that pass the filters;
+    the facet counts group a materialised list of the matched ids."""
+    fts, condition, rank = fulltext.postgres_ranked(query.tokens)
     recency = (TABLE.c.changed_at.desc(), TABLE.c.id.desc())
-    order = (found.c.score.desc(), *recency) if query.sort is Sort.RELEVANCE else recency
+    order = (rank.desc(), *recency) if query.sort is Sort.RELEVANCE else recency
     page = session.execute(
-        sa.select(TABLE.c.id, found.c.score)
-        .select_from(source)
-        .where(*_conditions(query).values())
+        sa.select(TABLE.c.id, rank)
+        .select_from(fts.join(TABLE, fts.c.dataset == TABLE.c.id))
+        .where(condition, *_conditions(query).values())
         .order_by(*order)
         .offset(query.offset)
         .limit(query.limit)
     ).all()
+    found = fulltext.matched(session, query.tokens, scored=False)
+    source = found.join(TABLE, TABLE.c.id == found.c.id)
     columns = [TABLE.c[name] for name in GROUPED]
     groups = session.execute(
         sa.select(*columns, sa.func.count()).select_from(source).group_by(*columns)
