@@ -151,7 +151,10 @@ def change(settings: ConnectorSettings, number: int, assets: int, *, spread: boo
             connection.execute(
                 sa.update(table)
                 .where(table.c.id == f"urn:kexin:asset:{number:02d}-{index:05d}")
-                .values(title_en=f"changed registry data {index}", title_zh=f"更新的名单 {index}")
+                .values(
+                    title_en=f"{'changed' if spread else 'renamed'} registry data {index}",
+                    title_zh=f"{'更新' if spread else '改名'}的名单 {index}",
+                )
             )
     engine.dispose()
 
