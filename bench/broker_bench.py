@@ -237,6 +237,10 @@ def copy_catalogue(source_url: str, target_url: str) -> int:
                 replace_provider(session, provider, address, datasets, datetime.now(UTC))
                 session.commit()
             copied += len(datasets)
+        # after a bulk load, as PostgreSQL's "Populating a Database" says (autovacuum would
+        # do it within its naptime; the searches start at once)
+        with target.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text("VACUUM ANALYZE"))
     finally:
         source.dispose()
         target.dispose()

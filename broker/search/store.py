@@ -485,12 +485,20 @@ def _postgres_words(
     """PostgreSQL: the page joins the index and ranks only the rows that pass the filters;
     the facet counts group a materialised list of the matched ids."""
     fts, condition, rank = fulltext.postgres_ranked(query.tokens)
-    recency = (TABLE.c.changed_at.desc(), TABLE.c.id.desc())
-    order = (rank.desc(), *recency) if query.sort is Sort.RELEVANCE else recency
-    page = session.execute(
-        sa.select(TABLE.c.id, rank)
+    # the rows that pass the filters first (materialised: the planner would otherwise rank
+    # every match before filtering), then ranked, ordered and cut to the page
+    filtered = (
+        sa.select(TABLE.c.id, TABLE.c.changed_at)
         .select_from(fts.join(TABLE, fts.c.dataset == TABLE.c.id))
         .where(condition, *_conditions(query).values())
+        .cte("filtered")
+        .prefix_with("MATERIALIZED")
+    )
+    recency = (filtered.c.changed_at.desc(), filtered.c.id.desc())
+    order = (rank.desc(), *recency) if query.sort is Sort.RELEVANCE else recency
+    page = session.execute(
+        sa.select(filtered.c.id, rank)
+        .select_from(filtered.join(fts, fts.c.dataset == filtered.c.id))
         .order_by(*order)
         .offset(query.offset)
         .limit(query.limit)
