@@ -40,6 +40,8 @@ class Answer:
     """Empty unless the status is 200."""
     links: Mapping[str, str] = field(default_factory=dict)
     """The ``Link`` header's targets by relation (``next``: the next page), of a 200."""
+    etag: str | None = None
+    """The ``ETag`` header, of a 200 or a 304."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,9 @@ async def _exchange(
     url = request.url
     response = await client.send(request, stream=True, follow_redirects=False)
     try:
+        etag = response.headers.get("etag")
         if response.status_code != httpx.codes.OK:
-            return Answer(response.status_code, b"")
+            return Answer(response.status_code, b"", etag=etag)
         if response.headers.get("content-encoding", "identity").lower() != "identity":
             raise IdentityError(unavailable, f"{url}: a compressed answer, asked for identity")
         declared = response.headers.get("content-length", "")
@@ -102,6 +105,6 @@ async def _exchange(
             for rel, link in response.links.items()
             if rel is not None and "url" in link
         }
-        return Answer(response.status_code, bytes(body), links)
+        return Answer(response.status_code, bytes(body), links, etag)
     finally:
         await response.aclose()

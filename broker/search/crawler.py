@@ -7,6 +7,10 @@ Up to ``PARALLEL_PROVIDERS`` providers' catalogues are read at once (each provid
 order, as its ``Link`` headers chain them); each provider is stored in one transaction, one at a
 time, in a worker thread (the event loop reads other catalogues meanwhile), and only its new,
 changed and withdrawn datasets are written (:func:`broker.search.store.replace_provider`).
+A refresh asks for each page with the validator the last good crawl got for it: a page the
+provider answers ``304`` for is neither parsed nor compared nor stored again (its datasets
+stay; :mod:`broker.search.client`). The pages' validators are written with the datasets, in
+their transaction, and dropped with them.
 A provider's datasets are replaced by what its catalogue shows the broker now (a withdrawn
 dataset disappears within one refresh), or, when it does not answer or its answer is refused,
 nothing but its crawl state changed (stale or refused, with
@@ -36,9 +40,17 @@ from sqlmodel import Session, select
 from broker.authority.issuer import dsp_address
 from broker.registry.machine import State
 from broker.registry.store import RegisteredParticipant, utc
-from broker.search.client import CrawlLimits, UnreachableError, fetch_catalogue
-from broker.search.messages import CatalogueRefusedError, CrawledDataset
-from broker.search.store import CrawlState, ProviderCrawl, drop_provider, replace_provider
+from broker.search.client import Catalogue, CrawlLimits, UnreachableError, fetch_catalogue
+from broker.search.messages import CatalogueRefusedError
+from broker.search.store import (
+    CrawlState,
+    PageRecord,
+    ProviderCrawl,
+    drop_provider,
+    replace_pages,
+    replace_provider,
+    stored_pages,
+)
 from identity.errors import IdentityError
 from identity.participant import Participant
 from service.destinations import Destinations
@@ -60,6 +72,10 @@ class CrawlReport:
     added: int = 0
     changed: int = 0
     removed: int = 0
+    pages_read: int = 0
+    """Pages answered in full."""
+    pages_unchanged: int = 0
+    """Pages the provider answered 304 for: their datasets stayed as stored."""
 
 
 class Crawler:
@@ -148,11 +164,13 @@ class Crawler:
 
     async def crawl(self, provider: str, dsp_address: str) -> CrawlReport:
         failure: tuple[CrawlState, str] | None = None
-        datasets: list[CrawledDataset] = []
+        catalogue = Catalogue([], [], [])
+        known = await run_sync(self._known, provider, dsp_address)
         try:
-            datasets = await fetch_catalogue(
-                self._me, self._client, self._destinations, provider, dsp_address, self._limits
-            )
+            catalogue = await fetch_catalogue(
+                self._me, self._client, self._destinations, provider, dsp_address, self._limits,
+                known,
+            )  # fmt: skip
         except UnreachableError as error:
             failure = (CrawlState.STALE, str(error))
         except CatalogueRefusedError as error:
@@ -161,25 +179,37 @@ class Crawler:
         async with self._writing:  # one writer at a time (SQLite), never on the event loop
             if failure is not None:
                 return await run_sync(self._failed, provider, dsp_address, *failure)
-            return await run_sync(self._store, provider, dsp_address, datasets)
+            return await run_sync(self._store, provider, dsp_address, catalogue)
 
-    def _store(
-        self, provider: str, dsp_address: str, datasets: list[CrawledDataset]
-    ) -> CrawlReport:
+    def _known(self, provider: str, dsp_address: str) -> dict[str, PageRecord]:
+        """The pages of the provider's last good crawl (none if it moved since: every dataset
+        is read and stored again with its new address)."""
+        with Session(self._engine) as session:
+            crawl = session.get(ProviderCrawl, provider)
+            if crawl is None or crawl.last_success_at is None or crawl.dsp_address != dsp_address:
+                return {}
+            return stored_pages(session, provider)
+
+    def _store(self, provider: str, dsp_address: str, catalogue: Catalogue) -> CrawlReport:
         now = self._clock()
         with Session(self._engine) as session:
-            changes = replace_provider(session, provider, dsp_address, datasets, now)
+            changes = replace_provider(
+                session, provider, dsp_address, catalogue.datasets, now, catalogue.kept
+            )
+            replace_pages(session, provider, catalogue.pages)
             crawl = session.get(ProviderCrawl, provider) or ProviderCrawl(
                 provider=provider, dsp_address=dsp_address, state=CrawlState.CURRENT.value,
                 last_attempt_at=now,
             )  # fmt: skip
             crawl.dsp_address, crawl.state, crawl.reason = dsp_address, CrawlState.CURRENT, None
-            crawl.datasets, crawl.last_attempt_at, crawl.last_success_at = len(datasets), now, now
+            crawl.datasets, crawl.last_attempt_at = catalogue.size, now
+            crawl.last_success_at = now
             session.add(crawl)
             session.commit()
         return CrawlReport(
-            provider, CrawlState.CURRENT, None, len(datasets),
+            provider, CrawlState.CURRENT, None, catalogue.size,
             changes.added, changes.changed, changes.removed,
+            len(catalogue.pages) - catalogue.unchanged, catalogue.unchanged,
         )  # fmt: skip
 
     def _failed(

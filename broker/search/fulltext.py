@@ -17,7 +17,6 @@ itself is always a bound parameter.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -85,20 +84,12 @@ def remove(session: Session, datasets: Sequence[int]) -> None:
     session.execute(statement, {"ids": list(datasets)})
 
 
-@dataclass(frozen=True)
-class Match:
-    """How a query joins the index: the table to join, on what, which rows match, and the
-    relevance of each (higher is better)."""
-
-    table: Any
-    onclause: ColumnElement[bool]
-    condition: ColumnElement[bool]
-    score: ColumnElement[float]
-
-
-def match(session: Session, dataset_id: ColumnElement[int | None], tokens: Sequence[str]) -> Match:
-    """Rows that hold every token (``tokens`` from :func:`broker.search.tokens.query_tokens`:
-    letters and digits only, at least one)."""
+def matched(session: Session, tokens: Sequence[str], *, scored: bool = True) -> sa.CTE:
+    """The rows that hold every token (``tokens`` from
+    :func:`broker.search.tokens.query_tokens`: letters and digits only, at least one), as a
+    materialised common table expression of ``(id, score)``: the index is asked once, and the
+    dataset table is then read by primary key for those rows only (never the index once per
+    row of another plan). ``score`` (if ``scored``): the relevance, higher is better."""
     if not tokens or not all(t.isalnum() for t in tokens):
         raise ValueError("query tokens are letters and digits, at least one")
     if _sqlite(session):
@@ -108,12 +99,22 @@ def match(session: Session, dataset_id: ColumnElement[int | None], tokens: Seque
         score: ColumnElement[float] = sa.literal_column(
             f"-bm25(catalogue_fts, {HEADING_WEIGHT}, 1.0)", sa.Float
         )
-        return Match(fts, fts.c.rowid == dataset_id, condition, score)  # type: ignore[arg-type]
-    fts = sa.table("catalogue_fts", sa.column("dataset"), sa.column("document"))
-    query = sa.cast(sa.bindparam("ts_query", " & ".join(f"'{t}'" for t in tokens)), TSQUERY)
-    return Match(
-        fts,
-        fts.c.dataset == dataset_id,
-        fts.c.document.op("@@")(query),
-        sa.func.ts_rank(fts.c.document, query),
-    )
+        columns = [fts.c.rowid.label("id"), *([score.label("score")] if scored else [])]
+        query = sa.select(*columns).where(condition)
+    else:
+        table = sa.table("catalogue_fts", sa.column("dataset"), sa.column("document"))
+        ts_query = sa.cast(sa.bindparam("ts_query", " & ".join(f"'{t}'" for t in tokens)), TSQUERY)
+        rank = sa.func.ts_rank(table.c.document, ts_query, type_=sa.Float).label("score")
+        query = sa.select(table.c.dataset.label("id"), *([rank] if scored else [])).where(
+            table.c.document.op("@@")(ts_query)
+        )
+    return query.cte("matched").prefix_with("MATERIALIZED")
+
+
+def postgres_ranked(tokens: Sequence[str]) -> tuple[Any, ColumnElement[bool], ColumnElement[float]]:
+    """PostgreSQL: the index table to join on ``dataset``, the match condition and the rank,
+    for a page whose rank is computed only for the rows that pass its filters."""
+    table = sa.table("catalogue_fts", sa.column("dataset"), sa.column("document"))
+    ts_query = sa.cast(sa.bindparam("ts_query", " & ".join(f"'{t}'" for t in tokens)), TSQUERY)
+    rank = sa.func.ts_rank(table.c.document, ts_query, type_=sa.Float)
+    return table, table.c.document.op("@@")(ts_query), rank

@@ -174,6 +174,8 @@ def _report(report: CrawlReport) -> dict[str, Any]:
         "added": report.added,
         "changed": report.changed,
         "removed": report.removed,
+        "pagesRead": report.pages_read,
+        "pagesUnchanged": report.pages_unchanged,
     }
 
 

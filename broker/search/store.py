@@ -33,7 +33,13 @@ MAX_FACET_VALUES: Final = 50
 
 class CatalogueDataset(BrokerBase, table=True):
     __tablename__ = "catalogue_dataset"
-    __table_args__ = (UniqueConstraint("provider", "dataset_id"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "dataset_id"),
+        # covers what a search reads of each matched row (filters, facets, recency) by its
+        # id, so that neither the page nor the facet counts read the rows' documents
+        sa.Index("ix_catalogue_dataset_facets", *("id", "domain", "grade", "region",
+                 "provider", "personal_information", "changed_at")),
+    )  # fmt: skip
 
     id: int | None = Field(default=None, primary_key=True)
     provider: str = Field(max_length=2048)
@@ -87,6 +93,65 @@ class ProviderCrawl(BrokerBase, table=True):
     )
 
 
+class CataloguePage(BrokerBase, table=True):
+    """One page of a provider's catalogue as the last good crawl read it: its URL, the
+    validator the provider gave it (``ETag``), the datasets it listed and the page after it.
+    A page the provider answers ``304`` for again is taken from here, not read or stored anew.
+    Written with the provider's datasets, in their transaction; dropped with them."""
+
+    __tablename__ = "catalogue_page"
+    __table_args__ = (UniqueConstraint("provider", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=2048, index=True)
+    position: int
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    etag: str = Field(max_length=200)
+    dataset_ids: str = Field(sa_column=Column(Text, nullable=False))
+    """JSON: the ids of the datasets the page listed, in its order."""
+    next_url: str | None = Field(default=None, sa_column=Column(Text))
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    """A page of a crawl: what :class:`CataloguePage` keeps of it."""
+
+    url: str
+    etag: str
+    dataset_ids: tuple[str, ...]
+    next_url: str | None
+
+
+def stored_pages(session: Session, provider: str) -> dict[str, PageRecord]:
+    """The pages of ``provider``'s last good crawl, by URL."""
+    rows = session.exec(
+        select(CataloguePage)
+        .where(CataloguePage.provider == provider)
+        .order_by(col(CataloguePage.position))
+    ).all()
+    return {
+        row.url: PageRecord(row.url, row.etag, tuple(json.loads(row.dataset_ids)), row.next_url)
+        for row in rows
+    }
+
+
+def replace_pages(session: Session, provider: str, pages: Sequence[PageRecord]) -> None:
+    """Keep ``pages`` (those with a validator) as ``provider``'s, in the caller's
+    transaction."""
+    session.execute(sa.delete(PAGES).where(PAGES.c.provider == provider))
+    rows = [
+        {
+            "provider": provider, "position": position, "url": page.url, "etag": page.etag,
+            "dataset_ids": json.dumps(list(page.dataset_ids), ensure_ascii=False),
+            "next_url": page.next_url,
+        }
+        for position, page in enumerate(pages)
+        if page.etag
+    ]  # fmt: skip
+    if rows:
+        session.execute(sa.insert(PAGES), rows)
+
+
 def _canonical(document: dict[str, Any]) -> str:
     return json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
@@ -133,6 +198,7 @@ class Changes:
 
 
 TABLE: Final = CatalogueDataset.__table__  # type: ignore[attr-defined]
+PAGES: Final = CataloguePage.__table__  # type: ignore[attr-defined]
 CHUNK: Final = 500
 
 
@@ -147,18 +213,30 @@ def replace_provider(
     dsp_address: str,
     datasets: Sequence[CrawledDataset],
     now: datetime,
+    kept: Iterable[str] = (),
 ) -> Changes:
-    """Make the stored datasets of ``provider`` exactly ``datasets`` (distinct ids), in the
-    caller's transaction: new ones added, changed ones rewritten, withdrawn ones removed (rows
-    and index written in bulk, a few statements per 500 datasets)."""
-    stored = {
-        row.dataset_id: (row.id, row.document, row.dsp_address)
+    """Make the stored datasets of ``provider`` exactly ``datasets`` and ``kept`` (distinct
+    ids), in the caller's transaction: new ones added, changed ones rewritten, withdrawn ones
+    removed (rows and index written in bulk, a few statements per 500 datasets). ``kept``:
+    the ids of datasets on pages the provider said were unchanged (``304``), which stay as
+    they are stored; only the documents of ``datasets`` are read to be compared."""
+    stored: dict[str, tuple[int, str | None, str]] = {
+        row.dataset_id: (row.id, None, row.dsp_address)
         for row in session.execute(
-            sa.select(TABLE.c.id, TABLE.c.dataset_id, TABLE.c.document, TABLE.c.dsp_address).where(
+            sa.select(TABLE.c.id, TABLE.c.dataset_id, TABLE.c.dsp_address).where(
                 TABLE.c.provider == provider
             )
         )
     }
+    for identifier in kept:
+        if stored.pop(identifier, None) is None:
+            raise ValueError(f"dataset {identifier!r} of {provider} was kept but is not stored")
+    read = [stored[d.dataset_id][0] for d in datasets if d.dataset_id in stored]
+    for chunk in _chunks(read):
+        for row in session.execute(
+            sa.select(TABLE.c.id, TABLE.c.dataset_id, TABLE.c.document).where(TABLE.c.id.in_(chunk))
+        ):
+            stored[row.dataset_id] = (row.id, row.document, stored[row.dataset_id][2])
     added: list[tuple[dict[str, Any], CrawledDataset]] = []
     changed: list[tuple[int, dict[str, Any], CrawledDataset]] = []
     for dataset in datasets:
@@ -202,6 +280,7 @@ def drop_provider(session: Session, provider: str) -> int:
     """Remove every dataset of ``provider`` (in the caller's transaction); how many."""
     ids = list(session.execute(sa.select(TABLE.c.id).where(TABLE.c.provider == provider)).scalars())
     _remove(session, ids)
+    session.execute(sa.delete(PAGES).where(PAGES.c.provider == provider))
     return len(ids)
 
 
@@ -333,53 +412,127 @@ def search(session: Session, query: Search) -> Found:
     return Found(int(total.scalar_one()), hits, facets)
 
 
-FILTER_COLUMNS: Final = (
+GROUPED: Final = ("domain", "grade", "region", "provider", "personal_information")
+"""The columns the matched rows are grouped by: each facet's, and the region filter's levels
+(the city and province columns follow from the region)."""
+COVERING: Final = "ix_catalogue_dataset_facets"
+
+
+def _passes(group: dict[str, Any], name: str, value: Any) -> bool:
+    if name in ("region_city", "region_province"):
+        city, province = _levels(group["region"])
+        level = city if name == "region_city" else province
+        return level is not None and level == value
+    return bool(group[name] == value)
+
+
+def _sqlite_words(
+    session: Session, query: Search
+) -> tuple[list[tuple[int, float]], list[tuple[Any, ...]]]:
+    """SQLite: the index drives (``CROSS JOIN``: FTS5 first) and each matched row is read
+    from the covering index by its id, never from the table; bm25 is computed only for the
+    rows that pass the filters. Column names are this module's own, values bound."""
+    match = " AND ".join(f'"{t}"' for t in query.tokens)
+    filters = _filters(query)
+    names = {name for name, _ in filters.values()}
+    # the region levels are not in the covering index: tested on the region's own prefix
+    where, values = [], {"fts_query": match}
+    for number, (name, value) in enumerate(filters.values()):
+        if name == "region_province":
+            where.append(f"substr(d.region, 1, 2) = :v{number}")
+            value = value[:2]
+        elif name == "region_city":
+            where.append(f"substr(d.region, 1, 4) = :v{number} AND substr(d.region, 3, 2) != '00'")
+            value = value[:4]
+        else:
+            where.append(f"d.{name} = :v{number}")
+        values[f"v{number}"] = value
+    assert names <= set(FILTER_NAMES)  # noqa: S101 - names come from _filters only
+    score = f"-bm25(catalogue_fts, {fulltext.HEADING_WEIGHT}, 1.0)"
+    recency = "d.changed_at DESC, d.id DESC"
+    order = f"score DESC, {recency}" if query.sort is Sort.RELEVANCE else recency
+    conditions = "".join(f" AND {c}" for c in where)
+    page = session.execute(
+        sa.text(
+            f"SELECT d.id, {score} AS score FROM catalogue_fts CROSS JOIN catalogue_dataset AS d "  # noqa: S608 - fixed names, bound values
+            f"INDEXED BY {COVERING} ON d.id = catalogue_fts.rowid "
+            f"WHERE catalogue_fts MATCH :fts_query{conditions} ORDER BY {order} "
+            "LIMIT :limit OFFSET :offset"
+        ),
+        {**values, "limit": query.limit, "offset": query.offset},
+    ).all()
+    grouped = ", ".join(f"d.{name}" for name in GROUPED)
+    groups = session.execute(
+        sa.text(
+            f"SELECT {grouped}, count(*) FROM catalogue_dataset AS d INDEXED BY {COVERING} "  # noqa: S608 - fixed names
+            "WHERE d.id IN (SELECT rowid FROM catalogue_fts WHERE catalogue_fts MATCH :fts_query) "
+            f"GROUP BY {grouped}"
+        ),
+        {"fts_query": match},
+    ).all()
+    return [(int(r[0]), float(r[1])) for r in page], [tuple(r) for r in groups]
+
+
+FILTER_NAMES: Final = (
     "domain", "grade", "region", "region_city", "region_province", "provider",
     "personal_information",
 )  # fmt: skip
 
 
-def _search_words(session: Session, query: Search) -> Found:
-    """Two reads of the index: the page, in order, by SQL; and the facet columns of every
-    row that holds the words, from which the total and the facets are counted."""
-    found = fulltext.match(session, TABLE.c.id, query.tokens)
-    source = TABLE.join(found.table, found.onclause)
-    conditions = _conditions(query)
-    recency = (TABLE.c.changed_at.desc(), TABLE.c.id.desc())
-    order = (found.score.desc(), *recency) if query.sort is Sort.RELEVANCE else recency
+def _postgres_words(
+    session: Session, query: Search
+) -> tuple[list[tuple[int, float]], list[tuple[Any, ...]]]:
+    """PostgreSQL: the page joins the index and ranks only the rows that pass the filters;
+    the facet counts group a materialised list of the matched ids."""
+    fts, condition, rank = fulltext.postgres_ranked(query.tokens)
+    # the rows that pass the filters first (materialised: the planner would otherwise rank
+    # every match before filtering), then ranked, ordered and cut to the page
+    filtered = (
+        sa.select(TABLE.c.id, TABLE.c.changed_at)
+        .select_from(fts.join(TABLE, fts.c.dataset == TABLE.c.id))
+        .where(condition, *_conditions(query).values())
+        .cte("filtered")
+        .prefix_with("MATERIALIZED")
+    )
+    recency = (filtered.c.changed_at.desc(), filtered.c.id.desc())
+    order = (rank.desc(), *recency) if query.sort is Sort.RELEVANCE else recency
     page = session.execute(
-        sa.select(TABLE.c.id, found.score)
-        .select_from(source)
-        .where(found.condition, *conditions.values())
+        sa.select(filtered.c.id, rank)
+        .select_from(filtered.join(fts, fts.c.dataset == filtered.c.id))
         .order_by(*order)
         .offset(query.offset)
         .limit(query.limit)
     ).all()
-    loaded = _load(session, [row[0] for row in page])
-    hits = [Hit(loaded[row[0]], float(row[1])) for row in page]
+    found = fulltext.matched(session, query.tokens, scored=False)
+    source = found.join(TABLE, TABLE.c.id == found.c.id)
+    columns = [TABLE.c[name] for name in GROUPED]
+    groups = session.execute(
+        sa.select(*columns, sa.func.count()).select_from(source).group_by(*columns)
+    ).all()
+    return [(int(r[0]), float(r[1])) for r in page], [tuple(r) for r in groups]
 
-    matched = [
-        tuple(row)
-        for row in session.execute(
-            sa.select(*(TABLE.c[name] for name in FILTER_COLUMNS))
-            .select_from(source)
-            .where(found.condition)
-        )
-    ]
-    at = {name: position for position, name in enumerate(FILTER_COLUMNS)}
-    filters = [(facet, at[name], value) for facet, (name, value) in _filters(query).items()]
-    facet_at = [(facet, at[name]) for facet, name in FACET_COLUMNS.items()]
+
+def _search_words(session: Session, query: Search) -> Found:
+    """Two reads of the rows that hold the words: the page, in order, filtered and limited
+    by SQL; and their count grouped by the facet columns, from which the total and the
+    facets are summed (a few hundred groups, never one Python step per matched row)."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    page, grouped = (_sqlite_words if sqlite else _postgres_words)(session, query)
+    loaded = _load(session, [row_id for row_id, _ in page])
+    hits = [Hit(loaded[row_id], score) for row_id, score in page]
+    groups = [(dict(zip(GROUPED, row[:-1], strict=True)), int(row[-1])) for row in grouped]
+    filters = list(_filters(query).items())
     counts: dict[Facet, Counter[Any]] = {facet: Counter() for facet in FACET_COLUMNS}
     total = 0
-    for row in matched:
-        # a facet counts the rows that pass every filter but its own: a row that fails
+    for group, count in groups:
+        # a facet counts the rows that pass every filter but its own: a group that fails
         # none counts in every facet, one that fails one filter only in that filter's facet
-        failed = [facet for facet, i, value in filters if row[i] != value]
+        failed = [facet for facet, (name, value) in filters if not _passes(group, name, value)]
         if not failed:
-            total += 1
-            for facet, i in facet_at:
-                counts[facet][row[i]] += 1
+            total += count
+            for facet, name in FACET_COLUMNS.items():
+                counts[facet][group[name]] += count
         elif len(failed) == 1:
-            counts[failed[0]][row[at[FACET_COLUMNS[failed[0]]]]] += 1
+            counts[failed[0]][group[FACET_COLUMNS[failed[0]]]] += count
     facets = {facet: _facet(list(counts[facet].items()), facet) for facet in FACET_COLUMNS}
     return Found(total, hits, facets)

@@ -5,15 +5,21 @@ catalogue), a contract policy (what is agreed) and an asset selector."""
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Text
+from sqlalchemy import Column, DateTime, String, Text
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, col, select
 
 from connector.database import ConnectorBase
+
+
+def new_revision() -> str:
+    """A fresh random tag: an asset's revision changes at every write of its row."""
+    return secrets.token_hex(16)
 
 
 class Asset(ConnectorBase, table=True):
@@ -34,6 +40,19 @@ class Asset(ConnectorBase, table=True):
     data_address: str = Field(sa_column=Column(Text, nullable=False))
     """JSON: where the data is (never shown in the catalogue)."""
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    revision: str = Field(
+        default_factory=new_revision,
+        sa_column=Column(
+            String(32),
+            nullable=False,
+            server_default="0",
+            default=new_revision,
+            onupdate=new_revision,
+        ),
+    )
+    """Random, new whenever the row is written (inserted or updated, through the ORM or a Core
+    statement): what a catalogue page's validator is built from. Random rather than a counter,
+    so that an asset deleted and created again under its id never repeats a revision."""
 
 
 class PolicyDefinition(ConnectorBase, table=True):
@@ -72,9 +91,28 @@ class ContractDefinition(ConnectorBase, table=True):
         )
 
 
-def assets_page(engine: Engine, offset: int, limit: int) -> Sequence[Asset]:
+def assets_page(engine: Engine, after: str | None, limit: int) -> Sequence[Asset]:
+    """Up to ``limit`` assets in id order, those after the id ``after`` (keyset pagination: a
+    page starts where the one before ended, whatever was added or removed before it)."""
+    query = select(Asset).order_by(col(Asset.id)).limit(limit)
+    if after is not None:
+        query = query.where(col(Asset.id) > after)
     with Session(engine) as session:
-        return session.exec(select(Asset).order_by(col(Asset.id)).offset(offset).limit(limit)).all()
+        return session.exec(query).all()
+
+
+def start_of_previous(engine: Engine, after: str, size: int) -> str | None:
+    """Where the page before the one after ``after`` starts (the id it follows; None: it is
+    the first page): the ``size`` assets up to ``after`` are that page."""
+    query = (
+        select(Asset.id)
+        .where(col(Asset.id) <= after)
+        .order_by(col(Asset.id).desc())
+        .offset(size)
+        .limit(1)
+    )
+    with Session(engine) as session:
+        return session.exec(query).first()
 
 
 def contract_definitions(

@@ -142,7 +142,7 @@ def test_the_broker_crawls_and_the_bank_finds_the_firm_list_through_it(tmp_path:
         assert reports[bureau.participant_id]["datasets"] == 3
         assert reports[bank.participant_id] == {
             "provider": bank.participant_id, "state": "current", "reason": None, "datasets": 0,
-            "added": 0, "changed": 0, "removed": 0,
+            "added": 0, "changed": 0, "removed": 0, "pagesRead": 1, "pagesUnchanged": 0,
         }  # fmt: skip
 
         # the bank searches through the broker (DCP) and asks the bureau itself
@@ -182,6 +182,22 @@ def test_the_broker_crawls_and_the_bank_finds_the_firm_list_through_it(tmp_path:
         assert len(bureau_catalog["dataset"]) == 3
         outsider = httpx.post(f"{broker_url}/dsp/catalog/request", json=request)
         assert outsider.status_code == 401
+
+        # refreshed, nothing changed: both pages of the bureau are 304s, nothing is written;
+        # an asset written again: its page alone is read
+        again = crawl(broker_url)[bureau.participant_id]
+        assert (again["pagesRead"], again["pagesUnchanged"], again["changed"]) == (0, 2, 0)
+        retitled = httpx.put(
+            f"{bureau.base_url}/management/v1/assets/urn:kexin:asset:stats", headers=KEY,
+            json={
+                "id": "urn:kexin:asset:stats", "titleZh": "人口统计新版",
+                "titleEn": "Population statistics", "dataGrade": "general", "region": "440106",
+                "dataAddress": {"type": "file", "path": "/srv/stats.csv"},
+            },
+        )  # fmt: skip
+        assert retitled.status_code == 200, retitled.text
+        again = crawl(broker_url)[bureau.participant_id]
+        assert (again["pagesRead"], again["pagesUnchanged"], again["changed"]) == (1, 1, 1)
 
         # withdrawn at the bureau (out of its definition, then deleted): gone at the next crawl
         narrowed = httpx.put(

@@ -153,3 +153,29 @@ def test_relevance_ranks_titles_above_descriptions_on_both_back_ends(catalogue: 
     assert len(scores) == 2
     assert None not in scores
     assert scores[0] > scores[1]  # type: ignore[operator]
+
+
+FILTER_SETS = [
+    {"region": "440106"}, {"region": "440100"}, {"region": "440000"}, {"region": "440300"},
+    {"grade": "general"}, {"domain": "traffic-management"}, {"provider": HOSPITAL},
+    {"personal_information": True}, {"domain": "traffic-management", "region": "440100"},
+    {"grade": "general", "region": "440000"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("words", ["交通", "企业", "traffic"])
+@pytest.mark.parametrize("filters", FILTER_SETS, ids=lambda f: ",".join(map(str, f.values())))
+def test_words_and_filters_find_what_each_finds_alone(
+    catalogue: Engine, words: str, filters: dict[str, object]
+) -> None:
+    """The word search (the index first, its own SQL per back end) filters, counts and
+    facets as the search without words does over the same rows."""
+    matching = set(ids(catalogue, words, limit=100))
+    with Session(catalogue) as session:
+        both = search(session, Search(tokens=tuple(query_tokens(words)), limit=100, **filters))  # type: ignore[arg-type]
+        alone = search(session, Search(limit=100, **filters))  # type: ignore[arg-type]
+    found = {hit.dataset.dataset_id for hit in both.hits}
+    assert found == {hit.dataset.dataset_id for hit in alone.hits} & matching
+    assert both.total == len(found)
+    for facet, counted in both.facets.items():
+        assert all(count > 0 for _, count in counted), facet
