@@ -1,7 +1,7 @@
 """assets: a revision, new at every write (catalogue page validators)
 
 Revision ID: 5c1f0e7a9b2d
-Revises: a38c570ce382
+Revises: 6c1f0e7a2b94
 Create Date: 2026-12-02 13:45:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "5c1f0e7a9b2d"
-down_revision: str | None = "a38c570ce382"
+down_revision: str | None = "6c1f0e7a2b94"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
