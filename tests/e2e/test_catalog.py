@@ -124,7 +124,15 @@ def test_the_bank_sees_only_what_its_credentials_admit(space: Space) -> None:
     assert offer["assigner"] == space.bureau.participant_id
     assert 'rel="next"' in first.headers["Link"]
 
-    second = bank_asks(space, "/dsp/catalog/request?continuationToken=2")
+    # the next page as the Link header names it (a keyset token: the last asset id before it)
+    (next_link,) = [
+        part.split(";")[0].strip(" <>")
+        for part in first.headers["Link"].split(",")
+        if 'rel="next"' in part
+    ]
+    assert next_link.startswith(f"{space.bureau.base_url}/dsp/catalog/request?continuationToken=")
+    second = bank_asks(space, next_link.removeprefix(space.bureau.base_url))
+    assert second.status_code == 200, second.text
     assert [d["@id"] for d in second.json()["dataset"]] == ["urn:kexin:asset:open-stats"]
     assert 'rel="previous"' in second.headers["Link"]
     assert 'rel="next"' not in second.headers["Link"]
@@ -187,7 +195,9 @@ def test_the_management_api_asks_a_peer_for_its_catalogue(space: Space) -> None:
     )
     assert answer.status_code == 200, answer.text
     assert [d["@id"] for d in answer.json()["catalog"]["dataset"]] == ["urn:kexin:asset:firm-list"]
-    assert answer.json()["next"].endswith("continuationToken=2")
+    next_page = answer.json()["next"]
+    assert next_page.startswith(f"{space.bureau.base_url}/dsp/catalog/request?continuationToken=")
+    assert next_page != f"{space.bureau.base_url}/dsp/catalog/request?continuationToken="
     unreachable = httpx.post(
         f"{space.bank.base_url}/management/v1/catalog/request",
         headers=KEY,
