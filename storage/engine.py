@@ -190,8 +190,12 @@ def _reopen_when_writable(engine: Engine, path: str) -> None:
     while it was not is checked out once the file is writable again, the pool replaces it
     (before any caller writes through it and gets "readonly database")."""
 
+    files = (path, path + "-wal")
+
     def writable() -> bool:
-        return os.access(path, os.W_OK) or not os.path.exists(path)
+        # the write-ahead log too: a connection opened while the file could be written but its
+        # log could not (the two are made writable one after the other) is read-only as well
+        return all(os.access(f, os.W_OK) or not os.path.exists(f) for f in files)
 
     def on_connect(_dbapi_connection: Any, record: Any) -> None:
         record.info["opened_unwritable"] = not writable()

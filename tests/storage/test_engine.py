@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,38 @@ def test_sqlite_zeroes_what_is_overwritten(tmp_path: Path) -> None:
         connection.execute(sqlalchemy.text("UPDATE t SET body = '[redacted]'"))
     engine.dispose()
     assert b"raw-secret-token" not in path.read_bytes()
+
+
+def _immutable(path: Path, on: bool) -> bool:
+    done = subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True)
+    return done.returncode == 0
+
+
+def test_a_connection_opened_while_only_the_log_was_read_only_is_replaced(tmp_path: Path) -> None:
+    """The database and its write-ahead log become writable one after the other: a connection
+    opened in between is read-only for good (SQLite opens it so, silently). The pool replaces it
+    once both can be written, before anyone writes through it."""
+    database = tmp_path / "t.db"
+    engine = create_engine(f"sqlite:///{database}")
+    keeper = sqlite3.connect(database)  # keeps the log (SQLite removes it at the last close)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text("CREATE TABLE t (x INTEGER)"))
+        keeper.execute("SELECT * FROM t").fetchall()
+        engine.dispose()
+        log = tmp_path / "t.db-wal"
+        assert log.exists()
+        if not _immutable(log, True):
+            pytest.skip("chattr +i needs root and a file system that supports it")
+        try:
+            with engine.connect() as connection:  # opened now: read-only
+                connection.execute(sqlalchemy.text("SELECT x FROM t")).all()
+        finally:
+            assert _immutable(log, False)
+        with engine.begin() as connection:  # the same pooled connection, unless replaced
+            connection.execute(sqlalchemy.text("INSERT INTO t VALUES (1)"))
+        with engine.connect() as connection:
+            assert connection.execute(sqlalchemy.text("SELECT x FROM t")).scalar_one() == 1
+    finally:
+        keeper.close()
+        engine.dispose()
