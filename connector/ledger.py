@@ -39,6 +39,7 @@ from sqlmodel import Field, Session, col, select
 
 from connector.audit import AuditEvent, Outcome
 from connector.database import ConnectorBase
+from connector.outbox import worker_backoff_s
 from identity.did import check_did
 from ledger import store
 from ledger.chain import AnchorRegistry, address_of
@@ -68,7 +69,6 @@ NOT_AN_EVENT: Final = -1
 """``ledger_sequence`` of an audit row that is no ledger event."""
 ROUND_ROWS: Final = 1000
 """Audit rows sequenced in one transaction."""
-MAX_BACKOFF_S: Final = 60.0
 PUSH_PATH: Final = "/ledger/v1/batches"
 EVENT_NAMESPACE: Final = uuid.UUID("6b3d8f1e-8f5c-4d0e-9a41-1c2f3e4d5a6b")
 """Ledger event ids are derived from the participant and the audit row's id: the same row
@@ -428,18 +428,21 @@ class LedgerWorker:
             session.commit()
 
     async def run(self) -> None:
-        backoff = self.interval_s
+        failures = 0
         while True:
             try:
                 await asyncio.to_thread(self.local_round)
                 await self.push()
                 self.failing = None
                 self.rounds += 1
-                backoff = self.interval_s
+                failures = 0
             except Exception as error:  # a failed round must not end the worker
+                failures += 1
                 self.failing = one_line(error)
+                # the other workers' backoff (capped at 10 s), so that it is back as soon as
+                # they are once a database outage ends; never sooner than its own interval
+                backoff = max(self.interval_s, worker_backoff_s(failures))
                 log.warning("ledger round failed, retrying in %.1f s: %s", backoff, self.failing)
                 await asyncio.sleep(backoff)
-                backoff = min(MAX_BACKOFF_S, backoff * 2)
                 continue
             await asyncio.sleep(self.interval_s)

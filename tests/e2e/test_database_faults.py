@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -288,7 +289,17 @@ def test_postgres_stopped_and_started_again_mid_negotiation(
                                  "bureau": ["FINALIZED"] * NEGOTIATIONS},
             timeout_s=60, seen=states,
         )  # fmt: skip
-        after = [httpx.get(f"{url}/health").json() for url in (space.bureau.base_url, space.bank_url)]  # fmt: skip
+
+        def reports() -> list[dict[str, Any]]:
+            return [httpx.get(f"{url}/health").json() for url in (space.bureau.base_url, space.bank_url)]  # fmt: skip
+
+        # a worker idle in its backoff (at most 10 s) when the outage ended reports running
+        # again after its next round
+        wait_until(
+            lambda: all(set(r["workers"].values()) == {"running"} for r in reports()),
+            timeout_s=30, seen=reports,
+        )  # fmt: skip
+        after = reports()
         moved_after = [
             e for e in audit(space, "bureau") + audit(space, "bank")
             if e["occurred_at"] > back and (e["reason"] or "").startswith("now ")
