@@ -659,14 +659,13 @@ async def regulate(
             ):
                 break
             await asyncio.sleep(0.5)
-        by_side: dict[str, int] = {}
+        by_side: dict[str, int] = {}  # by name: the DIDs' order depends on their ports
         for flow in every:
-            by_side[flow["participant"]] = by_side.get(flow["participant"], 0) + 1
+            name = flow["participant"].rsplit(":", 1)[-1]
+            by_side[name] = by_side.get(name, 0) + 1
         say(
             "  the ledger holds the signed, anchored events of both sides: "
-            + ", ".join(
-                f"{who.rsplit(':', 1)[-1]} {count}" for who, count in sorted(by_side.items())
-            )
+            + ", ".join(f"{name} {count}" for name, count in sorted(by_side.items()))
         )
         access = next(
             (f for f in every if f["event"]["detail"]["type"] == EventType.DATA_ACCESSED), None
