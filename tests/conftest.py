@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.dependencies import models as fastapi_models
 from sqlalchemy.engine import Engine
 
 from storage.engine import create_engine
@@ -75,3 +76,28 @@ def _recursion_limit_unchanged() -> Iterator[None]:
     if now != RECURSION_LIMIT:
         sys.setrecursionlimit(RECURSION_LIMIT)
         pytest.fail(f"the recursion limit was left at {now} (it was {RECURSION_LIMIT})")
+
+
+_FASTAPI_CACHES = tuple(
+    cache
+    for name in (
+        "_is_gen_callable_cached",
+        "_is_async_gen_callable_cached",
+        "_is_coroutine_callable_cached",
+    )
+    if (cache := getattr(fastapi_models, name, None)) is not None
+)
+
+
+@pytest.fixture(autouse=True)
+def _apps_freed() -> Iterator[None]:
+    """FastAPI keeps the last 4,096 endpoint and dependency callables it classified (sync,
+    coroutine, generator) in three LRU caches; our endpoints are closures of their app, so
+    those caches kept hundreds of the suite's apps alive (their pydantic models with them):
+    the test process grew to several GB, and its full garbage collections, seconds long,
+    froze the servers the tests run in threads until their clients timed out. A service
+    builds one app, for which the caches are bounded and right; here each test's apps go
+    with it."""
+    yield
+    for cache in _FASTAPI_CACHES:
+        cache.cache_clear()
