@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) node-tools
 	$(BIN)/dataspace demo
 
 # PostgreSQL binaries for the storage tests; the tests start and stop their own throw-away cluster.

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -30,7 +29,6 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 from sqlmodel import Session
 
 from identity import keys
@@ -48,6 +46,7 @@ from ledger.chain import (
 from ledger.database import migrations
 from ledger.digests import HashAlgorithm, digest
 from ledger.events import AccessOutcome, DataAccessed, EventType, LedgerEvent, LegalBasis
+from ledger.localnode import LocalNodeError, local_node
 from ledger.merkle import MerkleTree, verify_inclusion
 from ledger.recorder import Recorder
 from policy.operands import Grade
@@ -227,38 +226,16 @@ def pure_python_sign_ms() -> float:
     return float(figure)
 
 
-def _free_port() -> int:
+@contextlib.contextmanager
+def anvil() -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def anvil() -> Iterator[str]:
-    if not ANVIL.exists():
-        sys.exit(f"anvil not found at {ANVIL} (make node-tools)")
-    port = _free_port()
-    process = subprocess.Popen(  # noqa: S603 - the binary npm installed in node_modules
-        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}
-                if "result" in httpx.post(url, json=body, timeout=2).json():
-                    break
-            if time.monotonic() > deadline or process.poll() is not None:
-                sys.exit("anvil did not start")
-            time.sleep(0.1)
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        with local_node(port, anvil=ANVIL) as url:
+            yield url
+    except LocalNodeError as error:
+        sys.exit(f"{error} (make node-tools)")
 
 
 def runs_of(label: str, runs: int, measure: Callable[[], float]) -> float:

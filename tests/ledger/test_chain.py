@@ -376,13 +376,17 @@ def test_anvil_keeps_anchors_across_a_restart(tmp_path: Path) -> None:
     with nodetools.anvil(state) as url:
         space = Space(Chain.connect(url))
         first, second = batches(space)
-        space.registry.anchor(space.participant, first)
+        anchored = space.registry.anchor(space.participant, first)
+        sent = space.registry.anchor_transaction(anchored.anchor)
+        assert sent == anchored.transaction_hash
         address = space.registry.address
     assert state.stat().st_size > 0
     with nodetools.anvil(state) as url:
         registry = Chain.connect(url).registry(address)
         me = address_of(space.participant)
         assert registry.verify_root(me, first).root == first.root_bytes
+        # the block history too: a proof bundle names the anchoring transaction
+        assert registry.anchor_transaction(registry.anchor_at(me, 0)) == sent
         assert registry.status(me) is Status.ACTIVE
         assert not registry.anchor(space.participant, second).already_anchored
         assert registry.anchor(space.participant, first).already_anchored
