@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Final
 
 import pytest
@@ -194,6 +197,36 @@ def test_the_migration_refuses_to_downgrade_over_scrypt_keys(engine: Engine) -> 
     KeyRing.load_or_create(engine, "did:web:bank.test", PASSPHRASE, NOW, cost=COST)
     with pytest.raises(RuntimeError, match="refusing to downgrade"):
         downgrade(engine, migrations(), FIRST_REVISION)
+
+
+def test_scrypt_gives_rfc_7914s_test_vector() -> None:
+    # RFC 7914 section 12, the third vector (its first 32 of 64 bytes: PBKDF2's first block)
+    derived = keys._scrypt("pleaseletmein", b"SodiumChloride", keys.ScryptCost(14, 8, 1))
+    assert derived.hex() == "7023bdcb3afd7348461c06cd81fd38ebfda8fbba904f8e3ea9b543f6545da1f2"
+
+
+def test_scrypt_does_not_raise_the_callers_peak_memory() -> None:
+    # OWASP's cost needs 128 MiB; it is spent in a child process, which gives it back
+    # (VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's peak)
+    probe = (
+        "from pathlib import Path; from identity import keys\n"
+        "def peak(): return next(int(line.split()[1]) for line in"
+        " Path('/proc/self/status').read_text().splitlines() if line.startswith('VmHWM:'))\n"
+        "before = peak()\n"
+        "keys._scrypt('a passphrase of enough length', b'0' * 16, keys.OWASP_SCRYPT)\n"
+        "print(peak() - before)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert int(done.stdout) < 16 * 1024  # KiB
+
+
+def test_a_failing_derivation_is_a_key_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    with pytest.raises(keys.KeyMaterialError, match=r"scrypt failed \(exit 1\)"):
+        keys._scrypt("another passphrase", b"1" * 16, keys.ScryptCost(10, 8, 1))
 
 
 def test_status_list_bits() -> None:
