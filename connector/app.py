@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -60,7 +60,6 @@ from connector.webhooks import KIND as WEBHOOK
 from connector.webhooks import Webhook
 from identity.participant import Participant
 from identity.resolver import did_web_url
-from ledger.chain import Chain
 from ledger.recorder import Recorder
 from service.docs import NO_CDN_DOCS, serve_docs
 from service.http import error_body, install_error_handlers
@@ -70,6 +69,9 @@ from service.transport import guarded_transport
 from storage.engine import create_engine
 from storage.health import check_health
 from storage.migrate import require_current
+
+if TYPE_CHECKING:
+    from ledger.chain import Chain
 
 log = logging.getLogger("kexin.connector")
 
@@ -125,6 +127,8 @@ def ledger_worker_for(
     )  # fmt: skip
     anchoring = None
     if settings.ledger_registry_address is not None and settings.ledger_chain_key is not None:
+        from ledger.chain import Chain  # only here: see connector/ledger.py
+
         connected = chain or Chain.connect(
             str(settings.ledger_chain_url), timeout_s=settings.ledger_chain_timeout_s
         )

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 from pydantic import ValidationError
@@ -42,7 +42,6 @@ from connector.database import ConnectorBase
 from connector.outbox import worker_backoff_s
 from identity.did import check_did
 from ledger import store
-from ledger.chain import AnchorRegistry, address_of
 from ledger.events import (
     MAX_NAME_CHARS,
     MAX_REASON_CHARS,
@@ -62,6 +61,10 @@ from ledger.events import (
 )
 from ledger.recorder import Recorder
 from service.logs import one_line
+
+if TYPE_CHECKING:  # web3 (behind ledger.chain) takes 0.75 s and ~60 MiB to import: only a
+    # connector that anchors loads it (connector/app.py, when the ledger's chain is set)
+    from ledger.chain import AnchorRegistry
 
 log = logging.getLogger("kexin.connector.ledger")
 
@@ -287,6 +290,12 @@ class Anchoring:
     registry: AnchorRegistry
     key: bytes
 
+    @property
+    def account(self) -> str:
+        from ledger.chain import address_of  # loaded only by a connector that anchors
+
+        return address_of(self.key)
+
 
 @dataclass(frozen=True)
 class Pushing:
@@ -407,7 +416,7 @@ class LedgerWorker:
             body: dict[str, Any] = {
                 "signedHeader": record.signed_header,
                 "events": [json.loads(event) for event in events],
-                "account": address_of(self.anchoring.key),
+                "account": self.anchoring.account,
             }
             if record.anchor_transaction:
                 body["transaction"] = record.anchor_transaction

@@ -51,7 +51,7 @@ from connector.dcp.client import OnboardingError, request_credentials
 from connector.participant import migrate as migrate_connector
 from connector.participant import standalone
 from connector.settings import ConnectorSettings
-from dataspace import demo, holder_commands, ledger_commands, match_commands
+from dataspace import holder_commands, ledger_commands, match_commands
 from dataspace.authority_commands import authority_cli
 from dataspace.onboarding import WAITING, StatusError, wait_for_decision
 from dataspace.output import table
@@ -63,7 +63,6 @@ from identity.errors import IdentityError
 from identity.keyring import KeyRing, check_passphrase
 from identity.keys import KeyMaterialError
 from identity.store import CredentialStore
-from ledger.app import create_app as create_ledger_app
 from ledger.database import migrations as ledger_migrations
 from ledger.settings import LedgerSettings
 from matching.errors import MatchingError
@@ -418,6 +417,8 @@ def ledger_serve(host: HostOption = None, port: PortOption = None) -> None:
     settings = load_settings(LedgerSettings, host=host, port=port)
     check_database(Service.LEDGER, settings.migrate_on_start)
     tune_for_server()
+    from ledger.app import create_app as create_ledger_app  # web3: see ledger_commands.py
+
     uvicorn.run(create_ledger_app(settings), host=settings.host, port=settings.port)
 
 
@@ -679,6 +680,8 @@ def data_generate(
 @app.command("demo")
 def demo_command() -> None:
     """Run the end-to-end demo on embedded defaults (SQLite files in a temporary folder)."""
+    from dataspace import demo  # web3 behind it: see ledger_commands.py
+
     raise typer.Exit(demo.run(typer.echo))
 
 

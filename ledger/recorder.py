@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -21,11 +22,13 @@ from sqlmodel import Session
 from identity.keys import PrivateKey
 from ledger import store
 from ledger.batches import BatchHeader, build_header, sign_header
-from ledger.chain import AnchorRegistry, AnchorResult
 from ledger.digests import HashAlgorithm
 from ledger.events import LedgerEvent
 from ledger.hashchain import GENESIS, Link
 from ledger.machine import Batcher, BatchReady
+
+if TYPE_CHECKING:  # the chain adapter (web3) is loaded only where batches are anchored
+    from ledger.chain import AnchorRegistry, AnchorResult
 
 
 def _utc_now() -> datetime:

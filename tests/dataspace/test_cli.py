@@ -429,3 +429,15 @@ def test_fetch_refuses_an_output_it_cannot_write_before_asking_the_connector(
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: --output {output}: ")
     assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("module", ["dataspace.cli", "connector.app"])
+def test_a_connector_process_does_not_load_the_chain_adapter(module: str) -> None:
+    # web3 (py-evm, eth-tester) costs 0.75 s and about 60 MiB: only the commands and the
+    # connectors that use the chain load it
+    probe = f"import sys, {module}; print(sorted({{'web3', 'eth_tester'}} & set(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert done.stdout.strip() == "[]"
