@@ -4,10 +4,12 @@ that what was anchored before a stop is still on chain after the next start.
 
 anvil writes its whole state (accounts, contracts, blocks) to the file when it is stopped with
 SIGTERM and every ``dump_interval_s`` while it runs, and loads it when it starts. A stop by
-SIGKILL or a power cut loses at most the last interval: a connector whose anchor was lost that
-way sees its root missing and anchors it again (anchoring is idempotent by batch sequence), so
-nothing is lost for good, but a development chain is no production ledger: production points
-``*_CHAIN_URL`` at the consortium's nodes.
+SIGKILL or a power cut loses up to the last interval: an anchor a connector recorded in that
+window is then missing on chain, and nothing repairs that (the connector does not re-check its
+recorded anchors; its next anchor names a root the contract no longer holds and would be refused;
+untested).
+A development chain is no production ledger: production points ``*_CHAIN_URL`` at the
+consortium's nodes.
 
 No web3 here: the node is spoken to through :mod:`ledger.chain`; this module only starts,
 watches and stops the process.
