@@ -38,7 +38,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from broker.app import create_app as create_broker_app
@@ -70,7 +70,7 @@ from matching.identifiers import read_column
 from matching.synthetic import Dataset, generate, write_csv
 from policy.operands import Grade
 from service.runtime import tune_for_server
-from storage.engine import create_engine
+from storage.engine import create_engine, is_memory_sqlite
 from storage.migrate import Migrations, current, head, history, revision, upgrade
 
 EXIT_CONFIG = 78
@@ -486,6 +486,35 @@ def db_upgrade(service: Service) -> None:
     typer.echo(f"{service.value}: database at the newest revision")
 
 
+def _missing_file(url: str) -> Path | None:
+    """The file of a SQLite database URL when it does not exist yet (opening it would create
+    it, which a command that only reads must not do); None otherwise."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or is_memory_sqlite(parsed):
+        return None
+    path = Path(str(parsed.database))
+    return None if path.exists() else path
+
+
+def _at(engine: Engine | None, schema: Migrations) -> str | None:
+    """The revision ``schema`` is at; None with no database yet."""
+    return None if engine is None else current(engine, schema)
+
+
+@contextmanager
+def _existing_database(service: Service) -> Iterator[Engine | None]:
+    """As :func:`_database`, but None for a SQLite file that does not exist (which is left
+    uncreated, and said on standard error)."""
+    url, _ = _service_database(service)
+    missing = _missing_file(url)
+    if missing is not None:
+        typer.echo(f"{service.value}: no database at {missing} yet", err=True)
+        yield None
+        return
+    with _database(service) as engine:
+        yield engine
+
+
 CURRENT_COLUMNS = ("SCHEMA", "AT", "NEWEST", "STATE")
 
 
@@ -495,10 +524,10 @@ def db_current(service: Service) -> None:
     Exit 1 when one is behind (``dataspace db upgrade SERVICE`` brings it up)."""
     _, schemas = _service_database(service)
     behind = False
-    with _database(service) as engine:
+    with _existing_database(service) as engine:
         rows = []
         for schema in schemas:
-            at, newest = current(engine, schema), head(schema)
+            at, newest = _at(engine, schema), head(schema)
             state = "current" if at == newest else ("not migrated" if at is None else "behind")
             behind |= at != newest
             rows.append((schema.name, at or "-", newest or "-", state))
@@ -515,10 +544,10 @@ HISTORY_COLUMNS = ("SCHEMA", "REVISION", "MESSAGE", "APPLIED")
 def db_history(service: Service) -> None:
     """Every migration of a service's schemas, oldest first, and whether its database has it."""
     _, schemas = _service_database(service)
-    with _database(service) as engine:
+    with _existing_database(service) as engine:
         rows = []
         for schema in schemas:
-            at = current(engine, schema)
+            at = _at(engine, schema)
             applied = at is not None
             for revision_id, message in history(schema):
                 rows.append((schema.name, revision_id, message, "yes" if applied else "no"))

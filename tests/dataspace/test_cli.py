@@ -320,14 +320,21 @@ def test_a_wrong_key_passphrase_is_a_configuration_error_for_every_key_command(
 def test_db_current_says_what_is_behind_and_upgrade_brings_it_up(
     service: str, schemas: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(f"{service.upper()}_DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    database = tmp_path / "db.sqlite"
+    monkeypatch.setenv(f"{service.upper()}_DATABASE_URL", f"sqlite:///{database}")
     before = runner.invoke(app, ["db", "current", service])
     assert before.exit_code == 1, before.output
     lines = before.stdout.splitlines()
     assert lines[0].split() == ["SCHEMA", "AT", "NEWEST", "STATE"]
     assert [line.split()[0] for line in lines[1:]] == schemas
     assert all(line.endswith("not migrated") for line in lines[1:])
-    assert before.stderr == f"run: dataspace db upgrade {service}\n"
+    assert before.stderr == (
+        f"{service}: no database at {database} yet\nrun: dataspace db upgrade {service}\n"
+    )
+    listed = runner.invoke(app, ["db", "history", service])
+    assert listed.exit_code == 0, listed.output
+    assert all(line.endswith(" no") for line in listed.stdout.splitlines()[1:])
+    assert not database.exists()  # asking created nothing
     upgraded = runner.invoke(app, ["db", "upgrade", service])
     assert upgraded.exit_code == 0, upgraded.output
     after = runner.invoke(app, ["db", "current", service])
