@@ -124,8 +124,12 @@ class _Maker:
         return first17 + credit_check_character(first17)
 
     def firm_name(self, region: str) -> str:
+        """A name for a firm of ``region``: its city's name first, else the region's or its
+        province's; none for a region outside the table (an overlap taken from a list of
+        other provinces' firms)."""
         table = regions()
-        city = table.get(region[:4] + "00", table[region])
+        codes = (region[:4] + "00", region, region[:2] + "0000")
+        city = next((table[code] for code in codes if code in table), "")
         words = "".join(self.rng.sample(_FIRM_WORDS, self.rng.choice((2, 2, 3))))
         return f"{city}{words}{self.rng.choice(_TRADES)}{self.rng.choice(_FORMS)}"
 

@@ -9,7 +9,14 @@ import pytest
 
 from identity.credentials import check_credit_code
 from matching.identifiers import Kind, normalise, read_column
-from matching.synthetic import Dataset, generate, regions, write_csv
+from matching.synthetic import (
+    Dataset,
+    _org_check,
+    credit_check_character,
+    generate,
+    regions,
+    write_csv,
+)
 
 
 def identifiers(dataset: Dataset, count: int, seed: int, **options: object) -> list[str]:
@@ -100,3 +107,16 @@ def test_the_csv_has_the_identifier_column(tmp_path: Path) -> None:
     with path.open(encoding="utf-8") as stream:
         assert next(csv.reader(stream)) == ["id_number", "name", "mobile"]
     assert len(read_column(path, "id_number", Kind.ID_NUMBER).items) == 10
+
+
+def test_an_overlap_with_firms_outside_the_region_table_names_them_too() -> None:
+    # Beijing (110105) and a code whose region is no real one (990000): both valid codes
+    others = []
+    for region in ("110105", "990000"):
+        first17 = "91" + region + "MA01AB2C" + _org_check("MA01AB2C")
+        others.append(first17 + credit_check_character(first17))
+    assert all(check_credit_code(code) == code for code in others)
+    rows = list(generate(Dataset.ENTERPRISES, 4, 6, overlap_with=others, overlap=0.5))
+    shared = {row[0]: row for row in rows if normalise([row[0]], Kind.USCC).items[0] in others}
+    assert len(shared) == 2
+    assert all(name for _code, name, _region in shared.values())
