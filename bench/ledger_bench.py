@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
+from dataspace.servers import bind
 from identity import keys
 from ledger import store
 from ledger.canonical import event_bytes
@@ -228,8 +228,7 @@ def pure_python_sign_ms() -> float:
 
 @contextlib.contextmanager
 def anvil() -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+    with bind() as sock:  # free a moment ago; anvil binds it itself
         port: int = sock.getsockname()[1]
     try:
         with local_node(port, anvil=ANVIL) as url:

@@ -173,9 +173,9 @@ def check_database(service: Service, migrate_on_start: bool) -> None:
     """Before a server starts: its database opens (else one line naming the setting, and 78),
     and, with migrations on start turned off, its schemas are at the newest revision (else the
     command to run first, then why, and 78). In the server's start-up each is a traceback."""
-    _, schemas = _service_database(service)
+    url, schemas = _service_database(service)
     variable = f"{service.value.upper()}_DATABASE_URL"
-    with _database(service) as engine:
+    with _database(service, url) as engine:
         with engine.connect():
             pass
         behind = [schema.name for schema in schemas if current(engine, schema) != head(schema)]
@@ -461,9 +461,9 @@ def _service_database(service: Service) -> tuple[str, tuple[Migrations, ...]]:
 
 
 @contextmanager
-def _database(service: Service) -> Iterator[Engine]:
-    """The service's database engine; a database that cannot be used is one line and 78."""
-    url, _ = _service_database(service)
+def _database(service: Service, url: str) -> Iterator[Engine]:
+    """The service's database engine (``url`` from its settings); a database that cannot be
+    used is one line and 78."""
     engine = create_engine(url)
     try:
         yield engine
@@ -479,8 +479,8 @@ def _database(service: Service) -> Iterator[Engine]:
 @db_cli.command("upgrade")
 def db_upgrade(service: Service) -> None:
     """Bring a service's database to the newest schema (its *_DATABASE_URL)."""
-    _, schemas = _service_database(service)
-    with _database(service) as engine:
+    url, schemas = _service_database(service)
+    with _database(service, url) as engine:
         for schema in schemas:
             upgrade(engine, schema)
     typer.echo(f"{service.value}: database at the newest revision")
@@ -502,16 +502,15 @@ def _at(engine: Engine | None, schema: Migrations) -> str | None:
 
 
 @contextmanager
-def _existing_database(service: Service) -> Iterator[Engine | None]:
+def _existing_database(service: Service, url: str) -> Iterator[Engine | None]:
     """As :func:`_database`, but None for a SQLite file that does not exist (which is left
     uncreated, and said on standard error)."""
-    url, _ = _service_database(service)
     missing = _missing_file(url)
     if missing is not None:
         typer.echo(f"{service.value}: no database at {missing} yet", err=True)
         yield None
         return
-    with _database(service) as engine:
+    with _database(service, url) as engine:
         yield engine
 
 
@@ -522,9 +521,9 @@ CURRENT_COLUMNS = ("SCHEMA", "AT", "NEWEST", "STATE")
 def db_current(service: Service) -> None:
     """Each schema of a service's database: the revision it is at and the newest one.
     Exit 1 when one is behind (``dataspace db upgrade SERVICE`` brings it up)."""
-    _, schemas = _service_database(service)
+    url, schemas = _service_database(service)
     behind = False
-    with _existing_database(service) as engine:
+    with _existing_database(service, url) as engine:
         rows = []
         for schema in schemas:
             at, newest = _at(engine, schema), head(schema)
@@ -543,8 +542,8 @@ HISTORY_COLUMNS = ("SCHEMA", "REVISION", "MESSAGE", "APPLIED")
 @db_cli.command("history")
 def db_history(service: Service) -> None:
     """Every migration of a service's schemas, oldest first, and whether its database has it."""
-    _, schemas = _service_database(service)
-    with _existing_database(service) as engine:
+    url, schemas = _service_database(service)
+    with _existing_database(service, url) as engine:
         rows = []
         for schema in schemas:
             at = _at(engine, schema)
