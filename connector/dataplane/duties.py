@@ -113,10 +113,10 @@ class Duties:
                     session, process_id=record.id[:100], kind=KIND, audience=record.counterparty,
                     url=record.receipt_endpoint, body={"receipt": receipt}, now=now,
                 )  # fmt: skip
+            self._audit(session, "duty fulfilled", record, "receipt signed and sent")
             session.commit()
             session.refresh(record)
         self.outbox.wake()
-        self._audit("duty fulfilled", record, Outcome.ACCEPTED, "receipt signed and sent")
         return record
 
     def receipt(self, peer: str, receipt: str, document: DIDDocument) -> DutyRecord:
@@ -148,17 +148,19 @@ class Duties:
                 settled.state.value, receipt, now,
             )  # fmt: skip
             session.add(record)
+            self._audit(session, "duty receipt", record, "signed receipt recorded")
             session.commit()
             session.refresh(record)
-        self._audit("duty receipt", record, Outcome.ACCEPTED, "signed receipt recorded")
         return record
 
-    def _audit(self, action: str, record: DutyRecord, outcome: Outcome, reason: str) -> None:
-        self.audit.record(
+    def _audit(self, session: Session, action: str, record: DutyRecord, reason: str) -> None:
+        """The duty's event, in the transaction that settles it: both or neither."""
+        self.audit.add(
+            session,
             AuditRecord(
-                actor=self.participant.did, action=action, outcome=outcome,
+                actor=self.participant.did, action=action, outcome=Outcome.ACCEPTED,
                 occurred_at=self.clock(), counterparty=record.counterparty, subject=record.id,
-                reason=reason, duty_action=record.action,
+                reason=reason, duty_action=record.action, agreement_id=record.agreement_id,
                 evidence_hash=(
                     None if record.evidence is None
                     else hashlib.sha256(record.evidence.encode()).hexdigest()

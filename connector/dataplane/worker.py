@@ -151,7 +151,7 @@ class DataPlaneWorker:
                         actor=self.me, action="duty violated", outcome=Outcome.REFUSED,
                         occurred_at=now, counterparty=duty.counterparty, subject=duty.id,
                         reason=f"{duty.action} was due by {duty.deadline} and not done",
-                        duty_action=duty.action,
+                        duty_action=duty.action, agreement_id=duty.agreement_id,
                     ),
                 )  # fmt: skip
             session.commit()
