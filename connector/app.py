@@ -297,7 +297,7 @@ def create_app(
             app.state.contracts = DataContracts(
                 engine=engine, participant=participant, client=client,
                 negotiations=app.state.negotiations, transfers=app.state.transfers,
-                timeout_s=settings.contracts_timeout_s,
+                timeout_s=settings.contracts_timeout_s, audit=app.state.audit,
             )  # fmt: skip
             app.state.matching = Matching(
                 contracts=app.state.contracts, client=client, workers=psi_workers,

@@ -54,12 +54,20 @@ class AuditRecord:
     duty_action: str | None = None
     """Duties: the action owed (``delete``, say)."""
     evidence_hash: str | None = None
-    """Duties fulfilled: the SHA-256 (hex) of the signed receipt that shows it."""
+    """Duties fulfilled: the SHA-256 (hex) of the signed receipt that shows it; assets offered,
+    changed or withdrawn: of their description as offered (management/routes.py)."""
     agreement_id: str | None = None
     agreement_hash: str | None = None
     """A negotiation FINALIZED: the SHA-256 (hex) of the canonical agreement
     (policy/agreement.py), and of its terms (``policy_hash``)."""
     policy_hash: str | None = None
+    psi_mode: str | None = None
+    """Matching runs (PSI) that completed: what the consumer learned (``intersection`` or
+    ``cardinality``), the sizes of our set and the peer's, and of the intersection when we
+    learned it (``None`` for the provider, which does not)."""
+    psi_own_items: int | None = None
+    psi_peer_items: int | None = None
+    psi_intersection: int | None = None
 
 
 class AuditSink(Protocol):
@@ -98,6 +106,10 @@ class AuditEvent(ConnectorBase, table=True):
     agreement_id: str | None = Field(default=None, max_length=500)
     agreement_hash: str | None = Field(default=None, max_length=64)
     policy_hash: str | None = Field(default=None, max_length=64)
+    psi_mode: str | None = Field(default=None, max_length=20)
+    psi_own_items: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    psi_peer_items: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    psi_intersection: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     ledger_sequence: int | None = Field(
         default=None, sa_column=Column(BigInteger, nullable=True, index=True)
     )
@@ -147,6 +159,10 @@ class SqlAuditSink:
                 agreement_id=record.agreement_id,
                 agreement_hash=record.agreement_hash,
                 policy_hash=record.policy_hash,
+                psi_mode=record.psi_mode,
+                psi_own_items=record.psi_own_items,
+                psi_peer_items=record.psi_peer_items,
+                psi_intersection=record.psi_intersection,
             )
         )
 
@@ -185,4 +201,8 @@ def _to_record(row: AuditEvent) -> AuditRecord:
         agreement_id=row.agreement_id,
         agreement_hash=row.agreement_hash,
         policy_hash=row.policy_hash,
+        psi_mode=row.psi_mode,
+        psi_own_items=row.psi_own_items,
+        psi_peer_items=row.psi_peer_items,
+        psi_intersection=row.psi_intersection,
     )

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader
 from sqlalchemy.engine import Engine
 
+from connector.audit import AuditSink
 from connector.dataplane.matchsets import MatchingSets
 from connector.dataplane.sources import SourceRules, sqlite_files
 from connector.management.edrs import Edrs
@@ -144,6 +145,11 @@ async def get_edrs(request: Request) -> Edrs:
     return edrs
 
 
+async def get_audit(request: Request) -> AuditSink:
+    audit: AuditSink = request.app.state.audit
+    return audit
+
+
 async def get_transfers(request: Request) -> Transfers:
     transfers: Transfers = request.app.state.transfers
     return transfers
@@ -171,5 +177,6 @@ EdrsDep = Annotated[Edrs, Depends(get_edrs)]
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 NegotiationsDep = Annotated[Negotiations, Depends(get_negotiations)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
+AuditDep = Annotated[AuditSink, Depends(get_audit)]
 MatchingSetsDep = Annotated[MatchingSets | None, Depends(get_matching_sets)]
 ParticipantDep = Annotated[Participant, Depends(get_participant)]

@@ -27,7 +27,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -38,8 +38,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, col, select
 
 from connector.audit import AuditEvent, Outcome
+from connector.catalog.store import Asset
 from connector.database import ConnectorBase
+from connector.negotiation.machine import Role
+from connector.negotiation.store import ContractNegotiationRecord
 from connector.outbox import worker_backoff_s
+from connector.transfer.store import TransferProcessRecord
 from identity.did import check_did
 from ledger import store
 from ledger.events import (
@@ -47,19 +51,26 @@ from ledger.events import (
     MAX_REASON_CHARS,
     AccessOutcome,
     AgreementConcluded,
+    AssetEvent,
     DataAccessed,
     Detail,
     DutyFulfilled,
     DutyViolated,
+    EventType,
     LedgerEvent,
+    LegalBasis,
     NegotiationState,
     NegotiationStateChanged,
+    PsiParty,
+    PsiRun,
     RefusalScope,
     Refused,
+    RevealMode,
     TransferState,
     TransferStateChanged,
 )
 from ledger.recorder import Recorder
+from policy.operands import Grade
 from service.logs import one_line
 
 if TYPE_CHECKING:  # web3 (behind ledger.chain) takes 0.75 s and ~60 MiB to import: only a
@@ -83,6 +94,14 @@ _ACCESS_OUTCOMES: Final = {
     "aborted": AccessOutcome.INTERRUPTED,
     "failed": AccessOutcome.FAILED,
 }
+_ASSET_EVENTS: Final = {
+    "asset offered": EventType.ASSET_OFFERED,
+    "asset changed": EventType.ASSET_CHANGED,
+    "asset withdrawn": EventType.ASSET_WITHDRAWN,
+}
+OUTSIDE_MAINLAND: Final = ("71", "81", "82")
+"""GB/T 2260 province codes of Taiwan, Hong Kong and Macao: a counterparty whose membership
+region is one of them is outside the mainland (数据出境: the cross-border flag)."""
 _DSP_PATHS: Final = (
     ("/dsp/negotiations", RefusalScope.NEGOTIATION),
     ("/dsp/callback/negotiations", RefusalScope.NEGOTIATION),
@@ -160,7 +179,7 @@ def _detail(row: AuditEvent) -> Detail | None:
     refused = row.outcome == Outcome.REFUSED.value
     if row.process in ("negotiation", "transfer") and row.to_state is not None:
         return _state_change(row, row.to_state)
-    if row.action == "data access":
+    if row.action in ("data access", "data received"):
         outcome = _ACCESS_OUTCOMES.get(row.access_outcome or "")
         if outcome is not None and row.subject and row.bytes_sent is not None:
             return DataAccessed(
@@ -184,6 +203,15 @@ def _detail(row: AuditEvent) -> Detail | None:
             action=_clip(row.duty_action, MAX_NAME_CHARS),
             reasons=_reasons(row),
         )
+    if row.action == "matching run":
+        return _psi_run(row, refused)
+    asset_event = _ASSET_EVENTS.get(row.action)
+    if asset_event is not None and row.subject and not refused:
+        return AssetEvent(
+            type=asset_event,  # type: ignore[arg-type]
+            asset_id=row.subject,
+            description_hash=row.evidence_hash,
+        )
     fulfilled = row.action in ("duty fulfilled", "duty receipt")
     if fulfilled and not refused and row.subject and row.duty_action:
         if row.evidence_hash:
@@ -205,6 +233,37 @@ def _detail(row: AuditEvent) -> Detail | None:
     return None
 
 
+def _psi_run(row: AuditEvent, refused: bool) -> Detail | None:
+    """A completed matching run: the sizes each side knows and who learned what (the consumer
+    the intersection or its size, the provider nothing of it); a refused one: its reason."""
+    if refused or row.psi_mode is None:
+        if not refused:
+            return None
+        return Refused(
+            type="refusal",  # type: ignore[arg-type]
+            scope=RefusalScope.ACCESS,
+            reasons=_reasons(row) or ("refused",),
+        )
+    if row.psi_own_items is None or row.psi_peer_items is None or row.counterparty is None:
+        return None
+    mode = RevealMode(row.psi_mode)
+    consumer_side = row.psi_intersection is not None
+    consumer, provider = (
+        (row.actor, row.counterparty) if consumer_side else (row.counterparty, row.actor)
+    )
+    return PsiRun(
+        type="psi.run",  # type: ignore[arg-type]
+        own_set_size=row.psi_own_items,
+        peer_set_size=row.psi_peer_items,
+        intersection_size=row.psi_intersection,
+        reveal_mode=mode,  # type: ignore[arg-type]
+        parties=(
+            PsiParty(participant=consumer, learned=mode),
+            PsiParty(participant=provider, learned=RevealMode.NOTHING),
+        ),
+    )
+
+
 def _details(row: AuditEvent) -> list[Detail]:
     """What the row shows: one event, or two when a negotiation's move to FINALIZED
     concluded an agreement whose hashes it carries; none when it is no ledger event."""
@@ -221,11 +280,151 @@ def _details(row: AuditEvent) -> list[Detail]:
     return details
 
 
-def to_events(row: AuditEvent, participant: str) -> list[LedgerEvent]:
+@dataclass(frozen=True)
+class FlowFacts:
+    """What a regulator asks of a flow, from the connector's own records of it: the asset and
+    agreement, the purpose the consumer declared, and, where this connector holds the asset
+    (the provider), its grade, personal information (legal basis, persons) and scenario
+    domain, and whether the consumer is outside the mainland. A consumer's events carry the
+    asset, agreement and purpose only: the provider's description of the data is not its own
+    record, and the provider's record beside it (reconciliation) has the rest."""
+
+    asset_id: str | None = None
+    agreement_id: str | None = None
+    purpose: str | None = None
+    data_grade: Grade | None = None
+    personal_information: bool = False
+    legal_basis: LegalBasis | None = None
+    person_count: int | None = None
+    """As the asset's holder states it (``personCount``)."""
+    scenario_domain: str | None = None
+    cross_border: bool = False
+    provider_pid: str | None = None
+    """The transfer's process ids, for a data-plane access whose row names only the transfer
+    (so that it joins its flow in the regulator's reconciliation)."""
+    consumer_pid: str | None = None
+
+    def persons(self, detail: Detail) -> int:
+        """How many persons' information an event moved: for a data access, its rows (one
+        per person), at most the persons the asset holds, or those when it has no rows; no
+        other event moves data."""
+        if not self.personal_information or not isinstance(detail, DataAccessed):
+            return 0
+        declared = self.person_count
+        if detail.rows_sent is None:
+            return declared or 0
+        return detail.rows_sent if declared is None else min(detail.rows_sent, declared)
+
+
+def _enum_or_none(kind: type[Grade] | type[LegalBasis], value: str | None) -> Any:
+    try:
+        return None if value is None else kind(value)
+    except ValueError:
+        return None
+
+
+class Flows:
+    """Reads the :class:`FlowFacts` of audit rows from the connector's database, within one
+    sequencing round (each negotiation and asset read once per round). The facts are read when
+    the row is sequenced, normally within a second of it: an asset changed in between gives
+    its new grade (its ``asset.changed`` event is on the ledger just before)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._by_agreement: dict[str, ContractNegotiationRecord | None] = {}
+        self._assets: dict[str, Asset | None] = {}
+
+    def of(self, row: AuditEvent) -> FlowFacts:
+        if row.action in _ASSET_EVENTS and row.subject:
+            return self._asset_facts(row.subject, FlowFacts(asset_id=row.subject))
+        transfer = self._transfer(row)
+        negotiation = self._negotiation(row, transfer)
+        provider_pid = None if transfer is None else transfer.provider_pid
+        consumer_pid = None if transfer is None else transfer.consumer_pid
+        if negotiation is None:
+            return FlowFacts(
+                agreement_id=row.agreement_id, provider_pid=provider_pid, consumer_pid=consumer_pid
+            )
+        facts = FlowFacts(
+            asset_id=negotiation.asset_id,
+            agreement_id=row.agreement_id or negotiation.agreement_id,
+            purpose=None if negotiation.purpose is None else _clip(negotiation.purpose, 200),
+            cross_border=(negotiation.counterparty_region or "")[:2] in OUTSIDE_MAINLAND,
+            provider_pid=provider_pid,
+            consumer_pid=consumer_pid,
+        )
+        if negotiation.role != Role.PROVIDER.value:
+            return facts
+        return self._asset_facts(negotiation.asset_id, facts)
+
+    def _asset_facts(self, asset_id: str, facts: FlowFacts) -> FlowFacts:
+        if asset_id not in self._assets:
+            self._assets[asset_id] = self.session.get(Asset, asset_id)
+        asset = self._assets[asset_id]
+        if asset is None:  # withdrawn since
+            return facts
+        personal = asset.personal_information
+        return replace(
+            facts,
+            data_grade=_enum_or_none(Grade, asset.data_grade),
+            personal_information=personal,
+            legal_basis=_enum_or_none(LegalBasis, asset.legal_basis) if personal else None,
+            person_count=asset.person_count if personal else None,
+            scenario_domain=None if asset.domain is None else _clip(asset.domain, 200),
+        )
+
+    def _negotiation(
+        self, row: AuditEvent, transfer: TransferProcessRecord | None
+    ) -> ContractNegotiationRecord | None:
+        agreement_id = row.agreement_id
+        if agreement_id is None and transfer is not None:
+            agreement_id = transfer.agreement_id
+        if agreement_id is not None:
+            if agreement_id not in self._by_agreement:
+                self._by_agreement[agreement_id] = self._first(
+                    ContractNegotiationRecord.agreement_id == agreement_id
+                )
+            return self._by_agreement[agreement_id]
+        pids = [p for p in (row.provider_pid, row.consumer_pid) if p]
+        if row.process == "negotiation" and pids:
+            return self._first(col(ContractNegotiationRecord.id).in_(pids))
+        return None
+
+    def _first(self, condition: Any) -> ContractNegotiationRecord | None:
+        """The provider's record first: a connector that negotiated with itself holds both."""
+        return self.session.exec(
+            select(ContractNegotiationRecord)
+            .where(condition)
+            .order_by(col(ContractNegotiationRecord.role).desc())
+            .limit(1)
+        ).first()
+
+    def _transfer(self, row: AuditEvent) -> TransferProcessRecord | None:
+        """The transfer a row is about: by its process ids, or the transfer a data-plane
+        access or a matching run names (its subject)."""
+        if row.process == "transfer":
+            ids = [i for i in (row.provider_pid, row.consumer_pid) if i]
+        elif row.action in ("data access", "matching run"):
+            ids = [row.subject] if row.subject else []
+        else:
+            return None
+        if not ids:
+            return None
+        return self.session.exec(
+            select(TransferProcessRecord)
+            .where(col(TransferProcessRecord.id).in_(ids))
+            .order_by(col(TransferProcessRecord.role).desc())
+            .limit(1)
+        ).first()
+
+
+def to_events(
+    row: AuditEvent, participant: str, facts: FlowFacts | None = None
+) -> list[LedgerEvent]:
     """The ledger events of an audit row: who (the participant), when, with whom, under which
-    DSP process ids and agreement, and what happened. Fields the audit row does not hold stay
-    at the event model's defaults (no purpose, no data grade, no personal information
-    stated)."""
+    DSP process ids and agreement, and what happened, with the flow's ``facts``
+    (:class:`Flows`). Fields neither holds stay at the event model's defaults."""
+    facts = facts or FlowFacts(agreement_id=row.agreement_id)
     occurred_at = row.occurred_at
     if occurred_at.tzinfo is None:  # SQLite keeps no zone; the audit sink stores UTC
         occurred_at = occurred_at.replace(tzinfo=UTC)
@@ -236,19 +435,27 @@ def to_events(row: AuditEvent, participant: str) -> list[LedgerEvent]:
             occurred_at=occurred_at,
             detail=detail,
             counterparty=_did_or_none(row.counterparty),
-            provider_pid=row.provider_pid,
-            consumer_pid=row.consumer_pid,
-            agreement_id=row.agreement_id,
+            provider_pid=row.provider_pid or facts.provider_pid,
+            consumer_pid=row.consumer_pid or facts.consumer_pid,
+            asset_id=facts.asset_id,
+            agreement_id=facts.agreement_id,
+            data_grade=facts.data_grade,
+            personal_information=facts.personal_information,
+            person_count=facts.persons(detail),
+            purpose=facts.purpose,
+            legal_basis=facts.legal_basis,
+            scenario_domain=facts.scenario_domain,
+            cross_border=facts.cross_border,
         )
         for n, detail in enumerate(_details(row))
     ]
 
 
-def _events_or_none(row: AuditEvent, participant: str) -> list[LedgerEvent]:
+def _events_or_none(row: AuditEvent, participant: str, flows: Flows) -> list[LedgerEvent]:
     """An audit row that the event model refuses (a state name it does not know, a field out
     of range) is logged and left out of the ledger, not invented into shape."""
     try:
-        return to_events(row, participant)
+        return to_events(row, participant, flows.of(row))
     except (ValidationError, ValueError) as error:
         log.warning("audit event %s is no valid ledger event: %s", row.id, one_line(error))
         return []
@@ -269,8 +476,9 @@ def sequence(engine: Engine, recorder: Recorder, limit: int = ROUND_ROWS) -> int
             return 0
         events: list[LedgerEvent] = []
         owners: list[AuditEvent] = []
+        flows = Flows(session)
         for row in rows:
-            found = _events_or_none(row, recorder.participant)
+            found = _events_or_none(row, recorder.participant, flows)
             if not found:
                 row.ledger_sequence = NOT_AN_EVENT
             events += found

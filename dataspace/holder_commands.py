@@ -37,6 +37,7 @@ from dataspace.output import (
     usage,
 )
 from identity.credentials import CredentialType
+from ledger.events import LegalBasis
 from policy.lint import Finding, Severity, lint
 from policy.operands import Grade
 
@@ -138,6 +139,14 @@ Personal = Annotated[
     bool | None,
     typer.Option("--personal-information/--no-personal-information", help="Holds personal data."),
 ]
+BasisOption = Annotated[
+    LegalBasis | None,
+    typer.Option("--legal-basis", help="PIPL article 13's basis for the personal data."),
+]
+PersonCount = Annotated[
+    int | None,
+    typer.Option(min=0, help="How many natural persons' data it holds (with personal data)."),
+]
 Region = Annotated[str | None, typer.Option(help="Administrative division code (GB/T 2260).")]
 Version = Annotated[str | None, typer.Option(help="The data's version.")]
 FileAddress = Annotated[str | None, typer.Option("--file", help="Data address: a local file.")]
@@ -177,6 +186,8 @@ def _asset_body(view: AssetView) -> dict[str, Any]:
         "domain": view.domain,
         "dataGrade": view.data_grade,
         "personalInformation": view.personal_information,
+        "legalBasis": view.legal_basis,
+        "personCount": view.person_count,
         "region": view.region,
         "version": view.version,
         "dataAddress": view.data_address,
@@ -194,6 +205,8 @@ def assets_add(
     keyword: Keywords = None,
     domain: Domain = None,
     personal_information: Personal = None,
+    legal_basis: BasisOption = None,
+    person_count: PersonCount = None,
     region: Region = None,
     version: Version = None,
     file: FileAddress = None,
@@ -216,8 +229,9 @@ def assets_add(
         "id": asset_id, "titleZh": title_zh, "titleEn": title_en,
         "descriptionZh": description_zh, "descriptionEn": description_en,
         "keywords": keyword or [], "domain": domain, "dataGrade": data_grade.value,
-        "personalInformation": bool(personal_information), "region": region,
-        "version": version, "dataAddress": address,
+        "personalInformation": bool(personal_information),
+        "legalBasis": legal_basis.value if legal_basis else None, "personCount": person_count,
+        "region": region, "version": version, "dataAddress": address,
     }  # fmt: skip
     with _client(url, api_key) as client, refusals(CONNECTOR, KEY):
         made = client.create_asset(body)
@@ -268,6 +282,8 @@ def assets_update(
     domain: Domain = None,
     data_grade: DataGrade = None,
     personal_information: Personal = None,
+    legal_basis: BasisOption = None,
+    person_count: PersonCount = None,
     region: Region = None,
     version: Version = None,
     file: FileAddress = None,
@@ -284,10 +300,13 @@ def assets_update(
         "titleZh": title_zh, "titleEn": title_en, "descriptionZh": description_zh,
         "descriptionEn": description_en, "keywords": keyword, "domain": domain,
         "dataGrade": data_grade.value if data_grade else None,
-        "personalInformation": personal_information, "region": region, "version": version,
-        "dataAddress": address,
+        "personalInformation": personal_information,
+        "legalBasis": legal_basis.value if legal_basis else None, "personCount": person_count,
+        "region": region, "version": version, "dataAddress": address,
     }  # fmt: skip
-    given = {k: v for k, v in changes.items() if v is not None}
+    given: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
+    if personal_information is False:  # no personal data: nothing to state of it
+        given |= {"legalBasis": None, "personCount": None}
     if not given:
         usage("nothing to change: give at least one option")
     with _client(url, api_key) as client, refusals(CONNECTOR, KEY):

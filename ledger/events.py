@@ -240,20 +240,24 @@ class CredentialEvent(_Model):
 class PsiParty(_Model):
     participant: DID
     learned: RevealMode
+    """Of the intersection: its members, its size, or nothing (a provider learns only the
+    size of the consumer's set, which the event records)."""
 
 
 class PsiRun(_Model):
     type: Literal[EventType.PSI_RUN]
     own_set_size: Count
     peer_set_size: Count
-    intersection_size: Count
+    intersection_size: Count | None = None
+    """``None``: the recording party did not learn it (the provider of a run)."""
     reveal_mode: Literal[RevealMode.INTERSECTION, RevealMode.CARDINALITY]
     parties: Annotated[tuple[PsiParty, ...], Field(min_length=1, max_length=MAX_PSI_PARTIES)]
     """Who learned what."""
 
     @model_validator(mode="after")
     def _intersection_fits(self) -> PsiRun:
-        if self.intersection_size > min(self.own_set_size, self.peer_set_size):
+        size = self.intersection_size
+        if size is not None and size > min(self.own_set_size, self.peer_set_size):
             raise ValueError("an intersection is no larger than either set")
         return self
 
@@ -306,8 +310,11 @@ class LedgerEvent(_Model):
     def _personal_information_is_consistent(self) -> LedgerEvent:
         if not self.personal_information and self.person_count:
             raise ValueError("a person count needs personal_information")
-        if self.personal_information and self.legal_basis is None:
-            raise ValueError("personal information needs its legal basis (PIPL article 13)")
+        if not self.personal_information and self.legal_basis is not None:
+            raise ValueError("a legal basis (PIPL article 13) is for personal information")
+        # Personal information without a stated legal basis is recorded as it happened (a
+        # holder's data published before the basis was asked for): the regulator's report
+        # counts such events (ledger.reports), a ledger does not hide them.
         return self
 
     @property

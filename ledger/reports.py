@@ -45,6 +45,8 @@ class Report:
     provided: dict[tuple[str, str, str], Provided] = field(default_factory=dict)
     """(counterparty, asset, purpose) -> what went out."""
     persons: int = 0
+    without_legal_basis: int = 0
+    """Events about personal information that state no legal basis (PIPL article 13)."""
     cross_border: Counter[str] = field(default_factory=Counter)
     """counterparty -> cross-border events."""
     refusals: Counter[str] = field(default_factory=Counter)
@@ -71,7 +73,11 @@ class Report:
                 }
                 for (c, a, p), v in sorted(self.provided.items())
             ],
-            "personalInformation": {"persons": self.persons, **self.thresholds()},
+            "personalInformation": {
+                "persons": self.persons,
+                **self.thresholds(),
+                "withoutLegalBasis": self.without_legal_basis,
+            },
             "crossBorder": [
                 {"counterparty": c, "events": n} for c, n in sorted(self.cross_border.items())
             ],
@@ -88,6 +94,11 @@ class Report:
                  value.accesses, value.bytes, value.rows, value.persons]
             )  # fmt: skip
         writer.writerow(["personal_information", "", "", "", "", "", "", "", self.persons])
+        if self.without_legal_basis:
+            writer.writerow(
+                ["personal_information", "", "", "", "no legal basis stated",
+                 self.without_legal_basis, "", "", ""]
+            )  # fmt: skip
         for counterparty, count in sorted(self.cross_border.items()):
             writer.writerow(["cross_border", _cell(counterparty), "", "", "", count, "", "", ""])
         for reason, count in sorted(self.refusals.items()):
@@ -113,6 +124,8 @@ def build_report(
         report.events += 1
         if event.cross_border:
             report.cross_border[event.counterparty or "unknown"] += 1
+        if event.personal_information and event.legal_basis is None:
+            report.without_legal_basis += 1
         match event.detail:
             case DataAccessed(bytes_sent=sent, rows_sent=rows):
                 key = (event.counterparty or "", event.asset_id or "", event.purpose or "")

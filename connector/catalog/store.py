@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, String, Text
+from sqlalchemy import BigInteger, Column, DateTime, String, Text
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, col, select
 
@@ -35,6 +35,10 @@ class Asset(ConnectorBase, table=True):
     domain: str | None = Field(default=None, max_length=100, index=True)
     data_grade: str = Field(max_length=20, index=True)
     personal_information: bool = False
+    legal_basis: str | None = Field(default=None, max_length=40)
+    """PIPL article 13's basis for handling the personal information (a ``LegalBasis``)."""
+    person_count: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    """How many natural persons' information the data holds, as its holder states it."""
     region: str | None = Field(default=None, max_length=6, index=True)
     version: str | None = Field(default=None, max_length=50)
     data_address: str = Field(sa_column=Column(Text, nullable=False))

@@ -1,11 +1,13 @@
 """A small typed Python client for the data contracts API, and the download that goes with it:
 one call for a grant, then the data straight from the provider's data plane, streamed to a
 file, resumed after an interruption, token refreshed before it expires, with the SHA-256 of
-what arrived. Used by applications, the tests and ``dataspace fetch``."""
+what arrived, reported to our connector for the regulator's ledger. Used by applications, the
+tests and ``dataspace fetch``."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -15,6 +17,8 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
+
+log = logging.getLogger("kexin.contracts.client")
 
 CHUNK: Final = 1024 * 1024
 Progress = Callable[[int, int | None], None]
@@ -257,7 +261,28 @@ class ContractsClient:
             out.flush()
             os.fsync(out.fileno())
         part.replace(path)
-        return Download(path, done, digest.hexdigest(), resumed_from, grant)
+        finished = Download(path, done, digest.hexdigest(), resumed_from, grant)
+        self.report(finished)
+        return finished
+
+    def report(self, download: Download) -> None:
+        """Tell our connector what arrived (``POST /contracts/v1/received``), for the
+        regulator's reconciliation. The data is here whatever the answer: a report that
+        fails is logged, not raised (the reconciliation then shows the flow one-sided)."""
+        try:
+            response = self._http.post(
+                f"{self.base_url}/contracts/v1/received",
+                headers=self._headers,
+                json={"transferId": download.grant.transfer_id, "bytes": download.bytes,
+                      "sha256": download.sha256},
+            )  # fmt: skip
+        except httpx.HTTPError as error:
+            log.warning("the download of %s was not reported to the connector: %r",
+                        download.grant.transfer_id, error)  # fmt: skip
+            return
+        if response.status_code != httpx.codes.CREATED:
+            log.warning("the connector did not record the download of %s: %s",
+                        download.grant.transfer_id, _error(response))  # fmt: skip
 
     def duties(self, agreement_id: str | None = None) -> list[dict[str, Any]]:
         params = {"role": "consumer", **({"agreementId": agreement_id} if agreement_id else {})}

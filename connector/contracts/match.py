@@ -163,6 +163,7 @@ class Matching:
             f"provider set {result.server_items}, intersection {result.cardinality} "
             f"(data version {info.data_version}); we learned {learned}, the provider our set "
             f"size ({result.client_items})",
+            (result.client_items, result.server_items, result.cardinality),
         )  # fmt: skip
         matches = None
         if result.positions is not None:
@@ -228,12 +229,23 @@ class Matching:
         self._setups[key] = setup
 
     def _audited(
-        self, request: MatchRequest, ids: dict[str, str], outcome: Outcome, reason: str
+        self,
+        request: MatchRequest,
+        ids: dict[str, str],
+        outcome: Outcome,
+        reason: str,
+        sizes: tuple[int, int, int] | None = None,
     ) -> None:
+        """``sizes``: of a completed run, our set, the provider's and the intersection (the
+        ledger's ``psi.run``)."""
+        own, peer, intersection = sizes or (None, None, None)
         self.audit.record(
             AuditRecord(
                 actor=self.me, action="matching run", outcome=outcome, occurred_at=self.clock(),
                 counterparty=request.data.provider, subject=ids["transferId"], reason=reason,
+                agreement_id=ids["agreementId"],
+                psi_mode=None if sizes is None else request.mode.value,
+                psi_own_items=own, psi_peer_items=peer, psi_intersection=intersection,
             )
         )  # fmt: skip
 

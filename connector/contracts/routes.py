@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from connector.contracts.match import Matching, MatchRequest
-from connector.contracts.service import ContractError, DataContracts, DataRequest
+from connector.contracts.service import ContractError, DataContracts, DataRequest, Received
 from connector.deps import require_manager
 from matching.identifiers import Kind
 from matching.machine import Mode
@@ -119,6 +120,35 @@ async def request_data(
         )
     except ContractError as error:
         return JSONResponse(error.body(), status_code=error.status)
+
+
+class ReceivedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    transfer_id: str = Field(alias="transferId", min_length=1, max_length=100)
+    bytes: int = Field(ge=0, le=2**53 - 1, description="bytes that arrived, in all")
+    rows: int | None = Field(default=None, ge=0, le=2**53 - 1, description="rows, if tabular")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    complete: bool = Field(default=True, description="false: the download broke off")
+
+
+@router.post(
+    "/received",
+    status_code=201,
+    responses={404: refusal("no pull transfer of ours with this id")},
+)
+async def received(
+    body: ReceivedIn, contracts: Annotated[DataContracts, Depends(get_contracts)]
+) -> Any:
+    """What reached the application under one of our transfers (the SDK's ``download``
+    reports it): recorded for the regulator's ledger, which sets it beside the bytes and
+    rows the provider's data plane says it sent (reconciliation)."""
+    receipt = Received(body.transfer_id, body.bytes, body.rows, body.sha256, body.complete)
+    try:
+        await run_in_threadpool(contracts.received, receipt)
+    except ContractError as error:
+        return JSONResponse(error.body(), status_code=error.status)
+    return {"transferId": body.transfer_id, "recorded": True}
 
 
 @router.post(

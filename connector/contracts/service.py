@@ -22,6 +22,7 @@ import httpx
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from connector.audit import AuditRecord, AuditSink, Outcome
 from connector.negotiation.machine import Role
 from connector.negotiation.machine import State as NegotiationState
 from connector.negotiation.process import Negotiations
@@ -54,6 +55,17 @@ class ContractError(Exception):
             body["reasons"] = self.reasons
         body.update(self.ids)
         return body
+
+
+@dataclass(frozen=True)
+class Received:
+    """What the application says arrived under one of our transfers."""
+
+    transfer_id: str
+    bytes: int
+    rows: int | None
+    sha256: str | None
+    complete: bool
 
 
 @dataclass(frozen=True)
@@ -91,10 +103,42 @@ class DataContracts:
         transfers: Transfers,
         timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
+        audit: AuditSink | None = None,
     ) -> None:
         self.engine, self.participant, self.client = engine, participant, client
         self.negotiations, self.transfers = negotiations, transfers
         self.timeout_s, self.clock = timeout_s, clock
+        self.audit = audit
+
+    def received(self, receipt: Received) -> None:
+        """The application's account of what reached it under one of our pull transfers:
+        audited (``data received``) for the ledger, where the regulator sets it beside what
+        the provider's data plane says it sent."""
+        with Session(self.engine) as session:
+            transfer = session.get(TransferProcessRecord, receipt.transfer_id)
+            if transfer is None or transfer.role != Role.CONSUMER.value:
+                raise ContractError(
+                    404, "not_found", f"no transfer {receipt.transfer_id} of ours as the consumer"
+                )
+            if self.audit is None:
+                raise ContractError(503, "not_ready", "the connector is starting")
+            self.audit.add(
+                session,
+                AuditRecord(
+                    actor=self.participant.did, action="data received",
+                    outcome=Outcome.ACCEPTED, occurred_at=self.participant.clock(),
+                    counterparty=transfer.counterparty, subject=transfer.id,
+                    reason=(
+                        f"{'complete' if receipt.complete else 'interrupted'}"
+                        + (f", sha256 {receipt.sha256}" if receipt.sha256 else "")
+                    ),
+                    bytes_sent=receipt.bytes, rows_sent=receipt.rows,
+                    access_outcome="completed" if receipt.complete else "interrupted",
+                    process="transfer", provider_pid=transfer.provider_pid,
+                    consumer_pid=transfer.consumer_pid, agreement_id=transfer.agreement_id,
+                ),
+            )  # fmt: skip
+            session.commit()
 
     async def request_data(
         self, request: DataRequest, transfer_type: str = "HttpData-PULL"

@@ -305,6 +305,8 @@ class MatchingRuns:
                     subject=run.transfer_id,
                     reason=what if reason is None else f"{what}; {outcome}: {reason}",
                     bytes_sent=run.sent_bytes, rows_sent=run.client_items,
+                    psi_mode=run.mode.value if outcome == "completed" else None,
+                    psi_own_items=offer.server_items, psi_peer_items=run.client_items,
                 ),
             )  # fmt: skip
             db.commit()

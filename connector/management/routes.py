@@ -4,6 +4,7 @@ lists. The data address of an asset is shown here, never in the catalogue."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from datetime import datetime
@@ -16,10 +17,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from connector.audit import AuditRecord, AuditSink, Outcome
 from connector.catalog.domains import Domains
 from connector.catalog.store import Asset, ContractDefinition, PolicyDefinition
 from connector.dataplane.sources import AddressError, SourceRules
 from connector.deps import (
+    AuditDep,
     EngineDep,
     ManagementError,
     MatchingSetsDep,
@@ -51,7 +54,10 @@ from connector.settings import ConnectorSettings
 from connector.transfer.machine import Event as TransferEvent
 from connector.transfer.machine import State as TransferState
 from connector.transfer.store import TransferProcessRecord
+from identity.participant import Participant
 from identity.presentations import EVERY_SCOPE
+from ledger.canonical import canonicalise
+from ledger.events import MAX_SAFE_INTEGER, LegalBasis
 from matching.identifiers import Kind
 from policy.jsonld import read_policy, write_policy
 from policy.lint import Severity, lint
@@ -117,6 +123,10 @@ class AssetIn(Model):
     domain: str | None = Field(default=None, max_length=100)
     data_grade: Grade = Field(alias="dataGrade")
     personal_information: bool = Field(default=False, alias="personalInformation")
+    legal_basis: LegalBasis | None = Field(default=None, alias="legalBasis")
+    """PIPL article 13: the basis for handling the personal information (needed with it)."""
+    person_count: int | None = Field(default=None, alias="personCount", ge=0, le=MAX_SAFE_INTEGER)
+    """How many natural persons' information the data holds (the regulator's thresholds)."""
     region: str | None = None
     version: str | None = Field(default=None, max_length=50)
     data_address: DataAddressIn = Field(alias="dataAddress")
@@ -130,6 +140,18 @@ class AssetIn(Model):
     def _titled(self) -> AssetIn:
         if not (self.title_zh or self.title_en):
             raise ValueError("an asset needs a title in Chinese or English")
+        return self
+
+    @model_validator(mode="after")
+    def _personal_information(self) -> AssetIn:
+        if self.personal_information and self.legal_basis is None:
+            raise ValueError(
+                "personal information needs its legal basis (PIPL article 13): give legalBasis"
+            )
+        if not self.personal_information and (
+            self.legal_basis is not None or self.person_count is not None
+        ):
+            raise ValueError("legalBasis and personCount describe personal information only")
         return self
 
 
@@ -166,11 +188,41 @@ def asset_view(asset: Asset, domains: Domains) -> dict[str, Any]:
         "domainName": None if domain is None else domain.names(),
         "dataGrade": asset.data_grade,
         "personalInformation": asset.personal_information,
+        "legalBasis": asset.legal_basis,
+        "personCount": asset.person_count,
         "region": asset.region,
         "version": asset.version,
         "dataAddress": json.loads(asset.data_address),
         "createdAt": asset.created_at.isoformat(),
     }
+
+
+def description_hash(asset: Asset) -> str:
+    """SHA-256 (hex) of the asset's description as offered, in its canonical form (RFC 8785):
+    what the catalogue shows of it, without where its data is."""
+    shown = {
+        "id": asset.id, "titleZh": asset.title_zh, "titleEn": asset.title_en,
+        "descriptionZh": asset.description_zh, "descriptionEn": asset.description_en,
+        "keywords": json.loads(asset.keywords), "domain": asset.domain,
+        "dataGrade": asset.data_grade, "personalInformation": asset.personal_information,
+        "legalBasis": asset.legal_basis, "personCount": asset.person_count,
+        "region": asset.region, "version": asset.version,
+    }  # fmt: skip
+    return hashlib.sha256(canonicalise(shown)).hexdigest()
+
+
+def _asset_event(
+    session: Session, audit: AuditSink, participant: Participant, action: str, asset: Asset
+) -> None:
+    """The ledger's ``asset.offered``/``changed``/``withdrawn``, in the change's transaction."""
+    audit.add(
+        session,
+        AuditRecord(
+            actor=participant.did, action=action, outcome=Outcome.ACCEPTED,
+            occurred_at=participant.clock(), subject=asset.id,
+            evidence_hash=description_hash(asset),
+        ),
+    )  # fmt: skip
 
 
 def _conflict(kind: str, identifier: str) -> ManagementError:
@@ -253,6 +305,8 @@ def _checked_asset(
         domain=body.domain,
         data_grade=body.data_grade.value,
         personal_information=body.personal_information,
+        legal_basis=None if body.legal_basis is None else body.legal_basis.value,
+        person_count=body.person_count,
         region=body.region,
         version=body.version,
         data_address=body.data_address.model_dump_json(exclude_none=True),
@@ -268,12 +322,14 @@ def create_asset(
     settings: SettingsDep,
     rules: SourceRulesDep,
     matching_sets: MatchingSetsDep,
+    audit: AuditDep,
 ) -> dict[str, Any]:
     """An asset; a matching set (``dataAddress.matching``) has its PSI setup computed now, in
     the background, and again whenever its data changes."""
     asset = _checked_asset(body, settings, rules, participant.clock())
     with Session(engine) as session:
         session.add(asset)
+        _asset_event(session, audit, participant, "asset offered", asset)
         try:
             session.commit()
         except IntegrityError:
@@ -326,6 +382,8 @@ def update_asset(
     settings: SettingsDep,
     rules: SourceRulesDep,
     matching_sets: MatchingSetsDep,
+    participant: ParticipantDep,
+    audit: AuditDep,
 ) -> dict[str, Any]:
     """Replace an asset's description and data address (checked as on create); its id and
     creation time stay. Agreements already made keep the terms they were made on. A matching
@@ -341,6 +399,7 @@ def update_asset(
             if name not in ("id", "created_at"):
                 setattr(asset, name, getattr(checked, name))
         session.add(asset)
+        _asset_event(session, audit, participant, "asset changed", asset)
         session.commit()
         session.refresh(asset)
     if matching_sets is not None:
@@ -376,7 +435,13 @@ def _processes_of(session: Session, condition: Any) -> dict[str, list[str]]:
 
 
 @router.delete("/assets/{asset_id:path}", status_code=204)
-def delete_asset(asset_id: str, engine: EngineDep, matching_sets: MatchingSetsDep) -> Response:
+def delete_asset(
+    asset_id: str,
+    engine: EngineDep,
+    matching_sets: MatchingSetsDep,
+    participant: ParticipantDep,
+    audit: AuditDep,
+) -> Response:
     """Refused (409, ``usedBy``) while an offer names the asset or an agreement or a running
     negotiation is for it."""
     with Session(engine) as session:
@@ -394,6 +459,7 @@ def delete_asset(asset_id: str, engine: EngineDep, matching_sets: MatchingSetsDe
         }
         if any(used_by.values()):
             raise _in_use("asset", asset_id, used_by)
+        _asset_event(session, audit, participant, "asset withdrawn", asset)
         session.delete(asset)
         session.commit()
     if matching_sets is not None:

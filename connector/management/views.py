@@ -52,6 +52,9 @@ class AssetView(View):
     domain_name: DomainName | None = Field(alias="domainName")
     data_grade: str = Field(alias="dataGrade")
     personal_information: bool = Field(alias="personalInformation")
+    legal_basis: str | None = Field(default=None, alias="legalBasis")
+    """PIPL article 13's basis for the personal information."""
+    person_count: int | None = Field(default=None, alias="personCount")
     region: str | None
     version: str | None
     data_address: dict[str, Any] = Field(alias="dataAddress")

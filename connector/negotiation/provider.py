@@ -174,10 +174,12 @@ class ProviderSide(NegotiationSteps):
     def _decide(
         self, session: Session, record: ContractNegotiationRecord, peer: Peer, offer: Policy
     ) -> None:
+        facts = peer.facts()
+        record.counterparty_region = facts.region  # who asked, from where (the ledger's)
         context = Context(
             now=self.clock(),
             recipient=peer.did,
-            credentials=peer.facts(),
+            credentials=facts,
             target=record.asset_id,
             purpose=record.purpose,
         )

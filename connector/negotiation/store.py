@@ -23,6 +23,9 @@ class ContractNegotiationRecord(ConnectorBase, table=True):
     counterparty: str = Field(max_length=2048, index=True)
     counterparty_address: str = Field(max_length=2048)
     """Provider: the consumer's callbackAddress. Consumer: the provider's DSP base URL."""
+    counterparty_region: str | None = Field(default=None, max_length=6)
+    """Provider: the region (GB/T 2260) of the consumer's verified membership credential when
+    it asked; the ledger's cross-border flag is read from it."""
     offer: str = Field(sa_column=Column(Text, nullable=False))
     """JSON: the offer under negotiation (with its target)."""
     asset_id: str = Field(max_length=300, index=True)

@@ -395,3 +395,202 @@ def test_audit_rows_from_before_the_migration_are_kept_and_sequenced(engine: Eng
     assert event["detail"] == {"type": "refusal", "scope": "access",
                                "reasons": ["invalid_token: expired"]}  # fmt: skip
     assert event["counterparty"] == BANK
+
+
+def _flow(engine: Engine, *, personal: bool, region: str | None) -> None:
+    """A provider's asset, its negotiation (agreement a1, purpose declared) and a transfer
+    under it; and a consumer's negotiation of another provider's asset."""
+    from connector.catalog.store import Asset
+    from connector.negotiation.store import ContractNegotiationRecord
+    from connector.transfer.store import TransferProcessRecord
+
+    def negotiation(pid: str, role: str, asset: str, agreement: str) -> ContractNegotiationRecord:
+        return ContractNegotiationRecord(
+            id=pid, role=role, state="FINALIZED", consumer_pid=f"c-{pid}", provider_pid=pid,
+            counterparty=BANK, counterparty_address="https://bank.example/dsp", offer="{}",
+            asset_id=asset, purpose="credit-assessment", agreement_id=agreement,
+            counterparty_region=region, created_at=T, updated_at=T,
+        )  # fmt: skip
+
+    with Session(engine) as session:
+        session.add(
+            Asset(
+                id="claims", title_en="Claims", domain="health", data_grade="important",
+                personal_information=personal,
+                legal_basis="contract-or-employment" if personal else None,
+                person_count=500 if personal else None,
+                data_address="{}", created_at=T,
+            )
+        )  # fmt: skip
+        session.add(negotiation("p1", "provider", "claims", "a1"))
+        session.add(negotiation("p9", "consumer", "their-firms", "a9"))
+        session.add(
+            TransferProcessRecord(
+                id="t1", role="provider", state="COMPLETED", consumer_pid="ct1",
+                provider_pid="t1", counterparty=BANK, counterparty_address="https://bank.example",
+                agreement_id="a1", format="HttpData-PULL", created_at=T, updated_at=T,
+            )
+        )  # fmt: skip
+        session.commit()
+
+
+def test_the_regulator_fields_are_read_from_the_flow_s_own_records(
+    migrated: Engine, recorder: Recorder
+) -> None:
+    _flow(migrated, personal=True, region="810000")  # a consumer in Hong Kong
+    me = recorder.participant
+    record(migrated, me, action="asset offered", subject="claims", evidence_hash="cd" * 32)
+    record(
+        migrated, me, action="agree", counterparty=BANK, process="negotiation",
+        from_state="REQUESTED", to_state="AGREED", provider_pid="p1", consumer_pid="c-p1",
+    )  # fmt: skip
+    record(
+        migrated, me, action="data access", counterparty=BANK, subject="t1", bytes_sent=9000,
+        rows_sent=800, access_outcome="completed", reason="completed",
+    )  # fmt: skip
+    record(
+        migrated, me, action="start", counterparty=BANK, process="transfer",
+        from_state="REQUESTED", to_state="STARTED", provider_pid="t1", consumer_pid="ct1",
+    )  # fmt: skip
+    record(
+        migrated, me, action="verify", counterparty=BANK, process="negotiation",
+        from_state="AGREED", to_state="VERIFIED", provider_pid="p9", consumer_pid="c-p9",
+    )  # fmt: skip
+    assert sequence(migrated, recorder) == 5
+    offered, agreed, access, started, consumed = stored_events(migrated, me)
+
+    assert offered["detail"] == {
+        "type": "asset.offered", "assetId": "claims", "descriptionHash": "cd" * 32
+    }  # fmt: skip
+    provider_side = {
+        "assetId": "claims", "dataGrade": "important", "personalInformation": True,
+        "legalBasis": "contract-or-employment", "scenarioDomain": "health",
+    }  # fmt: skip
+    assert provider_side.items() <= offered.items()
+    for event in (agreed, access, started):
+        assert provider_side.items() <= event.items(), event
+        assert event["agreementId"] == "a1"
+        assert event["purpose"] == "credit-assessment"
+        assert event["crossBorder"] is True
+    # 800 rows went out, of an asset that holds 500 persons: at most 500; no other event
+    # moves data
+    assert access["personCount"] == 500
+    assert agreed["personCount"] == started["personCount"] == 0
+    # the consumer's record of another's asset: what the negotiation says, no more
+    assert (consumed["assetId"], consumed["agreementId"]) == ("their-firms", "a9")
+    assert consumed["purpose"] == "credit-assessment"
+    assert "dataGrade" not in consumed
+    assert consumed["personalInformation"] is False
+
+
+def test_a_mainland_consumer_is_no_cross_border_flow_and_rows_count_persons(
+    migrated: Engine, recorder: Recorder
+) -> None:
+    _flow(migrated, personal=True, region="440106")
+    with Session(migrated) as session:
+        from connector.catalog.store import Asset
+
+        asset = session.get(Asset, "claims")
+        assert asset is not None
+        asset.person_count = None  # not stated: each row is a person
+        session.add(asset)
+        session.commit()
+    me = recorder.participant
+    record(
+        migrated, me, action="data access", counterparty=BANK, subject="t1", bytes_sent=9000,
+        rows_sent=800, access_outcome="completed", reason="completed",
+    )  # fmt: skip
+    assert sequence(migrated, recorder) == 1
+    [access] = stored_events(migrated, me)
+    assert (access["crossBorder"], access["personCount"]) == (False, 800)
+
+
+def test_an_asset_without_personal_information_carries_no_persons(
+    migrated: Engine, recorder: Recorder
+) -> None:
+    _flow(migrated, personal=False, region=None)
+    me = recorder.participant
+    record(
+        migrated, me, action="data access", counterparty=BANK, subject="t1", bytes_sent=9000,
+        rows_sent=800, access_outcome="completed", reason="completed",
+    )  # fmt: skip
+    record(migrated, me, action="asset withdrawn", subject="gone", evidence_hash="ef" * 32)
+    assert sequence(migrated, recorder) == 2
+    access, withdrawn = stored_events(migrated, me)
+    assert (access["personalInformation"], access["personCount"]) == (False, 0)
+    assert "legalBasis" not in access
+    assert access["dataGrade"] == "important"
+    assert withdrawn["detail"] == {
+        "type": "asset.withdrawn", "assetId": "gone", "descriptionHash": "ef" * 32
+    }  # fmt: skip
+    assert withdrawn["assetId"] == "gone"
+    assert "dataGrade" not in withdrawn
+
+
+def test_a_matching_run_is_a_psi_event_with_who_learned_what(
+    migrated: Engine, recorder: Recorder
+) -> None:
+    _flow(migrated, personal=False, region=None)
+    me = recorder.participant
+    # the provider: its set and the consumer's size; the intersection it never learns
+    record(
+        migrated, me, action="matching run", counterparty=BANK, subject="t1",
+        bytes_sent=5000, rows_sent=4096, psi_mode="cardinality", psi_own_items=1_048_576,
+        psi_peer_items=4096, reason="cardinality run",
+    )  # fmt: skip
+    # the consumer's view of a run (this participant matched against the bank's set)
+    record(
+        migrated, me, action="matching run", counterparty=BANK, subject="t2",
+        agreement_id="a9", psi_mode="intersection", psi_own_items=4096,
+        psi_peer_items=1_048_576, psi_intersection=37, reason="intersection run",
+    )  # fmt: skip
+    record(
+        migrated, me, action="matching run", counterparty=BANK, subject="t3",
+        outcome=Outcome.REFUSED, reason="count_exhausted: no runs left",
+    )  # fmt: skip
+    assert sequence(migrated, recorder) == 3
+    provided, consumed, refused = stored_events(migrated, me)
+    assert provided["detail"] == {
+        "type": "psi.run", "ownSetSize": 1_048_576, "peerSetSize": 4096,
+        "revealMode": "cardinality",
+        "parties": [{"participant": BANK, "learned": "cardinality"},
+                    {"participant": me, "learned": "nothing"}],
+    }  # fmt: skip
+    assert (provided["agreementId"], provided["assetId"]) == ("a1", "claims")
+    assert consumed["detail"]["intersectionSize"] == 37  # type: ignore[index]
+    assert consumed["detail"]["parties"] == [  # type: ignore[index]
+        {"participant": me, "learned": "intersection"},
+        {"participant": BANK, "learned": "nothing"},
+    ]
+    assert consumed["assetId"] == "their-firms"
+    assert refused["detail"] == {
+        "type": "refusal", "scope": "access", "reasons": ["count_exhausted: no runs left"]
+    }  # fmt: skip
+
+
+def test_what_the_consumer_received_joins_the_flow_of_what_the_provider_sent(
+    migrated: Engine, recorder: Recorder
+) -> None:
+    """The provider's access names only its transfer: the transfer's process ids are read for
+    it; the consumer's ``data received`` (reported by the SDK) carries its own."""
+    _flow(migrated, personal=False, region=None)
+    me = recorder.participant
+    record(
+        migrated, me, action="data access", counterparty=BANK, subject="t1", bytes_sent=9000,
+        access_outcome="completed", reason="completed",
+    )  # fmt: skip
+    record(
+        migrated, me, action="data received", counterparty=BANK, subject="ct9",
+        process="transfer", provider_pid="pt9", consumer_pid="ct9", agreement_id="a9",
+        bytes_sent=8000, access_outcome="interrupted", reason="interrupted",
+    )  # fmt: skip
+    assert sequence(migrated, recorder) == 2
+    sent, received = stored_events(migrated, me)
+    assert (sent["providerPid"], sent["consumerPid"]) == ("t1", "ct1")
+    assert sent["detail"]["bytesSent"] == 9000  # type: ignore[index]
+    assert (received["providerPid"], received["consumerPid"]) == ("pt9", "ct9")
+    assert received["detail"] == {
+        "type": "dataplane.access", "transferId": "ct9", "bytesSent": 8000,
+        "outcome": "interrupted",
+    }  # fmt: skip
+    assert received["assetId"] == "their-firms"

@@ -134,6 +134,22 @@ def test_assets_are_created_listed_filtered_and_deleted(client: TestClient) -> N
         ),
         pytest.param({"dataAddress": {"type": "ftp"}}, "dataAddress", id="unknown-address-type"),
         pytest.param({"unexpected": 1}, "unexpected", id="unknown-field"),
+        pytest.param(
+            {"personalInformation": True}, "legal basis", id="personal-without-legal-basis"
+        ),
+        pytest.param(
+            {"legalBasis": "consent"}, "personal information only", id="basis-without-personal"
+        ),
+        pytest.param(
+            {"personalInformation": True, "legalBasis": "because"},
+            "legalBasis",
+            id="unknown-legal-basis",
+        ),
+        pytest.param(
+            {"personalInformation": True, "legalBasis": "consent", "personCount": -1},
+            "personCount",
+            id="negative-person-count",
+        ),
     ],
 )
 def test_bad_assets_are_refused_with_a_typed_body_and_not_stored(
@@ -410,3 +426,44 @@ def test_every_list_takes_offset_limit_sort_and_its_filters(each_client: TestCli
     assert client.get("/management/v1/negotiations", params={"sort": "id; drop"},
                       headers=KEY).status_code == 422  # fmt: skip
     assert client.get("/management/v1/agreements/urn:none", headers=KEY).status_code == 404
+
+
+def test_asset_changes_are_audited_in_their_own_transaction_for_the_ledger(
+    each_client: TestClient,
+) -> None:
+    """Offered, changed, withdrawn: one audit row each (the ledger's asset events), with the
+    hash of the description as offered; a refused change leaves none."""
+    import hashlib
+
+    from sqlmodel import Session, col, select
+
+    from connector.audit import AuditEvent
+    from ledger.canonical import canonicalise
+
+    client = each_client
+    personal = asset(personalInformation=True, legalBasis="consent", personCount=1200)
+    made = client.post("/management/v1/assets", json=personal, headers=KEY)
+    assert made.status_code == 201, made.text
+    assert (made.json()["legalBasis"], made.json()["personCount"]) == ("consent", 1200)
+    assert client.post("/management/v1/assets", json=personal, headers=KEY).status_code == 409
+    changed = client.put(
+        "/management/v1/assets/urn:kexin:asset:firm-list", json={**personal, "version": "2026-12"},
+        headers=KEY,
+    )  # fmt: skip
+    assert changed.status_code == 200
+    assert client.delete("/management/v1/assets/urn:kexin:asset:firm-list",
+                         headers=KEY).status_code == 204  # fmt: skip
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    with Session(engine) as session:
+        rows = session.exec(
+            select(AuditEvent)
+            .where(col(AuditEvent.action).startswith("asset "))
+            .order_by(col(AuditEvent.id))
+        ).all()
+    assert [r.action for r in rows] == ["asset offered", "asset changed", "asset withdrawn"]
+    assert {r.subject for r in rows} == {"urn:kexin:asset:firm-list"}
+    shown = {k: v for k, v in personal.items() if k != "dataAddress"}
+    first = hashlib.sha256(canonicalise({**shown, "descriptionZh": None,
+                                         "descriptionEn": None})).hexdigest()  # fmt: skip
+    assert rows[0].evidence_hash == first
+    assert rows[1].evidence_hash == rows[2].evidence_hash != first

@@ -151,6 +151,18 @@ def test_the_bureau_publishes_and_the_bank_negotiates_and_transfers(
     after = as_json("assets", "show", FIRMS)
     assert (after["titleEn"], after["titleZh"], after["keywords"]) == (
         "Firm list", "企业名录", ["企业"])  # fmt: skip
+    unstated = run("assets", "update", FIRMS, "--personal-information")
+    assert unstated.exit_code == 1
+    assert "legal basis" in unstated.stderr
+    ok("assets", "update", FIRMS, "--personal-information", "--legal-basis", "consent",
+       "--person-count", "1200")  # fmt: skip
+    personal = as_json("assets", "show", FIRMS)
+    assert (personal["personalInformation"], personal["legalBasis"], personal["personCount"]) == (
+        True, "consent", 1200)  # fmt: skip
+    ok("assets", "update", FIRMS, "--no-personal-information")
+    cleared = as_json("assets", "show", FIRMS)
+    assert (cleared["personalInformation"], cleared["legalBasis"], cleared["personCount"]) == (
+        False, None, None)  # fmt: skip
 
 
 def test_a_policy_with_errors_is_linted_and_not_saved(space: Space, tmp_path: Path) -> None:

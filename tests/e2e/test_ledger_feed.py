@@ -33,7 +33,14 @@ from ledger.messages import ProofBundle
 from ledger.proofs import check_bundle
 from ledger.settings import LedgerSettings
 from storage.engine import create_engine
-from tests.e2e.dataplane_helpers import bank_client, data_file, grant_for, offer_data, terms
+from tests.e2e.dataplane_helpers import (
+    PURPOSE,
+    bank_client,
+    data_file,
+    grant_for,
+    offer_data,
+    terms,
+)
 from tests.e2e.space import Space, call, onboard
 from tests.e2e.test_negotiation import wait_for
 from tests.ledger import nodetools
@@ -201,7 +208,7 @@ def test_a_flow_reaches_the_regulator_from_both_sides_provable_and_reconciled(
         return {
             (bureau, negotiated, "FINALIZED"), (bank, negotiated, "FINALIZED"),
             (bureau, transferred, "STARTED"), (bank, transferred, "STARTED"),
-            (bureau, EventType.DATA_ACCESSED, None),
+            (bureau, EventType.DATA_ACCESSED, None), (bank, EventType.DATA_ACCESSED, None),
             (bureau, EventType.AGREEMENT_CONCLUDED, None), (bank, EventType.AGREEMENT_CONCLUDED, None),
         } <= seen()  # fmt: skip
 
@@ -216,11 +223,29 @@ def test_a_flow_reaches_the_regulator_from_both_sides_provable_and_reconciled(
         and f["event"]["detail"]["toState"] == "FINALIZED"
     }
     assert negotiation == {bureau: "FINALIZED", bank: "FINALIZED"}
-    access = next(f for f in every if f["event"]["detail"]["type"] == EventType.DATA_ACCESSED)
-    assert access["participant"] == bureau
+    access = next(
+        f for f in every
+        if f["event"]["detail"]["type"] == EventType.DATA_ACCESSED and f["participant"] == bureau
+    )  # fmt: skip
     assert access["event"]["counterparty"] == bank
     assert access["event"]["detail"]["bytesSent"] == source.stat().st_size
     assert access["event"]["detail"]["outcome"] == "complete"
+    # the regulator's fields, from each side's own records of the flow
+    assert (access["event"]["assetId"], access["event"]["agreementId"]) == (
+        asset, grant.agreement_id)  # fmt: skip
+    assert (access["event"]["purpose"], access["event"]["dataGrade"]) == (PURPOSE, "general")
+    banks = next(
+        f["event"] for f in every
+        if f["participant"] == bank and f["event"]["detail"].get("toState") == "FINALIZED"
+    )  # fmt: skip
+    assert (banks["assetId"], banks["purpose"]) == (asset, PURPOSE)
+    assert any(
+        f["participant"] == bureau and f["event"]["detail"] == {
+            "type": "asset.offered", "assetId": asset,
+            "descriptionHash": f["event"]["detail"].get("descriptionHash"),
+        } and len(f["event"]["detail"]["descriptionHash"]) == 64
+        for f in every
+    )  # fmt: skip
     started = {
         (f["participant"], f["event"]["providerPid"], f["event"]["consumerPid"])
         for f in every
@@ -247,6 +272,10 @@ def test_a_flow_reaches_the_regulator_from_both_sides_provable_and_reconciled(
         assert len({side["agreementHash"] for side in flow["sides"]}) == 1
         assert {side["participant"] for side in flow["sides"]} == {bureau, bank}
     assert any(flow["sides"][0]["agreementHash"] for flow in found)  # the negotiation's
+    # the transfer's flow: what the bureau's data plane sent beside what the bank's SDK
+    # reported it received
+    [moved] = [flow for flow in found if any(side["bytes"] for side in flow["sides"])]
+    assert [side["bytes"] for side in moved["sides"]] == [source.stat().st_size] * 2
 
     # each side anchored each batch once, and pushed the anchored ones
     for settings in (space.bureau, space.bank):

@@ -121,6 +121,13 @@ def test_the_bank_learns_exactly_the_intersection_and_the_third_run_is_refused(
     assert not any(str(len(expected)) in e["reason"].split("provider set")[0] for e in runs)
     bank_runs = [e for e in audit(space, "bank") if e["action"] == "matching run"]
     assert sum("intersection 200" in e["reason"] for e in bank_runs) == 2
+    # what each side puts on the ledger (psi.run): the bank its sizes and the intersection's,
+    # the bureau its own and the bank's, never the intersection's
+    completed = [e for e in bank_runs if e["psi_mode"] is not None]
+    assert [(e["psi_mode"], e["psi_own_items"], e["psi_intersection"]) for e in completed] == [
+        ("intersection", 990, 200)] * 2  # fmt: skip
+    assert [(e["psi_own_items"], e["psi_peer_items"], e["psi_intersection"]) for e in runs] == [
+        (completed[0]["psi_peer_items"], 990, None)] * 2  # fmt: skip
 
 
 def started_transfer(space: Space, agreement_id: str, format: str) -> tuple[str, str, str]:

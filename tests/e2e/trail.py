@@ -25,6 +25,8 @@ from storage.engine import create_engine
 
 REPEAT: Final = "a repeat"
 ACCESS: Final = "data access"
+RECEIVED: Final = "data received"
+"""The consumer's account of a download (the SDK's report): no move of its transfer."""
 MAX_STEPS: Final = 2
 """A move may take two steps of the table in one transaction (a request agreed at once)."""
 OWN_FIRST: Final = {
@@ -135,7 +137,7 @@ def gaps(database_url: str) -> list[str]:
         for record in records:
             mine = [
                 e for e in moves
-                if e.subject == record.id and e.action != ACCESS
+                if e.subject == record.id and e.action not in (ACCESS, RECEIVED)
                 and (e.outcome == Outcome.ACCEPTED.value or _state(e) is not None)
             ]  # fmt: skip
             problems += _path_problems(noun, record, mine, edges)

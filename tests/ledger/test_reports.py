@@ -45,6 +45,7 @@ def test_the_report_sums_what_was_provided_and_counts_the_rest() -> None:
     ]  # fmt: skip
     assert body["personalInformation"] == {
         "persons": 121_003, "atLeast100000": True, "atLeast1000000": False,
+        "withoutLegalBasis": 0,
     }  # fmt: skip
     assert body["crossBorder"] == [{"counterparty": "did:web:bank.example.hk", "events": 1}]
     assert body["refusals"] == [
@@ -67,3 +68,13 @@ def test_a_reason_that_looks_like_a_formula_is_not_one_in_the_csv() -> None:
     report = build_report(PROVIDER, [refusal(0, '=HYPERLINK("http://x")')])
     [row] = [r for r in csv.reader(io.StringIO(report.to_csv())) if r[0] == "refusal"]
     assert row[4] == '\'=HYPERLINK("http://x")'
+
+
+def test_personal_information_without_a_legal_basis_is_counted_not_hidden() -> None:
+    unstated = access_event(7, person_count=10, legal_basis=None)
+    report = build_report(PROVIDER, [*events(), unstated])
+    body = report.to_json()
+    assert body["personalInformation"]["withoutLegalBasis"] == 1
+    assert body["personalInformation"]["persons"] == 121_013
+    [row] = [r for r in csv.reader(io.StringIO(report.to_csv())) if r[4] == "no legal basis stated"]
+    assert (row[0], row[5]) == ("personal_information", "1")
