@@ -135,6 +135,7 @@ def ledger_worker_for(
         anchoring = Anchoring(
             connected.registry(settings.ledger_registry_address, check_code=False),
             bytes.fromhex(settings.ledger_chain_key.get_secret_value().removeprefix("0x")),
+            settings.ledger_confirmations,
         )
     pushing = None
     if settings.ledger_url is not None and settings.ledger_id is not None:

@@ -497,6 +497,8 @@ class Anchoring:
 
     registry: AnchorRegistry
     key: bytes
+    confirmations: int = 0
+    """Blocks after its anchor's before a batch is pushed (``ledger_confirmations``)."""
 
     @property
     def account(self) -> str:
@@ -568,7 +570,14 @@ class LedgerWorker:
             self.recorder.resume()  # the batcher back in step with what was stored
             raise
         if self.anchoring is not None:
-            self.recorder.anchor(self.anchoring.registry, self.anchoring.key)
+            registry = self.anchoring.registry
+            lost = self.recorder.recheck(registry, self.anchoring.account)
+            if lost:
+                log.warning(
+                    "the chain no longer holds the anchors of batches %s (a reorganisation, "
+                    "or a chain that lost its state): anchoring them again", lost,
+                )  # fmt: skip
+            self.recorder.anchor(registry, self.anchoring.key)
 
     def flush(self) -> None:
         """Close every pending event into a batch now (tests, shutdown of a demo)."""
@@ -620,6 +629,11 @@ class LedgerWorker:
             record = session.get(store.BatchRecord, (participant, next_batch))
             if record is None or record.anchor_block is None:
                 return None  # not closed yet, or not on chain yet (the service checks there)
+            confirmations = self.anchoring.confirmations
+            if confirmations and (
+                record.anchor_block > self.anchoring.registry.chain.block_number() - confirmations
+            ):
+                return None  # not final yet: a reorganisation may still drop it
             events = store.events(session, participant, record.first_sequence, record.last_sequence)
             body: dict[str, Any] = {
                 "signedHeader": record.signed_header,

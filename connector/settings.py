@@ -275,6 +275,10 @@ class ConnectorSettings(ParticipantServiceSettings):
     contract by the operator. The key ring holds DID keys only: this key comes from the
     environment (a secret store)."""
     ledger_chain_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    ledger_confirmations: int = Field(default=0, ge=0, le=10_000)
+    """Blocks mined after a batch's anchor before the batch is pushed to the ledger service:
+    a reorganisation shallower than this never reaches the regulator (its anchors are sent
+    again here first). 0 on chains whose blocks are final at once (QBFT, PBFT, anvil)."""
     ledger_url: str | None = Field(default=None, max_length=2000)
     """The regulator's ledger service: anchored batches are pushed to its
     ``/ledger/v1/batches`` with a DCP token. Unset: nothing is pushed."""

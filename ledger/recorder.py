@@ -115,6 +115,45 @@ class Recorder:
             session.commit()
         return headers
 
+    def recheck(self, registry: AnchorRegistry, account: str) -> list[int]:
+        """Compare what is marked anchored with what the chain holds now, and queue again the
+        batches whose anchors it lost: a reorganisation that dropped their blocks, or a
+        development chain restarted without its state. The contract holds a gapless sequence
+        per account, so every batch from its count on is lost; each is anchored again by
+        :meth:`anchor` (same root and range, after the last one the chain kept). The newest
+        anchor it kept is read again too: a reorganisation may have mined it in another
+        block, which is recorded (with its transaction). Returns the batches queued again.
+        A :class:`ledger.chain.ChainError` leaves everything as it was; with nothing marked
+        anchored, the chain is not asked."""
+        with Session(self.engine) as session:
+            if not store.anchored_from(session, self.participant, 0, limit=1):
+                return []
+        count = registry.anchor_count(account)
+        with Session(self.engine) as session:
+            lost = store.anchored_from(session, self.participant, count)
+            if count:
+                kept = session.get(store.BatchRecord, (self.participant, count - 1))
+                if kept is not None and kept.anchor_block is not None:
+                    self._follow(registry, account, session, kept)
+            queued = [record.batch_sequence for record in lost]
+            for record in lost:
+                store.unmark_anchored(session, record)
+            session.commit()
+        return queued
+
+    def _follow(
+        self,
+        registry: AnchorRegistry,
+        account: str,
+        session: Session,
+        record: store.BatchRecord,
+    ) -> None:
+        anchor = registry.verify_root(account, store.header_of(record))
+        if anchor.block_number != record.anchor_block:
+            record.anchor_block = anchor.block_number
+            record.anchor_transaction = registry.anchor_transaction(anchor)
+            session.add(record)
+
     def anchor(self, registry: AnchorRegistry, chain_key: bytes) -> list[AnchorResult]:
         """Anchor every stored batch not yet known to be on chain, oldest first, each marked
         in its own transaction. A :class:`ledger.chain.ChainError` stops the round; the rest
@@ -124,12 +163,15 @@ class Recorder:
             pending = store.unanchored(session, self.participant)
         for record in pending:
             result = registry.anchor(chain_key, store.header_of(record))
+            # on chain already (sent before a crash, or mined again after a reorganisation):
+            # its transaction is read from the chain
+            transaction = result.transaction_hash or registry.anchor_transaction(result.anchor)
             with Session(self.engine) as session:
                 store.mark_anchored(
                     session,
                     self.participant,
                     record.batch_sequence,
-                    result.transaction_hash,
+                    transaction,
                     result.anchor.block_number,
                     self.wall_clock(),
                 )

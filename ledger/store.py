@@ -381,3 +381,25 @@ def verify(
                 )
         previous = header
     return Verification(sorted(chain_failures, key=lambda f: f.sequence), batch_failures)
+
+
+def anchored_from(
+    session: Session, participant: str, batch_sequence: int, *, limit: int | None = None
+) -> list[BatchRecord]:
+    """The participant's batches from ``batch_sequence`` on that are marked anchored."""
+    return list(
+        session.exec(
+            select(BatchRecord)
+            .where(BatchRecord.participant == participant)
+            .where(col(BatchRecord.batch_sequence) >= batch_sequence)
+            .where(col(BatchRecord.anchor_block).is_not(None))
+            .order_by(col(BatchRecord.batch_sequence))
+            .limit(limit)
+        ).all()
+    )
+
+
+def unmark_anchored(session: Session, record: BatchRecord) -> None:
+    """The chain no longer holds the batch's anchor: it is queued to be anchored again."""
+    record.anchor_transaction = record.anchor_block = record.anchored_at = None
+    session.add(record)

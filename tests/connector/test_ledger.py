@@ -568,6 +568,37 @@ def test_a_matching_run_is_a_psi_event_with_who_learned_what(
     }  # fmt: skip
 
 
+def test_a_batch_is_pushed_only_once_its_anchor_has_its_confirmations(
+    migrated: Engine, recorder: Recorder, regulator: tuple[str, Operator]
+) -> None:
+    """With ``ledger_confirmations`` 3, an anchored batch waits for 3 more blocks before the
+    regulator sees it: a shallower reorganisation is mended here (anchored again) first."""
+    url, operator = regulator
+    account = new_account_key()
+    operator.chain.dev_fund(address_of(account))
+    operator.registry.register(operator.key, address_of(account), recorder.participant)
+    record(migrated, recorder.participant, action="data access", subject="t0", bytes_sent=1,
+           access_outcome="completed")  # fmt: skip
+
+    async def push() -> int:
+        async with httpx.AsyncClient(timeout=30) as client:
+            worker = LedgerWorker(
+                engine=migrated, recorder=recorder, client=client, interval_s=0.1,
+                anchoring=Anchoring(operator.registry, account, confirmations=3),
+                pushing=Pushing(url, dict),
+            )  # fmt: skip
+            return await worker.push()
+
+    sequence(migrated, recorder)
+    recorder.seal(flush=True)
+    [anchored] = recorder.anchor(operator.registry, account)
+    for mined in range(3):
+        assert operator.chain.block_number() - anchored.anchor.block_number == mined
+        assert asyncio.run(push()) == 0
+        operator.chain.dev_fund(address_of(new_account_key()))  # one more block
+    assert asyncio.run(push()) == 1
+
+
 def test_what_the_consumer_received_joins_the_flow_of_what_the_provider_sent(
     migrated: Engine, recorder: Recorder
 ) -> None:

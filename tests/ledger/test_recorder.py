@@ -18,6 +18,7 @@ from ledger.database import migrations
 from ledger.recorder import Recorder
 from storage.engine import create_engine
 from storage.migrate import upgrade
+from tests.ledger import nodetools
 from tests.ledger.factories import PROVIDER, access_event, participant_key
 from tests.loopback import free_port
 
@@ -141,3 +142,87 @@ def test_batches_wait_while_the_chain_is_down(
     with Session(ledger) as session:
         assert len(store.unanchored(session, PROVIDER)) == 2
     assert [r.already_anchored for r in rec.anchor(registry, account)] == [False, False]
+
+
+@pytest.fixture(scope="module")
+def anvil_url() -> Iterator[str]:
+    with nodetools.anvil() as url:
+        yield url
+
+
+@pytest.fixture(params=["in-process", "anvil"])
+def any_chain(request: pytest.FixtureRequest) -> tuple[AnchorRegistry, bytes]:
+    """A registry with one registered account, on web3's in-process chain or on anvil."""
+    if request.param == "in-process":
+        chain = Chain.in_process()
+    else:
+        chain = Chain.connect(request.getfixturevalue("anvil_url"), timeout_s=10)
+    operator, account = new_account_key(), new_account_key()
+    for key in (operator, account):
+        chain.dev_fund(address_of(key))
+    registry = chain.deploy(operator)
+    registry.register(operator, address_of(account), PROVIDER)
+    return registry, account
+
+
+def test_anchors_a_reorganisation_dropped_are_anchored_again(
+    ledger: Engine, any_chain: tuple[AnchorRegistry, bytes]
+) -> None:
+    """The chain goes back to a block before the last two anchors (``evm_revert``: what a
+    reorganisation does to them): the recorder sees it, queues those batches again and
+    anchors them anew, after the one the chain kept; every root verifies again."""
+    registry, account = any_chain
+    me = address_of(account)
+    rec = recorder(ledger, Clock())
+    record(rec, 0, 10)
+    rec.seal()
+    rec.anchor(registry, account)
+    provider = registry.chain.w3.provider
+    snapshot = provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    record(rec, 10, 20)
+    headers = rec.seal()
+    assert len(rec.anchor(registry, account)) == 2
+    assert rec.recheck(registry, me) == []  # nothing lost: nothing queued
+    provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+    assert registry.anchor_count(me) == 1
+
+    assert rec.recheck(registry, me) == [1, 2]
+    with Session(ledger) as session:
+        assert [b.batch_sequence for b in store.unanchored(session, PROVIDER)] == [1, 2]
+    again = rec.anchor(registry, account)
+    assert [r.anchor.batch_sequence for r in again] == [1, 2]
+    for header in headers:
+        assert registry.verify_root(me, header).root == header.root_bytes
+    with Session(ledger) as session:
+        for result in again:
+            stored = session.get(store.BatchRecord, (PROVIDER, result.anchor.batch_sequence))
+            assert stored is not None
+            assert (stored.anchor_block, stored.anchor_transaction) == (
+                result.anchor.block_number, result.transaction_hash)  # fmt: skip
+    assert rec.recheck(registry, me) == []
+
+
+def test_an_anchor_mined_again_in_another_block_is_followed(
+    ledger: Engine, deployed: tuple[AnchorRegistry, bytes]
+) -> None:
+    """The batch was anchored, the chain went back, and the same anchor was mined again in a
+    later block (here: sent again by another process): the stored block and transaction
+    follow the chain, and nothing is queued."""
+    registry, account = deployed
+    me = address_of(account)
+    rec = recorder(ledger, Clock())
+    record(rec, 0, 10)
+    [header] = rec.seal()
+    provider = registry.chain.w3.provider
+    snapshot = provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    [first] = rec.anchor(registry, account)
+    provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+    registry.chain.dev_fund(address_of(new_account_key()))  # a block in between
+    second = registry.anchor(account, header)
+    assert second.anchor.block_number != first.anchor.block_number
+    assert rec.recheck(registry, me) == []
+    with Session(ledger) as session:
+        stored = session.get(store.BatchRecord, (PROVIDER, 0))
+        assert stored is not None
+        assert (stored.anchor_block, stored.anchor_transaction) == (
+            second.anchor.block_number, second.transaction_hash)  # fmt: skip

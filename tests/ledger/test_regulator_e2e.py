@@ -31,7 +31,7 @@ from dataspace.servers import bind, serve_in_thread
 from identity.credentials import CredentialType
 from ledger import store
 from ledger.app import create_app as create_ledger
-from ledger.chain import Chain
+from ledger.chain import Chain, address_of, new_account_key
 from ledger.events import EventType
 from ledger.settings import LedgerSettings
 from storage.engine import create_engine
@@ -349,4 +349,46 @@ def test_the_same_batch_pushed_twice_at_once_is_stored_once(world: World) -> Non
     assert sorted(a.status_code for a in answers) == [200, 201], [a.text for a in answers]
     assert answers[0].json() | {"replayed": False} == answers[1].json() | {"replayed": False}
     assert len(flows(world, world.regulator, participant=side.did)) == 4
+    side.close()
+
+
+def test_a_proof_follows_its_anchor_through_a_reorganisation(world: World, tmp_path: Path) -> None:
+    """Anvil goes back to a block before the anchor (``evm_revert``, what a reorganisation
+    does to it): the service answers 409 ``not_anchored`` rather than a bundle the chain no
+    longer backs; once the participant has anchored the batch again, in another block, the
+    bundle names that block and verifies against the chain alone. (Last in this module: the
+    chain is reverted.)"""
+    side = Side(world.folder, *did_key_participant(), world.operator, name="reorg")
+    side.record(4)
+    side.seal()
+    provider = world.operator.chain.w3.provider
+    snapshot = provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    side.anchor()
+    [push] = side.pushes()
+    accepted = httpx.post(f"{world.ledger_url}/ledger/v1/batches", json=push, timeout=30)
+    assert accepted.status_code == 201, accepted.text
+    event = flows(world, world.regulator, participant=side.did)[0]["event"]
+    path = f"/ledger/v1/events/{event['eventId']}/proof"
+    before = ask(world, world.regulator, path)
+    assert before.status_code == 200, before.text
+
+    provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+    lost = ask(world, world.regulator, path)
+    assert lost.status_code == 409, lost.text
+    assert lost.json()["reason"] == "not_anchored"
+
+    world.operator.chain.dev_fund(address_of(new_account_key()))  # the new branch moves on
+    assert side.recorder.recheck(world.operator.registry, address_of(side.account)) == [0]
+    side.anchor()
+    after = ask(world, world.regulator, path)
+    assert after.status_code == 200, after.text
+    moved = after.json()["anchor"]
+    assert moved["blockNumber"] != before.json()["anchor"]["blockNumber"]
+    assert moved["transaction"] != before.json()["anchor"]["transaction"]
+    file = tmp_path / "bundle.json"
+    file.write_text(after.text)
+    checked = CliRunner().invoke(
+        cli, ["ledger", "check-proof", str(file), "--chain", world.chain_url]
+    )
+    assert checked.exit_code == 0, checked.output
     side.close()
