@@ -72,6 +72,7 @@ from ledger.events import (
 from ledger.recorder import Recorder
 from policy.operands import Grade
 from service.logs import one_line
+from service.threads import run_to_completion
 
 if TYPE_CHECKING:  # web3 (behind ledger.chain) takes 0.75 s and ~60 MiB to import: only a
     # connector that anchors loads it (connector/app.py, when the ledger's chain is set)
@@ -594,7 +595,7 @@ class LedgerWorker:
         participant = self.recorder.participant
         pushed = 0
         while True:
-            batch = await asyncio.to_thread(self._next_push)
+            batch = await run_to_completion(self._next_push)
             if batch is None:
                 return pushed
             sequence_number, body = batch
@@ -604,7 +605,7 @@ class LedgerWorker:
                 headers=self.pushing.authorization(),
             )
             if response.status_code in (200, 201):
-                await asyncio.to_thread(self._pushed, sequence_number + 1, None)
+                await run_to_completion(self._pushed, sequence_number + 1, None)
                 pushed += 1
                 continue
             reason, message = _refusal(response)
@@ -612,12 +613,12 @@ class LedgerWorker:
                 expected = response.json().get("expectedBatchSequence")
                 if isinstance(expected, int) and expected > sequence_number:
                     # The service holds this batch already (its answer to us was lost).
-                    await asyncio.to_thread(self._pushed, expected, None)
+                    await run_to_completion(self._pushed, expected, None)
                     continue
             refusal = PushError(sequence_number, response.status_code, reason, message)
             if response.status_code < 500:
                 log.warning("the ledger service refused %s's %s", participant, refusal)
-                await asyncio.to_thread(self._pushed, sequence_number, refusal)
+                await run_to_completion(self._pushed, sequence_number, refusal)
             raise refusal
 
     def _next_push(self) -> tuple[int, dict[str, Any]] | None:
@@ -659,10 +660,12 @@ class LedgerWorker:
             session.commit()
 
     async def run(self) -> None:
+        """Rounds until cancelled; a cancellation waits for the round's thread
+        (:mod:`service.threads`)."""
         failures = 0
         while True:
             try:
-                await asyncio.to_thread(self.local_round)
+                await run_to_completion(self.local_round)
                 await self.push()
                 self.failing = None
                 self.rounds += 1

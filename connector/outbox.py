@@ -31,7 +31,6 @@ from functools import partial
 from typing import Any, Final
 
 import httpx
-from anyio.to_thread import run_sync
 from sqlalchemy import Column, DateTime, Text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
@@ -43,6 +42,7 @@ from connector.faults import NO_FAULTS, FaultPoint, Faults
 from identity.participant import Participant
 from identity.presentations import EVERY_SCOPE
 from service.logs import one_line
+from service.threads import run_to_completion
 
 log = logging.getLogger("kexin.connector.outbox")
 
@@ -337,7 +337,7 @@ class Outbox:
         it is done, if it left anything for later)."""
         # the database work in one worker thread hop, as all database work
         self._handed.clear()
-        plan = await run_sync(self._plan, frozenset(self._in_flight), self._clock())
+        plan = await run_to_completion(self._plan, frozenset(self._in_flight), self._clock())
         for process_id in plan.held:
             if process_id in self._in_flight:
                 self._held.add(process_id)  # goes when its process's task is done
@@ -457,7 +457,9 @@ class Outbox:
         if error is None:
             self._faults.reached(FaultPoint.DELIVERED, message.kind)
         # the database work in a worker thread: the event loop never waits for a lock
-        return await run_sync(self._settle, message, handlers, response, error, retry, early)
+        return await run_to_completion(
+            self._settle, message, handlers, response, error, retry, early
+        )
 
     def _settle(
         self,

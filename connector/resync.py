@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
-import anyio
 import httpx
 from sqlalchemy import exists
 from sqlalchemy.engine import Engine
@@ -28,6 +27,7 @@ from connector.negotiation.machine import Role
 from connector.outbox import Delivery, OutboxMessage
 from connector.processes import join
 from service.logs import one_line
+from service.threads import run_to_completion
 
 log = logging.getLogger("kexin.connector.resync")
 
@@ -110,7 +110,7 @@ class Resync:
     async def sweep(self) -> int:
         """Ask about every stale process; how many answered."""
         answered = 0
-        for item in await anyio.to_thread.run_sync(self.stale):
+        for item in await run_to_completion(self.stale):
             try:
                 response = await self.client.get(
                     item.url, headers=self.authorization(item.counterparty), timeout=TIMEOUT_S
@@ -128,9 +128,7 @@ class Resync:
             else:
                 continue
             answered += 1
-            await anyio.to_thread.run_sync(
-                item.steps.follow_peer, item.process_id, item.state, theirs
-            )
+            await run_to_completion(item.steps.follow_peer, item.process_id, item.state, theirs)
         return answered
 
     async def run(self) -> None:

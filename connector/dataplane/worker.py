@@ -15,7 +15,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
-import anyio
 import httpx
 from sqlmodel import Session, col, select
 
@@ -33,6 +32,7 @@ from policy.duties import DutyState
 from policy.operands import CredentialFacts, Scope
 from service.destinations import DestinationError
 from service.logs import one_line
+from service.threads import run_to_completion
 
 log = logging.getLogger("kexin.dataplane")
 PUSH_FAILED: Final = "the consumer's push endpoint is unreachable or did not take the data"
@@ -114,7 +114,7 @@ class DataPlaneWorker:
         while True:
             try:
                 if not recovered:
-                    await anyio.to_thread.run_sync(self._recover)
+                    await run_to_completion(self._recover)
                     recovered = True
                 await self.tick()
                 self.failing = None
@@ -126,7 +126,7 @@ class DataPlaneWorker:
             woken.clear()
 
     async def tick(self) -> None:
-        await anyio.to_thread.run_sync(self.duty_clock)
+        await run_to_completion(self.duty_clock)
         await self.monitor()
         await self.push_pending()
 
@@ -174,7 +174,7 @@ class DataPlaneWorker:
         for grant, _transfer in running:
             try:
                 facts = await self.plane.facts(grant)
-                reasons, _ = await anyio.to_thread.run_sync(self._decide_monitor, grant, facts)
+                reasons, _ = await run_to_completion(self._decide_monitor, grant, facts)
             except DataPlaneError as error:
                 if error.code == "status_unavailable":
                     continue  # not known to be revoked: decide next round
@@ -182,7 +182,7 @@ class DataPlaneWorker:
                     continue  # suspended or ended since it was read: not the monitor's to end
                 reasons = (error.message, *error.reasons)
             if reasons:
-                await anyio.to_thread.run_sync(
+                await run_to_completion(
                     self.transfers.terminate_by_monitor, grant.transfer_id, list(reasons)
                 )
 
@@ -216,21 +216,19 @@ class DataPlaneWorker:
                 admitted.address, range_header=None, accept=None,
                 sql_engines=plane.sql_sources, client=plane.client, rules=plane.rules,
             )  # fmt: skip
-            access_id = await anyio.to_thread.run_sync(plane.reserve, admitted, None)
+            access_id = await run_to_completion(plane.reserve, admitted, None)
             sent = await self._push_body(body, target, grant.consumer)
         except (DataPlaneError, SourceError) as error:
             message = error.message
             if access_id is not None:
-                await anyio.to_thread.run_sync(plane.finish, access_id, "failed", 0, None, message)
+                await run_to_completion(plane.finish, access_id, "failed", 0, None, message)
             elif isinstance(error, DataPlaneError):
                 plane.refused(error, grant.consumer, grant.transfer_id)
             why = [message, *(error.reasons if isinstance(error, DataPlaneError) else ())]
-            await anyio.to_thread.run_sync(self._end_push, grant.transfer_id, "failed", why)
+            await run_to_completion(self._end_push, grant.transfer_id, "failed", why)
             return
-        await anyio.to_thread.run_sync(
-            plane.finish, access_id, "completed", sent, body.rows, "pushed"
-        )
-        await anyio.to_thread.run_sync(self._end_push, grant.transfer_id, "done", [])
+        await run_to_completion(plane.finish, access_id, "completed", sent, body.rows, "pushed")
+        await run_to_completion(self._end_push, grant.transfer_id, "done", [])
 
     async def _push_body(self, body: Body, target: Mapping[str, Any], consumer: str) -> int:
         """POST the data to the consumer's own endpoint (``push.push_target``). However the

@@ -625,3 +625,32 @@ def test_what_the_consumer_received_joins_the_flow_of_what_the_provider_sent(
         "outcome": "interrupted",
     }  # fmt: skip
     assert received["assetId"] == "their-firms"
+
+
+def test_a_cancelled_worker_ends_only_once_its_round_in_the_thread_has(
+    migrated: Engine, recorder: Recorder
+) -> None:
+    """The app disposes of its engine once its workers' tasks end: a round still running in a
+    thread then would return its connection to a pool nothing closes (a PostgreSQL connection
+    left open, found by its finalizer in a later test)."""
+    import threading
+    import time
+
+    finished = threading.Event()
+
+    class Slow(LedgerWorker):
+        def local_round(self) -> None:
+            time.sleep(0.3)
+            finished.set()
+
+    async def cancel_mid_round() -> bool:
+        async with httpx.AsyncClient() as client:
+            worker = Slow(engine=migrated, recorder=recorder, client=client, interval_s=10)
+            task = asyncio.create_task(worker.run())
+            await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return finished.is_set()
+
+    assert asyncio.run(cancel_mid_round())

@@ -1,0 +1,28 @@
+"""Blocking work (database sessions) run in a worker thread from async code, such that a
+cancellation of the caller waits for the thread to finish before it goes on.
+
+``asyncio.to_thread`` and anyio's ``run_sync`` called from a plain asyncio task both give up on
+the thread when the task is cancelled: the thread runs on, unseen. A service cancels its
+workers at shutdown and then disposes of its database engine; a thread still inside a session
+then hands its connection back to a pool that nothing will close, and the connection is left
+open (PostgreSQL: psycopg's finalizer warns of it much later). :func:`run_to_completion` lets
+the thread finish, then passes the cancellation on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def run_to_completion(function: Callable[..., T], *args: object) -> T:
+    """``function(*args)`` in a worker thread; cancelled meanwhile, wait for it, then raise."""
+    running = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        await asyncio.wait({running})
+        raise
