@@ -39,16 +39,20 @@ def ledger(tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def deployed() -> tuple[AnchorRegistry, bytes]:
-    """A fresh in-process chain with the registry and one registered participant account."""
-    chain = Chain.in_process()
+def registered_on(chain: Chain) -> tuple[AnchorRegistry, bytes]:
+    """The registry deployed on ``chain``, with one registered participant account."""
     operator, account = new_account_key(), new_account_key()
     for key in (operator, account):
         chain.dev_fund(address_of(key))
     registry = chain.deploy(operator)
     registry.register(operator, address_of(account), PROVIDER)
     return registry, account
+
+
+@pytest.fixture
+def deployed() -> tuple[AnchorRegistry, bytes]:
+    """A fresh in-process chain with the registry and one registered participant account."""
+    return registered_on(Chain.in_process())
 
 
 KEY, DOCUMENT = participant_key()
@@ -154,15 +158,8 @@ def anvil_url() -> Iterator[str]:
 def any_chain(request: pytest.FixtureRequest) -> tuple[AnchorRegistry, bytes]:
     """A registry with one registered account, on web3's in-process chain or on anvil."""
     if request.param == "in-process":
-        chain = Chain.in_process()
-    else:
-        chain = Chain.connect(request.getfixturevalue("anvil_url"), timeout_s=10)
-    operator, account = new_account_key(), new_account_key()
-    for key in (operator, account):
-        chain.dev_fund(address_of(key))
-    registry = chain.deploy(operator)
-    registry.register(operator, address_of(account), PROVIDER)
-    return registry, account
+        return registered_on(Chain.in_process())
+    return registered_on(Chain.connect(request.getfixturevalue("anvil_url"), timeout_s=10))
 
 
 def test_anchors_a_reorganisation_dropped_are_anchored_again(
