@@ -267,9 +267,21 @@ def _psi_run(row: AuditEvent, refused: bool) -> Detail | None:
 
 def _details(row: AuditEvent) -> list[Detail]:
     """What the row shows: one event, or two when a negotiation's move to FINALIZED
-    concluded an agreement whose hashes it carries; none when it is no ledger event."""
+    concluded an agreement whose hashes it carries, or when a consumer's matching run says
+    how many bytes its answers held; none when it is no ledger event."""
     detail = _detail(row)
     details = [] if detail is None else [detail]
+    consumer_run = isinstance(detail, PsiRun) and detail.intersection_size is not None
+    if consumer_run and row.bytes_sent is not None and row.subject:
+        # what the consumer's answers held: beside the bytes the provider's data plane sent
+        details.append(
+            DataAccessed(
+                type="dataplane.access",  # type: ignore[arg-type]
+                transfer_id=row.subject,
+                bytes_sent=row.bytes_sent,
+                outcome=AccessOutcome.COMPLETE,
+            )
+        )
     if detail is not None and row.agreement_hash and row.policy_hash:
         details.append(
             AgreementConcluded(

@@ -261,6 +261,7 @@ def run(say: Say, *, match_size: int = MATCH_SIZE) -> int:
         try:
             failures += not run_exchange(say, bureau, bank, folder)
             failures += not run_matching(say, bureau, bank, folder, match_size)
+            failures += not ledger_settled(say, (bureau, bank))
             proved, bundle = asyncio.run(
                 regulate(say, regulator, authority, ledger_id, ports["ledger"], registry, folder)
             )
@@ -624,6 +625,48 @@ def with_ledger(
     )
 
 
+def _unsettled(settings: ConnectorSettings) -> int:
+    """What the connector's ledger has not pushed yet: audit rows not sequenced, events not
+    in a closed batch, batches not taken by the ledger service."""
+    from sqlalchemy import func
+    from sqlmodel import col, select
+
+    from connector.audit import AuditEvent
+    from connector.ledger import LedgerPush
+    from ledger import store
+
+    engine = create_engine(settings.database_url)
+    try:
+        with Session(engine) as session:
+            rows = session.exec(
+                select(func.count()).select_from(AuditEvent)
+                .where(col(AuditEvent.ledger_sequence).is_(None))
+            ).one()  # fmt: skip
+            open_events = session.exec(
+                select(func.count()).select_from(store.EventRecord)
+                .where(col(store.EventRecord.batch_sequence).is_(None))
+            ).one()  # fmt: skip
+            batches = session.exec(select(func.count()).select_from(store.BatchRecord)).one()
+            push = session.get(LedgerPush, settings.participant_id)
+            return rows + open_events + batches - (0 if push is None else push.next_batch)
+    finally:
+        engine.dispose()
+
+
+def ledger_settled(
+    say: Say, connectors: tuple[ConnectorSettings, ...], timeout_s: float = 60.0
+) -> bool:
+    """Wait until each connector's ledger has sequenced, batched, anchored and pushed all it
+    recorded (its worker does so within a second or two), so that the regulator sees both
+    sides whole."""
+    deadline = time.monotonic() + timeout_s
+    while (left := sum(_unsettled(c) for c in connectors)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if left:
+        say(f"  the connectors' ledgers still hold {left} unpushed rows, events or batches")
+    return not left
+
+
 async def regulate(
     say: Say,
     regulator: ConnectorSettings,
@@ -697,6 +740,9 @@ async def regulate(
             f"  reconciliation of both sides' records: {len(answer)} flows,"
             f" {'all match' if clean else 'MISMATCHES'}"
         )
+        for flow in answer:
+            for mismatch in flow["mismatches"]:
+                say(f"    {flow['providerPid']}: {mismatch['kind']}: {mismatch['reason']}")
     tampered = tamper_copy(folder / "ledger.db", event_id)
     engine = create_engine(f"sqlite:///{tampered}")
     try:

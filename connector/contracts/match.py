@@ -164,6 +164,7 @@ class Matching:
             f"(data version {info.data_version}); we learned {learned}, the provider our set "
             f"size ({result.client_items})",
             (result.client_items, result.server_items, result.cardinality),
+            run.received_bytes,
         )  # fmt: skip
         matches = None
         if result.positions is not None:
@@ -235,9 +236,10 @@ class Matching:
         outcome: Outcome,
         reason: str,
         sizes: tuple[int, int, int] | None = None,
+        received: int | None = None,
     ) -> None:
         """``sizes``: of a completed run, our set, the provider's and the intersection (the
-        ledger's ``psi.run``)."""
+        ledger's ``psi.run``); ``received``: the bytes of its answers."""
         own, peer, intersection = sizes or (None, None, None)
         self.audit.record(
             AuditRecord(
@@ -246,6 +248,7 @@ class Matching:
                 agreement_id=ids["agreementId"],
                 psi_mode=None if sizes is None else request.mode.value,
                 psi_own_items=own, psi_peer_items=peer, psi_intersection=intersection,
+                bytes_sent=received,
             )
         )  # fmt: skip
 
@@ -280,6 +283,9 @@ class PsiCall:
         self.max_frame_bytes = 0
         self.refused: str | None = None
         """The provider's reason of its last refusal."""
+        self.received_bytes = 0
+        """The bytes of the run's answer frames (what the provider's data plane counts as
+        sent for the run; the setup is not part of it)."""
 
     async def start(self, client_items: int, mode: Mode) -> RunOffer:
         response = await self._call(
@@ -302,13 +308,19 @@ class PsiCall:
         return await self._frames("GET", f"/runs/{self.run_id}/setup")
 
     async def more(self) -> list[bytes]:
-        return await self._frames("GET", f"/runs/{self.run_id}/responses")
+        return self._counted(await self._frames("GET", f"/runs/{self.run_id}/responses"))
 
     async def send(self, frame: bytes) -> list[bytes]:
-        return await self._frames(
-            "POST", f"/runs/{self.run_id}/messages", content=frame,
-            headers={"Content-Type": "application/octet-stream"},
+        return self._counted(
+            await self._frames(
+                "POST", f"/runs/{self.run_id}/messages", content=frame,
+                headers={"Content-Type": "application/octet-stream"},
+            )
         )  # fmt: skip
+
+    def _counted(self, frames: list[bytes]) -> list[bytes]:
+        self.received_bytes += sum(len(f) for f in frames)
+        return frames
 
     async def _frames(self, method: str, path: str, **extra: Any) -> list[bytes]:
         response = await self._call(method, path, **extra)

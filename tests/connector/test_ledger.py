@@ -542,14 +542,19 @@ def test_a_matching_run_is_a_psi_event_with_who_learned_what(
     record(
         migrated, me, action="matching run", counterparty=BANK, subject="t2",
         agreement_id="a9", psi_mode="intersection", psi_own_items=4096,
-        psi_peer_items=1_048_576, psi_intersection=37, reason="intersection run",
+        psi_peer_items=1_048_576, psi_intersection=37, bytes_sent=5000,
+        reason="intersection run",
     )  # fmt: skip
     record(
         migrated, me, action="matching run", counterparty=BANK, subject="t3",
         outcome=Outcome.REFUSED, reason="count_exhausted: no runs left",
     )  # fmt: skip
     assert sequence(migrated, recorder) == 3
-    provided, consumed, refused = stored_events(migrated, me)
+    provided, consumed, answers, refused = stored_events(migrated, me)
+    # the consumer's run also says what its answers held, for the flow's byte count
+    assert answers["detail"] == {
+        "type": "dataplane.access", "transferId": "t2", "bytesSent": 5000, "outcome": "complete"
+    }  # fmt: skip
     assert provided["detail"] == {
         "type": "psi.run", "ownSetSize": 1_048_576, "peerSetSize": 4096,
         "revealMode": "cardinality",

@@ -128,6 +128,9 @@ def test_the_bank_learns_exactly_the_intersection_and_the_third_run_is_refused(
         ("intersection", 990, 200)] * 2  # fmt: skip
     assert [(e["psi_own_items"], e["psi_peer_items"], e["psi_intersection"]) for e in runs] == [
         (completed[0]["psi_peer_items"], 990, None)] * 2  # fmt: skip
+    # the bytes of the answers, as the bureau sent them and as the bank got them
+    assert sorted(e["bytes_sent"] for e in completed) == sorted(e["bytes_sent"] for e in runs)
+    assert all(e["bytes_sent"] > 0 for e in completed)
 
 
 def started_transfer(space: Space, agreement_id: str, format: str) -> tuple[str, str, str]:
