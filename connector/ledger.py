@@ -26,10 +26,10 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import httpx
 from pydantic import ValidationError
@@ -337,20 +337,64 @@ def _enum_or_none(kind: type[Grade] | type[LegalBasis], value: str | None) -> An
 
 
 class Flows:
-    """Reads the :class:`FlowFacts` of audit rows from the connector's database, within one
-    sequencing round (each negotiation and asset read once per round). The facts are read when
-    the row is sequenced, normally within a second of it: an asset changed in between gives
-    its new grade (its ``asset.changed`` event is on the ledger just before)."""
+    """Reads the :class:`FlowFacts` of one sequencing round's audit rows from the connector's
+    database: the transfers, negotiations and assets they name are read up front, a query of
+    each kind for the whole round (the worker shares the process with the state-change path).
+    The facts are read when a row is sequenced, normally within a second of it: an asset
+    changed in between gives its new grade (its ``asset.changed`` event is on the ledger just
+    before)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, rows: Sequence[AuditEvent] = ()) -> None:
         self.session = session
-        self._by_agreement: dict[str, ContractNegotiationRecord | None] = {}
-        self._assets: dict[str, Asset | None] = {}
+        self._transfers: dict[str, TransferProcessRecord] = {}
+        self._negotiations: dict[str, ContractNegotiationRecord] = {}
+        self._by_agreement: dict[str, ContractNegotiationRecord] = {}
+        self._assets: dict[str, Asset] = {}
+        self._load(rows)
+
+    def _load(self, rows: Sequence[AuditEvent]) -> None:
+        transfer_ids = {i for row in rows for i in _transfer_ids(row)}
+        for transfer in self._fetch(TransferProcessRecord, TransferProcessRecord.id, transfer_ids):
+            self._transfers[transfer.id] = transfer
+        negotiation_ids = {
+            pid for row in rows if row.process == "negotiation"
+            for pid in (row.provider_pid, row.consumer_pid) if pid
+        }  # fmt: skip
+        agreements = {row.agreement_id for row in rows if row.agreement_id} | {
+            t.agreement_id for t in self._transfers.values()
+        }
+        negotiations = list(
+            self._fetch(ContractNegotiationRecord, ContractNegotiationRecord.id, negotiation_ids)
+        )
+        for negotiation in negotiations:
+            self._negotiations[negotiation.id] = negotiation
+        by_agreement = self._fetch(
+            ContractNegotiationRecord, ContractNegotiationRecord.agreement_id, agreements
+        )
+        for negotiation in by_agreement:
+            agreement_id = negotiation.agreement_id
+            known = self._by_agreement.get(agreement_id or "")
+            if agreement_id and (known is None or negotiation.role == Role.PROVIDER.value):
+                self._by_agreement[agreement_id] = negotiation
+            negotiations.append(negotiation)
+        asset_ids = {n.asset_id for n in negotiations if n.role == Role.PROVIDER.value} | {
+            row.subject for row in rows if row.action in _ASSET_EVENTS and row.subject
+        }
+        for asset in self._fetch(Asset, Asset.id, asset_ids):
+            self._assets[asset.id] = asset
+
+    def _fetch(self, model: Any, column: Any, values: set[str]) -> list[Any]:
+        found: list[Any] = []
+        ordered = sorted(values)
+        for start in range(0, len(ordered), 500):  # bounded IN lists
+            chunk = ordered[start : start + 500]
+            found += self.session.exec(select(model).where(col(column).in_(chunk))).all()
+        return found
 
     def of(self, row: AuditEvent) -> FlowFacts:
         if row.action in _ASSET_EVENTS and row.subject:
             return self._asset_facts(row.subject, FlowFacts(asset_id=row.subject))
-        transfer = self._transfer(row)
+        transfer = _provider_first([self._transfers.get(i) for i in _transfer_ids(row)])
         negotiation = self._negotiation(row, transfer)
         provider_pid = None if transfer is None else transfer.provider_pid
         consumer_pid = None if transfer is None else transfer.consumer_pid
@@ -371,9 +415,7 @@ class Flows:
         return self._asset_facts(negotiation.asset_id, facts)
 
     def _asset_facts(self, asset_id: str, facts: FlowFacts) -> FlowFacts:
-        if asset_id not in self._assets:
-            self._assets[asset_id] = self.session.get(Asset, asset_id)
-        asset = self._assets[asset_id]
+        asset = self._assets.get(asset_id)
         if asset is None:  # withdrawn since
             return facts
         personal = asset.personal_information
@@ -393,42 +435,30 @@ class Flows:
         if agreement_id is None and transfer is not None:
             agreement_id = transfer.agreement_id
         if agreement_id is not None:
-            if agreement_id not in self._by_agreement:
-                self._by_agreement[agreement_id] = self._first(
-                    ContractNegotiationRecord.agreement_id == agreement_id
-                )
-            return self._by_agreement[agreement_id]
-        pids = [p for p in (row.provider_pid, row.consumer_pid) if p]
-        if row.process == "negotiation" and pids:
-            return self._first(col(ContractNegotiationRecord.id).in_(pids))
-        return None
-
-    def _first(self, condition: Any) -> ContractNegotiationRecord | None:
-        """The provider's record first: a connector that negotiated with itself holds both."""
-        return self.session.exec(
-            select(ContractNegotiationRecord)
-            .where(condition)
-            .order_by(col(ContractNegotiationRecord.role).desc())
-            .limit(1)
-        ).first()
-
-    def _transfer(self, row: AuditEvent) -> TransferProcessRecord | None:
-        """The transfer a row is about: by its process ids, or the transfer a data-plane
-        access or a matching run names (its subject)."""
-        if row.process == "transfer":
-            ids = [i for i in (row.provider_pid, row.consumer_pid) if i]
-        elif row.action in ("data access", "matching run"):
-            ids = [row.subject] if row.subject else []
-        else:
+            return self._by_agreement.get(agreement_id)
+        if row.process != "negotiation":
             return None
-        if not ids:
-            return None
-        return self.session.exec(
-            select(TransferProcessRecord)
-            .where(col(TransferProcessRecord.id).in_(ids))
-            .order_by(col(TransferProcessRecord.role).desc())
-            .limit(1)
-        ).first()
+        pids = (row.provider_pid, row.consumer_pid)
+        return _provider_first([self._negotiations.get(p) for p in pids if p])
+
+
+_Record = TypeVar("_Record", ContractNegotiationRecord, TransferProcessRecord)
+
+
+def _provider_first(records: list[_Record | None]) -> _Record | None:
+    """The provider's record first: a connector that negotiated with itself holds both."""
+    found = [r for r in records if r is not None]
+    return next((r for r in found if r.role == Role.PROVIDER.value), found[0] if found else None)
+
+
+def _transfer_ids(row: AuditEvent) -> list[str]:
+    """The transfer a row is about: by its process ids, or the transfer a data-plane access or
+    a matching run names (its subject)."""
+    if row.process == "transfer":
+        return [i for i in (row.provider_pid, row.consumer_pid) if i]
+    if row.action in ("data access", "matching run") and row.subject:
+        return [row.subject]
+    return []
 
 
 def to_events(
@@ -489,7 +519,7 @@ def sequence(engine: Engine, recorder: Recorder, limit: int = ROUND_ROWS) -> int
             return 0
         events: list[LedgerEvent] = []
         owners: list[AuditEvent] = []
-        flows = Flows(session)
+        flows = Flows(session, rows)
         for row in rows:
             found = _events_or_none(row, recorder.participant, flows)
             if not found:

@@ -15,12 +15,16 @@ import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
+from anyio.to_thread import run_sync
+
 T = TypeVar("T")
 
 
 async def run_to_completion(function: Callable[..., T], *args: object) -> T:
     """``function(*args)`` in a worker thread; cancelled meanwhile, wait for it, then raise."""
-    running = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    # anyio's worker threads (up to 40, shared with the app's sync endpoints), not the event
+    # loop's default executor (min(32, cores + 4): 6 threads here, too few for the outbox)
+    running = asyncio.ensure_future(run_sync(function, *args))
     try:
         return await asyncio.shield(running)
     except asyncio.CancelledError:
