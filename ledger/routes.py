@@ -382,43 +382,47 @@ async def list_flows(
     return await run_in_threadpool(_page, engine, query)
 
 
-def _bundle(engine: Engine, event_id: str, registry: AnchorRegistry | None) -> ProofBundle | None:
-    """The event's bundle, its anchor as the chain holds it now: an anchor that a
-    reorganisation moved to another block (the same root, mined again) is followed and
-    stored; one the chain no longer holds is a 409 until the participant anchors it again.
-    With the chain down the stored anchor is served (whoever checks the bundle asks a node)."""
+def _bundle(engine: Engine, event_id: str) -> ProofBundle | None:
     with Session(engine) as session:
-        bundle = build_bundle(session, event_id)
-        if bundle is None or registry is None:
+        return build_bundle(session, event_id)
+
+
+def _not_anchored(batch_sequence: int) -> LedgerError:
+    return LedgerError(
+        409, "not_anchored",
+        f"the chain no longer holds batch {batch_sequence}'s anchor (a reorganisation?): its "
+        "participant anchors it again; ask later",
+    )  # fmt: skip
+
+
+def _followed(engine: Engine, bundle: ProofBundle, registry: AnchorRegistry | None) -> ProofBundle:
+    """The bundle with its anchor as the chain holds it now: an anchor that a reorganisation
+    moved to another block (the same root, mined again) is followed and stored; one the chain
+    no longer holds is a 409 until the participant anchors it again. With the chain down the
+    stored anchor is served (whoever checks the bundle asks a node)."""
+    if registry is None:
+        return bundle
+    try:
+        anchor = registry.anchor_at(bundle.anchor.account, bundle.batch_sequence)
+        if anchor.root.hex() != bundle.anchor.root:
+            raise _not_anchored(bundle.batch_sequence)
+        if anchor.block_number == bundle.anchor.block_number:
             return bundle
-        try:
-            anchor = registry.anchor_at(bundle.anchor.account, bundle.batch_sequence)
-            if anchor.root.hex() != bundle.anchor.root:
-                raise LedgerError(
-                    409, "not_anchored",
-                    f"the chain no longer holds batch {bundle.batch_sequence}'s root (a "
-                    "reorganisation?): its participant anchors it again; ask later",
-                )  # fmt: skip
-            if anchor.block_number == bundle.anchor.block_number:
-                return bundle
-            transaction = registry.anchor_transaction(anchor)
-        except ChainError as error:
-            if error.fault in CHAIN_DOWN:
-                return bundle
-            if error.fault is ChainFault.NO_SUCH_ANCHOR:
-                raise LedgerError(
-                    409, "not_anchored",
-                    f"the chain no longer holds batch {bundle.batch_sequence}'s anchor (a "
-                    "reorganisation?): its participant anchors it again; ask later",
-                ) from None  # fmt: skip
-            raise _chain_unavailable(error) from None
-        participant = str(bundle.event["participant"])
+        transaction = registry.anchor_transaction(anchor)
+    except ChainError as error:
+        if error.fault in CHAIN_DOWN:
+            return bundle
+        if error.fault is ChainFault.NO_SUCH_ANCHOR:
+            raise _not_anchored(bundle.batch_sequence) from None
+        raise _chain_unavailable(error) from None
+    participant = str(bundle.event["participant"])
+    with Session(engine) as session:
         batch = session.get(store.BatchRecord, (participant, bundle.batch_sequence))
         if batch is not None:
             batch.anchor_block, batch.anchor_transaction = anchor.block_number, transaction
             session.add(batch)
             session.commit()
-        return build_bundle(session, event_id)
+        return build_bundle(session, str(bundle.event["eventId"])) or bundle
 
 
 EventId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
@@ -430,9 +434,10 @@ async def event_proof(
 ) -> dict[str, Any]:
     """The event with its inclusion proof and its batch's on-chain anchor: all a third party
     needs to check it against a node of the chain (``dataspace ledger check-proof``)."""
-    bundle = await run_in_threadpool(_bundle, engine, event_id, registry)
+    bundle = await run_in_threadpool(_bundle, engine, event_id)
     if bundle is None or not viewer.may_see(str(bundle.event.get("participant"))):
         raise LedgerError(404, "not_found", f"no event {event_id} (of yours)")
+    bundle = await run_in_threadpool(_followed, engine, bundle, registry)  # once it may be seen
     return bundle.model_dump(mode="json", by_alias=True)
 
 
