@@ -13,6 +13,10 @@ in this process for onboarding. Two cores for everything, the benchmark's client
 - catalogue: the bank asks for the first page (100 datasets) of a catalogue of 10,000 assets,
   each admitted by an access policy on the bank's membership credential.
 
+Beside the times it prints the CPU each connector process spent per negotiation (user + system,
+from ``/proc``): the two connectors and the client share two cores, so their sum bounds the
+rate (2 cores / the sum), and it tells a slower machine from a slower connector.
+
 Run: ``make bench`` (or ``.venv/bin/python -m bench.connector_bench``). Exits 1 if a target is
 missed.
 """
@@ -128,8 +132,8 @@ def seed(settings: ConnectorSettings, now: datetime) -> None:
 
 
 @contextmanager
-def serve_process(settings: ConnectorSettings) -> Iterator[None]:
-    """``dataspace connector serve`` with these settings, until the block ends."""
+def serve_process(settings: ConnectorSettings) -> Iterator[int]:
+    """``dataspace connector serve`` with these settings, until the block ends; gives its pid."""
     env = {**os.environ, **settings_environment(settings)}
     with subprocess.Popen(
         [sys.executable, "-m", "dataspace", "connector", "serve"],
@@ -148,7 +152,7 @@ def serve_process(settings: ConnectorSettings) -> Iterator[None]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{settings.participant_id} did not start")
                 time.sleep(0.1)
-            yield
+            yield process.pid
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -191,11 +195,15 @@ def authority_settings(
 
 
 def start_pair(
-    servers: ExitStack, folder: Path, **overrides: dict[str, Any]
+    servers: ExitStack,
+    folder: Path,
+    pids: dict[str, int] | None = None,
+    **overrides: dict[str, Any],
 ) -> tuple[ConnectorSettings, ConnectorSettings]:
     """The authority (in this process) and the bureau and the bank (each its own process),
     onboarded, the bureau seeded with its catalogue; ``overrides``: settings per name
-    (``bureau={...}``, ``bank={...}``). Everything stops with ``servers``."""
+    (``bureau={...}``, ``bank={...}``); ``pids`` is given each process's pid by name. Everything
+    stops with ``servers``."""
     authority_sock, bureau_sock, bank_sock = bind(), bind(), bind()
     authority = did(authority_sock, "authority")
     bureau = connector(bureau_sock, folder, "bureau", authority).model_copy(
@@ -206,9 +214,11 @@ def start_pair(
     )
     broker = authority_settings(authority_sock, folder, bureau, bank)
     servers.enter_context(serve_in_thread(create_broker(broker), authority_sock))
-    for settings, sock in ((bureau, bureau_sock), (bank, bank_sock)):
+    for name, settings, sock in (("bureau", bureau, bureau_sock), ("bank", bank, bank_sock)):
         sock.close()
-        servers.enter_context(serve_process(settings))
+        pid = servers.enter_context(serve_process(settings))
+        if pids is not None:
+            pids[name] = pid
 
     async def onboard(settings: ConnectorSettings, types: list[CredentialType]) -> None:
         async with standalone(settings) as (participant, client):
@@ -256,6 +266,23 @@ def retried(settings: ConnectorSettings) -> tuple[int, int, float, list[str]]:
     return len(again), sum(m.attempts - 1 for m in again), waited, errors
 
 
+def cpu_ms(pids: dict[str, int]) -> dict[str, float]:
+    """The CPU time (user + system, ms) each running process has used so far (Linux's /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for name, pid in pids.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used[name] = (int(fields[11]) + int(fields[12])) * 1e3 / tick  # utime, stime
+    return used
+
+
+def per_negotiation(before: dict[str, float], after: dict[str, float], count: int) -> str:
+    spent = {name: (after[name] - before[name]) / count for name in before}
+    shares = ", ".join(f"{name} {ms:.1f} ms" for name, ms in spent.items())
+    total = sum(spent.values())
+    return f"{shares}; together {total:.1f} ms, so 2 cores allow <= {2e3 / total:.0f}/s"
+
+
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -263,7 +290,8 @@ def _aware(moment: datetime) -> datetime:
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kexin-bench-") as scratch, ExitStack() as servers:
         folder = Path(scratch)
-        bureau, bank = start_pair(servers, folder)
+        pids: dict[str, int] = {}
+        bureau, bank = start_pair(servers, folder, pids)
 
         # --- catalogue: first page of 100 out of 10,000 --------------------------------------
         async def tokens(count: int) -> list[str]:
@@ -311,6 +339,7 @@ def main() -> int:
         bank_engine = create_engine(bank.database_url)
         poll = StatePoll(bank.database_url)
         latencies = []
+        used = cpu_ms(pids)
         with httpx.Client(timeout=30, headers={"X-Api-Key": KEY}) as client:
             for _ in range(31):
                 start = time.perf_counter()
@@ -320,6 +349,7 @@ def main() -> int:
                 while not poll.finalized(started["id"]):
                     time.sleep(0.001)
                 latencies.append((time.perf_counter() - start) * 1e3)
+        latency_cpu = per_negotiation(used, cpu_ms(pids), 31)
         latency_p50, latency_p95 = (
             statistics.median(latencies[1:]),
             sorted(latencies[1:])[int(0.95 * 30)],
@@ -332,6 +362,7 @@ def main() -> int:
             ThreadPoolExecutor(8) as pool,
         ):
             start = time.perf_counter()
+            used = cpu_ms(pids)
             ids = list(
                 pool.map(
                     lambda _: client.post(
@@ -344,6 +375,7 @@ def main() -> int:
             while not all(poll.finalized(i) for i in ids) and time.monotonic() < deadline:
                 time.sleep(0.01)
             elapsed = time.perf_counter() - start
+            rate_cpu = per_negotiation(used, cpu_ms(pids), count)
         with Session(bank_engine) as session:
             states = [session.get(ContractNegotiationRecord, i) for i in ids]
         done = sum(1 for r in states if r is not None and r.state == "FINALIZED")
@@ -360,8 +392,10 @@ def main() -> int:
         f"negotiation, request -> FINALIZED: p50 {latency_p50:.1f} ms, p95 {latency_p95:.1f} ms "
         f"(target p50 <= {LATENCY_TARGET_MS:.0f} ms)"
     )
+    print(f"  CPU per negotiation, one at a time: {latency_cpu}")
     print(f"negotiations sustained: {done} of {count} FINALIZED in {elapsed:.2f} s = {rate:.1f}/s "
           f"(target >= {THROUGHPUT_TARGET:.0f}/s)")  # fmt: skip
+    print(f"  CPU per negotiation, 150 at once: {rate_cpu}")
     for name, (count_retried, extra, waited, errors) in zip(
         ("bureau", "bank"), retries, strict=True
     ):
