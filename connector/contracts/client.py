@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -21,6 +23,10 @@ import httpx
 log = logging.getLogger("kexin.contracts.client")
 
 CHUNK: Final = 1024 * 1024
+REPORT_ATTEMPTS: Final = 3
+ROWS_HEADER: Final = "kexin-rows"
+"""The provider's data plane counts the rows of this body (the data plane's ``ROWS_HEADER``):
+the download counts them too."""
 Progress = Callable[[int, int | None], None]
 """bytes so far, total bytes (None when the provider does not say)"""
 
@@ -71,6 +77,34 @@ class Download:
     resumed_from: int
     grant: DataGrant
     """The grant as it stands after the download (its token may have been refreshed)."""
+    receipt_id: str = field(default_factory=lambda: f"urn:uuid:{uuid.uuid4()}")
+    """This download's report to our connector carries it: reported again, recorded once."""
+    rows: int | None = None
+    """Rows that arrived, when the provider streamed rows it counts (a query's result)."""
+
+
+class RowCount:
+    """Counts the rows of a body as it arrives: JSON Lines, one per line; CSV, one per line
+    ended outside a quoted field (a field may hold a line break), less its header line."""
+
+    def __init__(self, media_type: str) -> None:
+        self.csv = media_type.split(";")[0].strip().lower() == "text/csv"
+        self.lines = 0
+        self._quoted = False
+
+    def add(self, chunk: bytes) -> None:
+        if not self.csv:
+            self.lines += chunk.count(b"\n")
+            return
+        for index, piece in enumerate(chunk.split(b'"')):
+            if index:
+                self._quoted = not self._quoted  # "" inside a field turns it twice
+            if not self._quoted:
+                self.lines += piece.count(b"\n")
+
+    @property
+    def rows(self) -> int:
+        return max(self.lines - 1, 0) if self.csv else self.lines
 
 
 def _error(response: httpx.Response) -> ContractsError:
@@ -251,38 +285,56 @@ class ContractsClient:
         length = response.headers.get("content-length")
         total = resumed_from + int(length) if length and length.isdigit() else None
         done = resumed_from
+        counting = (
+            RowCount(response.headers.get("content-type", ""))
+            if response.headers.get(ROWS_HEADER) == "counted" and not resumed_from
+            else None
+        )
         with part.open("ab" if resumed_from else "wb") as out:
             for chunk in response.iter_bytes(CHUNK):
                 out.write(chunk)
                 digest.update(chunk)
+                if counting is not None:
+                    counting.add(chunk)
                 done += len(chunk)
                 if progress is not None:
                     progress(done, total)
             out.flush()
             os.fsync(out.fileno())
         part.replace(path)
-        finished = Download(path, done, digest.hexdigest(), resumed_from, grant)
+        finished = Download(
+            path, done, digest.hexdigest(), resumed_from, grant,
+            rows=None if counting is None else counting.rows,
+        )  # fmt: skip
         self.report(finished)
         return finished
 
     def report(self, download: Download) -> None:
         """Tell our connector what arrived (``POST /contracts/v1/received``), for the
-        regulator's reconciliation. The data is here whatever the answer: a report that
-        fails is logged, not raised (the reconciliation then shows the flow one-sided)."""
-        try:
-            response = self._http.post(
-                f"{self.base_url}/contracts/v1/received",
-                headers=self._headers,
-                json={"transferId": download.grant.transfer_id, "bytes": download.bytes,
-                      "sha256": download.sha256},
-            )  # fmt: skip
-        except httpx.HTTPError as error:
-            log.warning("the download of %s was not reported to the connector: %r",
-                        download.grant.transfer_id, error)  # fmt: skip
-            return
-        if response.status_code != httpx.codes.CREATED:
-            log.warning("the connector did not record the download of %s: %s",
-                        download.grant.transfer_id, _error(response))  # fmt: skip
+        regulator's reconciliation; a broken connection or a 5xx is tried again (the
+        download's ``receipt_id`` makes a repeat count once). The data is here whatever the
+        answer: a report that fails is logged, not raised (the reconciliation then shows the
+        flow one-sided)."""
+        body = {"transferId": download.grant.transfer_id, "bytes": download.bytes,
+                "sha256": download.sha256, "receiptId": download.receipt_id,
+                **({} if download.rows is None else {"rows": download.rows})}  # fmt: skip
+        for attempt in range(1, REPORT_ATTEMPTS + 1):
+            try:
+                response = self._http.post(
+                    f"{self.base_url}/contracts/v1/received", headers=self._headers, json=body
+                )
+            except httpx.HTTPError as error:
+                failure = repr(error)
+            else:
+                if response.status_code == httpx.codes.CREATED:
+                    return
+                failure = str(_error(response))
+                if response.status_code < httpx.codes.INTERNAL_SERVER_ERROR:
+                    break
+            if attempt < REPORT_ATTEMPTS:
+                time.sleep(0.2 * 2**attempt)
+        log.warning("the connector did not record the download of %s: %s",
+                    download.grant.transfer_id, failure)  # fmt: skip
 
     def duties(self, agreement_id: str | None = None) -> list[dict[str, Any]]:
         params = {"role": "consumer", **({"agreementId": agreement_id} if agreement_id else {})}

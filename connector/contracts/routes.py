@@ -130,12 +130,20 @@ class ReceivedIn(BaseModel):
     rows: int | None = Field(default=None, ge=0, le=2**53 - 1, description="rows, if tabular")
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     complete: bool = Field(default=True, description="false: the download broke off")
+    receipt_id: str | None = Field(
+        default=None, alias="receiptId", min_length=1, max_length=100,
+        pattern=r"^[A-Za-z0-9:._-]+$",
+        description="the application's id for this report: sent again, it is recorded once",
+    )  # fmt: skip
 
 
 @router.post(
     "/received",
     status_code=201,
-    responses={404: refusal("no pull transfer of ours with this id")},
+    responses={
+        404: refusal("no pull transfer of ours with this id"),
+        409: refusal("this receiptId was recorded with other figures"),
+    },
 )
 async def received(
     body: ReceivedIn, contracts: Annotated[DataContracts, Depends(get_contracts)]
@@ -143,7 +151,9 @@ async def received(
     """What reached the application under one of our transfers (the SDK's ``download``
     reports it): recorded for the regulator's ledger, which sets it beside the bytes and
     rows the provider's data plane says it sent (reconciliation)."""
-    receipt = Received(body.transfer_id, body.bytes, body.rows, body.sha256, body.complete)
+    receipt = Received(
+        body.transfer_id, body.bytes, body.rows, body.sha256, body.complete, body.receipt_id
+    )
     try:
         await run_in_threadpool(contracts.received, receipt)
     except ContractError as error:

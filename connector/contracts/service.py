@@ -20,9 +20,11 @@ from urllib.parse import quote
 import anyio
 import httpx
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connector.audit import AuditRecord, AuditSink, Outcome
+from connector.inbox import answered, digest, remember
 from connector.negotiation.machine import Role
 from connector.negotiation.machine import State as NegotiationState
 from connector.negotiation.process import Negotiations
@@ -66,6 +68,13 @@ class Received:
     rows: int | None
     sha256: str | None
     complete: bool
+    receipt_id: str | None = None
+    """The application's id for this report: the same report sent again (a retry) is
+    recorded once."""
+
+    def content(self) -> dict[str, Any]:
+        return {"bytes": self.bytes, "rows": self.rows, "sha256": self.sha256,
+                "complete": self.complete}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,14 @@ class DataContracts:
     def received(self, receipt: Received) -> None:
         """The application's account of what reached it under one of our pull transfers:
         audited (``data received``) for the ledger, where the regulator sets it beside what
-        the provider's data plane says it sent."""
+        the provider's data plane says it sent. A report with a ``receipt_id`` seen before is
+        a repeat: recorded once (409 if it now says something else)."""
+        try:
+            self._received(receipt)
+        except IntegrityError:  # the same report, recorded at the same time by another call
+            self._received(receipt)
+
+    def _received(self, receipt: Received) -> None:
         with Session(self.engine) as session:
             transfer = session.get(TransferProcessRecord, receipt.transfer_id)
             if transfer is None or transfer.role != Role.CONSUMER.value:
@@ -122,6 +138,20 @@ class DataContracts:
                 )
             if self.audit is None:
                 raise ContractError(503, "not_ready", "the connector is starting")
+            if receipt.receipt_id is not None:
+                key = digest({"receiptId": receipt.receipt_id})
+                seen = answered(session, transfer.id, key)
+                if seen is not None:
+                    if seen[1] != receipt.content():
+                        raise ContractError(
+                            409, "receipt_conflict",
+                            f"receipt {receipt.receipt_id} was recorded with other figures",
+                        )  # fmt: skip
+                    return
+                remember(
+                    session, process_id=transfer.id, body_digest=key, kind="data received",
+                    status=201, answer=receipt.content(), now=self.participant.clock(),
+                )  # fmt: skip
             self.audit.add(
                 session,
                 AuditRecord(

@@ -322,6 +322,12 @@ async def _http(url: str, range_header: str | None, client: httpx.AsyncClient) -
 _END: Final = object()
 
 
+ROWS_HEADER: Final = "Kexin-Rows"
+"""Sent with a stream of rows (CSV with its header line, or JSON Lines) whose rows the data
+plane counts: the consumer's SDK counts them too, for the regulator's reconciliation. Other
+bodies (files, HTTP backends) are bytes to both sides."""
+
+
 def _sql(engine: Engine, query: str, jsonl: bool) -> Body:
     """Rows are read by one thread (a database connection stays in its thread) into a small
     queue, so the event loop never waits on the database and memory stays bounded."""
@@ -359,7 +365,7 @@ def _sql(engine: Engine, query: str, jsonl: bool) -> Body:
         "application/jsonl" if jsonl else "text/csv; charset=utf-8",
         count_rows(),
         None,
-        {"Accept-Ranges": "none"},
+        {"Accept-Ranges": "none", ROWS_HEADER: "counted"},
         rows=0,
         closers=[close],
     )

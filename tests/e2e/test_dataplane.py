@@ -82,6 +82,39 @@ def test_pull_streams_the_data_and_the_third_use_is_refused(space: Space, tmp_pa
     assert any("count lteq 2: violated (actual 3)" in r for r in refused.value.reasons)
 
 
+def test_a_download_reported_again_is_recorded_once(space: Space, tmp_path: Path) -> None:
+    """The SDK reports each download with an id of its own and tries again when the answer
+    is lost: a repeat adds no second ``data received`` (the regulator would count the data
+    twice); the same id with other figures is a 409, and a report without an id, one more."""
+    source, digest = data_file(tmp_path, 70_000)
+    asset = offer_data(space, {"type": "file", "path": str(source)}, terms())
+    grant = grant_for(space, asset)
+    with bank_client(space) as client:
+        got = client.download(grant, tmp_path / "got.bin")
+        client.report(got)
+        client.report(got)
+
+    def received() -> list[dict[str, Any]]:
+        return [
+            e for e in audit(space, "bank")
+            if e["action"] == "data received" and e["subject"] == grant.transfer_id
+        ]  # fmt: skip
+
+    [once] = received()
+    assert (once["bytes_sent"], once["reason"]) == (70_000, f"complete, sha256 {digest}")
+    url, admin = f"{space.bank.base_url}/contracts/v1/received", {"X-Api-Key": ADMIN_KEY}
+    other = {"transferId": grant.transfer_id, "bytes": 1, "receiptId": got.receipt_id}
+    conflict = httpx.post(url, json=other, headers=admin, timeout=30)
+    assert (conflict.status_code, conflict.json()["reason"]) == (409, "receipt_conflict")
+    same = {"transferId": grant.transfer_id, "bytes": 70_000, "sha256": digest,
+            "receiptId": got.receipt_id}  # fmt: skip
+    assert httpx.post(url, json=same, headers=admin, timeout=30).status_code == 201
+    assert len(received()) == 1
+    unnamed = {"transferId": grant.transfer_id, "bytes": 70_000}
+    assert httpx.post(url, json=unnamed, headers=admin, timeout=30).status_code == 201
+    assert len(received()) == 2
+
+
 def _bureau_token(space: Space, grant: DataGrant, **changes: Any) -> str:
     """A token the bureau itself signs, with some of its claims changed."""
     from datetime import UTC, datetime, timedelta

@@ -76,6 +76,28 @@ def test_sql_rows_stream_as_csv_or_json_lines_and_are_counted(
              == [rows, rows, rows])  # fmt: skip
 
 
+def test_the_sdk_counts_the_rows_it_received_as_the_provider_counted_them(
+    sql_space: tuple[Space, int], tmp_path: Path
+) -> None:
+    """The bank's ``data received`` carries the rows its SDK counted, beside the rows the
+    bureau's data plane says it sent: the reconciliation compares them (without the count,
+    every query's flow showed a rows mismatch)."""
+    space, rows = sql_space
+    asset = offer_data(
+        space,
+        {"type": "sql", "database": "registry", "query": "SELECT code, name, capital FROM firm"},
+        terms(),
+    )
+    grant = grant_for(space, asset)
+    with bank_client(space) as client:
+        got = client.download(grant, tmp_path / "firms.csv")
+    assert got.rows == rows
+    [received] = [e for e in audit(space, "bank") if e["action"] == "data received"]
+    assert (received["rows_sent"], received["bytes_sent"]) == (rows, got.bytes)
+    wait_for(lambda: [e["rows_sent"] for e in audit(space) if e["action"] == "data access"]
+             == [rows])  # fmt: skip
+
+
 def test_a_failing_query_is_a_clean_error_and_not_counted(sql_space: tuple[Space, int]) -> None:
     space, _ = sql_space
     asset = offer_data(
