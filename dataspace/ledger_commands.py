@@ -112,22 +112,28 @@ def register(group: typer.Typer, load_settings: LoadSettings) -> None:
     @group.command("verify")
     def verify() -> None:
         """Re-check every stored event against its hashes, the hash chain, its batch's
-        signature and the root on chain (LEDGER_CHAIN_URL); name each that fails, and why."""
+        signature and the root on chain (LEDGER_CHAIN_URL); name each that fails, and why. An
+        anchor a reorganisation mined again in another block is followed (stored, printed)."""
         from ledger.chain import Chain, ChainError  # see the module's docstring
         from ledger.inspection import verify_archive
+        from ledger.proofs import MovedAnchor
 
         loaded = settings()
         engine = create_engine(loaded.database_url)
         node = Chain.connect(loaded.chain_url, timeout_s=loaded.chain_timeout_s)
+        moved: list[MovedAnchor] = []
         try:
             upgrade(engine, migrations())
             with Session(engine) as session:
-                findings = verify_archive(session, node)
+                findings = verify_archive(session, node, moved)
+                session.commit()
         except ChainError as error:
             typer.echo(f"error: cannot check against {loaded.chain_url}: {error}", err=True)
             raise typer.Exit(1) from None
         finally:
             engine.dispose()
+        for anchor in moved:
+            typer.echo(f"moved {anchor.describe()}")
         for finding in findings:
             typer.echo(f"FAIL {finding.describe()}")
         if findings:

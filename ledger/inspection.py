@@ -23,7 +23,7 @@ from ledger.canonical import read_canonical_event
 from ledger.chain import Chain, ChainError
 from ledger.digests import HashAlgorithm
 from ledger.events import EventError
-from ledger.proofs import CHAIN_DOWN
+from ledger.proofs import CHAIN_DOWN, MovedAnchor, follow_anchor
 from ledger.store import BatchRecord
 
 
@@ -69,13 +69,17 @@ def _algorithm(session: Session, participant: str) -> HashAlgorithm:
         return HashAlgorithm.SHA256
 
 
-def verify_archive(session: Session, chain: Chain | None) -> list[Finding]:
+def verify_archive(
+    session: Session, chain: Chain | None, moved: list[MovedAnchor] | None = None
+) -> list[Finding]:
     """Re-check everything stored: each event against its hashes and the hash chain, each
     batch against its events, the batch before, its signature (under the DID document kept with
-    it) and, given ``chain``, the root anchored in the registry the batch names; each index row
-    against its event. Names every event and batch that fails, and why. A
-    :class:`ledger.chain.ChainError` (the node down) is raised, not reported as a finding:
-    nothing was checked against the chain."""
+    it) and, given ``chain``, the root anchored in the registry the batch names, in the block the
+    archive says (``anchor_moved`` when a reorganisation mined it again elsewhere: the bundles
+    would name a block the chain no longer shows; given ``moved``, such an anchor is followed
+    instead, stored in ``session`` and listed there); each index row against its event. Names
+    every event and batch that fails, and why. A :class:`ledger.chain.ChainError` (the node
+    down) is raised, not reported as a finding: nothing was checked against the chain."""
     findings: list[Finding] = []
     for participant in participants(session):
         algorithm = _algorithm(session, participant)
@@ -105,7 +109,7 @@ def verify_archive(session: Session, chain: Chain | None) -> list[Finding]:
             for f in result.batches
         ]
         findings += _check_index(session, participant, index)
-        findings += _check_batches(session, participant, chain)
+        findings += _check_batches(session, participant, chain, moved)
     return findings
 
 
@@ -153,7 +157,9 @@ def _comparable(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_batches(session: Session, participant: str, chain: Chain | None) -> list[Finding]:
+def _check_batches(
+    session: Session, participant: str, chain: Chain | None, moved: list[MovedAnchor] | None
+) -> list[Finding]:
     findings = []
     rows: Sequence[tuple[BatchRecord, ReceivedBatch | None]] = session.exec(
         select(BatchRecord, ReceivedBatch)
@@ -187,11 +193,23 @@ def _check_batches(session: Session, participant: str, chain: Chain | None) -> l
                 findings.append(found("wrong_chain", f"anchored on chain {received.chain_id}"))
                 continue
             registry = chain.registry(received.registry_address, check_code=False)
-            registry.verify_root(received.account, header)
+            anchor = registry.verify_root(received.account, header)
             if registry.did_of(received.account) != participant:
                 findings.append(
                     found("wrong_account", f"{received.account} is not registered for it")
                 )
+            elif batch.anchor_block != anchor.block_number:
+                if moved is None:
+                    findings.append(
+                        found(
+                            "anchor_moved",
+                            f"the chain holds its root in block {anchor.block_number}, the "
+                            f"archive says block {batch.anchor_block} (a reorganisation)",
+                        )
+                    )
+                else:
+                    followed = follow_anchor(session, batch, anchor, registry)
+                    moved += [] if followed is None else [followed]
         except ChainError as error:
             if error.fault in CHAIN_DOWN:
                 raise

@@ -14,6 +14,7 @@ the chain is what makes the root binding.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Final
 
 from pydantic import ValidationError
@@ -25,7 +26,7 @@ from ledger import store
 from ledger.archive import ReceivedBatch
 from ledger.batches import BatchHeader, tree_of
 from ledger.canonical import canonicalise, read_canonical_event
-from ledger.chain import AnchorRegistry, ChainError, ChainFault
+from ledger.chain import AnchorRegistry, ChainError, ChainFault, OnChainAnchor
 from ledger.digests import digest
 from ledger.events import EventError
 from ledger.hashchain import link_entry
@@ -41,6 +42,41 @@ CHAIN_DOWN: Final = frozenset(
 
 class InvalidProofError(ValueError):
     """The bundle does not prove its event; the message says which step failed."""
+
+
+@dataclass(frozen=True)
+class MovedAnchor:
+    """A batch whose anchor a reorganisation moved: the same root, mined again elsewhere."""
+
+    participant: str
+    batch_sequence: int
+    from_block: int | None
+    to_block: int
+    transaction: str
+
+    def describe(self) -> str:
+        return (
+            f"{self.participant} batch {self.batch_sequence}: anchored again in block "
+            f"{self.to_block} by {self.transaction} (was block {self.from_block})"
+        )
+
+
+def follow_anchor(
+    session: Session, batch: BatchRecord, anchor: OnChainAnchor, registry: AnchorRegistry
+) -> MovedAnchor | None:
+    """Store, in the caller's transaction, where the chain holds ``batch``'s anchor now, if
+    not where the archive says (the root is checked by the caller): the bundles then name the
+    block and transaction a node shows. ``None`` when it has not moved."""
+    if anchor.block_number == batch.anchor_block:
+        return None
+    transaction = registry.anchor_transaction(anchor)
+    moved = MovedAnchor(
+        batch.participant, batch.batch_sequence, batch.anchor_block, anchor.block_number,
+        transaction,
+    )  # fmt: skip
+    batch.anchor_block, batch.anchor_transaction = anchor.block_number, transaction
+    session.add(batch)
+    return moved
 
 
 def build_bundle(session: Session, event_id: str) -> ProofBundle | None:

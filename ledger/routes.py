@@ -44,7 +44,7 @@ from ledger.events import EventError, EventType
 from ledger.hashchain import Link
 from ledger.ingest import CheckedBatch, IngestError, check_pushed
 from ledger.messages import BatchAccepted, BatchPush, Flow, FlowPage, ProofBundle
-from ledger.proofs import CHAIN_DOWN, build_bundle
+from ledger.proofs import CHAIN_DOWN, build_bundle, follow_anchor
 from ledger.reconciliation import reconcile
 from ledger.reports import Report, build_report
 from ledger.settings import LedgerSettings
@@ -402,27 +402,25 @@ def _followed(engine: Engine, bundle: ProofBundle, registry: AnchorRegistry | No
     stored anchor is served (whoever checks the bundle asks a node)."""
     if registry is None:
         return bundle
+    participant = str(bundle.event["participant"])
     try:
         anchor = registry.anchor_at(bundle.anchor.account, bundle.batch_sequence)
         if anchor.root.hex() != bundle.anchor.root:
             raise _not_anchored(bundle.batch_sequence)
         if anchor.block_number == bundle.anchor.block_number:
             return bundle
-        transaction = registry.anchor_transaction(anchor)
+        with Session(engine) as session:
+            batch = session.get(store.BatchRecord, (participant, bundle.batch_sequence))
+            if batch is None or follow_anchor(session, batch, anchor, registry) is None:
+                return bundle
+            session.commit()
+            return build_bundle(session, str(bundle.event["eventId"])) or bundle
     except ChainError as error:
         if error.fault in CHAIN_DOWN:
             return bundle
         if error.fault is ChainFault.NO_SUCH_ANCHOR:
             raise _not_anchored(bundle.batch_sequence) from None
         raise _chain_unavailable(error) from None
-    participant = str(bundle.event["participant"])
-    with Session(engine) as session:
-        batch = session.get(store.BatchRecord, (participant, bundle.batch_sequence))
-        if batch is not None:
-            batch.anchor_block, batch.anchor_transaction = anchor.block_number, transaction
-            session.add(batch)
-            session.commit()
-        return build_bundle(session, str(bundle.event["eventId"])) or bundle
 
 
 EventId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]

@@ -22,10 +22,10 @@ from dataspace.cli import app as cli
 from ledger import store
 from ledger.app import create_app
 from ledger.archive import FlowRecord, RetentionError, purge
-from ledger.chain import Chain
+from ledger.chain import Chain, address_of, new_account_key
 from ledger.inspection import Finding, verify_archive
 from ledger.messages import ProofBundle
-from ledger.proofs import InvalidProofError, build_bundle, check_bundle
+from ledger.proofs import InvalidProofError, MovedAnchor, build_bundle, check_bundle
 from storage.engine import create_engine
 from tests.ledger.factories import T0
 from tests.ledger.pushes import Operator, Side, did_key_participant
@@ -163,6 +163,47 @@ def test_a_batch_root_that_differs_from_the_chain_is_named(archive: Archive) -> 
         session.commit()
     faults = {(f.batch_sequence, f.fault) for f in archive.findings()}
     assert (2, "bad_signature") in faults
+
+
+def test_an_anchor_a_reorganisation_moved_is_named_then_followed(tmp_path: Path) -> None:
+    """The chain goes back before the batch's anchor and the participant anchors it again in
+    another block: the root still verifies, but the archive's block and transaction are
+    stale, so its bundles fail against the chain. The check names it (``anchor_moved``); asked
+    to follow, it stores where the chain holds the anchor now, and the bundle verifies."""
+    operator = Operator.deploy(Chain.in_process())
+    did, key = did_key_participant()
+    side = Side(tmp_path, did, key, operator)
+    side.record(4)
+    side.seal()
+    provider = operator.chain.w3.provider
+    snapshot = provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    side.anchor()
+    url = f"sqlite:///{tmp_path / 'regulator.db'}"
+    with TestClient(create_app(settings_for(url, operator.registry.address), chain=operator.chain)) as client:  # fmt: skip
+        [push] = side.pushes()
+        assert client.post("/ledger/v1/batches", json=push).status_code == 201
+    provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+    operator.chain.dev_fund(address_of(new_account_key()))  # the new branch moves on
+    assert side.recorder.recheck(operator.registry, address_of(side.account)) == [0]
+    side.anchor()
+    engine = create_engine(url)
+    archive = Archive(engine, operator, side)
+    try:
+        assert [(f.batch_sequence, f.fault) for f in archive.findings()] == [(0, "anchor_moved")]
+        with pytest.raises(InvalidProofError, match="block"):
+            check_bundle(archive.bundle(0), operator.registry)
+        moved: list[MovedAnchor] = []
+        with Session(engine) as session:
+            assert verify_archive(session, operator.chain, moved) == []
+            session.commit()
+        [followed] = moved
+        assert (followed.participant, followed.batch_sequence) == (did, 0)
+        assert followed.to_block > (followed.from_block or 0)
+        assert archive.findings() == []
+        check_bundle(archive.bundle(0), operator.registry)
+    finally:
+        engine.dispose()
+        side.close()
 
 
 def test_a_bundle_proves_its_event_against_the_chain(archive: Archive) -> None:

@@ -380,6 +380,21 @@ def test_a_proof_follows_its_anchor_through_a_reorganisation(world: World, tmp_p
     world.operator.chain.dev_fund(address_of(new_account_key()))  # the new branch moves on
     assert side.recorder.recheck(world.operator.registry, address_of(side.account)) == [0]
     side.anchor()
+    # the regulator's own re-check follows the anchor too: a bundle printed from its database
+    # then names the new block (before, `prove` printed one `check-proof` found invalid)
+    runner = CliRunner()
+    verified = runner.invoke(cli, ["ledger", "verify"], env=prove_env(world))
+    assert verified.exit_code == 0, verified.output
+    [line] = [line for line in verified.stdout.splitlines() if line.startswith("moved ")]
+    assert line.startswith(f"moved {side.did} batch 0: anchored again in block ")
+    proved = runner.invoke(cli, ["ledger", "prove", event["eventId"]], env=prove_env(world))
+    assert proved.exit_code == 0, proved.output
+    printed = tmp_path / "printed.json"
+    printed.write_text(proved.stdout)
+    checked = runner.invoke(
+        cli, ["ledger", "check-proof", str(printed), "--chain", world.chain_url]
+    )
+    assert checked.exit_code == 0, checked.output
     after = ask(world, world.regulator, path)
     assert after.status_code == 200, after.text
     moved = after.json()["anchor"]
