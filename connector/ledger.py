@@ -190,13 +190,7 @@ def _detail(row: AuditEvent) -> Detail | None:
                 rows_sent=row.rows_sent,
                 outcome=outcome,
             )
-        if refused:
-            return Refused(
-                type="refusal",  # type: ignore[arg-type]
-                scope=RefusalScope.ACCESS,
-                reasons=_reasons(row) or ("refused",),
-            )
-        return None
+        return _access_refused(row) if refused else None
     if row.action == "duty violated" and row.subject and row.duty_action:
         return DutyViolated(
             type="duty.violated",  # type: ignore[arg-type]
@@ -234,17 +228,22 @@ def _detail(row: AuditEvent) -> Detail | None:
     return None
 
 
+def _access_refused(row: AuditEvent) -> Refused:
+    """A refused access to data (a download, a matching run), with the policy's reasons."""
+    return Refused(
+        type="refusal",  # type: ignore[arg-type]
+        scope=RefusalScope.ACCESS,
+        reasons=_reasons(row) or ("refused",),
+    )
+
+
 def _psi_run(row: AuditEvent, refused: bool) -> Detail | None:
     """A completed matching run: the sizes each side knows and who learned what (the consumer
     the intersection or its size, the provider nothing of it); a refused one: its reason."""
-    if refused or row.psi_mode is None:
-        if not refused:
-            return None
-        return Refused(
-            type="refusal",  # type: ignore[arg-type]
-            scope=RefusalScope.ACCESS,
-            reasons=_reasons(row) or ("refused",),
-        )
+    if refused:
+        return _access_refused(row)
+    if row.psi_mode is None:
+        return None
     if row.psi_own_items is None or row.psi_peer_items is None or row.counterparty is None:
         return None
     mode = RevealMode(row.psi_mode)

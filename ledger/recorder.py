@@ -148,11 +148,11 @@ class Recorder:
         session: Session,
         record: store.BatchRecord,
     ) -> None:
-        anchor = registry.verify_root(account, store.header_of(record))
-        if anchor.block_number != record.anchor_block:
-            record.anchor_block = anchor.block_number
-            record.anchor_transaction = registry.anchor_transaction(anchor)
-            session.add(record)
+        from ledger.proofs import follow_anchor  # web3 behind it: see TYPE_CHECKING above
+
+        follow_anchor(
+            session, record, registry.verify_root(account, store.header_of(record)), registry
+        )
 
     def anchor(self, registry: AnchorRegistry, chain_key: bytes) -> list[AnchorResult]:
         """Anchor every stored batch not yet known to be on chain, oldest first, each marked
