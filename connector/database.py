@@ -21,6 +21,7 @@ def migrations() -> Migrations:
         inbox,  # noqa: F401
         ledger,  # noqa: F401
         outbox,  # noqa: F401
+        owner,  # noqa: F401
     )
     from connector.catalog import store  # noqa: F401
     from connector.dataplane import store as dataplane_store  # noqa: F401

@@ -10,6 +10,7 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from connector.database import migrations
+from connector.owner import claim
 from connector.settings import ConnectorSettings
 from identity.credentials import TrustedIssuers
 from identity.database import migrations as identity_migrations
@@ -37,6 +38,9 @@ def participant_for(
     client: httpx.AsyncClient,
     clock: Callable[[], datetime],
 ) -> Participant:
+    """This connector's identity, from the (migrated) database it claims for its DID
+    (:class:`connector.owner.ForeignDatabaseError` when another connector's)."""
+    claim(engine, settings.participant_id, clock())
     return build_participant(
         did=settings.participant_id,
         engine=engine,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from pathlib import Path
@@ -91,7 +92,29 @@ class DomainEntry(BaseModel):
     name_en: str = Field(alias="nameEn", min_length=1, max_length=200)
 
 
+def default_database_url(participant_id: str) -> str:
+    """Each participant's own SQLite file in the working directory, named after its DID
+    (``did:web:bank.example.cn``: ``connector-web_bank.example.cn.db``), so that two
+    connectors started from one folder never share a database by default."""
+    name = re.sub(r"[^A-Za-z0-9.-]+", "_", participant_id.removeprefix("did:")).strip("._")
+    if len(name) > 80:
+        name = f"{name[:60]}-{hashlib.sha256(participant_id.encode()).hexdigest()[:16]}"
+    return f"sqlite:///connector-{name or 'participant'}.db"
+
+
 class ConnectorSettings(ParticipantServiceSettings):
+    @model_validator(mode="before")
+    @classmethod
+    def _own_database(cls, data: Any) -> Any:
+        """No ``database_url``: the participant's own file (:func:`default_database_url`)."""
+        if (
+            isinstance(data, dict)
+            and data.get("database_url") is None
+            and isinstance(data.get("participant_id"), str)
+        ):
+            return {**data, "database_url": default_database_url(data["participant_id"])}
+        return data
+
     @model_validator(mode="after")
     def _complete(self) -> ConnectorSettings:
         """Settings that only make sense together."""
@@ -141,6 +164,8 @@ class ConnectorSettings(ParticipantServiceSettings):
     """This participant's DID, e.g. ``did:web:bank.example.cn``; its DID document is served here."""
     port: int = Field(default=8181, ge=1, le=65535)
     database_url: DatabaseURL = "sqlite:///connector.db"
+    """Unset: ``sqlite:///connector-<the DID, as a file name>.db`` (see
+    :func:`default_database_url`); the value here is only for settings without a DID."""
     trusted_issuers: dict[CredentialType, list[DID]] = Field(default_factory=dict)
     """JSON: which issuers are trusted for which credential type. Empty: nobody is trusted."""
     required_credentials: list[CredentialType] = Field(

@@ -48,6 +48,7 @@ from connector.app import create_app as create_connector_app
 from connector.contracts.client import ContractsClient, ContractsError
 from connector.database import migrations as connector_migrations
 from connector.dcp.client import OnboardingError, request_credentials
+from connector.owner import ForeignDatabaseError, owner_of
 from connector.participant import migrate as migrate_connector
 from connector.participant import standalone
 from connector.settings import ConnectorSettings
@@ -70,7 +71,7 @@ from matching.identifiers import read_column
 from matching.synthetic import Dataset, generate, write_csv
 from policy.operands import Grade
 from service.runtime import tune_for_server
-from storage.engine import create_engine, is_memory_sqlite
+from storage.engine import DatabaseInUseError, create_engine, held_sqlite_file, is_memory_sqlite
 from storage.migrate import Migrations, current, head, history, revision, upgrade
 
 EXIT_CONFIG = 78
@@ -189,18 +190,47 @@ def check_database(service: Service, migrate_on_start: bool) -> None:
         raise typer.Exit(EXIT_CONFIG)
 
 
+def check_owner(settings: ConnectorSettings) -> None:
+    """Before a connector starts: its database is not another participant's (one line naming
+    the setting, and 78). A database that cannot be read is left to the server's start-up."""
+    engine = create_engine(settings.database_url)
+    try:
+        owner = owner_of(engine)
+    except SQLAlchemyError:
+        return
+    finally:
+        engine.dispose()
+    if owner is not None and owner != settings.participant_id:
+        error = ForeignDatabaseError(owner, settings.participant_id)
+        typer.echo(f"error: CONNECTOR_DATABASE_URL: {error}", err=True)
+        raise typer.Exit(EXIT_CONFIG)
+
+
+@contextmanager
+def held_database(database_url: str, variable: str) -> Iterator[None]:
+    """The SQLite file of a server, held by it alone while it runs (else one line, and 78)."""
+    try:
+        with held_sqlite_file(database_url):
+            yield
+    except DatabaseInUseError as error:
+        typer.echo(f"error: {variable}: {error}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
 @connector_cli.command("serve")
 def connector_serve(host: HostOption = None, port: PortOption = None) -> None:
     """Run the connector (settings: CONNECTOR_* variables)."""
     settings = load_settings(ConnectorSettings, host=host, port=port)
     check_database(Service.CONNECTOR, settings.migrate_on_start)
-    check_keys(
-        settings.database_url,
-        settings.key_passphrase.get_secret_value(),
-        "CONNECTOR_KEY_PASSPHRASE",
-    )
-    tune_for_server()
-    uvicorn.run(create_connector_app(settings), host=settings.host, port=settings.port)
+    with held_database(settings.database_url, "CONNECTOR_DATABASE_URL"):
+        check_owner(settings)
+        check_keys(
+            settings.database_url,
+            settings.key_passphrase.get_secret_value(),
+            "CONNECTOR_KEY_PASSPHRASE",
+        )
+        tune_for_server()
+        uvicorn.run(create_connector_app(settings), host=settings.host, port=settings.port)
 
 
 @connector_cli.command("tck-config")
@@ -714,4 +744,8 @@ def demo_command() -> None:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ForeignDatabaseError as error:  # any connector command on another's database
+        typer.echo(f"error: CONNECTOR_DATABASE_URL: {error}", err=True)
+        raise SystemExit(EXIT_CONFIG) from None

@@ -8,9 +8,12 @@ This module does not create tables: :mod:`storage.migrate` does, through Alembic
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Final
 
 import sqlalchemy
@@ -52,6 +55,31 @@ DatabaseURL = Annotated[str, AfterValidator(_check_database_url)]
 
 def is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+class DatabaseInUseError(Exception):
+    """Another server of ours runs on this SQLite file."""
+
+
+@contextmanager
+def held_sqlite_file(database_url: str) -> Iterator[None]:
+    """While the block runs, this process alone may serve from the SQLite file of
+    ``database_url``: an exclusive lock on ``<file>-lock`` beside it (released by the system
+    when the process ends, however it ends), else :class:`DatabaseInUseError`. Nothing for
+    another database: PostgreSQL is shared on purpose (its row locks keep servers apart)."""
+    url = parse_database_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or is_memory_sqlite(url):
+        yield
+        return
+    path = os.path.realpath(url.database) + "-lock"
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatabaseInUseError(
+                f"another server runs on {url.database} (it holds {path})"
+            ) from None
+        yield
 
 
 POOL_SIZE: Final = 40

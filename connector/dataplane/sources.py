@@ -70,7 +70,8 @@ def sqlite_files(database_urls: Iterable[str]) -> tuple[Path, ...]:
         url = parse_database_url(value)
         if url.get_backend_name() == "sqlite" and url.database and not is_memory_sqlite(url):
             main = Path(os.path.realpath(url.database))
-            files += [main, *(main.with_name(main.name + s) for s in ("-wal", "-shm", "-journal"))]
+            companions = ("-wal", "-shm", "-journal", "-lock")
+            files += [main, *(main.with_name(main.name + s) for s in companions)]
     return tuple(files)
 
 

@@ -448,3 +448,65 @@ def test_a_connector_process_does_not_load_the_chain_adapter(module: str) -> Non
         cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip
     assert done.stdout.strip() == "[]"
+
+
+def test_each_connector_has_its_own_database_file_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from connector.settings import ConnectorSettings
+
+    monkeypatch.delenv("CONNECTOR_DATABASE_URL", raising=False)
+    bank = ConnectorSettings()
+    bureau = ConnectorSettings(participant_id="did:web:bureau.example.cn%3A8443:dsp")
+    assert bank.database_url == "sqlite:///connector-web_127.0.0.1_bank.db"
+    assert bureau.database_url == "sqlite:///connector-web_bureau.example.cn_3A8443_dsp.db"
+    long = ConnectorSettings(participant_id="did:web:" + "a" * 200)
+    assert len(long.database_url) < 120
+    assert long.database_url.startswith("sqlite:///connector-web_aaaa")
+
+
+def test_a_connector_on_another_connectors_database_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bureau's database, given to the bank: with the same passphrase the bank would
+    have opened the bureau's keys and served its catalogue. Refused before anything is read,
+    by the server and by every other connector command."""
+    from connector.owner import claim
+
+    url = f"sqlite:///{tmp_path / 'bureau.db'}"
+    engine = create_engine(url)
+    migrate(engine)
+    claim(engine, "did:web:127.0.0.1:bureau", datetime.now(UTC))
+    engine.dispose()
+    monkeypatch.setenv("CONNECTOR_DATABASE_URL", url)
+    said = (
+        "error: CONNECTOR_DATABASE_URL: the database belongs to the connector of "
+        "did:web:127.0.0.1:bureau, not did:web:127.0.0.1:bank: give each connector its own "
+        "database"
+    )
+    served = runner.invoke(app, ["connector", "serve"])
+    assert (served.exit_code, served.stderr.splitlines()) == (EXIT_CONFIG, [said])
+    listed = subprocess.run(
+        [sys.executable, "-m", "dataspace", "connector", "credentials", "list"],
+        env={**os.environ}, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert (listed.returncode, listed.stderr.splitlines()) == (EXIT_CONFIG, [said])
+    monkeypatch.setenv("CONNECTOR_PARTICIPANT_ID", "did:web:127.0.0.1:bureau")
+    assert runner.invoke(app, ["connector", "credentials", "list"]).exit_code == 0
+
+
+def test_a_second_server_on_one_sqlite_file_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storage.engine import held_sqlite_file
+
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    monkeypatch.setenv("CONNECTOR_DATABASE_URL", url)
+    with held_sqlite_file(url):  # the first server, running
+        result = runner.invoke(app, ["connector", "serve"])
+    assert result.exit_code == EXIT_CONFIG
+    [line] = result.stderr.splitlines()
+    assert line == (
+        f"error: CONNECTOR_DATABASE_URL: another server runs on {tmp_path / 'bank.db'} "
+        f"(it holds {os.path.realpath(tmp_path / 'bank.db')}-lock)"
+    )
