@@ -5,15 +5,17 @@ suspended participant is refused at once and no longer listed; reinstated, it is
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import httpx
 
 from identity.credentials import CredentialType
-from tests.e2e.space import Space, call, onboard, start_space
+from tests.e2e.space import TTL_S, Space, call, onboard, start_space
 from tests.participants import ADMIN_KEY, BANK_ORG, BUREAU_ORG
 
 OPERATOR = {"X-Api-Key": ADMIN_KEY}
+DSP_CONTEXT = "https://w3id.org/dspace/2025/1/context.jsonld"
 
 
 def onboard_both(space: Space) -> None:
@@ -77,3 +79,44 @@ def test_a_caller_without_credentials_is_refused(tmp_path: Path) -> None:
         refused = members_list(space, "bank")
         assert refused.status_code == 403
         assert refused.json()["reason"] == "missing_credential"
+
+
+def test_a_connector_refuses_a_suspended_participant_once_its_status_list_refreshes(
+    tmp_path: Path,
+) -> None:
+    """Not only the broker: a suspension sets the bits of the participant's credentials on the
+    authority's status list, and every connector that verifies them refuses it once its copy
+    of the list is older than its TTL (the bureau's: 0.3 s). The bank keeps its own copy for an
+    hour, so it still presents its membership: the refusal is the bureau's. Reinstated, the
+    bank is admitted again once the bureau reads the list anew."""
+    with start_space(tmp_path, allow_list=True, bank_extra={"status_list_ttl_s": 3600.0}) as space:
+        onboard_both(space)
+        url = f"{space.bureau.base_url}/dsp/catalog/request"
+        request = {"@context": [DSP_CONTEXT], "@type": "CatalogRequestMessage"}
+
+        def ask() -> httpx.Response:
+            return asyncio.run(
+                call(space.bank, space.bureau.participant_id, url, method="POST", body=request)
+            )
+
+        assert ask().status_code == 200
+        change = {"participant": space.bank.participant_id, "reason": "inquiry"}
+        suspended = httpx.post(
+            f"{space.authority_url}/admin/participants/suspend", json=change, headers=OPERATOR
+        )
+        assert suspended.status_code == 200, suspended.text
+        time.sleep(TTL_S * 2)
+        refused = ask()
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["code"] == "revoked_credential"
+        assert (
+            "MembershipCredential of " + space.bank.participant_id + " is revoked"
+            in (refused.json()["reason"][0])
+        )
+        reinstated = httpx.post(
+            f"{space.authority_url}/admin/participants/reinstate",
+            json={"participant": space.bank.participant_id}, headers=OPERATOR,
+        )  # fmt: skip
+        assert reinstated.status_code == 200, reinstated.text
+        time.sleep(TTL_S * 2)
+        assert ask().status_code == 200
