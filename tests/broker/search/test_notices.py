@@ -2,7 +2,8 @@
 asset, a policy or a contract definition changes (DCP-authenticated, through its outbox), and
 the broker re-crawls it at once, with no scheduled crawl; a notice sent while the broker is
 down arrives when it is back. A notice with a bad signature, for another participant, or from
-a suspended participant is refused, typed."""
+a suspended participant is refused, typed. Without notices, the scheduled crawl finds the
+changes."""
 
 from __future__ import annotations
 
@@ -169,3 +170,37 @@ def test_a_change_at_the_connector_is_crawled_at_once(tmp_path: Path) -> None:
             "revoked_credential",
             "missing_credential",
         }, refused.text
+
+
+def test_without_notices_the_scheduled_crawl_finds_changes(tmp_path: Path) -> None:
+    """A connector that sends no notices (no broker configured) is still found: the broker's
+    own round every ``crawl_interval_s`` (0.5 s here) crawls it, picks up what it published
+    and drops what it withdrew."""
+    broker_sock, bureau_sock = bind(), bind()
+    authority = did_for(broker_sock, "authority")
+    broker_url = f"http://127.0.0.1:{broker_sock.getsockname()[1]}"
+    bureau = connector_settings(bureau_sock, tmp_path, "bureau", authority, ttl_s=0.3)
+    assert bureau.broker_url is None  # no notices
+    allow = {bureau.participant_id: {"types": ["MembershipCredential", "PublicDataHolderCredential"], "organisation": BUREAU_ORG}}  # fmt: skip
+    broker = authority_settings(
+        broker_sock, tmp_path, allow, organisation=BROKER_ORG, crawl_interval_s=0.5
+    )
+    with ExitStack() as stack:
+        stack.enter_context(serve_in_thread(create_broker(broker), broker_sock))
+        stack.enter_context(serve_in_thread(create_connector(bureau), bureau_sock))
+        types = [CredentialType.MEMBERSHIP, CredentialType.PUBLIC_DATA_HOLDER]
+        assert asyncio.run(onboard(bureau, authority, types))["status"] == "ISSUED"
+        publish(bureau.base_url)
+        firm, air, stats = (f"urn:kexin:asset:{n}" for n in ("firm-list", "air", "stats"))
+        eventually(lambda: datasets(broker_url) == {firm, air, stats})
+        narrowed = httpx.put(
+            f"{bureau.base_url}/management/v1/contractdefinitions/cd-members", headers=KEY,
+            json={
+                "id": "cd-members", "accessPolicyId": "members", "contractPolicyId": "members",
+                "assetSelector": {"assetIds": [firm]},
+            },
+        )  # fmt: skip
+        assert narrowed.status_code == 200, narrowed.text
+        eventually(lambda: datasets(broker_url) == {firm})
+        outbox = httpx.get(f"{bureau.base_url}/management/v1/outbox", headers=KEY).json()
+        assert not [m for m in outbox["items"] if m["kind"] == "broker.catalogue_changed"]
