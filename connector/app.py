@@ -27,6 +27,7 @@ from connector.dataplane.duties import Duties
 from connector.dataplane.grants import Grants
 from connector.dataplane.matchruns import MatchingRuns
 from connector.dataplane.matchsets import MatchingSets, SharedWorkers
+from connector.dataplane.matchwatch import MatchingWatch
 from connector.dataplane.plane import DataPlane
 from connector.dataplane.routes import management as duties_router
 from connector.dataplane.routes import public as dataplane_router
@@ -318,6 +319,12 @@ def create_app(
             app.state.ledger = ledger_worker_for(settings, engine, participant, client, outbox,
                                                  chain, clock)  # fmt: skip
             workers["ledger"] = (asyncio.create_task(app.state.ledger.run()), app.state.ledger)
+            if settings.matching_watch_s > 0:
+                watch = MatchingWatch(
+                    engine=engine, sets=app.state.matching_sets,
+                    interval_s=settings.matching_watch_s,
+                )  # fmt: skip
+                workers["matching sets"] = (asyncio.create_task(watch.run()), watch)
             if conformance is not None:
                 driving = conformance.start(
                     engine=engine, me=participant.did, negotiations=app.state.negotiations,

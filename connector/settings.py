@@ -278,6 +278,10 @@ class ConnectorSettings(ParticipantServiceSettings):
     """Provider: matching runs open at once; more are refused (503 ``busy``) until one ends."""
     matching_run_idle_s: float = Field(default=120.0, gt=0, le=3600)
     """Provider: a run that hears nothing from its consumer for this long is ended."""
+    matching_watch_s: float = Field(default=60.0, ge=0, le=86_400)
+    """Provider: how often the data of every matching set is looked at, so that the setup of a
+    changed version is computed then and not by the next run (a file costs a ``stat``, a query
+    runs again); 0: never (runs compute it)."""
     fault: FaultSpec | None = None
     """Test-only fault injection (connector.faults): ``delivered:<message kind>`` or
     ``committed:<action>`` kills this connector (SIGKILL) the first time it gets there, for the

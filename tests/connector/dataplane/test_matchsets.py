@@ -4,8 +4,10 @@ provider's own invalid identifiers are reported to it."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -197,3 +199,82 @@ def test_workers_that_cannot_start_are_a_typed_error() -> None:
         process.join(timeout=10)
     assert answer.startswith("unavailable: AssertionError")
     assert "daemonic" in answer
+
+
+def test_the_watch_computes_a_changed_sets_setup_before_any_run(tmp_path: Path) -> None:
+    """The firm list changes on disk: the watch's next look computes the new version's setup
+    (audited), so the run after it reuses that setup instead of computing it; an ordinary asset
+    and a set whose file is gone are passed over, the rest still looked at."""
+    from connector.catalog.store import Asset
+    from connector.dataplane.matchwatch import MatchingWatch
+    from connector.participant import migrate
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'connector.db'}")
+    migrate(engine)
+    firms, gone = tmp_path / "firms.csv", tmp_path / "gone.csv"
+    write(firms, [uscc(n) for n in range(30)])
+    with Session(engine) as session:
+        for asset_id, data_address in (
+            ("firms", address(firms)),
+            ("gone", address(gone)),
+            ("plain", {"type": "file", "path": str(firms)}),
+        ):
+            session.add(
+                Asset(
+                    id=asset_id,
+                    data_grade="general",
+                    data_address=json.dumps(data_address),
+                    created_at=datetime.now(UTC),
+                )
+            )
+        session.commit()
+    audit = Recorded()
+    sets = sets_for(tmp_path, audit)
+    watch = MatchingWatch(engine=engine, sets=sets, interval_s=60)
+
+    def prepared() -> list[str]:
+        return [r.reason or "" for r in audit.records if r.action == "matching set prepared"]
+
+    assert watch.look() == ["gone"]
+    assert len(prepared()) == 1
+    assert watch.look() == ["gone"]  # unchanged: nothing computed
+    assert len(prepared()) == 1
+    write(firms, [uscc(n) for n in range(40)])
+    os.utime(firms, ns=(time.time_ns() + 10**9,) * 2)  # a later modification time, surely
+    watch.look()
+    assert len(prepared()) == 2
+    run = sets.current("firms", address(firms))
+    assert run.offer.server_items == 40
+    assert run.offer.data_version in prepared()[1]
+    assert len(prepared()) == 2  # the run computed nothing
+    engine.dispose()
+
+
+def test_the_watch_survives_a_failed_look_and_tries_again_soon(tmp_path: Path) -> None:
+    """A look that fails (the database gone) is reported by readiness and tried again after
+    half a second, not after the whole interval."""
+    import asyncio
+
+    from connector.dataplane.matchwatch import MatchingWatch
+
+    class Flaky(MatchingWatch):
+        looks = 0
+
+        def look(self) -> list[str]:
+            self.looks += 1
+            if self.looks == 1:
+                raise OSError("disk I/O error")
+            return []
+
+    watch = Flaky(engine=create_engine("sqlite://"), sets=sets_for(tmp_path, Recorded()),
+                  interval_s=3600)  # fmt: skip
+
+    async def observe() -> tuple[str | None, str | None, int]:
+        task = asyncio.create_task(watch.run())
+        await asyncio.sleep(0.2)
+        failing = watch.failing
+        await asyncio.sleep(0.6)
+        task.cancel()
+        return failing, watch.failing, watch.looks
+
+    assert asyncio.run(observe()) == ("OSError: disk I/O error", None, 2)
