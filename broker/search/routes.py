@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request, Response
@@ -78,6 +79,39 @@ def _hit(hit: Hit) -> dict[str, Any]:
     }
 
 
+def _search(
+    q: str | None,
+    domain: str | None,
+    grade: str | None,
+    region: str | None,
+    provider: str | None,
+    personal_information: bool | None,
+    sort: Sort,
+    offset: int,
+    limit: int,
+) -> Search:
+    """The search these parameters ask for, or a typed 400 (the search API's and the DSP
+    catalogue's filter alike)."""
+    tokens: tuple[str, ...] = ()
+    if q is not None and q.strip():
+        if len(q) > MAX_QUERY_CHARS:
+            raise _refuse("query_too_long", f"a query is at most {MAX_QUERY_CHARS} characters")
+        tokens = tuple(query_tokens(q))
+        if not tokens:
+            raise _refuse("no_search_terms", "the query holds no word to search for")
+    if domain is not None and not _DOMAIN.fullmatch(domain):
+        raise _refuse("bad_domain", "a domain id is lower-case letters, digits and '-'")
+    if region is not None:
+        try:
+            check_region(region)
+        except ValueError as error:
+            raise _refuse("bad_region", str(error)) from None
+    return Search(
+        tokens=tokens, domain=domain, grade=grade, region=region, provider=provider,
+        personal_information=personal_information, sort=sort, offset=offset, limit=limit,
+    )  # fmt: skip
+
+
 def _facet_view(facet: Facet, pairs: list[tuple[Any, int]]) -> list[dict[str, Any]]:
     if facet is Facet.REGION:
         return [{"value": code, "count": count, "parent": _parent(code)} for code, count in pairs]
@@ -110,24 +144,9 @@ def search_datasets(
     unknown = sorted(set(request.query_params) - PARAMETERS)
     if unknown:
         raise _refuse("unknown_parameter", f"no parameter {unknown[0][:100]!r} here")
-    tokens: tuple[str, ...] = ()
-    if q is not None and q.strip():
-        if len(q) > MAX_QUERY_CHARS:
-            raise _refuse("query_too_long", f"a query is at most {MAX_QUERY_CHARS} characters")
-        tokens = tuple(query_tokens(q))
-        if not tokens:
-            raise _refuse("no_search_terms", "the query holds no word to search for")
-    if domain is not None and not _DOMAIN.fullmatch(domain):
-        raise _refuse("bad_domain", "a domain id is lower-case letters, digits and '-'")
-    if region is not None:
-        try:
-            check_region(region)
-        except ValueError as error:
-            raise _refuse("bad_region", str(error)) from None
-    query = Search(
-        tokens=tokens, domain=domain, grade=None if grade is None else grade.value,
-        region=region, provider=provider, personal_information=personal_information,
-        sort=sort, offset=offset, limit=limit,
+    query = _search(
+        q, domain, None if grade is None else grade.value, region, provider,
+        personal_information, sort, offset, limit,
     )  # fmt: skip
     with Session(engine) as session:
         found = search(session, query)
@@ -214,6 +233,46 @@ dsp = APIRouter(
 DSP_PAGE: Final = 100
 
 
+FILTER_KEYS: Final = frozenset(
+    {"q", "domain", "grade", "region", "provider", "personalInformation", "sort"}
+)
+
+
+def _dsp_filter(given: object, offset: int) -> Search | None:
+    """A CatalogRequestMessage's ``filter`` (DSP leaves its form to the catalogue): one object
+    of the search API's parameters, e.g. ``[{"q": "企业名单", "domain": "finance"}]``, for the
+    same results; none: every dataset, by provider."""
+    if given is None or given == []:
+        return None
+    if not isinstance(given, list) or len(given) != 1 or not isinstance(given[0], dict):
+        raise _refuse("unsupported_filter", "the filter is one object of search parameters")
+    terms: dict[str, Any] = given[0]
+    unknown = sorted(set(terms) - FILTER_KEYS)
+    if unknown:
+        raise _refuse("unsupported_filter", f"no filter {str(unknown[0])[:100]!r} here")
+    strings = {k: terms.get(k) for k in ("q", "domain", "grade", "region", "provider", "sort")}
+    if any(v is not None and not isinstance(v, str) for v in strings.values()):
+        raise _refuse(
+            "unsupported_filter", "filter values are strings (personalInformation: a boolean)"
+        )
+    personal = terms.get("personalInformation")
+    if personal is not None and not isinstance(personal, bool):
+        raise _refuse("unsupported_filter", "personalInformation is true or false")
+    grade, sort = strings["grade"], strings["sort"]
+    if grade is not None and grade not in {g.value for g in Grade}:
+        raise _refuse("unsupported_filter", f"no grade {grade[:50]!r}")
+    if sort is not None and sort not in {s.value for s in Sort}:
+        raise _refuse("unsupported_filter", f"no sort {sort[:50]!r}")
+    if strings["provider"] is not None and len(strings["provider"]) > 2048:
+        raise _refuse("unsupported_filter", "a provider is a DID of at most 2,048 characters")
+    if offset > MAX_OFFSET:
+        raise _refuse("bad_continuation_token", "unknown continuationToken")
+    return _search(
+        strings["q"], strings["domain"], grade, strings["region"], strings["provider"],
+        personal, Sort(sort) if sort else Sort.RELEVANCE, offset, DSP_PAGE + 1,
+    )  # fmt: skip
+
+
 def _continuation(token: str | None) -> int:
     if token is None:
         return 0
@@ -234,23 +293,27 @@ async def catalogue_of_catalogues(
     """The federated catalogue as a DSP 2025-1 Catalog (for DSP clients that expect one): a
     Catalog of the providers' Catalogs, each with its DataService (the provider's DSP address)
     and its datasets as the provider gave them; paged by ``Link`` (rel ``next``), 100 datasets
-    a page. For members (DCP) and the operator."""
+    a page. With a ``filter`` (the search API's parameters, see :func:`_dsp_filter`), the
+    search's hits in its order. For members (DCP) and the operator."""
     body = await read_json(request, settings.max_body_bytes)
     if not isinstance(body, dict) or body.get("@type") != "CatalogRequestMessage":
         raise _refuse("malformed_message", "expected a CatalogRequestMessage")
     context = body.get("@context")
     if not isinstance(context, list) or DSP_CONTEXT not in context:
         raise _refuse("malformed_message", "the @context must list the DSP 2025-1 context")
-    if body.get("filter"):
-        raise _refuse("unsupported_filter", "catalog filters are not supported")
     offset = _continuation(continuation_token)
+    query = _dsp_filter(body.get("filter"), offset)
     with Session(engine) as session:
-        rows = session.exec(
-            select(CatalogueDataset)
-            .order_by(col(CatalogueDataset.provider), col(CatalogueDataset.dataset_id))
-            .offset(offset)
-            .limit(DSP_PAGE + 1)
-        ).all()
+        rows: Sequence[CatalogueDataset] = (
+            session.exec(
+                select(CatalogueDataset)
+                .order_by(col(CatalogueDataset.provider), col(CatalogueDataset.dataset_id))
+                .offset(offset)
+                .limit(DSP_PAGE + 1)
+            ).all()
+            if query is None
+            else [hit.dataset for hit in search(session, query).hits]
+        )
     by_provider: dict[str, list[CatalogueDataset]] = {}
     for row in rows[:DSP_PAGE]:
         by_provider.setdefault(row.provider, []).append(row)

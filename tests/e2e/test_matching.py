@@ -199,6 +199,12 @@ def test_bad_runs_are_refused_typed_audited_and_end_the_run(space: Space, tmp_pa
     assert (gone.status_code, gone.json()["reason"]) == (404, "unknown_run")
 
     second = run()
+    # the run's id under another transfer's token (of the same agreement, even): not its run
+    _, _, other_token = started_transfer(space, agreement, "PSI-PULL")
+    for method, path in (("GET", "setup"), ("POST", "messages"), ("GET", "responses")):
+        foreign = httpx.request(method, f"{endpoint}/runs/{second}/{path}",
+                                headers=bearer(other_token), content=b"x")  # fmt: skip
+        assert (foreign.status_code, foreign.json()["reason"]) == (404, "unknown_run")
     setup = httpx.get(f"{endpoint}/runs/{second}/setup", headers=bearer(token))
     assert setup.status_code == 200
     assert setup.headers["content-type"] == "application/vnd.kexin.psi-frames"

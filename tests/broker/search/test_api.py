@@ -178,3 +178,55 @@ def test_the_same_as_a_dsp_catalogue_of_catalogues(client: TestClient) -> None:
         refused = client.post("/dsp/catalog/request", json=body, params=params, headers=OPERATOR)
         assert refused.status_code == 400, refused.text
     assert client.post("/dsp/catalog/request", json=DSP_REQUEST).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "terms",
+    [
+        {"q": "企业 名单"},
+        {"q": "air"},
+        {"domain": "economic-development", "grade": "important"},
+        {"region": "440100", "sort": "recency"},
+        {"personalInformation": False, "provider": BUREAU},
+    ],
+)
+def test_a_dsp_filter_gives_the_searchs_results(client: TestClient, terms: dict[str, Any]) -> None:
+    """A DSP client that filters the catalogue (the search's parameters as the request's one
+    filter object) gets the same datasets as the search API, in its order, schema-valid."""
+    params = {k: str(v).lower() if isinstance(v, bool) else v for k, v in terms.items()}
+    hits = [h["datasetId"] for h in found(client, limit=100, **params)["items"]]
+    assert hits
+    answer = client.post(
+        "/dsp/catalog/request", json={**DSP_REQUEST, "filter": [terms]}, headers=OPERATOR
+    )
+    assert answer.status_code == 200, answer.text
+    assert errors("catalog/catalog-schema.json", answer.json()) == []
+    given = [d["@id"] for c in answer.json()["catalog"] for d in c["dataset"]]
+    assert sorted(given) == sorted(hits)
+    for catalogue in answer.json()["catalog"]:  # each provider's in the search's own order
+        theirs = [d["@id"] for d in catalogue["dataset"]]
+        assert theirs == [h for h in hits if h in theirs]
+
+
+@pytest.mark.parametrize(
+    "filter_",
+    [
+        [{"x": 1}],
+        [{"q": 5}],
+        [{"grade": "secret-ish"}],
+        [{"sort": "random"}],
+        [{"personalInformation": "yes"}],
+        [{"q": "a"}, {"q": "b"}],
+        {"q": "not a list"},
+        [{"region": "999999"}],
+        [{"q": "x" * 10_000}],
+    ],
+)
+def test_a_dsp_filter_it_cannot_use_is_a_typed_400(client: TestClient, filter_: object) -> None:
+    refused = client.post(
+        "/dsp/catalog/request", json={**DSP_REQUEST, "filter": filter_}, headers=OPERATOR
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["reason"] in {
+        "unsupported_filter", "bad_region", "query_too_long", "no_search_terms",
+    }  # fmt: skip
