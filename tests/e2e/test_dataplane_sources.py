@@ -48,15 +48,16 @@ def sql_space(tmp_path: Path) -> Iterator[tuple[Space, int]]:
         yield space, 2500
 
 
+def offer_firms(space: Space) -> str:
+    query = "SELECT code, name, capital FROM firm"
+    return offer_data(space, {"type": "sql", "database": "registry", "query": query}, terms())
+
+
 def test_sql_rows_stream_as_csv_or_json_lines_and_are_counted(
     sql_space: tuple[Space, int],
 ) -> None:
     space, rows = sql_space
-    asset = offer_data(
-        space,
-        {"type": "sql", "database": "registry", "query": "SELECT code, name, capital FROM firm"},
-        terms(),
-    )
+    asset = offer_firms(space)
     grant = grant_for(space, asset)
     as_csv = fetch(grant)
     assert as_csv.status_code == 200
@@ -83,11 +84,7 @@ def test_the_sdk_counts_the_rows_it_received_as_the_provider_counted_them(
     bureau's data plane says it sent: the reconciliation compares them (without the count,
     every query's flow showed a rows mismatch)."""
     space, rows = sql_space
-    asset = offer_data(
-        space,
-        {"type": "sql", "database": "registry", "query": "SELECT code, name, capital FROM firm"},
-        terms(),
-    )
+    asset = offer_firms(space)
     grant = grant_for(space, asset)
     with bank_client(space) as client:
         got = client.download(grant, tmp_path / "firms.csv")

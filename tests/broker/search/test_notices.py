@@ -43,6 +43,18 @@ def datasets(broker_url: str) -> set[str]:
     return {hit["datasetId"] for hit in answer.json()["items"]}
 
 
+def offer_only(base_url: str, asset: str) -> None:
+    """The members' contract definition narrowed to one asset: the others leave the catalogue."""
+    narrowed = httpx.put(
+        f"{base_url}/management/v1/contractdefinitions/cd-members", headers=KEY,
+        json={
+            "id": "cd-members", "accessPolicyId": "members", "contractPolicyId": "members",
+            "assetSelector": {"assetIds": [asset]},
+        },
+    )  # fmt: skip
+    assert narrowed.status_code == 200, narrowed.text
+
+
 async def forged(caller: Any, audience: str, url: str, body: object) -> httpx.Response:
     """A notice whose token's signature was altered."""
     async with standalone(caller) as (participant, client):
@@ -120,14 +132,7 @@ def test_a_change_at_the_connector_is_crawled_at_once(tmp_path: Path) -> None:
         # the broker is down while a contract definition changes: the notice waits, retried,
         # and arrives once the broker is back (the same database: a restart)
         broker_stack.close()
-        narrowed = httpx.put(
-            f"{bureau.base_url}/management/v1/contractdefinitions/cd-members", headers=KEY,
-            json={
-                "id": "cd-members", "accessPolicyId": "members", "contractPolicyId": "members",
-                "assetSelector": {"assetIds": [firm]},
-            },
-        )  # fmt: skip
-        assert narrowed.status_code == 200, narrowed.text
+        offer_only(bureau.base_url, firm)
 
         def retried() -> bool:
             items = httpx.get(
@@ -193,14 +198,7 @@ def test_without_notices_the_scheduled_crawl_finds_changes(tmp_path: Path) -> No
         publish(bureau.base_url)
         firm, air, stats = (f"urn:kexin:asset:{n}" for n in ("firm-list", "air", "stats"))
         eventually(lambda: datasets(broker_url) == {firm, air, stats})
-        narrowed = httpx.put(
-            f"{bureau.base_url}/management/v1/contractdefinitions/cd-members", headers=KEY,
-            json={
-                "id": "cd-members", "accessPolicyId": "members", "contractPolicyId": "members",
-                "assetSelector": {"assetIds": [firm]},
-            },
-        )  # fmt: skip
-        assert narrowed.status_code == 200, narrowed.text
+        offer_only(bureau.base_url, firm)
         eventually(lambda: datasets(broker_url) == {firm})
         outbox = httpx.get(f"{bureau.base_url}/management/v1/outbox", headers=KEY).json()
         assert not [m for m in outbox["items"] if m["kind"] == "broker.catalogue_changed"]
