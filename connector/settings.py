@@ -92,6 +92,16 @@ class DomainEntry(BaseModel):
     name_en: str = Field(alias="nameEn", min_length=1, max_length=200)
 
 
+def _off_or_at_least_a_second(value: float) -> float:
+    if 0 < value < 1:
+        raise ValueError("0 (off) or at least 1 second")
+    return value
+
+
+LEGACY_DATABASE = "connector.db"
+"""The default database file of every connector before each had its own."""
+
+
 def default_database_url(participant_id: str) -> str:
     """Each participant's own SQLite file in the working directory, named after its DID
     (``did:web:bank.example.cn``: ``connector-web_bank.example.cn.db``), so that two
@@ -106,13 +116,19 @@ class ConnectorSettings(ParticipantServiceSettings):
     @model_validator(mode="before")
     @classmethod
     def _own_database(cls, data: Any) -> Any:
-        """No ``database_url``: the participant's own file (:func:`default_database_url`)."""
+        """No ``database_url``: the participant's own file (:func:`default_database_url`), or
+        ``connector.db``, the default before it, when that is here and the own file is not (a
+        connector upgraded in place keeps its keys and records; the database's owner check
+        still refuses it to any other participant)."""
         if (
             isinstance(data, dict)
             and data.get("database_url") is None
             and isinstance(data.get("participant_id"), str)
         ):
-            return {**data, "database_url": default_database_url(data["participant_id"])}
+            own = default_database_url(data["participant_id"])
+            if Path(LEGACY_DATABASE).exists() and not Path(own.removeprefix("sqlite:///")).exists():
+                own = f"sqlite:///{LEGACY_DATABASE}"
+            return {**data, "database_url": own}
         return data
 
     @model_validator(mode="after")
@@ -278,7 +294,9 @@ class ConnectorSettings(ParticipantServiceSettings):
     """Provider: matching runs open at once; more are refused (503 ``busy``) until one ends."""
     matching_run_idle_s: float = Field(default=120.0, gt=0, le=3600)
     """Provider: a run that hears nothing from its consumer for this long is ended."""
-    matching_watch_s: float = Field(default=60.0, ge=0, le=86_400)
+    matching_watch_s: Annotated[float, AfterValidator(_off_or_at_least_a_second)] = Field(
+        default=60.0, ge=0, le=86_400
+    )
     """Provider: how often the data of every matching set is looked at, so that the setup of a
     changed version is computed then and not by the next run (a file costs a ``stat``, a query
     runs again); 0: never (runs compute it)."""

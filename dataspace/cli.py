@@ -48,7 +48,7 @@ from connector.app import create_app as create_connector_app
 from connector.contracts.client import ContractsClient, ContractsError
 from connector.database import migrations as connector_migrations
 from connector.dcp.client import OnboardingError, request_credentials
-from connector.owner import ForeignDatabaseError, owner_of
+from connector.owner import ForeignDatabaseError, claim, owner_of
 from connector.participant import migrate as migrate_connector
 from connector.participant import standalone
 from connector.settings import ConnectorSettings
@@ -397,6 +397,7 @@ def credentials_remove(
     engine = create_engine(settings.database_url)
     try:
         migrate_connector(engine)
+        claim(engine, settings.participant_id, datetime.now(UTC))  # not another's credentials
         removed = CredentialStore(engine).remove(credential_id)
     finally:
         engine.dispose()
@@ -413,6 +414,7 @@ def connector_rotate_key() -> None:
     engine = create_engine(settings.database_url)
     try:
         migrate_connector(engine)
+        claim(engine, settings.participant_id, datetime.now(UTC))  # not another's key ring
         ring = KeyRing.rotate(
             engine,
             settings.participant_id,

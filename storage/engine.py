@@ -58,7 +58,7 @@ def is_memory_sqlite(url: URL) -> bool:
 
 
 class DatabaseInUseError(Exception):
-    """Another server of ours runs on this SQLite file."""
+    """Another server of ours runs on this SQLite file (or its lock file cannot be made)."""
 
 
 @contextmanager
@@ -72,7 +72,11 @@ def held_sqlite_file(database_url: str) -> Iterator[None]:
         yield
         return
     path = os.path.realpath(url.database) + "-lock"
-    with open(path, "a") as handle:
+    try:
+        handle = open(path, "a")  # noqa: SIM115 - closed by the with below
+    except OSError as error:
+        raise DatabaseInUseError(f"cannot make the lock file {path}: {error.strerror}") from None
+    with handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -214,7 +218,7 @@ def _gated_connection(path: str) -> type[_GatedConnection]:
 
 def _reopen_when_writable(engine: Engine, path: str) -> None:
     """SQLite opens a file it cannot write read-only, silently, and the connection stays so for
-    good: note at connect time whether the file was writable, and when a connection opened
+    good: note, before each connection is opened, whether the file is writable, and when one opened
     while it was not is checked out once the file is writable again, the pool replaces it
     (before any caller writes through it and gets "readonly database")."""
 
@@ -225,14 +229,17 @@ def _reopen_when_writable(engine: Engine, path: str) -> None:
         # log could not (the two are made writable one after the other) is read-only as well
         return all(os.access(f, os.W_OK) or not os.path.exists(f) for f in files)
 
-    def on_connect(_dbapi_connection: Any, record: Any) -> None:
+    def before_connect(_dialect: Any, record: Any, _args: Any, _params: Any) -> None:
+        # looked at before SQLite opens the file: looked at after, a file made writable in
+        # between passed a connection that SQLite had opened read-only (one 503 after a fault
+        # had cleared, now and then)
         record.info["opened_unwritable"] = not writable()
 
     def on_checkout(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         if record.info.get("opened_unwritable") and writable():
             raise DisconnectionError("opened while the database could not be written")
 
-    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "do_connect", before_connect)
     event.listen(engine, "checkout", on_checkout)
 
 

@@ -465,6 +465,22 @@ def test_each_connector_has_its_own_database_file_by_default(
     assert long.database_url.startswith("sqlite:///connector-web_aaaa")
 
 
+def test_a_connector_upgraded_in_place_keeps_its_connector_db(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, every connector's default was ``connector.db``: one found here (and no file of
+    its own yet) is kept, not left for an empty database with new keys."""
+    from connector.settings import ConnectorSettings
+
+    monkeypatch.delenv("CONNECTOR_DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert ConnectorSettings().database_url == "sqlite:///connector-web_127.0.0.1_bank.db"
+    (tmp_path / "connector.db").touch()
+    assert ConnectorSettings().database_url == "sqlite:///connector.db"
+    (tmp_path / "connector-web_127.0.0.1_bank.db").touch()
+    assert ConnectorSettings().database_url == "sqlite:///connector-web_127.0.0.1_bank.db"
+
+
 def test_a_connector_on_another_connectors_database_is_refused_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -491,6 +507,12 @@ def test_a_connector_on_another_connectors_database_is_refused_in_one_line(
         env={**os.environ}, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert (listed.returncode, listed.stderr.splitlines()) == (EXIT_CONFIG, [said])
+    for command in (["rotate-key"], ["credentials", "remove", "urn:uuid:any"]):
+        refused = subprocess.run(
+            [sys.executable, "-m", "dataspace", "connector", *command],
+            env={**os.environ}, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert (refused.returncode, refused.stderr.splitlines()) == (EXIT_CONFIG, [said])
     monkeypatch.setenv("CONNECTOR_PARTICIPANT_ID", "did:web:127.0.0.1:bureau")
     assert runner.invoke(app, ["connector", "credentials", "list"]).exit_code == 0
 
@@ -510,3 +532,9 @@ def test_a_second_server_on_one_sqlite_file_is_refused_in_one_line(
         f"error: CONNECTOR_DATABASE_URL: another server runs on {tmp_path / 'bank.db'} "
         f"(it holds {os.path.realpath(tmp_path / 'bank.db')}-lock)"
     )
+    (tmp_path / "bank.db-lock").unlink()
+    (tmp_path / "bank.db-lock").mkdir()  # a lock file that cannot be opened
+    cannot = runner.invoke(app, ["connector", "serve"])
+    assert cannot.exit_code == EXIT_CONFIG
+    [line] = cannot.stderr.splitlines()
+    assert line.startswith("error: CONNECTOR_DATABASE_URL: cannot make the lock file ")
