@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -31,26 +32,45 @@ class MatchingWatch:
         self.failing: str | None = None
         """Why the last look failed as a whole (the database), while it keeps failing."""
 
-    def look(self) -> list[str]:
-        """Blocking: bring each matching asset's setup up to its data once; the assets whose
-        setup could not be had now (a source down, a setup another caller is computing)."""
+    def matching_assets(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every asset whose data address makes it a matching set, with that address."""
         with Session(self.engine) as session:
             rows = session.exec(
                 select(Asset.id, Asset.data_address).where(
                     col(Asset.data_address).contains('"matching"')
                 )
             ).all()
-        missed = []
+        found = []
         for asset_id, data_address in rows:
             address = json.loads(data_address)
+            if isinstance(address, dict) and "matching" in address:
+                found.append((asset_id, address))
+        return found
+
+    def bring_up(self, asset_id: str, address: dict[str, Any]) -> bool:
+        """The asset's setup brought up to its data (computed if it changed); False when it
+        could not be now (its source down, a setup another caller is computing, an address
+        that is no matching set after all): the next look tries again."""
+        try:
             if matching_of(address) is None:
-                continue
-            try:
-                self.sets.current(asset_id, address, wait=False)
-            except SourceError as error:
-                missed.append(asset_id)
-                log.debug("matching set %s not looked at: %s", asset_id, error.message)
-        return missed
+                return False
+            self.sets.current(asset_id, address, wait=False)
+            return True
+        except SourceError as error:
+            log.debug("matching set %s not looked at: %s", asset_id, error.message)
+        except Exception as error:  # one bad asset must not keep the others from being seen
+            log.warning("matching set %s not looked at: %s", asset_id, one_line(error))
+        return False
+
+    def look(self) -> list[str]:
+        """Blocking: look at each matching asset once; the assets missed."""
+        return [a for a, address in self.matching_assets() if not self.bring_up(a, address)]
+
+    async def _look(self) -> None:
+        """One look, each asset in its own worker-thread call: a shutdown waits for one asset's
+        setup at most, not for all of them."""
+        for asset_id, address in await run_to_completion(self.matching_assets):
+            await run_to_completion(self.bring_up, asset_id, address)
 
     async def run(self) -> None:
         """Look every ``interval_s``; after a failed look (the database), again sooner: from
@@ -58,7 +78,7 @@ class MatchingWatch:
         retry_s = RETRY_FROM_S
         while True:
             try:
-                await run_to_completion(self.look)
+                await self._look()
                 self.failing, retry_s = None, RETRY_FROM_S
                 await asyncio.sleep(self.interval_s)
             except Exception as error:  # a bad look must not end the worker

@@ -204,7 +204,8 @@ def test_workers_that_cannot_start_are_a_typed_error() -> None:
 def test_the_watch_computes_a_changed_sets_setup_before_any_run(tmp_path: Path) -> None:
     """The firm list changes on disk: the watch's next look computes the new version's setup
     (audited), so the run after it reuses that setup instead of computing it; an ordinary asset
-    and a set whose file is gone are passed over, the rest still looked at."""
+    a set whose file is gone and one whose address is broken are passed over, the rest still
+    looked at."""
     from connector.catalog.store import Asset
     from connector.dataplane.matchwatch import MatchingWatch
     from connector.participant import migrate
@@ -217,6 +218,7 @@ def test_the_watch_computes_a_changed_sets_setup_before_any_run(tmp_path: Path) 
         for asset_id, data_address in (
             ("firms", address(firms)),
             ("gone", address(gone)),
+            ("broken", {"type": "file", "path": str(firms), "matching": {"kind": "uscc"}}),
             ("plain", {"type": "file", "path": str(firms)}),
         ):
             session.add(
@@ -235,9 +237,9 @@ def test_the_watch_computes_a_changed_sets_setup_before_any_run(tmp_path: Path) 
     def prepared() -> list[str]:
         return [r.reason or "" for r in audit.records if r.action == "matching set prepared"]
 
-    assert watch.look() == ["gone"]
+    assert sorted(watch.look()) == ["broken", "gone"]
     assert len(prepared()) == 1
-    assert watch.look() == ["gone"]  # unchanged: nothing computed
+    assert sorted(watch.look()) == ["broken", "gone"]  # unchanged: nothing computed
     assert len(prepared()) == 1
     write(firms, [uscc(n) for n in range(40)])
     os.utime(firms, ns=(time.time_ns() + 10**9,) * 2)  # a later modification time, surely
@@ -260,7 +262,7 @@ def test_the_watch_survives_a_failed_look_and_tries_again_soon(tmp_path: Path) -
     class Flaky(MatchingWatch):
         looks = 0
 
-        def look(self) -> list[str]:
+        def matching_assets(self) -> list[tuple[str, dict[str, Any]]]:
             self.looks += 1
             if self.looks == 1:
                 raise OSError("disk I/O error")
