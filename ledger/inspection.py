@@ -198,18 +198,20 @@ def _check_batches(
                 findings.append(
                     found("wrong_account", f"{received.account} is not registered for it")
                 )
-            elif batch.anchor_block != anchor.block_number:
-                if moved is None:
-                    findings.append(
-                        found(
-                            "anchor_moved",
-                            f"the chain holds its root in block {anchor.block_number}, the "
-                            f"archive says block {batch.anchor_block} (a reorganisation)",
-                        )
+            elif moved is not None:
+                followed = follow_anchor(session, batch, anchor, registry)
+                moved += [] if followed is None else [followed]
+            elif (anchor.block_number, registry.anchor_transaction(anchor)) != (
+                batch.anchor_block, batch.anchor_transaction,
+            ):  # fmt: skip
+                findings.append(
+                    found(
+                        "anchor_moved",
+                        f"the chain holds its root in block {anchor.block_number} (that "
+                        f"transaction), the archive says block {batch.anchor_block} (a "
+                        "reorganisation)",
                     )
-                else:
-                    followed = follow_anchor(session, batch, anchor, registry)
-                    moved += [] if followed is None else [followed]
+                )
         except ChainError as error:
             if error.fault in CHAIN_DOWN:
                 raise

@@ -62,14 +62,24 @@ class MovedAnchor:
 
 
 def follow_anchor(
-    session: Session, batch: BatchRecord, anchor: OnChainAnchor, registry: AnchorRegistry
+    session: Session,
+    batch: BatchRecord,
+    anchor: OnChainAnchor,
+    registry: AnchorRegistry,
+    *,
+    same_block_too: bool = True,
 ) -> MovedAnchor | None:
     """Store, in the caller's transaction, where the chain holds ``batch``'s anchor now, if
     not where the archive says (the root is checked by the caller): the bundles then name the
-    block and transaction a node shows. ``None`` when it has not moved."""
-    if anchor.block_number == batch.anchor_block:
+    block and transaction a node shows. ``None`` when it has not moved. With
+    ``same_block_too``, an anchor in the same block is checked for its transaction (after a
+    reorganisation a new transaction may land at the same height: one more log query); the
+    participant's own recorder needs not, as it stores the transactions it sends itself."""
+    if anchor.block_number == batch.anchor_block and not same_block_too:
         return None
     transaction = registry.anchor_transaction(anchor)
+    if (anchor.block_number, transaction) == (batch.anchor_block, batch.anchor_transaction):
+        return None
     moved = MovedAnchor(
         batch.participant, batch.batch_sequence, batch.anchor_block, anchor.block_number,
         transaction,

@@ -150,9 +150,8 @@ class Recorder:
     ) -> None:
         from ledger.proofs import follow_anchor  # web3 behind it: see TYPE_CHECKING above
 
-        follow_anchor(
-            session, record, registry.verify_root(account, store.header_of(record)), registry
-        )
+        anchor = registry.verify_root(account, store.header_of(record))
+        follow_anchor(session, record, anchor, registry, same_block_too=False)
 
     def anchor(self, registry: AnchorRegistry, chain_key: bytes) -> list[AnchorResult]:
         """Anchor every stored batch not yet known to be on chain, oldest first, each marked

@@ -407,8 +407,6 @@ def _followed(engine: Engine, bundle: ProofBundle, registry: AnchorRegistry | No
         anchor = registry.anchor_at(bundle.anchor.account, bundle.batch_sequence)
         if anchor.root.hex() != bundle.anchor.root:
             raise _not_anchored(bundle.batch_sequence)
-        if anchor.block_number == bundle.anchor.block_number:
-            return bundle
         with Session(engine) as session:
             batch = session.get(store.BatchRecord, (participant, bundle.batch_sequence))
             if batch is None or follow_anchor(session, batch, anchor, registry) is None:
