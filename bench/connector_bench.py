@@ -14,8 +14,9 @@ in this process for onboarding. Two cores for everything, the benchmark's client
   each admitted by an access policy on the bank's membership credential.
 
 Beside the times it prints the CPU each connector process spent per negotiation (user + system,
-from ``/proc``): the two connectors and the client share two cores, so their sum bounds the
-rate (2 cores / the sum), and it tells a slower machine from a slower connector.
+from ``/proc``, background workers included): the two connectors and the client share two
+cores, so their sum bounds the rate (2 cores / the sum), and it tells a slower machine from a
+slower connector.
 
 Run: ``make bench`` (or ``.venv/bin/python -m bench.connector_bench``). Exits 1 if a target is
 missed.
@@ -280,6 +281,8 @@ def per_negotiation(before: dict[str, float], after: dict[str, float], count: in
     spent = {name: (after[name] - before[name]) / count for name in before}
     shares = ", ".join(f"{name} {ms:.1f} ms" for name, ms in spent.items())
     total = sum(spent.values())
+    if total <= 0:  # fewer than a clock tick each
+        return f"{shares}; too little to measure"
     return f"{shares}; together {total:.1f} ms, so 2 cores allow <= {2e3 / total:.0f}/s"
 
 

@@ -55,6 +55,15 @@ def requests(
     with connections.authority(url, api_key) as admin, refusals("the authority", KEY):
         found = admin.requests(status)
     show_list(found, REQUEST_COLUMNS, output, empty="no requests")
+    if output is Output.TABLE:
+        _warn(found)
+
+
+def _warn(requests: list[RequestView]) -> None:
+    """Each request's warnings, one a line on standard error (the table stays a table)."""
+    for request in requests:
+        for warning in request.warnings:
+            typer.echo(f"warning: {request.issuer_pid}: {warning}", err=True)
 
 
 def _organisation(
@@ -114,6 +123,7 @@ def approve(
     else:
         typer.echo(f"{approved.issuer_pid}: {approved.status} to {approved.holder} "
                    f"({', '.join(approved.credential_types)})")  # fmt: skip
+        _warn([approved])
 
 
 @authority_cli.command("reject")

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from broker.authority.issuer import CredentialRequestMessage, organisation_json
@@ -28,6 +29,7 @@ from broker.deps import (
     ParticipantDep,
     SettingsDep,
 )
+from broker.registry.store import holders_of
 from identity.claims import OrganisationClaims
 from identity.credential_service import bearer
 from identity.documents import DIDDocument, Service
@@ -154,14 +156,28 @@ class Rejection(BaseModel):
     reason: str = Field(min_length=1, max_length=1000)
 
 
-def _request_view(request: CredentialRequest) -> dict[str, Any]:
+def _request_view(
+    engine: Engine, request: CredentialRequest, credit_code: str | None = None
+) -> dict[str, Any]:
+    """The request, with a warning for each other participant that holds its credit code
+    (``credit_code``: the one issued; by default the one the applicant stated)."""
+    stated = organisation_json(request)
+    code = credit_code or (stated or {}).get("creditCode")
+    warnings = []
+    if isinstance(code, str):
+        with Session(engine) as session:
+            warnings = [
+                f"credit code {code} is already held by {other.did} ({other.state})"
+                for other in holders_of(session, code, request.holder)
+            ]
     return {
         **_status(request),
         "holder": request.holder,
         "credentialTypes": request.credential_types.split(),
-        "statedOrganisation": organisation_json(request),
+        "statedOrganisation": stated,
         "reason": request.reason,
         "createdAt": request.created_at.isoformat(),
+        "warnings": warnings,
     }
 
 
@@ -178,25 +194,35 @@ def _credential_view(credential: IssuedCredential) -> dict[str, Any]:
 
 @admin.get("/requests", response_model=list[RequestView])
 def list_requests(
-    authority: AuthorityDep, status: RequestStatus | None = None
+    authority: AuthorityDep, engine: EngineDep, status: RequestStatus | None = None
 ) -> list[dict[str, Any]]:
-    return [_request_view(r) for r in authority.requests(status)]
+    return [_request_view(engine, r) for r in authority.requests(status)]
 
 
 @admin.post("/requests/{request_id}/approve", response_model=RequestView)
 async def approve(
-    request_id: str, approval: Approval, authority: AuthorityDep, operator: OperatorDecider
+    request_id: str,
+    approval: Approval,
+    authority: AuthorityDep,
+    engine: EngineDep,
+    operator: OperatorDecider,
 ) -> dict[str, Any]:
-    """Issue the requested credentials with these organisation claims, and deliver them."""
+    """Issue the requested credentials with these organisation claims, and deliver them
+    (warned, not refused, when another participant holds the credit code)."""
     organisation = approval.organisation.organisation()
-    return _request_view(await authority.approve(request_id, organisation, operator))
+    approved = await authority.approve(request_id, organisation, operator)
+    return _request_view(engine, approved, organisation.credit_code)
 
 
 @admin.post("/requests/{request_id}/reject", response_model=RequestView)
 def reject(
-    request_id: str, rejection: Rejection, authority: AuthorityDep, operator: OperatorDecider
+    request_id: str,
+    rejection: Rejection,
+    authority: AuthorityDep,
+    engine: EngineDep,
+    operator: OperatorDecider,
 ) -> dict[str, Any]:
-    return _request_view(authority.reject(request_id, rejection.reason, operator))
+    return _request_view(engine, authority.reject(request_id, rejection.reason, operator))
 
 
 @admin.get("/credentials", response_model=list[IssuedCredentialView])

@@ -27,6 +27,9 @@ class RequestView(View):
     stated_organisation: dict[str, Any] | None = Field(alias="statedOrganisation")
     reason: str | None
     created_at: str = Field(alias="createdAt")
+    warnings: list[str] = Field(default_factory=list)
+    """What the operator should know before deciding, e.g. that the credit code is already
+    held by another participant (a second connector of the same organisation, or not)."""
 
 
 class IssuedCredentialView(View):

@@ -37,6 +37,18 @@ class RegisteredParticipant(BrokerBase, table=True):
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+def holders_of(session: Session, credit_code: str, other_than: str) -> list[RegisteredParticipant]:
+    """The participants other than ``other_than`` whose credentials state ``credit_code``."""
+    return list(
+        session.exec(
+            select(RegisteredParticipant)
+            .where(RegisteredParticipant.credit_code == credit_code)
+            .where(RegisteredParticipant.did != other_than)
+            .order_by(col(RegisteredParticipant.did))
+        ).all()
+    )
+
+
 def utc(moment: datetime) -> datetime:
     """SQLite keeps no zone; only UTC is ever stored."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

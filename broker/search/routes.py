@@ -319,7 +319,7 @@ async def catalogue_of_catalogues(
         by_provider.setdefault(row.provider, []).append(row)
     here = f"{settings.base_url}/dsp/catalog/request?continuationToken="
     links = []
-    if len(rows) > DSP_PAGE:
+    if len(rows) > DSP_PAGE and (query is None or offset + DSP_PAGE <= MAX_OFFSET):
         links.append(f'<{here}{offset + DSP_PAGE}>; rel="next"')
     if offset > 0:
         links.append(f'<{here}{max(0, offset - DSP_PAGE)}>; rel="previous"')

@@ -210,3 +210,36 @@ def test_onboard_on_the_allow_list_is_issued_at_once(
         assert issued.stderr == ""
         held = runner.invoke(app, ["connector", "credentials", "list"])
         assert "MembershipCredential" in held.stdout
+
+
+def test_the_operator_is_warned_of_a_credit_code_another_participant_holds(
+    closed: Space,
+) -> None:
+    """The bureau's request states the bank's credit code: the operator sees a warning beside
+    the request and again when approving it (a second connector of one organisation may be
+    right, an impostor is not: the operator decides)."""
+    stated = ["--name", BANK_ORG["name"], "--credit-code", BANK_ORG["creditCode"],
+              "--region", BANK_ORG["region"], "--data-grade", "general"]  # fmt: skip
+    bank = runner.invoke(app, onboard(closed, "--no-wait", *stated))
+    assert bank.exit_code == 0, bank.output
+    first = bank.stdout.split()[1].rstrip(":")
+    listed = runner.invoke(app, ["authority", "requests", "--status", "RECEIVED"])
+    assert listed.stderr == ""  # nobody holds it yet
+    assert runner.invoke(app, ["authority", "approve", first]).exit_code == 0
+
+    bureau = runner.invoke(app, onboard(closed, "--no-wait", *stated),
+                           env=connector_env(closed.bureau))  # fmt: skip
+    assert bureau.exit_code == 0, bureau.output
+    second = bureau.stdout.split()[1].rstrip(":")
+    warning = (
+        f"warning: {second}: credit code {BANK_ORG['creditCode']} is already held by "
+        f"{closed.bank.participant_id} (active)\n"
+    )
+    listed = runner.invoke(app, ["authority", "requests", "--status", "RECEIVED"])
+    assert listed.exit_code == 0, listed.output
+    assert listed.stderr == warning
+    as_json = runner.invoke(app, ["authority", "requests", "--status", "RECEIVED", "-o", "json"])
+    assert json.loads(as_json.stdout)[0]["warnings"] == [warning.split(": ", 2)[2].strip()]
+    approved = runner.invoke(app, ["authority", "approve", second])
+    assert approved.exit_code == 0, approved.output
+    assert approved.stderr == warning
