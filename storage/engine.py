@@ -57,6 +57,17 @@ def is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
+LOCK_SUFFIX: Final = "-lock"
+"""The lock file beside a served SQLite file: ``<file>-lock`` (:func:`held_sqlite_file`)."""
+
+
+def sqlite_file(url: URL) -> str | None:
+    """The file of a SQLite database URL; None for another database or one in memory."""
+    if url.get_backend_name() != "sqlite" or not url.database or is_memory_sqlite(url):
+        return None
+    return url.database
+
+
 class DatabaseInUseError(Exception):
     """Another server of ours runs on this SQLite file (or its lock file cannot be made)."""
 
@@ -67,11 +78,11 @@ def held_sqlite_file(database_url: str) -> Iterator[None]:
     ``database_url``: an exclusive lock on ``<file>-lock`` beside it (released by the system
     when the process ends, however it ends), else :class:`DatabaseInUseError`. Nothing for
     another database: PostgreSQL is shared on purpose (its row locks keep servers apart)."""
-    url = parse_database_url(database_url)
-    if url.get_backend_name() != "sqlite" or not url.database or is_memory_sqlite(url):
+    database = sqlite_file(parse_database_url(database_url))
+    if database is None:
         yield
         return
-    path = os.path.realpath(url.database) + "-lock"
+    path = os.path.realpath(database) + LOCK_SUFFIX
     try:
         handle = open(path, "a")  # noqa: SIM115 - closed by the with below
     except OSError as error:
@@ -81,7 +92,7 @@ def held_sqlite_file(database_url: str) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DatabaseInUseError(
-                f"another server runs on {url.database} (it holds {path})"
+                f"another server runs on {database} (it holds {path})"
             ) from None
         yield
 

@@ -37,7 +37,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from service.destinations import DestinationError, Destinations
-from storage.engine import is_memory_sqlite, parse_database_url
+from storage.engine import LOCK_SUFFIX, parse_database_url, sqlite_file
 
 log = logging.getLogger("kexin.dataplane")
 
@@ -67,10 +67,10 @@ def sqlite_files(database_urls: Iterable[str]) -> tuple[Path, ...]:
     """The files of the SQLite databases among ``database_urls`` (with their journals)."""
     files: list[Path] = []
     for value in database_urls:
-        url = parse_database_url(value)
-        if url.get_backend_name() == "sqlite" and url.database and not is_memory_sqlite(url):
-            main = Path(os.path.realpath(url.database))
-            companions = ("-wal", "-shm", "-journal", "-lock")
+        database = sqlite_file(parse_database_url(value))
+        if database is not None:
+            main = Path(os.path.realpath(database))
+            companions = ("-wal", "-shm", "-journal", LOCK_SUFFIX)
             files += [main, *(main.with_name(main.name + s) for s in companions)]
     return tuple(files)
 
