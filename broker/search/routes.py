@@ -233,9 +233,8 @@ dsp = APIRouter(
 DSP_PAGE: Final = 100
 
 
-FILTER_KEYS: Final = frozenset(
-    {"q", "domain", "grade", "region", "provider", "personalInformation", "sort"}
-)
+FILTER_KEYS: Final = PARAMETERS - {"offset", "limit"}
+"""A DSP filter's keys: the search API's parameters but its paging (continuationToken's)."""
 
 
 def _dsp_filter(given: object, offset: int) -> Search | None:
@@ -250,7 +249,7 @@ def _dsp_filter(given: object, offset: int) -> Search | None:
     unknown = sorted(set(terms) - FILTER_KEYS)
     if unknown:
         raise _refuse("unsupported_filter", f"no filter {str(unknown[0])[:100]!r} here")
-    strings = {k: terms.get(k) for k in ("q", "domain", "grade", "region", "provider", "sort")}
+    strings = {k: terms.get(k) for k in FILTER_KEYS - {"personalInformation"}}
     if any(v is not None and not isinstance(v, str) for v in strings.values()):
         raise _refuse(
             "unsupported_filter", "filter values are strings (personalInformation: a boolean)"
