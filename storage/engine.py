@@ -59,6 +59,8 @@ def is_memory_sqlite(url: URL) -> bool:
 
 LOCK_SUFFIX: Final = "-lock"
 """The lock file beside a served SQLite file: ``<file>-lock`` (:func:`held_sqlite_file`)."""
+MIGRATION_LOCK_SUFFIX: Final = "-migration-lock"
+"""The lock file beside a SQLite file that its migrations hold (:func:`migrating_sqlite_file`)."""
 
 
 def sqlite_file(url: URL) -> str | None:
@@ -94,6 +96,30 @@ def held_sqlite_file(database_url: str) -> Iterator[None]:
             raise DatabaseInUseError(
                 f"another server runs on {database} (it holds {path})"
             ) from None
+        yield
+
+
+@contextmanager
+def migrating_sqlite_file(url: URL) -> Iterator[None]:
+    """While the block runs, no other process migrates the SQLite file of ``url``: an exclusive
+    lock on ``<file>-migration-lock``, waited for. Two commands started at the same moment
+    (``db upgrade``, or any connector command before its first use of a new file) otherwise
+    both find no version table, and the second fails half-way through the first's revisions
+    (seen: "duplicate column name", "expected to match one row"). Not the server's lock, which
+    a server holds while it migrates at start. Nothing for another database (PostgreSQL: an
+    advisory lock, :mod:`storage.migrate`), or when the lock file cannot be made: a folder that
+    refuses it refuses SQLite's own journal too, and the migration fails with its own error."""
+    database = sqlite_file(url)
+    if database is None:
+        yield
+        return
+    try:
+        handle = open(os.path.realpath(database) + MIGRATION_LOCK_SUFFIX, "a")  # noqa: SIM115
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         yield
 
 

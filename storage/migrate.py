@@ -7,9 +7,10 @@ the single environment in ``storage/alembic/``. Nothing here runs at import time
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -17,10 +18,20 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData
-from sqlalchemy.engine import Engine
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import Connection, Engine
+
+from storage.engine import migrating_sqlite_file
 
 ENVIRONMENT_DIR = Path(__file__).parent / "alembic"
+
+MIGRATION_LOCK: Final = int.from_bytes(
+    hashlib.sha256(b"kexin migrations").digest()[:8], "big", signed=True
+)
+"""The PostgreSQL advisory lock that every Kexin migration holds for its transaction: two
+services (or two connectors, one of them about to be refused) started at the same moment on
+one database migrate one after the other, the second finding the first's tables, instead of
+both creating the version table and the loser failing on PostgreSQL's catalogue."""
 
 
 @dataclass(frozen=True)
@@ -45,12 +56,15 @@ def _config(migrations: Migrations, engine: Engine | None = None) -> Config:
 
 
 def upgrade(engine: Engine, migrations: Migrations, revision: str = "head") -> None:
-    """Bring the database to ``revision`` (default: the newest)."""
-    command.upgrade(_config(migrations, engine), revision)
+    """Bring the database to ``revision`` (default: the newest), after any other process's
+    migration of it has ended."""
+    with migrating_sqlite_file(engine.url):
+        command.upgrade(_config(migrations, engine), revision)
 
 
 def downgrade(engine: Engine, migrations: Migrations, revision: str) -> None:
-    command.downgrade(_config(migrations, engine), revision)
+    with migrating_sqlite_file(engine.url):
+        command.downgrade(_config(migrations, engine), revision)
 
 
 def head(migrations: Migrations) -> str | None:
@@ -118,8 +132,16 @@ def run_environment(context: EnvironmentContext) -> None:
             include_name=_include_name(migrations),
         )
         with context.begin_transaction():
+            _one_at_a_time(connection)
             context.run_migrations()
         connection.commit()
+
+
+def _one_at_a_time(connection: Connection) -> None:
+    """Wait for any other migration of this database to end (PostgreSQL; a SQLite file's
+    migrations wait for its migration lock instead, :func:`upgrade`)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
 
 
 class SchemaNotCurrentError(RuntimeError):

@@ -37,7 +37,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from service.destinations import DestinationError, Destinations
-from storage.engine import LOCK_SUFFIX, parse_database_url, sqlite_file
+from storage.engine import LOCK_SUFFIX, MIGRATION_LOCK_SUFFIX, parse_database_url, sqlite_file
 
 log = logging.getLogger("kexin.dataplane")
 
@@ -70,7 +70,7 @@ def sqlite_files(database_urls: Iterable[str]) -> tuple[Path, ...]:
         database = sqlite_file(parse_database_url(value))
         if database is not None:
             main = Path(os.path.realpath(database))
-            companions = ("-wal", "-shm", "-journal", LOCK_SUFFIX)
+            companions = ("-wal", "-shm", "-journal", LOCK_SUFFIX, MIGRATION_LOCK_SUFFIX)
             files += [main, *(main.with_name(main.name + s) for s in companions)]
     return tuple(files)
 

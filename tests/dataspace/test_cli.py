@@ -517,6 +517,32 @@ def test_a_connector_on_another_connectors_database_is_refused_in_one_line(
     assert runner.invoke(app, ["connector", "credentials", "list"]).exit_code == 0
 
 
+def test_two_connectors_started_at_once_on_one_new_database_one_is_refused_in_one_line(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bureau and the bank started at the same moment on one new database: both migrated
+    it at once, and on PostgreSQL the loser died with a traceback from the catalogue (exit 1)
+    instead of being told, like any later start, that the database is the other's."""
+    monkeypatch.setenv("CONNECTOR_DATABASE_URL", database_url)
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dataspace", "connector", "credentials", "list"],
+            env={**os.environ, "CONNECTOR_PARTICIPANT_ID": f"did:web:127.0.0.1:{name}"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("bureau", "bank")
+    ]
+    ended = []
+    for process in started:
+        _output, errors = process.communicate(timeout=120)
+        ended.append((process.returncode, errors.splitlines()))
+    assert sorted(code for code, _ in ended) == [0, EXIT_CONFIG], ended
+    [[line]] = [lines for code, lines in ended if code == EXIT_CONFIG]
+    assert "the database belongs to the connector of did:web:127.0.0.1:" in line
+
+
 def test_a_second_server_on_one_sqlite_file_is_refused_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

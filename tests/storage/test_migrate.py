@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import threading
+from contextlib import ExitStack
 from dataclasses import replace
 
 import sqlalchemy
@@ -9,7 +12,8 @@ from sqlalchemy import Column, MetaData, String
 from sqlalchemy.engine import Engine
 
 from connector.database import migrations
-from storage.migrate import current, downgrade, head, upgrade
+from storage.engine import MIGRATION_LOCK_SUFFIX, sqlite_file
+from storage.migrate import MIGRATION_LOCK, current, downgrade, head, upgrade
 from storage.migrate import differences as schema_differences
 
 
@@ -49,3 +53,31 @@ def test_a_foreign_table_in_a_shared_database_is_not_our_drift(engine: Engine) -
     with engine.begin() as connection:
         connection.execute(sqlalchemy.text("CREATE TABLE another_service (x INTEGER)"))
     assert schema_differences(engine, migrations()) == []
+
+
+def test_a_migration_waits_for_another_process_migrating_the_same_database(
+    engine: Engine,
+) -> None:
+    """Two processes migrating one new database at the same moment both found no version
+    table: on PostgreSQL the loser failed on the catalogue (``pg_type_typname_nsp_index``), on
+    SQLite half-way through the first's revisions ("duplicate column name"). Each migration now
+    waits for the other's lock: here the test holds it, as another process would."""
+    sqlite_path = sqlite_file(engine.url)
+    with ExitStack() as held:
+        if sqlite_path is None:
+            holder = held.enter_context(engine.connect())
+            holder.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+        else:
+            handle = held.enter_context(open(sqlite_path + MIGRATION_LOCK_SUFFIX, "a"))
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        migrating = threading.Thread(target=upgrade, args=(engine, migrations()))
+        migrating.start()
+        migrating.join(timeout=1.5)
+        assert migrating.is_alive()  # waiting for the lock
+        assert current(engine, migrations()) is None
+        if sqlite_path is None:
+            holder.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+            holder.commit()
+    migrating.join(timeout=60)
+    assert not migrating.is_alive()
+    assert current(engine, migrations()) == head(migrations())
