@@ -149,6 +149,10 @@ PersonCount = Annotated[
 ]
 Region = Annotated[str | None, typer.Option(help="Administrative division code (GB/T 2260).")]
 Version = Annotated[str | None, typer.Option(help="The data's version.")]
+RegistrationCode = Annotated[
+    str | None,
+    typer.Option(help="TC609's registration code (登记编码), when the data is registered."),
+]
 FileAddress = Annotated[str | None, typer.Option("--file", help="Data address: a local file.")]
 HttpAddress = Annotated[str | None, typer.Option("--http", help="Data address: an HTTP backend.")]
 SqlDatabase = Annotated[
@@ -190,6 +194,7 @@ def _asset_body(view: AssetView) -> dict[str, Any]:
         "personCount": view.person_count,
         "region": view.region,
         "version": view.version,
+        "registrationCode": view.registration_code,
         "dataAddress": view.data_address,
     }
 
@@ -209,6 +214,7 @@ def assets_add(
     person_count: PersonCount = None,
     region: Region = None,
     version: Version = None,
+    registration_code: RegistrationCode = None,
     file: FileAddress = None,
     http: HttpAddress = None,
     sql_database: SqlDatabase = None,
@@ -231,7 +237,8 @@ def assets_add(
         "keywords": keyword or [], "domain": domain, "dataGrade": data_grade.value,
         "personalInformation": bool(personal_information),
         "legalBasis": legal_basis.value if legal_basis else None, "personCount": person_count,
-        "region": region, "version": version, "dataAddress": address,
+        "region": region, "version": version, "registrationCode": registration_code,
+        "dataAddress": address,
     }  # fmt: skip
     with _client(url, api_key) as client, refusals(CONNECTOR, KEY):
         made = client.create_asset(body)
@@ -286,6 +293,7 @@ def assets_update(
     person_count: PersonCount = None,
     region: Region = None,
     version: Version = None,
+    registration_code: RegistrationCode = None,
     file: FileAddress = None,
     http: HttpAddress = None,
     sql_database: SqlDatabase = None,
@@ -302,7 +310,8 @@ def assets_update(
         "dataGrade": data_grade.value if data_grade else None,
         "personalInformation": personal_information,
         "legalBasis": legal_basis.value if legal_basis else None, "personCount": person_count,
-        "region": region, "version": version, "dataAddress": address,
+        "region": region, "version": version, "registrationCode": registration_code,
+        "dataAddress": address,
     }  # fmt: skip
     given: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
     if personal_information is False:  # no personal data: nothing to state of it

@@ -68,6 +68,7 @@ def dataset(
         ("kexin:domain", asset.domain),
         ("kexin:region", asset.region),
         ("version", asset.version),
+        ("kexin:registrationCode", asset.registration_code),
     ):
         if value is not None:
             document[key] = value

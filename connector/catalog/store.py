@@ -41,6 +41,8 @@ class Asset(ConnectorBase, table=True):
     """How many natural persons' information the data holds, as its holder states it."""
     region: str | None = Field(default=None, max_length=6, index=True)
     version: str | None = Field(default=None, max_length=50)
+    registration_code: str | None = Field(default=None, max_length=100)
+    """TC609's registration code (登记编码) of the data resource, when it is registered."""
     data_address: str = Field(sa_column=Column(Text, nullable=False))
     """JSON: where the data is (never shown in the catalogue)."""
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -129,6 +129,11 @@ class AssetIn(Model):
     """How many natural persons' information the data holds (the regulator's thresholds)."""
     region: str | None = None
     version: str | None = Field(default=None, max_length=50)
+    registration_code: str | None = Field(
+        default=None, alias="registrationCode", min_length=1, max_length=100, pattern=r"^\S+$"
+    )
+    """TC609's registration code (登记编码) of the data resource, when it is registered: one
+    word of at most 100 characters, as the registration authority gave it."""
     data_address: DataAddressIn = Field(alias="dataAddress")
 
     @field_validator("region")
@@ -192,6 +197,7 @@ def asset_view(asset: Asset, domains: Domains) -> dict[str, Any]:
         "personCount": asset.person_count,
         "region": asset.region,
         "version": asset.version,
+        "registrationCode": asset.registration_code,
         "dataAddress": json.loads(asset.data_address),
         "createdAt": asset.created_at.isoformat(),
     }
@@ -208,6 +214,8 @@ def description_hash(asset: Asset) -> str:
         "legalBasis": asset.legal_basis, "personCount": asset.person_count,
         "region": asset.region, "version": asset.version,
     }  # fmt: skip
+    if asset.registration_code is not None:  # absent before it existed: earlier hashes hold
+        shown["registrationCode"] = asset.registration_code
     return hashlib.sha256(canonicalise(shown)).hexdigest()
 
 
@@ -309,6 +317,7 @@ def _checked_asset(
         person_count=body.person_count,
         region=body.region,
         version=body.version,
+        registration_code=body.registration_code,
         data_address=body.data_address.model_dump_json(exclude_none=True),
         created_at=created_at,
     )

@@ -57,6 +57,8 @@ class AssetView(View):
     person_count: int | None = Field(default=None, alias="personCount")
     region: str | None
     version: str | None
+    registration_code: str | None = Field(default=None, alias="registrationCode")
+    """TC609's registration code (登记编码), when the data resource is registered."""
     data_address: dict[str, Any] = Field(alias="dataAddress")
     created_at: str = Field(alias="createdAt")
 

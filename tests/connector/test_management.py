@@ -150,6 +150,11 @@ def test_assets_are_created_listed_filtered_and_deleted(client: TestClient) -> N
             "personCount",
             id="negative-person-count",
         ),
+        pytest.param({"registrationCode": ""}, "registrationCode", id="empty-registration-code"),
+        pytest.param(
+            {"registrationCode": "GZ SJ 2026"}, "registrationCode", id="registration-code-spaces"
+        ),
+        pytest.param({"registrationCode": "X" * 101}, "registrationCode", id="long-registration"),
     ],
 )
 def test_bad_assets_are_refused_with_a_typed_body_and_not_stored(
@@ -467,3 +472,34 @@ def test_asset_changes_are_audited_in_their_own_transaction_for_the_ledger(
                                          "descriptionEn": None})).hexdigest()  # fmt: skip
     assert rows[0].evidence_hash == first
     assert rows[1].evidence_hash == rows[2].evidence_hash != first
+
+
+def test_a_registered_asset_offers_its_registration_code_in_the_catalogue(
+    client: TestClient,
+) -> None:
+    """TC609's registration code (登记编码): kept with the asset, shown by the management API,
+    offered in the DCAT dataset as ``kexin:registrationCode`` (the broker keeps it from there),
+    part of the description whose hash goes on the ledger, and cleared by an update without it."""
+    from sqlmodel import Session
+
+    from connector.catalog.messages import dataset
+    from connector.catalog.store import Asset
+    from connector.management.routes import description_hash
+
+    registered = asset(registrationCode="GZ-SJ-2026-0001")
+    made = client.post("/management/v1/assets", json=registered, headers=KEY)
+    assert made.status_code == 201, made.text
+    assert made.json()["registrationCode"] == "GZ-SJ-2026-0001"
+    path = "/management/v1/assets/urn:kexin:asset:firm-list"
+    assert client.get(path, headers=KEY).json()["registrationCode"] == "GZ-SJ-2026-0001"
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    with Session(engine) as session:
+        stored = session.get(Asset, "urn:kexin:asset:firm-list")
+        assert stored is not None
+        offered = dataset(stored, [], "urn:service", None)
+        with_code = description_hash(stored)
+        stored.registration_code = None
+        assert description_hash(stored) != with_code
+    assert offered["kexin:registrationCode"] == "GZ-SJ-2026-0001"
+    assert client.put(path, json=asset(), headers=KEY).status_code == 200
+    assert client.get(path, headers=KEY).json()["registrationCode"] is None

@@ -163,6 +163,12 @@ def test_the_bureau_publishes_and_the_bank_negotiates_and_transfers(
     cleared = as_json("assets", "show", FIRMS)
     assert (cleared["personalInformation"], cleared["legalBasis"], cleared["personCount"]) == (
         False, None, None)  # fmt: skip
+    ok("assets", "update", FIRMS, "--registration-code", "GZ-SJ-2026-0001")
+    registered = as_json("assets", "show", FIRMS)
+    assert (registered["registrationCode"], registered["titleEn"]) == (
+        "GZ-SJ-2026-0001",
+        "Firm list",
+    )
 
 
 def test_a_policy_with_errors_is_linted_and_not_saved(space: Space, tmp_path: Path) -> None:

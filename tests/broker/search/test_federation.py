@@ -82,6 +82,7 @@ def publish(base: str) -> None:
                 "dataGrade": "general", "region": "440106",
                 "dataAddress": {"type": "file", "path": f"/srv/{name}.csv"},
                 **({"domain": domain} if domain else {}),
+                **({"registrationCode": "GZ-SJ-2026-0001"} if name == "firm-list" else {}),
             },
         )  # fmt: skip
         assert created.status_code == 201, created.text
@@ -153,6 +154,7 @@ def test_the_broker_crawls_and_the_bank_finds_the_firm_list_through_it(tmp_path:
         assert hit["provider"] == bureau.participant_id
         assert hit["dspAddress"] == f"{bureau.base_url}/dsp"
         assert hit["datasetId"] == "urn:kexin:asset:firm-list"
+        assert hit["registrationCode"] == "GZ-SJ-2026-0001"  # TC609's, as the bureau gave it
         assert (
             hit["domainName"]
             == [
