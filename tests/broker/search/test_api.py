@@ -230,3 +230,73 @@ def test_a_dsp_filter_it_cannot_use_is_a_typed_400(client: TestClient, filter_: 
     assert refused.json()["reason"] in {
         "unsupported_filter", "bad_region", "query_too_long", "no_search_terms",
     }  # fmt: skip
+
+
+def _follow(client: TestClient, body: dict[str, Any]) -> list[list[str]]:
+    """Every page of the broker's DSP catalogue, by its ``Link`` next: the ids on each."""
+    pages: list[list[str]] = []
+    url: str | None = "/dsp/catalog/request"
+    while url is not None:
+        answer = client.post(url, json=body, headers=OPERATOR)
+        assert answer.status_code == 200, answer.text
+        assert errors("catalog/catalog-schema.json", answer.json()) == []
+        pages.append([d["@id"] for c in answer.json()["catalog"] for d in c["dataset"]])
+        links = {
+            part.split(";")[1].strip(): part.split(";")[0].strip().strip("<>")
+            for part in answer.headers.get("Link", "").split(",")
+            if part.strip()
+        }
+        if len(pages) > 1:  # every later page links back to the one before
+            assert links['rel="previous"'].endswith(f"continuationToken={100 * (len(pages) - 2)}")
+        url = links.get('rel="next"')
+        if url is not None:
+            assert url.startswith(("https://", "http://"))
+            url = "/" + url.split("://", 1)[1].split("/", 1)[1]
+    return pages
+
+
+def test_the_dsp_catalogue_pages_past_100_by_its_link_header(client: TestClient) -> None:
+    """250 datasets more (two providers): pages of 100, 100 and the rest, each schema-valid,
+    each dataset on exactly one page; filtered, the search's hits paged the same way."""
+    from datetime import timedelta
+
+    from sqlmodel import Session
+
+    from broker.search.store import replace_provider
+    from tests.broker.search.corpus import T0, dataset
+
+    many = {
+        provider: [
+            dataset(
+                provider,
+                f"urn:kexin:asset:series-{provider[8]}-{n:03d}",
+                [f"统计序列 {n}", f"Statistical series {n}"],
+                domain="economic-development",
+                grade="general",
+                region="440106",
+            )
+            for n in range(125)
+        ]
+        for provider in ("did:web:a-stats.test", "did:web:b-stats.test")
+    }
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    with Session(engine) as session:
+        for provider, datasets in many.items():
+            replace_provider(
+                session, provider, f"https://{provider[8:]}/dsp", datasets, T0 + timedelta(days=1)
+            )
+        session.commit()
+    everything = {d.dataset_id for datasets in many.values() for d in datasets} | {
+        FIRM_LIST.dataset_id, AIR.dataset_id,
+    }  # fmt: skip
+    total = 5 + 250
+    pages = _follow(client, DSP_REQUEST)
+    assert [len(page) for page in pages] == [100, 100, total - 200]
+    seen = [dataset_id for page in pages for dataset_id in page]
+    assert len(seen) == len(set(seen)) == total
+    assert everything <= set(seen)
+
+    filtered = {**DSP_REQUEST, "filter": [{"q": "统计 序列", "sort": "recency"}]}
+    hits = [d for page in _follow(client, filtered) for d in page]
+    assert sorted(hits) == sorted(d.dataset_id for ds in many.values() for d in ds)
+    assert [len(p) for p in _follow(client, filtered)] == [100, 100, 50]
