@@ -30,7 +30,16 @@ from broker.deps import (
 from broker.registry.store import utc
 from broker.search.crawler import CrawlReport
 from broker.search.messages import DSP_CONTEXT
-from broker.search.store import CatalogueDataset, Facet, Hit, ProviderCrawl, Search, Sort, search
+from broker.search.store import (
+    CatalogueDataset,
+    Facet,
+    Hit,
+    ProviderCrawl,
+    Search,
+    Sort,
+    search,
+    search_hits,
+)
 from broker.search.tokens import query_tokens
 from policy.operands import Grade, check_region
 from service.http import BadRequestError, read_json
@@ -311,7 +320,7 @@ async def catalogue_of_catalogues(
                 .limit(DSP_PAGE + 1)
             ).all()
             if query is None
-            else [hit.dataset for hit in search(session, query).hits]
+            else [hit.dataset for hit in search_hits(session, query)]
         )
     by_provider: dict[str, list[CatalogueDataset]] = {}
     for row in rows[:DSP_PAGE]:

@@ -392,15 +392,7 @@ def search(session: Session, query: Search) -> Found:
     conditions = _conditions(query)
     every = list(conditions.values())
     total = session.execute(sa.select(sa.func.count()).select_from(TABLE).where(*every))
-    rows = session.execute(
-        sa.select(TABLE.c.id)
-        .where(*every)
-        .order_by(TABLE.c.changed_at.desc(), TABLE.c.id.desc())
-        .offset(query.offset)
-        .limit(query.limit)
-    ).all()
-    loaded = _load(session, [r[0] for r in rows])
-    hits = [Hit(loaded[r[0]], None) for r in rows]
+    hits = search_hits(session, query)
     facets: dict[Facet, list[tuple[Any, int]]] = {}
     for facet, name in FACET_COLUMNS.items():
         others = [c for f, c in conditions.items() if f is not facet]
@@ -410,6 +402,25 @@ def search(session: Session, query: Search) -> Found:
         ).all()
         facets[facet] = _facet([(value, int(count)) for value, count in counted], facet)
     return Found(int(total.scalar_one()), hits, facets)
+
+
+def search_hits(session: Session, query: Search) -> list[Hit]:
+    """The page of :func:`search` alone, without its total and facets (for a caller that
+    shows neither: the DSP catalogue's filter)."""
+    if query.tokens:
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        page = (_sqlite_page if sqlite else _postgres_page)(session, query)
+        loaded = _load(session, [row_id for row_id, _ in page])
+        return [Hit(loaded[row_id], score) for row_id, score in page]
+    rows = session.execute(
+        sa.select(TABLE.c.id)
+        .where(*_conditions(query).values())
+        .order_by(TABLE.c.changed_at.desc(), TABLE.c.id.desc())
+        .offset(query.offset)
+        .limit(query.limit)
+    ).all()
+    loaded = _load(session, [r[0] for r in rows])
+    return [Hit(loaded[r[0]], None) for r in rows]
 
 
 GROUPED: Final = ("domain", "grade", "region", "provider", "personal_information")
@@ -426,13 +437,32 @@ def _passes(group: dict[str, Any], name: str, value: Any) -> bool:
     return bool(group[name] == value)
 
 
+def _fts_match(query: Search) -> str:
+    return " AND ".join(f'"{t}"' for t in query.tokens)
+
+
 def _sqlite_words(
     session: Session, query: Search
 ) -> tuple[list[tuple[int, float]], list[tuple[Any, ...]]]:
+    """SQLite: the page, and the matched rows grouped by the facet columns, each read from
+    the covering index by its id."""
+    grouped = ", ".join(f"d.{name}" for name in GROUPED)
+    groups = session.execute(
+        sa.text(
+            f"SELECT {grouped}, count(*) FROM catalogue_dataset AS d INDEXED BY {COVERING} "  # noqa: S608 - fixed names
+            "WHERE d.id IN (SELECT rowid FROM catalogue_fts WHERE catalogue_fts MATCH :fts_query) "
+            f"GROUP BY {grouped}"
+        ),
+        {"fts_query": _fts_match(query)},
+    ).all()
+    return _sqlite_page(session, query), [tuple(r) for r in groups]
+
+
+def _sqlite_page(session: Session, query: Search) -> list[tuple[int, float]]:
     """SQLite: the index drives (``CROSS JOIN``: FTS5 first) and each matched row is read
     from the covering index by its id, never from the table; bm25 is computed only for the
     rows that pass the filters. Column names are this module's own, values bound."""
-    match = " AND ".join(f'"{t}"' for t in query.tokens)
+    match = _fts_match(query)
     filters = _filters(query)
     names = {name for name, _ in filters.values()}
     # the region levels are not in the covering index: tested on the region's own prefix
@@ -461,16 +491,7 @@ def _sqlite_words(
         ),
         {**values, "limit": query.limit, "offset": query.offset},
     ).all()
-    grouped = ", ".join(f"d.{name}" for name in GROUPED)
-    groups = session.execute(
-        sa.text(
-            f"SELECT {grouped}, count(*) FROM catalogue_dataset AS d INDEXED BY {COVERING} "  # noqa: S608 - fixed names
-            "WHERE d.id IN (SELECT rowid FROM catalogue_fts WHERE catalogue_fts MATCH :fts_query) "
-            f"GROUP BY {grouped}"
-        ),
-        {"fts_query": match},
-    ).all()
-    return [(int(r[0]), float(r[1])) for r in page], [tuple(r) for r in groups]
+    return [(int(r[0]), float(r[1])) for r in page]
 
 
 FILTER_NAMES: Final = (
@@ -482,8 +503,19 @@ FILTER_NAMES: Final = (
 def _postgres_words(
     session: Session, query: Search
 ) -> tuple[list[tuple[int, float]], list[tuple[Any, ...]]]:
-    """PostgreSQL: the page joins the index and ranks only the rows that pass the filters;
-    the facet counts group a materialised list of the matched ids."""
+    """PostgreSQL: the page, and the facet counts grouped over a materialised list of the
+    matched ids."""
+    found = fulltext.matched(session, query.tokens, scored=False)
+    source = found.join(TABLE, TABLE.c.id == found.c.id)
+    columns = [TABLE.c[name] for name in GROUPED]
+    groups = session.execute(
+        sa.select(*columns, sa.func.count()).select_from(source).group_by(*columns)
+    ).all()
+    return _postgres_page(session, query), [tuple(r) for r in groups]
+
+
+def _postgres_page(session: Session, query: Search) -> list[tuple[int, float]]:
+    """PostgreSQL: the page joins the index and ranks only the rows that pass the filters."""
     fts, condition, rank = fulltext.postgres_ranked(query.tokens)
     # the rows that pass the filters first (materialised: the planner would otherwise rank
     # every match before filtering), then ranked, ordered and cut to the page
@@ -503,13 +535,7 @@ def _postgres_words(
         .offset(query.offset)
         .limit(query.limit)
     ).all()
-    found = fulltext.matched(session, query.tokens, scored=False)
-    source = found.join(TABLE, TABLE.c.id == found.c.id)
-    columns = [TABLE.c[name] for name in GROUPED]
-    groups = session.execute(
-        sa.select(*columns, sa.func.count()).select_from(source).group_by(*columns)
-    ).all()
-    return [(int(r[0]), float(r[1])) for r in page], [tuple(r) for r in groups]
+    return [(int(r[0]), float(r[1])) for r in page]
 
 
 def _search_words(session: Session, query: Search) -> Found:
