@@ -532,15 +532,21 @@ def _whole_catalog(
 def catalog_command(
     peer: Annotated[str, typer.Argument(help="The peer's DID.")],
     address: PeerAddress,
+    dataset: Annotated[
+        str | None, typer.Option(help="Only this dataset (its id there), asked for alone.")
+    ] = None,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
     output: OutputOption = Output.TABLE,
 ) -> None:
     """What a peer offers you: its datasets and their offers, as its access policies admit
-    your credentials (asked through your connector, DCP-authenticated; every page; JSON: the
-    datasets as the peer sent them)."""
+    your credentials (asked through your connector, DCP-authenticated; every page, or the one
+    --dataset; JSON: the datasets as the peer sent them)."""
     with _client(url, api_key) as client, refusals(CONNECTOR, KEY):
-        datasets = _whole_catalog(client, peer, address)
+        if dataset is None:
+            datasets = _whole_catalog(client, peer, address)
+        else:
+            datasets = [client.dataset(peer, address, dataset).dataset]
     if output is Output.JSON:
         typer.echo(json.dumps(datasets, ensure_ascii=False, indent=2))
         return

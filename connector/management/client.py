@@ -27,6 +27,7 @@ from connector.management.views import (
     BrokerSearchView,
     CatalogView,
     ContractDefinitionView,
+    DatasetView,
     DomainList,
     EdrEntryView,
     EdrView,
@@ -135,6 +136,17 @@ class ManagementClient(ApiClient):
         if continuation_token is not None:
             body["continuationToken"] = continuation_token
         return self._read(CatalogView, "POST", f"{PREFIX}/catalog/request", json=body)
+
+    def dataset(
+        self, counter_party_id: str, counter_party_address: str, dataset_id: str
+    ) -> DatasetView:
+        """Ask a peer for one dataset of its catalogue, with its offers."""
+        body = {
+            "counterPartyId": counter_party_id,
+            "counterPartyAddress": counter_party_address,
+            "datasetId": dataset_id,
+        }
+        return self._read(DatasetView, "POST", f"{PREFIX}/catalog/dataset/request", json=body)
 
     # --- the broker's federated catalogue ------------------------------------------------
 

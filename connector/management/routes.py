@@ -40,6 +40,7 @@ from connector.management.views import (
     AssetView,
     CatalogView,
     ContractDefinitionView,
+    DatasetView,
     DomainList,
     NegotiationState,
     NegotiationView,
@@ -62,6 +63,7 @@ from matching.identifiers import Kind
 from policy.jsonld import read_policy, write_policy
 from policy.lint import Severity, lint
 from policy.operands import Grade, check_region
+from service.client import segment
 from service.http import HttpUrl
 from service.refusals import refusals
 
@@ -1092,21 +1094,16 @@ def peer_refusal(response: httpx.Response) -> tuple[str | None, list[str]]:
     return (str(code)[:200] if code is not None else None), [r[:500] for r in reasons if r]
 
 
-@router.post("/catalog/request", response_model=CatalogView)
-async def request_catalog(
-    body: CatalogRequestIn, participant: ParticipantDep, request: Request
-) -> dict[str, Any]:
-    """Ask a peer for its catalogue (DCP-authenticated); the answer is returned as received."""
-    token = participant.sts.bearer_for(body.counter_party_id, EVERY_SCOPE)
-    url = body.counter_party_address.rstrip("/") + "/catalog/request"
-    params = {"continuationToken": body.continuation_token} if body.continuation_token else None
+async def _ask_peer(
+    request: Request, participant: Participant, peer: str, method: str, url: str, **given: Any
+) -> tuple[httpx.Response, dict[str, Any]]:
+    """One DSP catalogue call to a peer (DCP-authenticated): its answer and its JSON object;
+    unreachable, refusing or not answering a JSON object: a typed 502 with its reasons."""
+    token = participant.sts.bearer_for(peer, EVERY_SCOPE)
     client: httpx.AsyncClient = request.app.state.client
     try:
-        response = await client.post(
-            url,
-            params=params,
-            headers={"Authorization": f"Bearer {token}"},
-            json={"@context": [DSP_CONTEXT], "@type": "CatalogRequestMessage"},
+        response = await client.request(
+            method, url, headers={"Authorization": f"Bearer {token}"}, **given
         )
     except httpx.HTTPError as error:
         log.info("catalogue request to %s failed: %r", url, error)
@@ -1120,7 +1117,50 @@ async def request_catalog(
             {"peerStatus": response.status_code, "peerCode": code, "reasons": reasons},
         )
     try:
-        catalog: dict[str, Any] = response.json()
+        answered = response.json()
     except ValueError:
         raise ManagementError(502, "peer_refused", f"{url} did not answer JSON") from None
+    if not isinstance(answered, dict):
+        raise ManagementError(502, "peer_refused", f"{url} did not answer a JSON object")
+    return response, answered
+
+
+@router.post("/catalog/request", response_model=CatalogView)
+async def request_catalog(
+    body: CatalogRequestIn, participant: ParticipantDep, request: Request
+) -> dict[str, Any]:
+    """Ask a peer for its catalogue (DCP-authenticated); the answer is returned as received."""
+    url = body.counter_party_address.rstrip("/") + "/catalog/request"
+    params = {"continuationToken": body.continuation_token} if body.continuation_token else None
+    response, catalog = await _ask_peer(
+        request, participant, body.counter_party_id, "POST", url, params=params,
+        json={"@context": [DSP_CONTEXT], "@type": "CatalogRequestMessage"},
+    )  # fmt: skip
     return {"catalog": catalog, "next": response.links.get("next", {}).get("url")}
+
+
+class DatasetRequestIn(Model):
+    counter_party_id: str = Field(alias="counterPartyId", min_length=1, max_length=2048)
+    counter_party_address: HttpUrl = Field(
+        alias="counterPartyAddress", min_length=1, max_length=2048
+    )
+    """The peer's DSP base URL."""
+    dataset_id: Identifier = Field(alias="datasetId")
+    """The dataset's ``@id`` in the peer's catalogue (an asset id there)."""
+
+
+@router.post("/catalog/dataset/request", response_model=DatasetView)
+async def request_dataset(
+    body: DatasetRequestIn, participant: ParticipantDep, request: Request
+) -> dict[str, Any]:
+    """Ask a peer for one dataset of its catalogue, with its offers (DSP's ``GET
+    /catalog/datasets/{id}``, DCP-authenticated; as the peer's access policies admit this
+    connector): the dataset as received. One the peer does not show: its 404 as a typed 502
+    (``peer_refused``, ``peerStatus`` 404)."""
+    url = f"{body.counter_party_address.rstrip('/')}/catalog/datasets/{segment(body.dataset_id)}"
+    _response, dataset = await _ask_peer(request, participant, body.counter_party_id, "GET", url)
+    if dataset.get("@id") != body.dataset_id:  # another dataset than the one asked for
+        raise ManagementError(
+            502, "peer_refused", f"{url} answered another dataset ({str(dataset.get('@id'))[:300]})"
+        )
+    return {"dataset": dataset}

@@ -141,6 +141,11 @@ class CatalogView(View):
     """The URL of its next page (its ``Link: rel=next``), or None."""
 
 
+class DatasetView(View):
+    dataset: dict[str, Any]
+    """One dataset of the peer's catalogue, with its offers, as it answered."""
+
+
 class StatusEntry(View):
     status_list_credential: str = Field(alias="statusListCredential")
     status_list_index: int = Field(alias="statusListIndex")

@@ -106,6 +106,14 @@ def test_the_bureau_publishes_and_the_bank_negotiates_and_transfers(
     catalog = ok("catalog", bureau, "--address", dsp, *bank).stdout.splitlines()
     assert catalog[0].split() == ["DATASET", "TITLE", "OFFER"]
     assert catalog[1].split()[0] == FIRMS
+    # one dataset, asked for alone (DSP's GET /catalog/datasets/{id}), with its offers
+    [alone] = as_json("catalog", bureau, "--address", dsp, "--dataset", FIRMS, *bank)
+    assert (alone["@id"], alone["hasPolicy"][0]["@type"]) == (FIRMS, "Offer")
+    absent = run("catalog", bureau, "--address", dsp, "--dataset", "urn:kexin:asset:none", *bank)
+    assert absent.exit_code == 1
+    assert absent.stderr.startswith(
+        f"refused: peer_refused: {dsp}/catalog/datasets/urn:kexin:asset:none answered 404"
+    )
 
     requested = ok("negotiations", "request", "--provider", bureau, "--address", dsp,
                    "--dataset", FIRMS, "--purpose", "credit-assessment", *bank)  # fmt: skip
