@@ -208,7 +208,7 @@ def create_app(
             )  # fmt: skip
             steering = None if conformance is None else conformance.driver
             webhook = None
-            if settings.webhook_url is not None and settings.webhook_secret is not None:
+            if settings.webhook_secret is not None:  # the URL, or only processes' callbacks
                 webhook = Webhook(
                     settings.webhook_url, settings.webhook_secret.get_secret_value(), clock=clock
                 )

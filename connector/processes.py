@@ -28,7 +28,7 @@ from connector.negotiation.machine import ProtocolError, Role
 from connector.outbox import Outbox, OutboxMessage, enqueue, older_pending
 from connector.protocol import DspError, DspMessage, MessageError
 from connector.webhooks import KIND as WEBHOOK
-from connector.webhooks import Webhook, event
+from connector.webhooks import Webhook, destinations, event
 from policy.agreement import canonical, canonical_terms
 from policy.errors import PolicyError
 from policy.jsonld import read_policy_text
@@ -395,16 +395,14 @@ class ProcessSteps(Generic[R]):
         changed = _state_changed(record)
         moved, before = _move(session, record, changed)
         hashes = _agreement_hashes(record) if moved and record.state == FINALIZED else None
-        if self.webhook is not None and changed:
-            enqueue(
-                session,
-                process_id=record.id,
-                kind=WEBHOOK,
-                audience="",
-                url=self.webhook.url,
-                body=event(self.noun.split()[-1], record, self.clock()),
-                now=self.clock(),
-            )
+        # announced when it moved (from the state it was read in: a flush since may have made
+        # the record look unchanged, and a transfer's STARTED, COMPLETED … went unannounced)
+        hooks = destinations(self.webhook, record) if moved else []
+        if hooks:
+            body = event(_PROCESS_KIND[self.noun], record, self.clock())
+            for key, url in hooks:  # each receiver in its own order, apart from the protocol
+                enqueue(session, process_id=key, kind=WEBHOOK, audience="", url=url, body=body,
+                        now=self.clock())  # fmt: skip
         # The state the process is now in, always: the audit log shows the path it took.
         why = f"now {record.state}" + (f": {reason}" if reason else "")
         outcome = Outcome.ACCEPTED
@@ -424,20 +422,24 @@ class ProcessSteps(Generic[R]):
                 policy_hash=None if hashes is None else hashes[1],
             ),
         )  # fmt: skip
-        enqueued = [added for added in session.new if isinstance(added, OutboxMessage)]
-        older = (
-            older_pending(session, record.id)
-            if enqueued and all(message.process_id == record.id for message in enqueued)
-            else None
-        )
+        enqueued: dict[str, list[OutboxMessage]] = {}
+        for added in session.new:
+            if isinstance(added, OutboxMessage):
+                enqueued.setdefault(added.process_id, []).append(added)
+        # the process's messages and each receiver's events, each with what was pending before
+        # them (None: too many, or another process's: the outbox looks at the table instead)
+        ours = {record.id, *(key for key, _url in hooks)}
+        older = {key: None if key not in ours else older_pending(session, key) for key in enqueued}
         session.expire_on_commit = False  # the record stays as written: no read after commit
         session.commit()
         session.info.setdefault(_LOADED_STATES, {})[record.id] = record.state  # a later move
         self.faults.reached(FaultPoint.COMMITTED, action)
-        if older is not None:  # straight to delivery: the outbox need not look for them
-            self.outbox.hand(sorted(enqueued, key=lambda message: message.id or 0), older)
-        elif enqueued:
-            self.outbox.wake()
+        for key, messages in enqueued.items():
+            pending = older[key]
+            if pending is None:
+                self.outbox.wake()
+            else:  # straight to delivery: the outbox need not look for them
+                self.outbox.hand(sorted(messages, key=lambda message: message.id or 0), pending)
         self._changed(record)
 
     def ack_changes(self, message: OutboxMessage, response: httpx.Response) -> list[Executable]:

@@ -136,8 +136,8 @@ class ConnectorSettings(ParticipantServiceSettings):
         """Settings that only make sense together."""
         if self.scenario_domains is not None:
             self.domains  # noqa: B018 - a shipped id that does not exist is refused here
-        if (self.webhook_url is None) != (self.webhook_secret is None):
-            raise ValueError("set webhook_url and webhook_secret together")
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError("webhook_url needs webhook_secret, which signs its events")
         if self.webhook_url is not None and not self.webhook_url.startswith(
             ("http://", "https://")
         ):
@@ -222,7 +222,8 @@ class ConnectorSettings(ParticipantServiceSettings):
     webhook_secret: SecretStr | None = Field(default=None, min_length=16)
     """Signs each webhook the Standard Webhooks way (webhook-id, webhook-timestamp,
     webhook-signature): a ``whsec_<base64>`` secret, or any string whose bytes are the key;
-    required with webhook_url."""
+    required with webhook_url, and for the callback addresses a negotiation or transfer started
+    through the management API may name (set alone: those only)."""
     broker_url: str | None = Field(default=None, max_length=2000)
     """The broker's address (e.g. ``https://broker.example.cn``): it hears at once when an asset,
     a policy or a contract definition changes here, and the management API searches its

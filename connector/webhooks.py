@@ -9,11 +9,18 @@ message's id, the same on every retry: a receiver's key to drop duplicates and r
 The secret from settings is either a Standard Webhooks secret (``whsec_<base64>``, as its tools
 generate) or any other string, whose UTF-8 bytes are the key; a receiver builds
 ``standardwebhooks.Webhook`` with the same value (``secret_key`` gives it as the library
-takes it)."""
+takes it).
+
+Besides the connector's webhook (settings), a negotiation or transfer started through the
+management API may name its own callback addresses (up to five, each for every state change or
+for some states), signed with the same secret. Each address has its own order of delivery
+(outbox key ``<process>#<n>``): a receiver that is down delays its own events, never the
+process's protocol messages nor another receiver's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -27,6 +34,8 @@ ID_HEADER: Final = "webhook-id"
 TIMESTAMP_HEADER: Final = "webhook-timestamp"
 SIGNATURE_HEADER: Final = "webhook-signature"
 SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the format's prefix, not a secret
+MAX_CALLBACKS: Final = 5
+"""Callback addresses one process may name."""
 
 
 def secret_key(secret: str) -> str | bytes:
@@ -40,8 +49,36 @@ def message_id(message: OutboxMessage) -> str:
 
 
 @dataclass(frozen=True)
+class Callback:
+    """One callback address of a process: its URL, and the states it wants (None: all)."""
+
+    uri: str
+    states: frozenset[str] | None = None
+
+
+def callbacks_json(callbacks: Iterable[Callback]) -> str | None:
+    """How a process keeps its callback addresses (None for none)."""
+    kept = [
+        {"uri": c.uri, **({"states": sorted(c.states)} if c.states is not None else {})}
+        for c in callbacks
+    ]
+    return json.dumps(kept) if kept else None
+
+
+def read_callbacks(kept: str | None) -> list[Callback]:
+    if not kept:
+        return []
+    return [
+        Callback(c["uri"], None if c.get("states") is None else frozenset(c["states"]))
+        for c in json.loads(kept)
+    ]
+
+
+@dataclass(frozen=True)
 class Webhook:
-    url: str
+    url: str | None
+    """The connector's own receiver (settings), told of every change; None: only the callback
+    addresses processes name."""
     secret: str = field(repr=False)
     clock: Callable[[], datetime] = field(compare=False, repr=False, kw_only=True)
 
@@ -57,6 +94,19 @@ class Webhook:
             TIMESTAMP_HEADER: str(int(at.timestamp())),
             SIGNATURE_HEADER: self.sign(msg_id, at, message.body),
         }
+
+
+def destinations(webhook: Webhook | None, record: Any) -> list[tuple[str, str]]:
+    """Where the event of a process's new state goes, each with its outbox key: the connector's
+    webhook, then the process's own callback addresses that want this state (none without a
+    secret to sign them: the management API refuses such addresses)."""
+    if webhook is None:
+        return []
+    found = [] if webhook.url is None else [(f"{record.id}#0", webhook.url)]
+    for number, callback in enumerate(read_callbacks(record.callbacks), start=1):
+        if callback.states is None or record.state in callback.states:
+            found.append((f"{record.id}#{number}", callback.uri))
+    return found
 
 
 def event(process: str, record: Any, at: datetime) -> dict[str, Any]:

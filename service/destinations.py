@@ -55,6 +55,7 @@ class Purpose(StrEnum):
     PUSH_ENDPOINT = "push endpoint"
     HTTP_SOURCE = "HTTP data source"
     CATALOGUE = "DSP catalogue"
+    CALLBACK = "callback address"
 
 
 class DestinationError(ValueError):

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 import httpx
@@ -55,6 +56,7 @@ from connector.settings import ConnectorSettings
 from connector.transfer.machine import Event as TransferEvent
 from connector.transfer.machine import State as TransferState
 from connector.transfer.store import TransferProcessRecord
+from connector.webhooks import MAX_CALLBACKS, Callback
 from identity.participant import Participant
 from identity.presentations import EVERY_SCOPE
 from ledger.canonical import canonicalise
@@ -64,6 +66,7 @@ from policy.jsonld import read_policy, write_policy
 from policy.lint import Severity, lint
 from policy.operands import Grade, check_region
 from service.client import segment
+from service.destinations import DestinationError, Purpose
 from service.http import HttpUrl
 from service.refusals import refusals
 
@@ -695,6 +698,53 @@ def delete_contract_definition(definition_id: str, engine: EngineDep) -> Respons
 # --- negotiations ----------------------------------------------------------------------------
 
 
+class CallbackAddressIn(Model):
+    """One of the caller's own receivers of a process's state changes (besides the connector's
+    webhook), signed the Standard Webhooks way with ``CONNECTOR_WEBHOOK_SECRET``."""
+
+    uri: HttpUrl = Field(min_length=1, max_length=2048)
+    states: list[Annotated[str, Field(min_length=1, max_length=20)]] | None = Field(
+        default=None, min_length=1, max_length=20
+    )
+    """Only these states (e.g. ``["FINALIZED", "TERMINATED"]``); absent: every change."""
+
+
+CallbackAddresses = Annotated[
+    list[CallbackAddressIn], Field(alias="callbackAddresses", max_length=MAX_CALLBACKS)
+]
+
+
+def _callbacks(
+    given: list[CallbackAddressIn], states: type[StrEnum], settings: ConnectorSettings
+) -> list[Callback]:
+    """The callback addresses of a request, checked: a secret to sign them, states the process
+    has, and destinations the connector may call."""
+    if not given:
+        return []
+    if settings.webhook_secret is None:
+        raise ManagementError(
+            409,
+            "no_webhook_secret",
+            "callback addresses need CONNECTOR_WEBHOOK_SECRET to sign them",
+        )
+    known = {state.value for state in states}
+    found = []
+    for callback in given:
+        unknown = sorted(set(callback.states or ()) - known)
+        if unknown:
+            raise ManagementError(
+                400, "bad_callback", f"no state {unknown[0]!r}; one of {', '.join(sorted(known))}"
+            )
+        try:
+            settings.destinations.check(callback.uri, Purpose.CALLBACK)
+        except DestinationError as error:
+            raise ManagementError(400, "bad_callback", f"{callback.uri}: {error}") from None
+        found.append(
+            Callback(callback.uri, None if callback.states is None else frozenset(callback.states))
+        )
+    return found
+
+
 class NegotiationIn(Model):
     counter_party_id: str = Field(alias="counterPartyId", min_length=1, max_length=2048)
     """The provider's DID."""
@@ -707,6 +757,7 @@ class NegotiationIn(Model):
     target: Identifier
     """The dataset the offer is for."""
     purpose: str | None = Field(default=None, max_length=200)
+    callback_addresses: CallbackAddresses = Field(default_factory=list)
 
 
 class TerminationIn(Model):
@@ -741,11 +792,15 @@ def _as_management(error: DspError) -> ManagementError:
 
 
 @router.post("/negotiations", status_code=201, response_model=NegotiationView)
-def start_negotiation(body: NegotiationIn, negotiations: NegotiationsDep) -> dict[str, Any]:
+def start_negotiation(
+    body: NegotiationIn, negotiations: NegotiationsDep, settings: SettingsDep
+) -> dict[str, Any]:
+    callbacks = _callbacks(body.callback_addresses, State, settings)
     try:
         record = negotiations.request(
-            body.counter_party_id, body.counter_party_address, body.offer, body.target, body.purpose
-        )
+            body.counter_party_id, body.counter_party_address, body.offer, body.target,
+            body.purpose, callbacks,
+        )  # fmt: skip
     except DspError as error:
         raise _as_management(error) from None
     return negotiation_view(record)
@@ -948,6 +1003,7 @@ class TransferIn(Model):
     agreement_id: Identifier = Field(alias="agreementId")
     format: Literal["HttpData-PULL", "HttpData-PUSH", "PSI-PULL"] = "HttpData-PULL"
     data_address: dict[str, Any] | None = Field(default=None, alias="dataAddress")
+    callback_addresses: CallbackAddresses = Field(default_factory=list)
 
 
 class MoveIn(Model):
@@ -975,7 +1031,10 @@ def transfer_view(record: TransferProcessRecord) -> dict[str, Any]:
 
 
 @router.post("/transfers", status_code=201, response_model=TransferView)
-def start_transfer(body: TransferIn, transfers: TransfersDep) -> dict[str, Any]:
+def start_transfer(
+    body: TransferIn, transfers: TransfersDep, settings: SettingsDep
+) -> dict[str, Any]:
+    callbacks = _callbacks(body.callback_addresses, TransferState, settings)
     try:
         record = transfers.request(
             body.counter_party_id,
@@ -983,6 +1042,7 @@ def start_transfer(body: TransferIn, transfers: TransfersDep) -> dict[str, Any]:
             body.agreement_id,
             body.format,
             body.data_address,
+            callbacks,
         )
     except DspError as error:
         raise _as_management(error) from None

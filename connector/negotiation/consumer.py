@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlmodel import Session, select
@@ -25,15 +26,23 @@ from connector.negotiation.steps import NegotiationSteps, parse_policy
 from connector.negotiation.store import ContractNegotiationRecord
 from connector.processes import Repeated
 from connector.protocol import DspError
+from connector.webhooks import Callback, callbacks_json
 from identity.verifier import Peer
 from policy.agreement import agreement_differences
 
 
 class ConsumerSide(NegotiationSteps):
     def request(
-        self, provider: str, address: str, offer: dict[str, Any], target: str, purpose: str | None
+        self,
+        provider: str,
+        address: str,
+        offer: dict[str, Any],
+        target: str,
+        purpose: str | None,
+        callbacks: Sequence[Callback] = (),
     ) -> ContractNegotiationRecord:
-        """Start a negotiation (management API): send a ContractRequestMessage."""
+        """Start a negotiation (management API): send a ContractRequestMessage. ``callbacks``:
+        the caller's own addresses to hear of its state changes."""
         parse_policy({**offer, "target": target}, "offer")
         now = self.clock()
         with Session(self.engine) as session:
@@ -46,6 +55,7 @@ class ConsumerSide(NegotiationSteps):
                 offer=json.dumps({**offer, "target": target}, ensure_ascii=False),
                 asset_id=target,
                 purpose=purpose,
+                callbacks=callbacks_json(callbacks),
                 created_at=now,
                 updated_at=now,
             )

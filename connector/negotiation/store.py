@@ -37,5 +37,7 @@ class ContractNegotiationRecord(ConnectorBase, table=True):
     """Provider: waiting for a person to approve or reject."""
     termination_code: str | None = Field(default=None, max_length=200)
     termination_reason: str | None = Field(default=None, sa_column=Column(Text))
+    callbacks: str | None = Field(default=None, sa_column=Column(Text))
+    """JSON: the callback addresses the management API's caller named (``connector.webhooks``)."""
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

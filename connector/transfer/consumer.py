@@ -6,6 +6,7 @@ for push. What the provider answers arrives through the messages either side rec
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlmodel import Session, select
@@ -17,6 +18,7 @@ from connector.transfer.machine import Event, next_state
 from connector.transfer.messages import DataAddress, TransferRequestMessage
 from connector.transfer.steps import TransferSteps
 from connector.transfer.store import TransferProcessRecord
+from connector.webhooks import Callback, callbacks_json
 
 
 class ConsumerSide(TransferSteps):
@@ -27,7 +29,11 @@ class ConsumerSide(TransferSteps):
         agreement_id: str,
         data_format: str,
         data_address: dict[str, Any] | None,
+        callbacks: Sequence[Callback] = (),
     ) -> TransferProcessRecord:
+        """Start a transfer (management API, data contracts API) under a finalized agreement:
+        send a TransferRequestMessage. ``callbacks``: the caller's own addresses to hear of its
+        state changes."""
         with Session(self.engine) as session:
             negotiation = session.exec(
                 select(ContractNegotiationRecord).where(
@@ -61,6 +67,7 @@ class ConsumerSide(TransferSteps):
                 data_address=address_model.model_dump_json(by_alias=True)
                 if address_model
                 else None,
+                callbacks=callbacks_json(callbacks),
                 created_at=now,
                 updated_at=now,
             )

@@ -33,5 +33,7 @@ class TransferProcessRecord(ConnectorBase, table=True):
     only its own suspension; the provider's stands until the provider resumes."""
     termination_code: str | None = Field(default=None, max_length=200)
     termination_reason: str | None = Field(default=None, sa_column=Column(Text))
+    callbacks: str | None = Field(default=None, sa_column=Column(Text))
+    """JSON: the callback addresses the management API's caller named (``connector.webhooks``)."""
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -173,7 +173,8 @@ def test_settings_that_belong_together_are_named_together(monkeypatch: pytest.Mo
     result = runner.invoke(app, ["connector", "serve"])
     assert result.exit_code == EXIT_CONFIG
     assert result.output.strip() == (
-        "error: invalid settings (CONNECTOR_*): set webhook_url and webhook_secret together"
+        "error: invalid settings (CONNECTOR_*): webhook_url needs webhook_secret, which signs "
+        "its events"
     )
 
 

@@ -80,3 +80,93 @@ def test_a_replay_or_an_old_delivery_is_not_acted_on(hooked_space: tuple[Space, 
     assert forged.status_code == 400
     assert len(events) == count
     assert negotiation["id"] in {e["id"] for e in received(events)}
+
+
+def test_a_request_names_its_own_callback_addresses(hooked_space: tuple[Space, Hooks]) -> None:
+    """Besides the connector's webhook, a negotiation and a transfer started through the
+    management API each name their own receivers (some states, or all), signed with the same
+    secret; a receiver that is down delays neither the protocol nor the other receivers."""
+    from dataspace.servers import bind, serve_in_thread
+    from tests.e2e.space import receiver
+    from tests.e2e.test_negotiation import KEY
+    from tests.e2e.test_transfer import transfer
+
+    space, events = hooked_space
+    own: Hooks = []
+    down = bind()
+    down_url = f"http://127.0.0.1:{down.getsockname()[1]}/hook"
+    down.close()  # nothing listens there: its events wait, nothing else does
+    with serve_in_thread(receiver(own), bind()) as url:
+        body = {
+            "counterPartyId": space.bureau.participant_id,
+            "counterPartyAddress": f"{space.bureau.base_url}/dsp",
+            "offer": ready(space),
+            "target": "urn:kexin:asset:firm-list",
+            "purpose": "credit-assessment",
+        }
+        refused = [
+            httpx.post(
+                f"{space.bank.base_url}/management/v1/negotiations",
+                headers=KEY,
+                json={**body, "callbackAddresses": given},
+            )
+            for given in (
+                [{"uri": f"{url}/hook", "states": ["DONE"]}],  # a state negotiations lack
+                [{"uri": "http://10.1.2.3/hook"}],  # outside the allowed networks
+                [{"uri": f"{url}/hook"}] * 6,  # more than five
+            )
+        ]
+        assert [r.status_code for r in refused] == [400, 400, 422], [r.text for r in refused]
+        assert [r.json().get("reason") for r in refused[:2]] == ["bad_callback"] * 2
+        unsigned = httpx.post(
+            f"{space.bureau.base_url}/management/v1/negotiations", headers=KEY,
+            json={**body, "counterPartyId": space.bank.participant_id,
+                  "callbackAddresses": [{"uri": f"{url}/hook"}]},
+        )  # fmt: skip
+        assert (unsigned.status_code, unsigned.json()["reason"]) == (409, "no_webhook_secret")
+
+        started = httpx.post(
+            f"{space.bank.base_url}/management/v1/negotiations", headers=KEY,
+            json={**body, "callbackAddresses": [
+                {"uri": f"{url}/hook", "states": ["FINALIZED", "TERMINATED"]}, {"uri": down_url},
+            ]},
+        )  # fmt: skip
+        assert started.status_code == 201, started.text
+        negotiation = started.json()
+        wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "FINALIZED")
+        wait_for(lambda: len(own) == 1)
+        [finalized] = received(own)
+        assert (finalized["id"], finalized["state"]) == (negotiation["id"], "FINALIZED")
+        wait_for(lambda: any(e["state"] == "FINALIZED" for e in received(events)))
+        assert [e["state"] for e in received(events) if e["id"] == negotiation["id"]] == [
+            "REQUESTED", "VERIFIED", "FINALIZED",
+        ]  # fmt: skip
+
+        agreement = state_of(space.bank.base_url, negotiation["id"])["agreementId"]
+        moved = transfer(space, agreement, callbackAddresses=[{"uri": f"{url}/hook"}])
+        wait_for(
+            lambda: any(e["id"] == moved["id"] and e["state"] == "STARTED" for e in received(own)),
+            seen=lambda: [(e["type"], e["state"]) for e in received(own)],
+        )
+        assert [(e["type"], e["state"]) for e in received(own)][1:] == [
+            ("kexin.transfer.state", "REQUESTED"), ("kexin.transfer.state", "STARTED"),
+        ]  # fmt: skip
+        # the connector's webhook hears of the transfer's moves too (before: of its REQUESTED
+        # alone, typed kexin.process.state: a later move was read back before its commit)
+        wait_for(lambda: ("kexin.transfer.state", "STARTED") in
+                 {(e["type"], e["state"]) for e in received(events)})  # fmt: skip
+        bad_state = httpx.post(
+            f"{space.bank.base_url}/management/v1/transfers", headers=KEY,
+            json={"counterPartyId": space.bureau.participant_id, "agreementId": agreement,
+                  "counterPartyAddress": f"{space.bureau.base_url}/dsp",
+                  "callbackAddresses": [{"uri": f"{url}/hook", "states": ["FINALIZED"]}]},
+        )  # fmt: skip
+        assert (bad_state.status_code, bad_state.json()["reason"]) == (400, "bad_callback")
+    pending = httpx.get(
+        f"{space.bank.base_url}/management/v1/outbox", params={"status": "pending"}, headers=KEY
+    )
+    assert pending.status_code == 200, pending.text
+    # the unreachable receiver's events wait, in their own order: nothing else does
+    waiting = pending.json()["items"]
+    assert {m["url"] for m in waiting} == {down_url}
+    assert {m["processId"] for m in waiting} == {f"{negotiation['id']}#2"}
