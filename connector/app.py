@@ -235,6 +235,7 @@ def create_app(
                 webhook=webhook,
                 steering=steering,
                 faults=faults,
+                vocabulary=settings.vocabulary,
             )
             sql_engines = {name: create_engine(url) for name, url in settings.sql_sources.items()}
             dataplane = DataPlane(
@@ -247,6 +248,7 @@ def create_app(
                 required=settings.required_credentials,
                 token_ttl_s=settings.token_ttl_s,
                 rules=app.state.source_rules,
+                vocabulary=settings.vocabulary,
             )
             app.state.dataplane = dataplane
             psi_workers = SharedWorkers(settings.matching_workers)
@@ -286,6 +288,7 @@ def create_app(
                 dataplane=grants,
                 steering=steering,
                 faults=faults,
+                vocabulary=settings.vocabulary,
             )
             app.state.transfers = transfers
             app.state.edrs = Edrs(

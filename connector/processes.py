@@ -32,6 +32,7 @@ from connector.webhooks import Webhook, destinations, event
 from policy.agreement import canonical, canonical_terms
 from policy.errors import PolicyError
 from policy.jsonld import read_policy_text
+from policy.operands import Vocabulary
 
 
 class ProcessRecord(Protocol):
@@ -144,7 +145,10 @@ class ProcessSteps(Generic[R]):
         webhook: Webhook | None = None,
         steering: Steering | None = None,
         faults: Faults = NO_FAULTS,
+        vocabulary: Vocabulary | None = None,
     ) -> None:
+        self.vocabulary = vocabulary or Vocabulary()
+        """The purposes a policy's ``purpose isA`` judges by (the deployment's, from settings)."""
         self.faults = faults
         self.steering = steering
         self.engine = engine

@@ -18,6 +18,7 @@ from connector.faults import FaultSpec
 from connector.webhooks import secret_key
 from identity.credentials import CredentialType
 from identity.did import DID, check_did
+from policy.operands import Vocabulary
 from service.destinations import check_host_name
 from service.settings import LOCAL_AUTHORITY, ParticipantServiceSettings
 from storage.engine import DatabaseURL
@@ -78,6 +79,8 @@ def _absolute(value: Path) -> Path:
 
 
 DataRoot = Annotated[Path, AfterValidator(_absolute)]
+PurposeName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")]
+"""A purpose's name, as the shipped ones are written (``credit-assessment``)."""
 
 
 DOMAIN_ID = r"^[a-z0-9]+(-[a-z0-9]+)*$"
@@ -152,6 +155,12 @@ class ConnectorSettings(ParticipantServiceSettings):
                 StandardWebhook(secret_key(secret))
             except (ValueError, EmptyWebhookSecretError):
                 raise ValueError("webhook_secret: a whsec_ secret must be base64") from None
+        vocabulary = self.vocabulary
+        for purpose, broader in self.purposes.items():
+            if broader is not None and not vocabulary.knows(broader):
+                raise ValueError(f"purposes: {purpose!r} is a form of {broader!r}, not a purpose")
+            if broader is not None and vocabulary.purpose_is_a(broader, purpose):
+                raise ValueError(f"purposes: {purpose!r} is, through {broader!r}, a form of itself")
         if (self.conformance_token is None) != (self.conformance_participant_id is None):
             raise ValueError("set conformance_token and conformance_participant_id together")
         if self.matching_chunk_items * 40 + 8192 > self.max_body_bytes:
@@ -208,6 +217,16 @@ class ConnectorSettings(ParticipantServiceSettings):
                 for e in self.scenario_domains
             ]
         )
+
+    purposes: dict[PurposeName, PurposeName | None] = Field(default_factory=dict, max_length=500)
+    """JSON: the deployment's own purposes of use besides Kexin's (``policy/purposes.json``),
+    each with the broader purpose it is a form of or null, e.g. ``{"tax-audit":
+    "regulatory-supervision"}``: what ``purpose isA`` judges by, and what the policy linter
+    knows (it warns on any other purpose)."""
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return Vocabulary.extended(self.purposes)
 
     sql_sources: dict[str, DatabaseURL] = Field(default_factory=dict)
     """JSON: the databases a SQL data address may name (name -> URL); none by default."""

@@ -9,6 +9,7 @@ and its key by ``CONNECTOR_MANAGEMENT_API_KEY``; ``--url`` and ``--api-key`` ove
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from datetime import UTC, datetime
@@ -17,14 +18,17 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
 import typer
+from pydantic import TypeAdapter, ValidationError
 
 from connector.management.client import ManagementClient, NegotiationMove, TransferMove
 from connector.management.views import AssetView, NegotiationView, Page, TransferView
 from connector.negotiation.machine import Role, State
+from connector.settings import PurposeName
 from connector.transfer.machine import State as TransferState
 from dataspace import connections
 from dataspace.connections import ApiKeyOption, UrlOption
 from dataspace.output import (
+    EXIT_CONFIG,
     EXIT_POLICY,
     Column,
     Output,
@@ -39,7 +43,7 @@ from dataspace.output import (
 from identity.credentials import CredentialType
 from ledger.events import LegalBasis
 from policy.lint import Finding, Severity, lint
-from policy.operands import Grade
+from policy.operands import Grade, Vocabulary
 
 KEY = "CONNECTOR_MANAGEMENT_API_KEY"
 CONNECTOR = "your connector"
@@ -354,11 +358,25 @@ def _print_findings(findings: list[Finding]) -> bool:
     return any(f.severity is Severity.ERROR for f in findings)
 
 
+def _vocabulary() -> Vocabulary:
+    """The purposes a policy is linted with: Kexin's, and the deployment's own when
+    ``CONNECTOR_PURPOSES`` gives them (as the connector reads it)."""
+    given = os.environ.get("CONNECTOR_PURPOSES")
+    if not given:
+        return Vocabulary()
+    try:
+        purposes = TypeAdapter(dict[PurposeName, PurposeName | None]).validate_json(given)
+    except ValidationError as error:
+        fail(f"error: invalid setting CONNECTOR_PURPOSES: {error.errors()[0]['msg']}", EXIT_CONFIG)
+    return Vocabulary.extended(purposes)
+
+
 @policies_cli.command("lint")
 def policies_lint(source: PolicyFile) -> None:
-    """Lint a policy without saving it: exit 3 when it has errors (warnings are printed)."""
+    """Lint a policy without saving it: exit 3 when it has errors (warnings are printed; the
+    deployment's purposes from CONNECTOR_PURPOSES)."""
     policy = _read_json(source, "policy")
-    findings = lint(policy, datetime.now(UTC))
+    findings = lint(policy, datetime.now(UTC), _vocabulary())
     if _print_findings(findings):
         raise typer.Exit(EXIT_POLICY)
     typer.echo("no findings" if not findings else f"{len(findings)} warning(s), no errors")
@@ -375,7 +393,7 @@ def policies_add(
     """Lint the policy (findings printed first), then save it; one with errors is not saved
     (exit 3)."""
     policy = _read_json(source, "policy")
-    if _print_findings(lint(policy, datetime.now(UTC))):
+    if _print_findings(lint(policy, datetime.now(UTC), _vocabulary())):
         fail(f"not saved: {policy_id} has errors", EXIT_POLICY)
     with _client(url, api_key) as client, refusals(CONNECTOR, KEY):
         saved = client.create_policy(policy_id, policy)

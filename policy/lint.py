@@ -5,7 +5,9 @@ date compared to a number, bounds); constraints that can never hold (an end date
 ``count lt 5`` with ``count gt 10``, two different ``eq`` values); permissions and prohibitions
 that collide; duties nobody can fulfil (an action that is not a duty, an ``inform`` without
 anyone to inform, a deadline already past or missing); matching permissions that let a consumer
-probe (no floor or no ceiling on its set size, no limit on runs).
+probe (no floor or no ceiling on its set size, no limit on runs); a purpose the vocabulary does
+not know (a typo, or a deployment's own purpose not given in its settings), which no declared
+purpose but itself can ever match.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from policy.actions import DUTY_ACTIONS, overlap
 from policy.errors import PolicyError
 from policy.jsonld import read_policy
 from policy.model import Atomic, ConflictStrategy, Constraint, Policy, Rule, RuleKind
-from policy.operands import MATCH_OPERANDS, Grade, Value, ValueType, render
+from policy.operands import MATCH_OPERANDS, Grade, Value, ValueType, Vocabulary, render
 
 DEADLINE_OPERANDS: Final = frozenset({"elapsedTime", "dateTime"})
 
@@ -44,8 +46,9 @@ class Finding:
         return f"{self.severity} {self.code} at {self.path or '(policy)'}: {self.message}"
 
 
-def lint(document: object, now: datetime) -> list[Finding]:
-    """Lint a policy given as parsed JSON (or an already read :class:`Policy`)."""
+def lint(document: object, now: datetime, vocabulary: Vocabulary | None = None) -> list[Finding]:
+    """Lint a policy given as parsed JSON (or an already read :class:`Policy`); purposes are
+    checked against ``vocabulary`` (default: Kexin's own, ``policy/purposes.json``)."""
     if isinstance(document, Policy):
         policy = document
     else:
@@ -62,6 +65,7 @@ def lint(document: object, now: datetime) -> list[Finding]:
             findings += _unsatisfiable(duty, now)
     for obligation in policy.obligations:
         findings += _duty(obligation, now)
+    findings += _purposes(policy, vocabulary or Vocabulary())
     findings += _conflicts(policy)
     if not policy.permissions:
         findings.append(
@@ -71,6 +75,35 @@ def lint(document: object, now: datetime) -> list[Finding]:
 
 
 # --- constraints that can never hold -----------------------------------------------------------
+
+
+def _atoms(constraints: tuple[Constraint, ...]) -> Iterator[Atomic]:
+    """Every atomic constraint, however nested."""
+    for constraint in constraints:
+        if isinstance(constraint, Atomic):
+            yield constraint
+        else:
+            yield from _atoms(constraint.constraints)
+
+
+def _purposes(policy: Policy, vocabulary: Vocabulary) -> list[Finding]:
+    findings = []
+    for rule in (*policy.rules, *(d for r in policy.rules for d in r.duties), *policy.obligations):
+        for atom in _atoms(rule.constraints):
+            if atom.left.name != "purpose":
+                continue
+            given = atom.right if isinstance(atom.right, tuple) else (atom.right,)
+            for purpose in given:
+                if isinstance(purpose, str) and not vocabulary.knows(purpose):
+                    findings.append(
+                        Finding(
+                            Severity.WARNING, "unknown-purpose", atom.path,
+                            f"{purpose!r} is not a known purpose: only a request declaring "
+                            "exactly it matches, none narrower; check the spelling, or add it "
+                            "to the deployment's purposes (CONNECTOR_PURPOSES)",
+                        )
+                    )  # fmt: skip
+    return findings
 
 
 def _conjuncts(constraints: tuple[Constraint, ...]) -> Iterator[Atomic]:

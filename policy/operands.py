@@ -8,12 +8,15 @@ cannot be resolved denies. Credential-derived operands live in our own ``kexin:`
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum, StrEnum
+from functools import cache
+from importlib import resources
 from types import MappingProxyType
 from typing import Final
 
@@ -85,10 +88,6 @@ _DURATION = re.compile(
     r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?"
 )
 _REGION = re.compile(r"[1-9]\d{5}")
-_PROVINCES: Final = frozenset(
-    {11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46}
-    | {50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82}
-)
 MATCH_OUTPUTS: Final = frozenset({"intersection", "cardinality"})
 """What a matching run may give the consumer: the matching items, or only how many match."""
 MAX_TEXT_CHARS: Final = 2048
@@ -158,9 +157,18 @@ def parse_datetime(text: str) -> datetime:
         raise ValueError(f"{text!r} is outside the years 1 to 9999 in UTC") from None
 
 
+@cache
+def regions() -> Mapping[str, str]:
+    """GB/T 2260's province, prefecture and county codes with their names, shipped as data
+    (``policy/regions.json``: the National Bureau of Statistics' 2023 list, see its source)."""
+    text = resources.files("policy").joinpath("regions.json").read_text("utf-8")
+    return MappingProxyType(json.loads(text)["regions"])
+
+
 def check_region(text: str) -> str:
-    if not _REGION.fullmatch(text) or int(text[:2]) not in _PROVINCES:
-        raise ValueError(f"{text!r} is not a six-digit administrative division code")
+    """A division code that exists (440106 天河区; 449999 does not)."""
+    if not _REGION.fullmatch(text) or text not in regions():
+        raise ValueError(f"{text!r} is not a six-digit administrative division code (GB/T 2260)")
     return text
 
 
@@ -251,32 +259,30 @@ def render(value: Value) -> str:
 
 # --- the vocabulary a decision uses -------------------------------------------------------------
 
-DEFAULT_PURPOSES: Final[Mapping[str, str | None]] = MappingProxyType(
-    {
-        # purpose -> broader purpose
-        "financial-services": None,
-        "credit-assessment": "financial-services",
-        "risk-control": "financial-services",
-        "anti-money-laundering": "financial-services",
-        "public-administration": None,
-        "regulatory-supervision": "public-administration",
-        "public-service": "public-administration",
-        "city-governance": "public-administration",
-        "healthcare": None,
-        "medical-insurance-claims": "healthcare",
-        "research": None,
-        "statistics": "research",
-        "commercial": None,
-        "marketing": "commercial",
-    }
-)
+
+@cache
+def default_purposes() -> Mapping[str, str | None]:
+    """Kexin's default purposes, each with the broader one it is a form of (shipped as data,
+    ``policy/purposes.json``; a deployment adds its own in settings)."""
+    text = resources.files("policy").joinpath("purposes.json").read_text("utf-8")
+    return MappingProxyType(
+        {name: entry["broader"] for name, entry in json.loads(text)["purposes"].items()}
+    )
 
 
 @dataclass(frozen=True)
 class Vocabulary:
     """The taxonomies behind ``isA``: which purpose is a narrower form of which."""
 
-    purposes: Mapping[str, str | None] = field(default_factory=lambda: DEFAULT_PURPOSES)
+    purposes: Mapping[str, str | None] = field(default_factory=default_purposes)
+
+    @classmethod
+    def extended(cls, purposes: Mapping[str, str | None]) -> Vocabulary:
+        """The default purposes and a deployment's own (which may also re-parent a default)."""
+        return cls(MappingProxyType({**default_purposes(), **purposes}))
+
+    def knows(self, purpose: str) -> bool:
+        return purpose in self.purposes
 
     def purpose_is_a(self, purpose: str, broader: str) -> bool:
         current: str | None = purpose

@@ -51,7 +51,7 @@ from identity.verifier import facts_of
 from policy.duties import DutyState
 from policy.evaluate import evaluate
 from policy.jsonld import read_policy
-from policy.operands import Context, CredentialFacts, Grade, MatchFacts, Scope
+from policy.operands import Context, CredentialFacts, Grade, MatchFacts, Scope, Vocabulary
 from service.http import error_body
 
 MAX_REASONS: Final = 20
@@ -104,7 +104,9 @@ class DataPlane:
         required: Collection[CredentialType],
         token_ttl_s: float,
         rules: SourceRules,
+        vocabulary: Vocabulary | None = None,
     ) -> None:
+        self.vocabulary = vocabulary or Vocabulary()
         self.engine = engine
         self.participant = participant
         self.me = participant.did
@@ -241,6 +243,7 @@ class DataPlane:
             credentials=facts,
             target=negotiation.asset_id,
             purpose=negotiation.purpose,
+            vocabulary=self.vocabulary,
             agreement_start=agreement_time(negotiation, policy),
             uses_so_far=used,
             matching=None if run is None else MatchFacts(run.set_size, used, run.output),

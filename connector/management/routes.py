@@ -481,10 +481,12 @@ def delete_asset(
     return Response(status_code=204)
 
 
-def _linted(policy: dict[str, Any], now: datetime) -> tuple[dict[str, Any], list[str]]:
-    """The policy as stored (written back in the compact form) and the linter's warnings; a
-    policy with errors is refused with them."""
-    findings = lint(policy, now)
+def _linted(
+    policy: dict[str, Any], now: datetime, settings: ConnectorSettings
+) -> tuple[dict[str, Any], list[str]]:
+    """The policy as stored (written back in the compact form) and the linter's warnings (its
+    purposes judged by the deployment's), a policy with errors is refused with them."""
+    findings = lint(policy, now, settings.vocabulary)
     errors = [f for f in findings if f.severity is Severity.ERROR]
     if errors:
         raise ManagementError(400, "policy_rejected", "; ".join(str(f) for f in errors))
@@ -502,10 +504,10 @@ def policy_view(record: PolicyDefinition, warnings: list[str] | None = None) -> 
 
 @router.post("/policydefinitions", status_code=201, response_model=PolicyDefinitionView)
 def create_policy(
-    body: PolicyDefinitionIn, engine: EngineDep, participant: ParticipantDep
+    body: PolicyDefinitionIn, engine: EngineDep, participant: ParticipantDep, settings: SettingsDep
 ) -> dict[str, Any]:
     """Lint first: a policy with errors is refused with the findings; warnings are returned."""
-    written, warnings = _linted(body.policy, participant.clock())
+    written, warnings = _linted(body.policy, participant.clock(), settings)
     record = PolicyDefinition(
         id=body.id, policy=json.dumps(written, ensure_ascii=False), created_at=participant.clock()
     )
@@ -545,13 +547,17 @@ def get_policy(policy_id: str, engine: EngineDep) -> dict[str, Any]:
 
 @router.put("/policydefinitions/{policy_id:path}", response_model=PolicyDefinitionView)
 def update_policy(
-    policy_id: str, body: PolicyDefinitionIn, engine: EngineDep, participant: ParticipantDep
+    policy_id: str,
+    body: PolicyDefinitionIn,
+    engine: EngineDep,
+    participant: ParticipantDep,
+    settings: SettingsDep,
 ) -> dict[str, Any]:
     """Replace the policy (linted as on create). Offers made from now on carry it; agreements
     already made keep the policy they were made on."""
     if body.id != policy_id:
         raise ManagementError(400, "id_mismatch", f"the body is for {body.id}, not {policy_id}")
-    written, warnings = _linted(body.policy, participant.clock())
+    written, warnings = _linted(body.policy, participant.clock(), settings)
     with Session(engine) as session:
         record = _policy(session, policy_id)
         record.policy = json.dumps(written, ensure_ascii=False)

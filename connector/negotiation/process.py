@@ -38,6 +38,7 @@ from connector.outbox import Handlers, Outbox, OutboxMessage
 from connector.processes import Steering
 from connector.webhooks import Webhook
 from identity.verifier import Peer
+from policy.operands import Vocabulary
 
 
 class Negotiations(ProviderSide, ConsumerSide):
@@ -55,6 +56,7 @@ class Negotiations(ProviderSide, ConsumerSide):
         webhook: Webhook | None = None,
         steering: Steering | None = None,
         faults: Faults = NO_FAULTS,
+        vocabulary: Vocabulary | None = None,
     ) -> None:
         super().__init__(
             engine=engine,
@@ -68,6 +70,7 @@ class Negotiations(ProviderSide, ConsumerSide):
             webhook=webhook,
             steering=steering,
             faults=faults,
+            vocabulary=vocabulary,
         )
         self.manual_approval = manual_approval
         self.manual_verification = manual_verification

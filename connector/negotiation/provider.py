@@ -182,6 +182,7 @@ class ProviderSide(NegotiationSteps):
             credentials=facts,
             target=record.asset_id,
             purpose=record.purpose,
+            vocabulary=self.vocabulary,
         )
         decision = evaluate(offer, context, Scope.NEGOTIATION)
         if not decision.allowed:

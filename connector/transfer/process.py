@@ -40,6 +40,7 @@ from connector.transfer.steps import (
 from connector.transfer.store import TransferProcessRecord
 from connector.webhooks import Webhook
 from identity.verifier import Peer
+from policy.operands import Vocabulary
 
 
 class Transfers(ProviderSide, ConsumerSide):
@@ -57,6 +58,7 @@ class Transfers(ProviderSide, ConsumerSide):
         dataplane: DataPlaneHooks | None = None,
         steering: Steering | None = None,
         faults: Faults = NO_FAULTS,
+        vocabulary: Vocabulary | None = None,
     ) -> None:
         super().__init__(
             engine=engine,
@@ -70,6 +72,7 @@ class Transfers(ProviderSide, ConsumerSide):
             webhook=webhook,
             steering=steering,
             faults=faults,
+            vocabulary=vocabulary,
         )
         self.manual_start = manual_start
         self.dataplane = dataplane

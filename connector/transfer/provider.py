@@ -168,6 +168,7 @@ class ProviderSide(TransferSteps):
             credentials=peer.facts(),
             target=negotiation.asset_id,
             purpose=negotiation.purpose,
+            vocabulary=self.vocabulary,
             agreement_start=agreement_time(negotiation, policy),
             uses_so_far=uses(session, record.agreement_id),
         )

@@ -51,13 +51,14 @@ def each_client(database_url: str) -> Iterator[TestClient]:
 
 
 @contextmanager
-def client_on(database_url: str) -> Iterator[TestClient]:
+def client_on(database_url: str, **more: Any) -> Iterator[TestClient]:
     settings = ConnectorSettings(
         participant_id="did:web:127.0.0.1%3A8181:bureau",
         database_url=database_url,
         key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
         management_api_key=ADMIN_KEY,  # type: ignore[arg-type]
         data_roots=[Path("/srv/data")],
+        **more,
     )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
@@ -503,3 +504,43 @@ def test_a_registered_asset_offers_its_registration_code_in_the_catalogue(
     assert offered["kexin:registrationCode"] == "GZ-SJ-2026-0001"
     assert client.put(path, json=asset(), headers=KEY).status_code == 200
     assert client.get(path, headers=KEY).json()["registrationCode"] is None
+
+
+def test_a_purpose_is_judged_by_the_deployments_vocabulary(tmp_path: Path) -> None:
+    """Kexin's purposes and the deployment's own (CONNECTOR_PURPOSES): a policy naming one
+    neither knows is stored with the linter's warning; one the deployment added, without."""
+    policy = {
+        **FIRM_LIST,
+        "permission": [{"action": "use", "constraint": [atom("purpose", "isA", "tax-audit")]}],
+    }
+    body = {"id": "audits", "policy": policy}
+    with client_on(f"sqlite:///{tmp_path / 'a.db'}") as plain:
+        stored = plain.post("/management/v1/policydefinitions", json=body, headers=KEY)
+    assert stored.status_code == 201, stored.text
+    [warning] = stored.json()["warnings"]
+    assert warning.startswith("warning unknown-purpose at permission[0].constraint[0]: ")
+    purposes = {"tax-audit": "regulatory-supervision"}
+    with client_on(f"sqlite:///{tmp_path / 'b.db'}", purposes=purposes) as extended:
+        known = extended.post("/management/v1/policydefinitions", json=body, headers=KEY)
+    assert (known.status_code, known.json()["warnings"]) == (201, [])
+
+
+@pytest.mark.parametrize(
+    ("purposes", "message"),
+    [
+        ({"tax-audit": "taxation"}, "is a form of 'taxation', not a purpose"),
+        ({"a-one": "a-two", "a-two": "a-one"}, "a form of itself"),
+        ({"Tax Audit": None}, "purposes"),
+    ],
+)
+def test_a_deployments_purposes_are_checked_in_settings(
+    purposes: dict[str, str | None], message: str
+) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        ConnectorSettings(
+            participant_id="did:web:127.0.0.1%3A8181:bureau",
+            key_passphrase=PASSPHRASE,  # type: ignore[arg-type]
+            purposes=purposes,
+        )

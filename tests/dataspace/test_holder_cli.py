@@ -196,6 +196,22 @@ def test_a_policy_with_errors_is_linted_and_not_saved(space: Space, tmp_path: Pa
     assert no_rules.stdout == "1 warning(s), no errors\n"
 
 
+def test_lint_knows_the_deployments_purposes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audits = write(tmp_path, "audits.json", {"@type": "Set", "permission": [
+        {"action": "use", "constraint": [atom("purpose", "isA", "tax-audit")]}]})  # fmt: skip
+    unknown = ok("policies", "lint", audits)
+    assert unknown.stderr.startswith("warning unknown-purpose at permission[0].constraint[0]: ")
+    monkeypatch.setenv("CONNECTOR_PURPOSES", '{"tax-audit": "regulatory-supervision"}')
+    assert ok("policies", "lint", audits).stdout == "no findings\n"
+    monkeypatch.setenv("CONNECTOR_PURPOSES", '{"Tax Audit": null}')
+    spoiled = run("policies", "lint", audits)
+    assert spoiled.exit_code == EXIT_CONFIG
+    [line] = spoiled.stderr.splitlines()
+    assert line.startswith("error: invalid setting CONNECTOR_PURPOSES: ")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

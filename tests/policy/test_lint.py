@@ -139,3 +139,31 @@ def test_a_one_member_and_is_linted_as_its_member() -> None:
     assert codes(offer({"action": "use", "constraint": [lonely]})) == [
         ("error", "unsatisfiable", "permission[0]")
     ]
+
+
+def test_a_purpose_the_vocabulary_does_not_know_is_a_warning() -> None:
+    """A misspelt purpose (or a deployment's own one the settings do not give) matches no
+    narrower purpose: warned, wherever the purpose is named (eq, isA, a list)."""
+    from policy.operands import Vocabulary
+
+    typo = offer({"action": "use", "constraint": [atom("purpose", "eq", "credit-asessment")]})
+    assert codes(typo) == [("warning", "unknown-purpose", "permission[0].constraint[0]")]
+    listed = offer(
+        {"action": "use", "constraint": [atom("purpose", "isAnyOf", ["statistics", "tax-audit"])]}
+    )
+    [finding] = lint(listed, NOW)
+    assert (finding.code, "'tax-audit'" in finding.message) == ("unknown-purpose", True)
+    known = offer({"action": "use", "constraint": [atom("purpose", "isA", "financial-services")]})
+    assert lint(known, NOW) == []
+    deployment = Vocabulary.extended({"tax-audit": "regulatory-supervision"})
+    assert lint(listed, NOW, deployment) == []
+    assert deployment.purpose_is_a("tax-audit", "public-administration")
+    assert not Vocabulary().knows("tax-audit")
+
+
+def test_the_shipped_purposes_are_a_tree_of_known_purposes() -> None:
+    from policy.operands import default_purposes
+
+    purposes = default_purposes()
+    assert purposes["credit-assessment"] == "financial-services"
+    assert all(broader is None or broader in purposes for broader in purposes.values())
