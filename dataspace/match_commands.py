@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import csv
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from connector.contracts.client import ContractsClient, ContractsError
 from matching.identifiers import Kind
@@ -23,32 +24,27 @@ MAX_INVALID_SHOWN = 10
 
 
 class _Ticker:
-    """A progress line on standard error while the run goes on (the connector answers once,
-    at the end)."""
+    """Progress on standard error with ``rich`` while the run goes on (a spinner and the time
+    so far: the connector answers once, at the end), then one line with the time it took."""
 
     def __init__(self, what: str) -> None:
         self.what = what
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("  "), SpinnerColumn(), TextColumn("{task.description}"),
+            TimeElapsedColumn(), console=self.console, transient=True,
+        )  # fmt: skip
         self.started = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        frames = "|/-\\"
-        n = 0
-        while not self._stop.wait(0.25):
-            elapsed = time.monotonic() - self.started
-            typer.echo(f"\r  {frames[n % 4]} {self.what}  {elapsed:5.1f} s", err=True, nl=False)
-            n += 1
 
     def __enter__(self) -> _Ticker:
-        self._thread.start()
+        self.progress.add_task(self.what, total=None)
+        self.progress.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        self.progress.stop()
         elapsed = time.monotonic() - self.started
-        typer.echo(f"\r  {self.what}: {elapsed:.1f} s", err=True)
+        self.console.print(f"  {self.what}: {elapsed:.1f} s", highlight=False, markup=False)
 
 
 def _read(path: Path, column: str) -> tuple[list[str], list[list[str]]]:

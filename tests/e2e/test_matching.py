@@ -4,6 +4,7 @@ offers its list of key enterprises as a matching set, the bank matches its borro
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,9 @@ def test_the_bank_learns_exactly_the_intersection_and_the_third_run_is_refused(
     second = runner.invoke(app, arguments)
     assert second.exit_code == 0, second.output
     assert "200 of 990 valid identifiers match (10 invalid" in second.stdout
+    # rich's progress while it ran (transient), then the time it took, on standard error
+    [took] = [line for line in second.stderr.splitlines() if "identifiers (" in line]
+    assert re.fullmatch(r"  matching 1000 identifiers \(intersection\): \d+\.\d s", took), took
     with matched.open(newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     assert {normalise_uscc(r["uscc"]) for r in rows} == expected
