@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 
-.PHONY: demo test lint typecheck pytest bench postgres node-tools contracts clean
+.PHONY: demo test lint typecheck pytest bench postgres chromium node-tools contracts clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,16 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP) node-tools
 	$(BIN)/dataspace demo
+
+# Debian's headless Chromium, for the test that renders the docs pages in a browser.
+chromium:
+	@if command -v chromium >/dev/null; then \
+		echo "Chromium found: $$(command -v chromium)"; \
+	else \
+		echo "installing Chromium from Debian's packages"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; \
+	fi
 
 # PostgreSQL binaries for the storage tests; the tests start and stop their own throw-away cluster.
 postgres:
@@ -55,8 +65,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) postgres node-tools
-	KEXIN_REQUIRE_POSTGRES=1 KEXIN_REQUIRE_NODE_TOOLS=1 $(BIN)/pytest
+pytest: $(STAMP) postgres node-tools chromium
+	KEXIN_REQUIRE_POSTGRES=1 KEXIN_REQUIRE_NODE_TOOLS=1 KEXIN_REQUIRE_CHROMIUM=1 $(BIN)/pytest
 
 test: lint typecheck pytest
 

@@ -1,6 +1,6 @@
 """The documentation pages render offline: ``/docs`` (Swagger UI) and ``/redoc`` reference no
 address outside the connector, and every script, style and icon they load is served by it from
-the installed package. (A check over HTTP of what a browser would load; no browser runs here.)"""
+the installed package. (A check over HTTP of what a browser would load; ``test_docs_browser`` renders them in Chromium.)"""
 
 from __future__ import annotations
 
