@@ -15,16 +15,22 @@ Besides the connector's webhook (settings), a negotiation or transfer started th
 management API may name its own callback addresses (up to five, each for every state change or
 for some states), signed with the same secret. Each address has its own order of delivery
 (outbox key ``<process>#<n>``): a receiver that is down delays its own events, never the
-process's protocol messages nor another receiver's."""
+process's protocol messages nor another receiver's. Each callback address is signed with a
+secret of its own, derived from the connector's (HKDF-SHA256 over the outbox key and the
+address) and given once, in the answer to the request that named it: a receiver can verify
+what it receives and forge nothing for the connector's webhook or another address."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from connector.outbox import OutboxMessage
@@ -42,6 +48,25 @@ def secret_key(secret: str) -> str | bytes:
     """The secret as ``standardwebhooks.Webhook`` takes it: a ``whsec_`` secret as it is (the
     library decodes its base64), any other string as its bytes."""
     return secret if secret.startswith(SECRET_PREFIX) else secret.encode()
+
+
+def _key_bytes(secret: str) -> bytes:
+    if secret.startswith(SECRET_PREFIX):
+        return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    return secret.encode()
+
+
+def callback_secret(secret: str, key: str, uri: str) -> str:
+    """The Standard Webhooks secret of one callback address (outbox key ``<process>#n``)."""
+    derived = HKDF(
+        algorithm=SHA256(), length=32, salt=None, info=f"kexin callback\n{key}\n{uri}".encode()
+    ).derive(_key_bytes(secret))
+    return SECRET_PREFIX + base64.b64encode(derived).decode()
+
+
+def callback_key(process_id: str, number: int) -> str:
+    """The outbox key of a process's receiver: 0 the connector's webhook, 1… its callbacks."""
+    return f"{process_id}#{number}"
 
 
 def message_id(message: OutboxMessage) -> str:
@@ -82,17 +107,26 @@ class Webhook:
     secret: str = field(repr=False)
     clock: Callable[[], datetime] = field(compare=False, repr=False, kw_only=True)
 
-    def sign(self, msg_id: str, at: datetime, body: str) -> str:
-        return StandardWebhook(secret_key(self.secret)).sign(msg_id, at, body)
+    def sign(self, msg_id: str, at: datetime, body: str, secret: str | None = None) -> str:
+        return StandardWebhook(secret_key(secret or self.secret)).sign(msg_id, at, body)
+
+    def secret_for(self, key: str, uri: str) -> str:
+        """What signs the events sent under outbox key ``key``: the connector's secret for its
+        webhook (and for events enqueued before keys existed), a derived one for a callback."""
+        _process, _sep, number = key.rpartition("#")
+        if not number.isdigit() or number == "0":
+            return self.secret
+        return callback_secret(self.secret, key, uri)
 
     def headers(self, message: OutboxMessage) -> dict[str, str]:
         """The three headers of one delivery attempt, signed at the time of sending."""
         at = self.clock()
         msg_id = message_id(message)
+        secret = self.secret_for(message.process_id, message.url)
         return {
             ID_HEADER: msg_id,
             TIMESTAMP_HEADER: str(int(at.timestamp())),
-            SIGNATURE_HEADER: self.sign(msg_id, at, message.body),
+            SIGNATURE_HEADER: self.sign(msg_id, at, message.body, secret),
         }
 
 
@@ -102,10 +136,10 @@ def destinations(webhook: Webhook | None, record: Any) -> list[tuple[str, str]]:
     secret to sign them: the management API refuses such addresses)."""
     if webhook is None:
         return []
-    found = [] if webhook.url is None else [(f"{record.id}#0", webhook.url)]
+    found = [] if webhook.url is None else [(callback_key(record.id, 0), webhook.url)]
     for number, callback in enumerate(read_callbacks(record.callbacks), start=1):
         if callback.states is None or record.state in callback.states:
-            found.append((f"{record.id}#{number}", callback.uri))
+            found.append((callback_key(record.id, number), callback.uri))
     return found
 
 

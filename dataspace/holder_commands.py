@@ -366,9 +366,11 @@ def _vocabulary() -> Vocabulary:
         return Vocabulary()
     try:
         purposes = TypeAdapter(dict[PurposeName, PurposeName | None]).validate_json(given)
+        return Vocabulary.extended(purposes)
     except ValidationError as error:
         fail(f"error: invalid setting CONNECTOR_PURPOSES: {error.errors()[0]['msg']}", EXIT_CONFIG)
-    return Vocabulary.extended(purposes)
+    except ValueError as error:  # as the connector refuses it at start
+        fail(f"error: invalid setting CONNECTOR_PURPOSES: {error}", EXIT_CONFIG)
 
 
 @policies_cli.command("lint")

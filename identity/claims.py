@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from identity.credentials import Organisation, check_credit_code
-from policy.operands import Grade, check_region
+from policy.operands import Grade, check_region_code
 
 
 class OrganisationClaims(BaseModel):
@@ -28,7 +28,7 @@ class OrganisationClaims(BaseModel):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
-        return check_region(value)
+        return check_region_code(value)
 
     def organisation(self) -> Organisation:
         return Organisation(self.name, self.credit_code, self.region, self.data_grade)

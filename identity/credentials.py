@@ -23,7 +23,7 @@ from identity.keys import PrivateKey
 from identity.resolver import DIDResolver
 from identity.status import StatusEntry
 from identity.validity import LEEWAY_S, numeric_date, required_date
-from policy.operands import Grade, check_region
+from policy.operands import Grade, check_region_code
 
 VC_CONTEXT: Final = "https://www.w3.org/2018/credentials/v1"
 VC_TYP: Final = "vc+jwt"
@@ -70,7 +70,7 @@ class Organisation:
         if not self.name or len(self.name) > 200:
             raise ValueError("an organisation name is 1 to 200 characters")
         check_credit_code(self.credit_code)
-        check_region(self.region)
+        check_region_code(self.region)
 
     def to_json(self) -> dict[str, str]:
         return {

@@ -28,7 +28,7 @@ from typing import Final, TextIO
 
 from identity.credentials import check_credit_code
 from matching.errors import MatchingError, Reason
-from policy.operands import check_region
+from policy.operands import check_region_code
 
 
 class Kind(StrEnum):
@@ -106,7 +106,7 @@ def _birth_date(digits: str) -> bool:
 @lru_cache(maxsize=65_536)
 def _region(code: str) -> bool:
     try:
-        check_region(code)
+        check_region_code(code)
     except ValueError:
         return False
     return True

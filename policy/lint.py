@@ -23,7 +23,15 @@ from policy.actions import DUTY_ACTIONS, overlap
 from policy.errors import PolicyError
 from policy.jsonld import read_policy
 from policy.model import Atomic, ConflictStrategy, Constraint, Policy, Rule, RuleKind
-from policy.operands import MATCH_OPERANDS, Grade, Value, ValueType, Vocabulary, render
+from policy.operands import (
+    MATCH_OPERANDS,
+    Grade,
+    Value,
+    ValueType,
+    Vocabulary,
+    regions,
+    render,
+)
 
 DEADLINE_OPERANDS: Final = frozenset({"elapsedTime", "dateTime"})
 
@@ -66,6 +74,7 @@ def lint(document: object, now: datetime, vocabulary: Vocabulary | None = None) 
     for obligation in policy.obligations:
         findings += _duty(obligation, now)
     findings += _purposes(policy, vocabulary or Vocabulary())
+    findings += _regions(policy)
     findings += _conflicts(policy)
     if not policy.permissions:
         findings.append(
@@ -101,6 +110,27 @@ def _purposes(policy: Policy, vocabulary: Vocabulary) -> list[Finding]:
                             f"{purpose!r} is not a known purpose: only a request declaring "
                             "exactly it matches, none narrower; check the spelling, or add it "
                             "to the deployment's purposes (CONNECTOR_PURPOSES)",
+                        )
+                    )  # fmt: skip
+    return findings
+
+
+def _regions(policy: Policy) -> list[Finding]:
+    """A region code of GB/T 2260's form that today's list does not hold (abolished, or never
+    given): no asset can be in it."""
+    findings = []
+    for rule in (*policy.rules, *(d for r in policy.rules for d in r.duties), *policy.obligations):
+        for atom in _atoms(rule.constraints):
+            if atom.left.value_type is not ValueType.REGION:
+                continue
+            given = atom.right if isinstance(atom.right, tuple) else (atom.right,)
+            for code in given:
+                if isinstance(code, str) and code not in regions():
+                    findings.append(
+                        Finding(
+                            Severity.WARNING, "unknown-region", atom.path,
+                            f"{code} is not on today's list of divisions (GB/T 2260): abolished "
+                            "or never given, so no asset's region is in it",
                         )
                     )  # fmt: skip
     return findings

@@ -165,10 +165,30 @@ def regions() -> Mapping[str, str]:
     return MappingProxyType(json.loads(text)["regions"])
 
 
+_PROVINCES: Final = frozenset(code[:2] for code in ("110000", "120000", "130000", "140000",
+    "150000", "210000", "220000", "230000", "310000", "320000", "330000", "340000", "350000",
+    "360000", "370000", "410000", "420000", "430000", "440000", "450000", "460000", "500000",
+    "510000", "520000", "530000", "540000", "610000", "620000", "630000", "640000", "650000",
+    "710000", "810000", "820000"))  # fmt: skip
+
+
+def check_region_code(text: str) -> str:
+    """A code of GB/T 2260's form, current or abolished since: six digits under a province.
+    For what was written before today's list (an identity number keeps its district for life,
+    a credential or an agreement keeps the code it was made with, another connector's catalogue
+    may be older than ours)."""
+    if not _REGION.fullmatch(text) or text[:2] not in _PROVINCES:
+        raise ValueError(f"{text!r} is not a six-digit administrative division code")
+    return text
+
+
 def check_region(text: str) -> str:
-    """A division code that exists (440106 天河区; 449999 does not)."""
-    if not _REGION.fullmatch(text) or text not in regions():
-        raise ValueError(f"{text!r} is not a six-digit administrative division code (GB/T 2260)")
+    """A division code on today's list (440106 天河区; 449999 is none): for what is written
+    now (an asset's region)."""
+    if check_region_code(text) not in regions():
+        raise ValueError(
+            f"{text!r} is not an administrative division code of today's list (GB/T 2260)"
+        )
     return text
 
 
@@ -218,8 +238,8 @@ def coerce(value_type: ValueType, raw: object) -> Value:
             return parse_datetime(raw)
         case ValueType.DURATION:
             return parse_duration(raw)
-        case ValueType.REGION:
-            return check_region(raw)
+        case ValueType.REGION:  # an agreement keeps its code: the linter warns on old ones
+            return check_region_code(raw)
         case ValueType.GRADE:
             try:
                 return Grade(raw)
@@ -278,8 +298,15 @@ class Vocabulary:
 
     @classmethod
     def extended(cls, purposes: Mapping[str, str | None]) -> Vocabulary:
-        """The default purposes and a deployment's own (which may also re-parent a default)."""
-        return cls(MappingProxyType({**default_purposes(), **purposes}))
+        """The default purposes and a deployment's own (which may also re-parent a default);
+        ValueError for a broader purpose neither names, or a purpose that is a form of itself."""
+        vocabulary = cls(MappingProxyType({**default_purposes(), **purposes}))
+        for purpose, broader in purposes.items():
+            if broader is not None and not vocabulary.knows(broader):
+                raise ValueError(f"purposes: {purpose!r} is a form of {broader!r}, not a purpose")
+            if broader is not None and vocabulary.purpose_is_a(broader, purpose):
+                raise ValueError(f"purposes: {purpose!r} is, through {broader!r}, a form of itself")
+        return vocabulary
 
     def knows(self, purpose: str) -> bool:
         return purpose in self.purposes

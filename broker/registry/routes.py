@@ -24,7 +24,7 @@ from broker.registry.store import (
     utc,
 )
 from identity.credentials import CredentialType
-from policy.operands import Grade, check_region
+from policy.operands import Grade, check_region_code
 from service.http import BadRequestError
 from service.refusals import refusals
 
@@ -56,7 +56,7 @@ def _filters(
 ) -> Filters:
     if region is not None:
         try:
-            check_region(region)
+            check_region_code(region)
         except ValueError as error:
             raise BadRequestError(400, "bad_region", str(error)) from None
     roles = {r for t in CredentialType if (r := t.role) is not None}

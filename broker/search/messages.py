@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-from policy.operands import Grade, check_region
+from policy.operands import Grade, check_region_code
 
 DSP_CONTEXT: Final = "https://w3id.org/dspace/2025/1/context.jsonld"
 MAX_DATASETS_PER_PAGE: Final = 1000
@@ -133,7 +133,7 @@ def parse_dataset(node: object, provider: str) -> CrawledDataset:
     region = _short(node, "kexin:region", where)
     if region is not None:
         try:
-            check_region(region)
+            check_region_code(region)
         except ValueError as error:
             raise _refuse(f"{where}: kexin:region: {error}") from None
     personal = node.get("kexin:personalInformation")

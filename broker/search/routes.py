@@ -41,7 +41,7 @@ from broker.search.store import (
     search_hits,
 )
 from broker.search.tokens import query_tokens
-from policy.operands import Grade, check_region
+from policy.operands import Grade, check_region_code
 from service.http import BadRequestError, read_json
 from service.refusals import refusals
 
@@ -112,7 +112,7 @@ def _search(
         raise _refuse("bad_domain", "a domain id is lower-case letters, digits and '-'")
     if region is not None:
         try:
-            check_region(region)
+            check_region_code(region)
         except ValueError as error:
             raise _refuse("bad_region", str(error)) from None
     return Search(

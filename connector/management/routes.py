@@ -56,7 +56,13 @@ from connector.settings import ConnectorSettings
 from connector.transfer.machine import Event as TransferEvent
 from connector.transfer.machine import State as TransferState
 from connector.transfer.store import TransferProcessRecord
-from connector.webhooks import MAX_CALLBACKS, Callback
+from connector.webhooks import (
+    MAX_CALLBACKS,
+    Callback,
+    callback_key,
+    callback_secret,
+    read_callbacks,
+)
 from identity.participant import Participant
 from identity.presentations import EVERY_SCOPE
 from ledger.canonical import canonicalise
@@ -751,6 +757,27 @@ def _callbacks(
     return found
 
 
+def callback_views(
+    record: ContractNegotiationRecord | TransferProcessRecord,
+    settings: ConnectorSettings | None = None,
+) -> list[dict[str, Any]]:
+    """A process's callback addresses; with ``settings`` (the answer to the request that named
+    them, and only it) each with its own signing secret."""
+    views = []
+    for number, callback in enumerate(read_callbacks(record.callbacks), start=1):
+        view: dict[str, Any] = {
+            "uri": callback.uri,
+            "states": None if callback.states is None else sorted(callback.states),
+        }
+        if settings is not None and settings.webhook_secret is not None:
+            view["secret"] = callback_secret(
+                settings.webhook_secret.get_secret_value(), callback_key(record.id, number),
+                callback.uri,
+            )  # fmt: skip
+        views.append(view)
+    return views
+
+
 class NegotiationIn(Model):
     counter_party_id: str = Field(alias="counterPartyId", min_length=1, max_length=2048)
     """The provider's DID."""
@@ -786,6 +813,7 @@ def negotiation_view(record: ContractNegotiationRecord) -> dict[str, Any]:
         "agreement": json.loads(record.agreement) if record.agreement else None,
         "terminationCode": record.termination_code,
         "terminationReason": record.termination_reason,
+        "callbackAddresses": callback_views(record),
         "createdAt": record.created_at.isoformat(),
         "updatedAt": record.updated_at.isoformat(),
     }
@@ -809,7 +837,7 @@ def start_negotiation(
         )  # fmt: skip
     except DspError as error:
         raise _as_management(error) from None
-    return negotiation_view(record)
+    return {**negotiation_view(record), "callbackAddresses": callback_views(record, settings)}
 
 
 @router.get("/negotiations", response_model=Page[NegotiationView])
@@ -1031,6 +1059,7 @@ def transfer_view(record: TransferProcessRecord) -> dict[str, Any]:
         "dataAddress": json.loads(record.data_address) if record.data_address else None,
         "terminationCode": record.termination_code,
         "terminationReason": record.termination_reason,
+        "callbackAddresses": callback_views(record),
         "createdAt": record.created_at.isoformat(),
         "updatedAt": record.updated_at.isoformat(),
     }
@@ -1052,7 +1081,7 @@ def start_transfer(
         )
     except DspError as error:
         raise _as_management(error) from None
-    return transfer_view(record)
+    return {**transfer_view(record), "callbackAddresses": callback_views(record, settings)}
 
 
 @router.get("/transfers", response_model=Page[TransferView])

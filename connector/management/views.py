@@ -80,6 +80,17 @@ class ContractDefinitionView(View):
     created_at: str = Field(alias="createdAt")
 
 
+class CallbackView(View):
+    """A callback address a negotiation or transfer named when it was started."""
+
+    uri: str
+    states: list[str] | None = None
+    """The states it hears of; None: every change."""
+    secret: str | None = None
+    """Its own Standard Webhooks secret (``whsec_…``), which signs what it receives: in the
+    answer to the request that named it, and never again."""
+
+
 class NegotiationView(View):
     id: str
     role: str
@@ -94,6 +105,7 @@ class NegotiationView(View):
     agreement: dict[str, Any] | None
     termination_code: str | None = Field(alias="terminationCode")
     termination_reason: str | None = Field(alias="terminationReason")
+    callback_addresses: list[CallbackView] = Field(default_factory=list, alias="callbackAddresses")
     created_at: str = Field(alias="createdAt")
     updated_at: str = Field(alias="updatedAt")
 
@@ -130,6 +142,7 @@ class TransferView(View):
     data_address: dict[str, Any] | None = Field(alias="dataAddress")
     termination_code: str | None = Field(alias="terminationCode")
     termination_reason: str | None = Field(alias="terminationReason")
+    callback_addresses: list[CallbackView] = Field(default_factory=list, alias="callbackAddresses")
     created_at: str = Field(alias="createdAt")
     updated_at: str = Field(alias="updatedAt")
 

@@ -6,6 +6,9 @@ Create Date: 2026-12-04 02:00:00.000000
 
 A negotiation or transfer started through the management API may name callback addresses that
 hear of its state changes besides the connector's webhook. Existing processes keep NULL: none.
+Each receiver now has its own order in the outbox (key ``<process>#n``, 0 the connector's
+webhook): webhook events still pending move to ``#0``, so that they no longer hold the
+process's protocol messages and still go before the events enqueued after them.
 """
 
 from collections.abc import Sequence
@@ -25,9 +28,17 @@ def upgrade() -> None:
     for table in _TABLES:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(sa.Column("callbacks", sa.Text(), nullable=True))
+    op.execute(
+        "UPDATE outbox_message SET process_id = process_id || '#0' "
+        "WHERE kind = 'webhook' AND status = 'pending' AND process_id NOT LIKE '%#%'"
+    )
 
 
 def downgrade() -> None:
+    op.execute(
+        "UPDATE outbox_message SET process_id = substr(process_id, 1, length(process_id) - 2) "
+        "WHERE kind = 'webhook' AND status = 'pending' AND process_id LIKE '%#0'"
+    )
     for table in reversed(_TABLES):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_column("callbacks")

@@ -205,6 +205,10 @@ def test_lint_knows_the_deployments_purposes(
     assert unknown.stderr.startswith("warning unknown-purpose at permission[0].constraint[0]: ")
     monkeypatch.setenv("CONNECTOR_PURPOSES", '{"tax-audit": "regulatory-supervision"}')
     assert ok("policies", "lint", audits).stdout == "no findings\n"
+    monkeypatch.setenv("CONNECTOR_PURPOSES", '{"tax-audit": "taxation"}')  # as serve refuses it
+    unknown_broader = run("policies", "lint", audits)
+    assert unknown_broader.exit_code == EXIT_CONFIG
+    assert "is a form of 'taxation', not a purpose" in unknown_broader.stderr
     monkeypatch.setenv("CONNECTOR_PURPOSES", '{"Tax Audit": null}')
     spoiled = run("policies", "lint", audits)
     assert spoiled.exit_code == EXIT_CONFIG

@@ -159,22 +159,27 @@ def held_space(tmp_path: Path) -> Iterator[Space]:
 Hooks = list[tuple[dict[str, str], bytes]]
 
 
-def receiver(events: Hooks) -> FastAPI:
+def receiver(events: Hooks, secrets: list[str] | None = None, refused_with: int = 400) -> FastAPI:
     """The data holder's application, as Standard Webhooks asks a receiver to be: it verifies
     each delivery with the ``standardwebhooks`` library (signature, and a timestamp within five
     minutes) and records what it accepted; an id it has already accepted (a retry, or a replay)
     is answered 200 so that the sender stops, and not acted on again."""
     app = FastAPI()
-    verifier = StandardWebhook(secret_key(WEBHOOK_SECRET))
+    keys = [WEBHOOK_SECRET] if secrets is None else secrets  # ``secrets`` may grow meanwhile
     seen: set[str] = set()
 
     @app.post("/hook")
     async def hook(request: Request) -> JSONResponse:
         body, headers = await request.body(), dict(request.headers)
-        try:
-            verifier.verify(body, headers)
-        except WebhookVerificationError as refused:
-            return JSONResponse({"refused": str(refused)}, status_code=400)
+        refusal = "no secret"
+        for key in keys:
+            try:
+                StandardWebhook(secret_key(key)).verify(body, headers)
+                break
+            except WebhookVerificationError as refused:
+                refusal = str(refused)
+        else:
+            return JSONResponse({"refused": refusal}, status_code=refused_with)
         if headers["webhook-id"] in seen:
             return JSONResponse({"ignored": "webhook-id already received"})
         seen.add(headers["webhook-id"])

@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from connector.webhooks import secret_key
 from tests.e2e.space import Hooks, Space
@@ -93,10 +95,12 @@ def test_a_request_names_its_own_callback_addresses(hooked_space: tuple[Space, H
 
     space, events = hooked_space
     own: Hooks = []
+    secrets: list[str] = []  # each address's own, as the answers give them
     down = bind()
     down_url = f"http://127.0.0.1:{down.getsockname()[1]}/hook"
     down.close()  # nothing listens there: its events wait, nothing else does
-    with serve_in_thread(receiver(own), bind()) as url:
+    # not verified yet (its secret is on its way): 503, and the outbox tries again
+    with serve_in_thread(receiver(own, secrets, refused_with=503), bind()) as url:
         body = {
             "counterPartyId": space.bureau.participant_id,
             "counterPartyAddress": f"{space.bureau.base_url}/dsp",
@@ -133,6 +137,15 @@ def test_a_request_names_its_own_callback_addresses(hooked_space: tuple[Space, H
         )  # fmt: skip
         assert started.status_code == 201, started.text
         negotiation = started.json()
+        mine, unreachable = negotiation["callbackAddresses"]
+        assert (mine["uri"], mine["states"], unreachable["states"]) == (
+            f"{url}/hook", ["FINALIZED", "TERMINATED"], None,
+        )  # fmt: skip
+        assert mine["secret"].startswith("whsec_")
+        assert mine["secret"] != unreachable["secret"]
+        secrets.append(mine["secret"])
+        shown = state_of(space.bank.base_url, negotiation["id"])["callbackAddresses"]
+        assert [c.get("secret") for c in shown] == [None, None]  # given once, never again
         wait_for(lambda: state_of(space.bank.base_url, negotiation["id"])["state"] == "FINALIZED")
         wait_for(lambda: len(own) == 1)
         [finalized] = received(own)
@@ -144,6 +157,7 @@ def test_a_request_names_its_own_callback_addresses(hooked_space: tuple[Space, H
 
         agreement = state_of(space.bank.base_url, negotiation["id"])["agreementId"]
         moved = transfer(space, agreement, callbackAddresses=[{"uri": f"{url}/hook"}])
+        secrets.append(moved["callbackAddresses"][0]["secret"])
         wait_for(
             lambda: any(e["id"] == moved["id"] and e["state"] == "STARTED" for e in received(own)),
             seen=lambda: [(e["type"], e["state"]) for e in received(own)],
@@ -151,6 +165,11 @@ def test_a_request_names_its_own_callback_addresses(hooked_space: tuple[Space, H
         assert [(e["type"], e["state"]) for e in received(own)][1:] == [
             ("kexin.transfer.state", "REQUESTED"), ("kexin.transfer.state", "STARTED"),
         ]  # fmt: skip
+        # signed with the address's own secret: the connector's does not verify it, so a
+        # receiver cannot sign for the connector's webhook or another address
+        signed, delivered = own[0]
+        with pytest.raises(WebhookVerificationError):
+            StandardWebhook(secret_key(WEBHOOK_SECRET)).verify(delivered, signed)
         # the connector's webhook hears of the transfer's moves too (before: of its REQUESTED
         # alone, typed kexin.process.state: a later move was read back before its commit)
         wait_for(lambda: ("kexin.transfer.state", "STARTED") in

@@ -62,3 +62,29 @@ def test_a_code_that_does_not_exist_is_refused(code: str) -> None:
 @pytest.mark.parametrize("code", ["110101", "310000", "710000", "810000", "820000"])
 def test_codes_of_other_provinces_and_of_the_special_regions_pass(code: str) -> None:
     assert check_region(code) == code
+
+
+def test_a_code_abolished_since_stays_readable_where_it_was_written_before() -> None:
+    """110103 (崇文区, merged into 东城区 in 2010) is not on today's list: an asset may not be
+    put there now, but an identity number keeps its district for life, a credential or an
+    agreement the code it was made with; those read it (the linter warns on a policy)."""
+    from matching.identifiers import normalise_id_number
+    from policy.jsonld import read_policy
+    from policy.lint import lint
+    from policy.operands import check_region_code
+    from tests.policy.policies import NOW, atom, offer
+
+    assert "110103" not in regions()
+    with pytest.raises(ValueError, match="today's list"):
+        check_region("110103")
+    assert check_region_code("110103") == "110103"
+    with pytest.raises(ValueError, match="administrative division code"):
+        check_region_code("990000")
+    assert normalise_id_number("110103198001010013") == "110103198001010013"  # 崇文区, 1980
+    old = offer({"action": "use", "constraint": [atom("spatial", "eq", "110103")]})
+    read_policy(old)  # an agreement made with it is still read
+    [finding] = lint(old, NOW)
+    assert (finding.code, finding.path) == ("unknown-region", "permission[0].constraint[0]")
+    assert (
+        lint(offer({"action": "use", "constraint": [atom("spatial", "eq", "110101")]}), NOW) == []
+    )

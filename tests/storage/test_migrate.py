@@ -81,3 +81,32 @@ def test_a_migration_waits_for_another_process_migrating_the_same_database(
     migrating.join(timeout=60)
     assert not migrating.is_alive()
     assert current(engine, migrations()) == head(migrations())
+
+
+def test_webhook_events_pending_at_the_upgrade_move_to_the_webhooks_own_order(
+    engine: Engine,
+) -> None:
+    """Revision 0015 gives each receiver its own outbox order (``<process>#n``): a webhook
+    event still pending under the process's own key moves to ``#0``; the process's protocol
+    messages stay where they are; a downgrade moves it back."""
+    upgrade(engine, migrations(), "9f4a6c8e0b3d")  # 0014, before the callbacks
+    insert = sqlalchemy.text(
+        "INSERT INTO outbox_message (process_id, kind, audience, url, body, status, attempts, "
+        "next_attempt_at, created_at) VALUES (:p, :k, '', 'http://app/hook', '{}', :s, 0, "
+        "'2026-12-01 00:00:00', '2026-12-01 00:00:00')"
+    )
+    rows = [("urn:uuid:p1", "webhook", "pending"), ("urn:uuid:p1", "negotiation.request",
+            "pending"), ("urn:uuid:p2", "webhook", "sent")]  # fmt: skip
+    with engine.begin() as connection:
+        for process, kind, status in rows:
+            connection.execute(insert, {"p": process, "k": kind, "s": status})
+    keys = sqlalchemy.text("SELECT process_id, kind FROM outbox_message ORDER BY id")
+    upgrade(engine, migrations())
+    with engine.connect() as connection:
+        assert [tuple(r) for r in connection.execute(keys)] == [
+            ("urn:uuid:p1#0", "webhook"), ("urn:uuid:p1", "negotiation.request"),
+            ("urn:uuid:p2", "webhook"),
+        ]  # fmt: skip
+    downgrade(engine, migrations(), "9f4a6c8e0b3d")
+    with engine.connect() as connection:
+        assert [r[0] for r in connection.execute(keys)] == ["urn:uuid:p1"] * 2 + ["urn:uuid:p2"]
