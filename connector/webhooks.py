@@ -13,7 +13,7 @@ takes it).
 
 Besides the connector's webhook (settings), a negotiation or transfer started through the
 management API may name its own callback addresses (up to five, each for every state change or
-for some states), signed with the same secret. Each address has its own order of delivery
+for some states). Each address has its own order of delivery
 (outbox key ``<process>#<n>``): a receiver that is down delays its own events, never the
 process's protocol messages nor another receiver's. Each callback address is signed with a
 secret of its own, derived from the connector's (HKDF-SHA256 over the outbox key and the

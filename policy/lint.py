@@ -13,7 +13,7 @@ purpose but itself can ever match.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -95,45 +95,44 @@ def _atoms(constraints: tuple[Constraint, ...]) -> Iterator[Atomic]:
             yield from _atoms(constraint.constraints)
 
 
-def _purposes(policy: Policy, vocabulary: Vocabulary) -> list[Finding]:
-    findings = []
+def _texts(policy: Policy, wanted: Callable[[Atomic], bool]) -> Iterator[tuple[Atomic, str]]:
+    """Each text value of the ``wanted`` constraints, in every rule, duty and obligation."""
     for rule in (*policy.rules, *(d for r in policy.rules for d in r.duties), *policy.obligations):
         for atom in _atoms(rule.constraints):
-            if atom.left.name != "purpose":
-                continue
-            given = atom.right if isinstance(atom.right, tuple) else (atom.right,)
-            for purpose in given:
-                if isinstance(purpose, str) and not vocabulary.knows(purpose):
-                    findings.append(
-                        Finding(
-                            Severity.WARNING, "unknown-purpose", atom.path,
-                            f"{purpose!r} is not a known purpose: only a request declaring "
-                            "exactly it matches, none narrower; check the spelling, or add it "
-                            "to the deployment's purposes (CONNECTOR_PURPOSES)",
-                        )
-                    )  # fmt: skip
-    return findings
+            if wanted(atom):
+                given = atom.right if isinstance(atom.right, tuple) else (atom.right,)
+                yield from ((atom, value) for value in given if isinstance(value, str))
+
+
+def _purposes(policy: Policy, vocabulary: Vocabulary) -> list[Finding]:
+    return [
+        Finding(
+            Severity.WARNING,
+            "unknown-purpose",
+            atom.path,
+            f"{purpose!r} is not a known purpose: only a request declaring exactly it matches, "
+            "none narrower; check the spelling, or add it to the deployment's purposes "
+            "(CONNECTOR_PURPOSES)",
+        )
+        for atom, purpose in _texts(policy, lambda atom: atom.left.name == "purpose")
+        if not vocabulary.knows(purpose)
+    ]
 
 
 def _regions(policy: Policy) -> list[Finding]:
     """A region code of GB/T 2260's form that today's list does not hold (abolished, or never
     given): no asset can be in it."""
-    findings = []
-    for rule in (*policy.rules, *(d for r in policy.rules for d in r.duties), *policy.obligations):
-        for atom in _atoms(rule.constraints):
-            if atom.left.value_type is not ValueType.REGION:
-                continue
-            given = atom.right if isinstance(atom.right, tuple) else (atom.right,)
-            for code in given:
-                if isinstance(code, str) and code not in regions():
-                    findings.append(
-                        Finding(
-                            Severity.WARNING, "unknown-region", atom.path,
-                            f"{code} is not on today's list of divisions (GB/T 2260): abolished "
-                            "or never given, so no asset's region is in it",
-                        )
-                    )  # fmt: skip
-    return findings
+    return [
+        Finding(
+            Severity.WARNING,
+            "unknown-region",
+            atom.path,
+            f"{code} is not on today's list of divisions (GB/T 2260): abolished or never given, "
+            "so no asset's region is in it",
+        )
+        for atom, code in _texts(policy, lambda atom: atom.left.value_type is ValueType.REGION)
+        if code not in regions()
+    ]
 
 
 def _conjuncts(constraints: tuple[Constraint, ...]) -> Iterator[Atomic]:
