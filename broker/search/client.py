@@ -32,6 +32,7 @@ from identity.errors import IdentityError, Reason
 from identity.fetch import Limits, fetch
 from identity.participant import Participant
 from identity.presentations import EVERY_SCOPE
+from service.collection import collection_paused
 from service.destinations import DestinationError, Destinations, Purpose
 from service.limits import MAX_JSON_DEPTH, nests_deeper, too_deep
 
@@ -139,7 +140,8 @@ async def _pages(
             unchanged += 1
         else:
             body, following, etag = answer
-            datasets = parse_catalog(body, provider)
+            with collection_paused():  # the page's tree is freed as soon as it is read
+                datasets = parse_catalog(_json(body, url), provider)
             page = PageRecord(str(url), etag, tuple(d.dataset_id for d in datasets), following)
             found += datasets
         for identifier in page.dataset_ids:
@@ -172,7 +174,7 @@ async def _page(
     url: httpx.URL,
     limits: CrawlLimits,
     etag: str | None,
-) -> tuple[Any, str | None, str] | _Unchanged:
+) -> tuple[bytes, str | None, str] | _Unchanged:
     """The page's body, its ``next`` link and its validator ("" if it gave none usable), or
     :class:`_Unchanged` when it answered 304 to ``etag``."""
     token = participant.sts.bearer_for(provider, EVERY_SCOPE)
@@ -202,10 +204,13 @@ async def _page(
         raise CatalogueRefusedError("not_answered", f"{url} answered {status}")
     if nests_deeper(answer.body, MAX_JSON_DEPTH):
         raise CatalogueRefusedError("schema_invalid", f"{url}: {too_deep(MAX_JSON_DEPTH)}")
-    try:
-        body = json.loads(answer.body)
-    except (ValueError, RecursionError):
-        raise CatalogueRefusedError("schema_invalid", f"{url}: not JSON") from None
     given = answer.etag or ""
     usable = given if 0 < len(given) <= MAX_ETAG and given.isascii() and given.isprintable() else ""
-    return body, answer.links.get("next"), usable
+    return answer.body, answer.links.get("next"), usable
+
+
+def _json(body: bytes, url: httpx.URL) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise CatalogueRefusedError("schema_invalid", f"{url}: not JSON") from None

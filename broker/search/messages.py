@@ -51,8 +51,25 @@ class CrawledDataset:
     registration_code: str | None
     """TC609's registration code (登记编码), ``kexin:registrationCode``, when the provider gives
     one."""
-    document: dict[str, Any]
-    """The dataset as the provider gave it (offers included), for the broker's own answers."""
+    document: str
+    """The dataset as the provider gave it (offers included), for the broker's own answers:
+    its JSON with sorted keys and no spaces (:func:`canonical_json`), the form it is stored
+    and compared in. Only this text is kept, not the parsed tree: a crawl holds a provider's
+    datasets until it stores them, and 10,000 trees of objects made every garbage collection
+    walk them (measured: about 40 % of parsing a page)."""
+
+
+_GRADES: Final = frozenset(grade.value for grade in Grade)
+
+
+_CANONICAL: Final = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def canonical_json(node: object) -> str:
+    """``node`` as JSON with its keys sorted, no spaces and non-ASCII text as it is: one text
+    for one content, whatever the order the provider wrote it in (one encoder for every call:
+    making one per dataset was a fifth of the time)."""
+    return _CANONICAL.encode(node)
 
 
 def _refuse(message: str, reason: str = "schema_invalid") -> CatalogueRefusedError:
@@ -93,7 +110,8 @@ def parse_dataset(node: object, provider: str) -> CrawledDataset:
     where = f"dataset {dataset_id!r}"
     if node.get("@type") != "Dataset":
         raise _refuse(f"{where}: @type is not Dataset")
-    if len(json.dumps(node, ensure_ascii=False).encode()) > MAX_DATASET_BYTES:
+    document = canonical_json(node)
+    if len(document.encode()) > MAX_DATASET_BYTES:
         raise _refuse(f"{where}: larger than {MAX_DATASET_BYTES} bytes", "too_large")
     offers = node.get("hasPolicy")
     # dataset-schema.json: a Dataset has hasPolicy, 1 or more Offers, each with @id and
@@ -128,7 +146,7 @@ def parse_dataset(node: object, provider: str) -> CrawledDataset:
         ):
             raise _refuse(f"{where}: a distribution has a format and an accessService")
     grade = _short(node, "kexin:dataGrade", where)
-    if grade is not None and grade not in {g.value for g in Grade}:
+    if grade is not None and grade not in _GRADES:
         raise _refuse(f"{where}: kexin:dataGrade {grade!r} is not a data grade")
     region = _short(node, "kexin:region", where)
     if region is not None:
@@ -150,7 +168,7 @@ def parse_dataset(node: object, provider: str) -> CrawledDataset:
         personal_information=personal,
         version=_short(node, "version", where),
         registration_code=_short(node, "kexin:registrationCode", where),
-        document=node,
+        document=document,
     )
 
 

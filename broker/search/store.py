@@ -152,10 +152,6 @@ def replace_pages(session: Session, provider: str, pages: Sequence[PageRecord]) 
         session.execute(sa.insert(PAGES), rows)
 
 
-def _canonical(document: dict[str, Any]) -> str:
-    return json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
 def _levels(region: str | None) -> tuple[str | None, str | None]:
     """(city, province) that ``region`` is in, itself included: 440106 -> (440100, 440000)."""
     if region is None:
@@ -180,7 +176,7 @@ def _values(dataset: CrawledDataset, dsp_address: str) -> dict[str, Any]:
         "personal_information": dataset.personal_information,
         "version": dataset.version,
         "registration_code": dataset.registration_code,
-        "document": _canonical(dataset.document),
+        "document": dataset.document,
     }
 
 
@@ -240,12 +236,11 @@ def replace_provider(
     added: list[tuple[dict[str, Any], CrawledDataset]] = []
     changed: list[tuple[int, dict[str, Any], CrawledDataset]] = []
     for dataset in datasets:
-        values = _values(dataset, dsp_address)
         before = stored.pop(dataset.dataset_id, None)
         if before is None:
-            added.append((values, dataset))
-        elif before[1] != values["document"] or before[2] != dsp_address:
-            changed.append((before[0], values, dataset))
+            added.append((_values(dataset, dsp_address), dataset))
+        elif before[1] != dataset.document or before[2] != dsp_address:
+            changed.append((before[0], _values(dataset, dsp_address), dataset))
     for chunk in _chunks(added):
         rows = [
             {**values, "provider": provider, "first_seen_at": now, "changed_at": now}
