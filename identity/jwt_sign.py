@@ -54,7 +54,9 @@ def unverified(
     compares the two) but checks each character of each segment in a Python loop, and whose
     header and claims are two such reads: three reads of every token with the signature's
     check, about 2 ms of a connector's CPU per negotiation. What this gives is not trusted:
-    :func:`verify_with_key` reads the token again with pyjwt as it checks the signature."""
+    :func:`verify_with_key` reads the token again with pyjwt as it checks the signature, and
+    callers that rely on the claims use the ones :func:`verify` or :func:`verify_with_key`
+    return, never these."""
     if not isinstance(token, str) or len(token) > max_bytes:
         raise IdentityError(Reason.OVERSIZED_TOKEN, f"a token is at most {max_bytes} bytes")
     try:

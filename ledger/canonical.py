@@ -51,7 +51,7 @@ def _plain(value: Any) -> bool:
             pending.extend(item)
         else:
             return False
-        if seen > _MOST_NODES:  # rfc8785 decides (and refuses a value that contains itself)
+        if seen > _MOST_NODES:  # rfc8785 decides (a value that contains itself: RecursionError)
             return False
     return True
 
@@ -63,10 +63,14 @@ def canonicalise(value: Any) -> bytes:
             return _ENCODER.encode(value).encode()
         except UnicodeEncodeError:
             pass  # a lone surrogate: rfc8785 refuses it, with its reason
+        except RecursionError:
+            raise EventError("no canonical form: nested too deeply") from None
     try:
         return rfc8785.dumps(value)
     except rfc8785.CanonicalizationError as error:
         raise EventError(f"no canonical form: {error}") from None
+    except RecursionError:
+        raise EventError("no canonical form: nested too deeply, or contains itself") from None
 
 
 def event_bytes(event: LedgerEvent) -> bytes:

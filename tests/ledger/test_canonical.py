@@ -98,5 +98,14 @@ def test_a_lone_surrogate_is_refused_as_rfc8785_refuses_it() -> None:
 def test_a_value_that_contains_itself_is_refused() -> None:
     looped: list[Any] = []
     looped.append(looped)
-    with pytest.raises((EventError, RecursionError)):
+    with pytest.raises(EventError, match="contains itself"):
         canonicalise(looped)
+
+
+@pytest.mark.parametrize("leaf", [[], {"k": 1.5}])  # the fast path, and rfc8785's
+def test_a_value_nested_too_deeply_is_refused(leaf: Any) -> None:
+    value = leaf
+    for _ in range(100_000):
+        value = [value]
+    with pytest.raises(EventError, match="nested too deeply"):
+        canonicalise(value)
