@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Column, DateTime, Text
+from sqlalchemy import Column, DateTime, Text, bindparam
+from sqlalchemy import select as sa_select
 from sqlmodel import Field, Session
 
 from connector.database import ConnectorBase
@@ -32,6 +33,14 @@ class ReceivedMessage(ConnectorBase, table=True):
     received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+_RECEIVED: Final = ReceivedMessage.__table__  # type: ignore[attr-defined]
+_ANSWERED: Final = sa_select(_RECEIVED.c.status, _RECEIVED.c.answer).where(
+    _RECEIVED.c.process_id == bindparam("process_id"), _RECEIVED.c.digest == bindparam("digest")
+)
+"""Built once (building a statement at each call cost more than running it), and run on the
+session's connection: what the transaction sees, as ``session.get`` read it."""
+
+
 def digest(body: dict[str, Any]) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
@@ -39,7 +48,11 @@ def digest(body: dict[str, Any]) -> str:
 
 def answered(session: Session, process_id: str, body_digest: str) -> tuple[int, Any] | None:
     """The answer a message with this digest got, if it was applied to this process."""
-    seen = session.get(ReceivedMessage, (process_id, body_digest))
+    seen = (
+        session.connection()
+        .execute(_ANSWERED, {"process_id": process_id, "digest": body_digest})
+        .first()
+    )
     return None if seen is None else (seen.status, json.loads(seen.answer))
 
 

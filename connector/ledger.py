@@ -29,11 +29,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import httpx
 from pydantic import ValidationError
-from sqlalchemy import BigInteger, Column, DateTime, Text
+from sqlalchemy import BigInteger, Column, DateTime, Text, bindparam, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, col, select
 
@@ -517,20 +517,32 @@ def sequence(engine: Engine, recorder: Recorder, limit: int = ROUND_ROWS) -> int
         if not rows:
             return 0
         events: list[LedgerEvent] = []
-        owners: list[AuditEvent] = []
+        owners: list[int] = []
+        marks: dict[int, int] = {}
         flows = Flows(session, rows)
         for row in rows:
+            row_id = cast(int, row.id)  # read from the table
             found = _events_or_none(row, recorder.participant, flows)
             if not found:
-                row.ledger_sequence = NOT_AN_EVENT
+                marks[row_id] = NOT_AN_EVENT
             events += found
-            owners += [row] * len(found)
-        for row, link in zip(owners, recorder.record(session, events), strict=True):
-            if row.ledger_sequence is None:  # a row of two events: the first one's number
-                row.ledger_sequence = link.sequence
-        session.add_all(rows)
+            owners += [row_id] * len(found)
+        for row_id, link in zip(owners, recorder.record(session, events), strict=True):
+            marks.setdefault(row_id, link.sequence)  # a row of two events: the first one's
+        # one statement for the round's rows (the unit of work wrote one UPDATE per row)
+        session.connection().execute(
+            _MARK_SEQUENCED, [{"row_id": key, "sequence": value} for key, value in marks.items()]
+        )
         session.commit()
         return len(rows)
+
+
+_AUDIT: Final = AuditEvent.__table__  # type: ignore[attr-defined]
+_MARK_SEQUENCED: Final = (
+    update(_AUDIT)
+    .where(_AUDIT.c.id == bindparam("row_id"))
+    .values(ledger_sequence=bindparam("sequence"))
+)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from functools import partial
 from typing import Any, Final
 
 import httpx
-from sqlalchemy import Column, DateTime, Text, update
+from sqlalchemy import Column, DateTime, Text, bindparam, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.expression import Executable
@@ -126,18 +126,36 @@ def enqueue(
 OLDER_LIMIT: Final = 8
 """``older_pending`` looks for at most this many (more: the worker scans the table)."""
 
+# Hot statements built once, with their parameters bound at each call: building a statement
+# and its cache key each time cost more than running it (measured: 140 us against 24 us).
+_MESSAGES: Final = OutboxMessage.__table__  # type: ignore[attr-defined]
+_OLDER_PENDING: Final = (
+    sa_select(_MESSAGES.c.id)
+    .where(_MESSAGES.c.process_id == bindparam("process_id"))
+    .where(_MESSAGES.c.status == bindparam("status"))
+    .limit(OLDER_LIMIT)
+)
+_MARK_SENT: Final = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id == bindparam("message_id"))
+    .values(
+        status=Delivery.SENT, attempts=_MESSAGES.c.attempts + 1, last_error=None,
+        body=bindparam("sent_body"),
+    )
+)  # fmt: skip
+
 
 def older_pending(session: Session, process_id: str) -> list[int] | None:
     """In the transaction that enqueues a process's messages, holding the process's lock: the
-    process's messages pending before them (not the ones added but not yet flushed), to be
-    given to ``Outbox.hand`` with them once committed; None if there are too many."""
-    with session.no_autoflush:
-        older = session.exec(
-            select(OutboxMessage.id)
-            .where(col(OutboxMessage.process_id) == process_id)
-            .where(col(OutboxMessage.status) == Delivery.PENDING)
-            .limit(OLDER_LIMIT)
-        ).all()
+    process's messages pending before them (not the ones added but not yet flushed: Core, on
+    the session's connection, does not flush), to be given to ``Outbox.hand`` with them once
+    committed; None if there are too many."""
+    older = (
+        session.connection()
+        .execute(_OLDER_PENDING, {"process_id": process_id, "status": Delivery.PENDING})
+        .scalars()
+        .all()
+    )
     return None if len(older) >= OLDER_LIMIT else [i for i in older if i is not None]
 
 
@@ -505,14 +523,7 @@ class Outbox:
         what its answer ``changes`` in the same transaction."""
         body = without_secrets(message.body)
         with self._engine.begin() as connection:
-            connection.execute(
-                update(OutboxMessage)
-                .where(col(OutboxMessage.id) == message.id)
-                .values(
-                    status=Delivery.SENT, attempts=col(OutboxMessage.attempts) + 1,
-                    last_error=None, body=body,
-                )
-            )  # fmt: skip
+            connection.execute(_MARK_SENT, {"message_id": message.id, "sent_body": body})
             for change in changes:
                 connection.execute(change)
         message.status, message.attempts = Delivery.SENT, message.attempts + 1

@@ -5,6 +5,7 @@ state change and every refusal."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 import uuid
@@ -15,7 +16,7 @@ from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar, cast
 import anyio
 import httpx
 from anyio.to_thread import run_sync
-from sqlalchemy import inspect, update
+from sqlalchemy import Update, bindparam, inspect, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import Executable
@@ -122,6 +123,14 @@ _PROCESS_KIND: Final = {"contract negotiation": "negotiation", "transfer process
 def join(base: str, path: str) -> str:
     """Callback addresses work with and without a trailing slash (HTTPS bindings)."""
     return base.rstrip("/") + path
+
+
+@functools.cache
+def _touch(record_type: type[Any]) -> Update:
+    """The write that locks a process's row (see ``ProcessSteps.lock``), built once per table:
+    building it cost more than running it."""
+    table = record_type.__table__
+    return update(table).where(table.c.id == bindparam("pid")).values(updated_at=table.c.updated_at)
 
 
 class ProcessSteps(Generic[R]):
@@ -267,11 +276,7 @@ class ProcessSteps(Generic[R]):
         moves of one process at the same time happen one after the other: the second sees the
         first's state, never the same old one (no lost update, no two messages from one state).
         """
-        table = cast(Any, self.record_type)
-        session.execute(
-            update(table).where(table.id == pid).values(updated_at=table.updated_at),
-            execution_options={"synchronize_session": False},
-        )
+        session.connection().execute(_touch(self.record_type), {"pid": pid})
         record = session.get(self.record_type, pid, populate_existing=True)
         if record is not None:  # the state it was in: the ledger's from-state (commit)
             session.info.setdefault(_LOADED_STATES, {})[pid] = record.state
