@@ -14,7 +14,7 @@ import json
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Column, DateTime, Text, bindparam
+from sqlalchemy import Column, DateTime, Text, bindparam, insert
 from sqlalchemy import select as sa_select
 from sqlmodel import Field, Session
 
@@ -39,6 +39,7 @@ _ANSWERED: Final = sa_select(_RECEIVED.c.status, _RECEIVED.c.answer).where(
 )
 """Built once (building a statement at each call cost more than running it), and run on the
 session's connection: what the transaction sees, as ``session.get`` read it."""
+_REMEMBER: Final = insert(_RECEIVED)
 
 
 def digest(body: dict[str, Any]) -> str:
@@ -66,10 +67,12 @@ def remember(
     answer: Any,
     now: datetime,
 ) -> None:
-    """Add to the caller's transaction: remembered only if the move it caused commits."""
-    session.add(
-        ReceivedMessage(
-            process_id=process_id, digest=body_digest, kind=kind, status=status,
-            answer=json.dumps(answer, ensure_ascii=False), received_at=now,
-        )
+    """Add to the caller's transaction: remembered only if the move it caused commits (Core, on
+    the session's connection: the unit of work cost more than the INSERT)."""
+    session.connection().execute(
+        _REMEMBER,
+        {
+            "process_id": process_id, "digest": body_digest, "kind": kind, "status": status,
+            "answer": json.dumps(answer, ensure_ascii=False), "received_at": now,
+        },
     )  # fmt: skip

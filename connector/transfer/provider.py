@@ -115,10 +115,6 @@ class ProviderSide(TransferSteps):
             )
             record.provider_pid = record.id
             acknowledged = self.ack(record)
-            remember(
-                session, process_id=record.id, body_digest=digest(message.dump()), kind=action,
-                status=201, answer=acknowledged, now=now,
-            )  # fmt: skip
             if self.dataplane is not None:
                 self.dataplane.grant(session, record, peer)
             decision = self._decide(session, record, peer, negotiation)
@@ -130,6 +126,10 @@ class ProviderSide(TransferSteps):
                 self._send_move(
                     session, record, Event.TERMINATE, code=POLICY_DENIED, reason=decision[:20]
                 )
+            remember(  # its INSERT takes SQLite's write lock: last, just before the commit
+                session, process_id=record.id, body_digest=digest(message.dump()), kind=action,
+                status=201, answer=acknowledged, now=now,
+            )  # fmt: skip
             self.commit(session, record, action)
             return 201, acknowledged
 
