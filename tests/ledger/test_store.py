@@ -5,14 +5,17 @@ deleted or moved in the database, and each batch that no longer matches."""
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import threading
 import time
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, inspect, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from identity.documents import DIDDocument
 from identity.keyring import SigningKey
@@ -24,6 +27,7 @@ from ledger.events import EventError
 from ledger.hashchain import GENESIS, Fault, link_entry
 from ledger.machine import BatchReady, Closed
 from ledger.store import BatchRecord, EventRecord
+from storage.engine import create_engine
 from storage.migrate import current, differences, downgrade, head, upgrade
 from tests.ledger.factories import CONSUMER, PROVIDER, T0, access_event, participant_key
 
@@ -255,3 +259,40 @@ def test_the_migration_downgrades_and_upgrades_again(ledger: Engine) -> None:
     assert not inspect(ledger).has_table("ledger_event")
     upgrade(ledger, migrations())
     assert current(ledger, migrations()) == head(migrations())
+
+
+def test_sqlites_driver_insert_stores_what_the_core_insert_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows ``append`` writes through SQLite's driver (no per-value processing) are, value
+    for value and type for type, the rows SQLAlchemy's Core INSERT writes."""
+    shanghai = timezone(timedelta(hours=8))
+    events = [
+        access_event(0),
+        access_event(1, counterparty=None, provider_pid=None, consumer_pid="urn:uuid:数据"),
+        access_event(2, occurred_at=datetime(2026, 11, 24, 17, 0, 0, 123456, tzinfo=shanghai)),
+    ]
+    hashed = [store.hash_event(event) for event in events]
+    stored = []
+    for name, driver in (("driver", True), ("core", False)):
+        engine = create_engine(f"sqlite:///{tmp_path / name}.db")
+        upgrade(engine, migrations())
+        assert (store._driver_insert(engine.dialect) is not None) is True
+        if not driver:
+            monkeypatch.setattr(store, "_driver_insert", lambda _dialect: None)
+        with Session(engine) as session:
+            store.append(session, PROVIDER, hashed[:1])
+            store.append(session, PROVIDER, hashed[1:])
+            session.commit()
+        with Session(engine) as session:
+            records = session.exec(select(EventRecord).order_by(col(EventRecord.sequence))).all()
+            assert [r.event_id for r in records] == [e.event_id for e in events]
+            assert [r.occurred_at.replace(tzinfo=UTC) for r in records] == [
+                e.occurred_at.astimezone(UTC) for e in events
+            ]
+        engine.dispose()
+        with sqlite3.connect(tmp_path / f"{name}.db") as raw:
+            columns = ", ".join(f"{c}, typeof({c})" for c in store._COLUMNS)
+            stored.append(raw.execute(f"SELECT {columns} FROM ledger_event").fetchall())  # noqa: S608
+    assert len(stored[0]) == 3
+    assert stored[0] == stored[1]
