@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -34,6 +36,7 @@ from ledger.events import (
     RevealMode,
     TransferState,
     TransferStateChanged,
+    new_event_id,
     parse_event,
 )
 from tests.ledger.factories import CONSUMER, PROVIDER, T0, access_event
@@ -178,3 +181,20 @@ def test_times_are_kept_in_utc() -> None:
     local = datetime(2026, 11, 24, 17, 0, tzinfo=timezone(timedelta(hours=8)))
     assert access_event(occurred_at=local).occurred_at == T0 + timedelta(hours=0)
     assert access_event(occurred_at=local).to_json()["occurredAt"] == "2026-11-24T09:00:00Z"
+
+
+def test_event_ids_are_uuid7_in_the_order_they_were_made() -> None:
+    before = time.time_ns() // 1_000_000
+    ids = []
+    for _ in range(5):
+        ids.append(new_event_id())
+        time.sleep(0.002)
+    after = time.time_ns() // 1_000_000
+    parsed = [uuid.UUID(i) for i in ids]
+    assert {p.version for p in parsed} == {7}
+    assert {p.variant for p in parsed} == {uuid.RFC_4122}
+    assert all(before <= p.int >> 80 <= after for p in parsed)
+    assert ids == sorted(ids)
+    assert len({new_event_id() for _ in range(10_000)}) == 10_000
+    assert access_event().event_id != access_event().event_id
+    assert uuid.UUID(access_event().event_id).version == 7
