@@ -24,8 +24,10 @@ from sqlalchemy import (
     DateTime,
     Index,
     LargeBinary,
+    Select,
     Table,
     Text,
+    bindparam,
     func,
     insert,
     update,
@@ -197,18 +199,23 @@ def append(
     return links
 
 
+@functools.cache
+def _links_query() -> Select[Any]:
+    """A participant's links from one sequence to another, as a Core statement built once
+    (through the ORM, reading a batch's 10,000 links cost twice as much)."""
+    table = _events_table()
+    return (
+        sa_select(table.c.sequence, table.c.previous_hash, table.c.event_hash, table.c.link_hash)
+        .where(table.c.participant == bindparam("participant"))
+        .where(table.c.sequence >= bindparam("first"), table.c.sequence <= bindparam("last"))
+        .order_by(table.c.sequence)
+    )
+
+
 def links(session: Session, participant: str, first: int, last: int) -> list[Link]:
-    rows = session.exec(
-        select(
-            EventRecord.sequence,
-            EventRecord.previous_hash,
-            EventRecord.event_hash,
-            EventRecord.link_hash,
-        )
-        .where(EventRecord.participant == participant)
-        .where(col(EventRecord.sequence) >= first, col(EventRecord.sequence) <= last)
-        .order_by(col(EventRecord.sequence))
-    ).all()
+    rows = session.connection().execute(
+        _links_query(), {"participant": participant, "first": first, "last": last}
+    )
     return [Link(*row) for row in rows]
 
 
