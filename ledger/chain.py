@@ -39,9 +39,12 @@ from importlib import resources
 from typing import Any, Final, TypeVar
 
 import requests
+from eth.estimators.gas import binary_gas_search_intrinsic_tolerance
+from eth.vm.spoof import SpoofTransaction
 from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_keys import backends
+from eth_tester import EthereumTester, PyEVMBackend  # type: ignore[import-untyped]
 from eth_tester.exceptions import TransactionFailed  # type: ignore[import-untyped]
 from eth_utils.exceptions import ValidationError as EthValidationError
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
@@ -280,8 +283,11 @@ class Chain:
 
     @classmethod
     def in_process(cls) -> Chain:
-        """A fresh py-evm chain in this process (eth-tester), mining each transaction at once."""
-        return cls(Web3(EthereumTesterProvider()), serialise=True)
+        """A fresh py-evm chain in this process (eth-tester), mining each transaction at once,
+        estimating gas by :func:`estimate_by_running`."""
+        backend = PyEVMBackend()
+        backend.chain.gas_estimator = estimate_by_running
+        return cls(Web3(EthereumTesterProvider(EthereumTester(backend))), serialise=True)
 
     def call(self, what: str, function: Callable[[], T]) -> T:
         with self._lock, _guard(what, self._selectors):
@@ -364,6 +370,32 @@ class Chain:
         return AnchorRegistry(
             self, self.w3.eth.contract(address=checksum, abi=self.artifact["abi"])
         )
+
+
+def _outcome(state: Any, transaction: Any) -> Any:
+    """The computation of ``transaction`` run on ``state``, which is left as it was."""
+    snapshot = state.snapshot()
+    try:
+        return state.apply_transaction(transaction)
+    finally:
+        state.revert(snapshot)
+
+
+def estimate_by_running(state: Any, transaction: Any) -> int:
+    """py-evm's gas estimate for the in-process chain: run the transaction once with the
+    block's gas limit, take the gas it used, and run it again with exactly that much to
+    confirm. py-evm's own estimator searches between the intrinsic gas and the block's limit,
+    running the transaction about 14 times (most of an anchor's cost in process); it is still
+    used when the confirmation fails: a call forwarding 63/64 of its gas, or an SSTORE that
+    needs more left than it spends, needs more than it uses. Errors are py-evm's, as its own
+    estimator raises them (a revert at the block's limit)."""
+    full = _outcome(state, SpoofTransaction(transaction, gas=state.gas_limit, gas_price=0))
+    if full.is_error:
+        raise full.error
+    used = transaction.intrinsic_gas + full.get_gas_used()
+    if not _outcome(state, SpoofTransaction(transaction, gas=used)).is_error:
+        return int(used)
+    return int(binary_gas_search_intrinsic_tolerance(state, transaction))
 
 
 class AnchorRegistry:

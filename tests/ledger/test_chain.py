@@ -390,3 +390,33 @@ def test_anvil_keeps_anchors_across_a_restart(tmp_path: Path) -> None:
         assert registry.status(me) is Status.ACTIVE
         assert not registry.anchor(space.participant, second).already_anchored
         assert registry.anchor(space.participant, first).already_anchored
+
+
+def test_the_in_process_chain_estimates_what_an_anchor_uses() -> None:
+    """One run and a confirming run, not py-evm's search (which lands up to 21,000 above)."""
+    space = Space(Chain.in_process())
+    first, _second = batches(space)
+    function = space.registry.contract.functions.anchor(0, first.root_bytes, GENESIS, 0, 3)
+    estimate = function.estimate_gas({"from": address_of(space.participant)})
+    result = space.registry.anchor(space.participant, first)
+    assert result.gas_used == estimate
+
+
+def test_a_transaction_needing_more_gas_than_it_uses_is_estimated_by_searching() -> None:
+    """Creation code that stores 0 in slot 0 and stops: the SSTORE costs 2,200 gas (a cold
+    slot, EIP-2929) but fails with 2,300 or less left (EIP-2200), so the gas it used is too
+    little; the estimate falls back to py-evm's search and is enough."""
+    w3 = Chain.in_process().w3
+    sender = w3.eth.accounts[0]
+    create: dict[str, Any] = {"from": sender, "data": "0x600060005500"}
+    estimate = w3.eth.estimate_gas(cast(Any, create))
+    enough = w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_transaction(cast(Any, create | {"gas": estimate}))
+    )
+    assert enough["status"] == 1
+    used = enough["gasUsed"]
+    assert estimate > used
+    short = w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_transaction(cast(Any, create | {"gas": used}))
+    )
+    assert short["status"] == 0
