@@ -6,7 +6,8 @@ End to end means: build each event (the typed model), canonicalise it (RFC 8785)
 (SHA-256), chain it and store it in SQLite (a file, in transactions of 2,000), close batches of
 10,000, build each batch's Merkle tree, sign its root (Ed25519) and anchor it, waiting for the
 receipt. Building, canonicalising and hashing run in one worker process per core (they are pure
-and independent); chaining, storing, batching, signing and anchoring run in the main process.
+and independent), at a lower priority; chaining, storing, batching, signing and anchoring run in
+the main process.
 The baseline anchors every event as a batch of its own: one transaction per event.
 
 Run: ``make bench`` (or ``.venv/bin/python -m bench.ledger_bench``; ``--runs``, ``--events``).
@@ -58,6 +59,11 @@ PROOF_MS_TARGET = 1.0
 PROOF_BATCH = 100_000
 CHUNK = 2_000
 BATCH = 10_000
+WORKER_NICENESS = 10
+"""The workers run at a lower priority: the main process's sequential part is the critical
+path, and with one worker per core the scheduler otherwise shares its core with them evenly
+while they are already ahead (measured here: 22.6k events/s in three runs at equal priority,
+23.9-27.4k with this)."""
 PROVIDER = "did:web:bureau.example.cn"
 CONSUMER = "did:web:bank.example.cn"
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -98,7 +104,8 @@ class Ledger:
     """A fresh SQLite ledger and a chain with the registry deployed and one participant."""
 
     def __init__(self, folder: Path, chain: Chain, batch: int) -> None:
-        self.engine = create_engine(f"sqlite:///{folder / f'ledger-{time.monotonic_ns()}.db'}")
+        self.path = folder / f"ledger-{time.monotonic_ns()}.db"
+        self.engine = create_engine(f"sqlite:///{self.path}")
         upgrade(self.engine, migrations())
         operator, self.account = new_account_key(), new_account_key()
         for key in (operator, self.account):
@@ -122,12 +129,21 @@ class Ledger:
         if self.recorder.seal(flush=flush):
             self.results += self.recorder.anchor(self.registry, self.account)
 
+    def close(self) -> None:
+        """Dispose of the engine and delete the database: a run's 150 MB left behind were
+        still being written back to disk while the next run was measured."""
+        self.engine.dispose()
+        for suffix in ("", "-wal", "-shm"):
+            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+
 
 def end_to_end(chain: Chain, folder: Path, events: int, workers: int) -> float:
     """Events per second, building the first event to the last anchor's receipt."""
     ledger = Ledger(folder, chain, BATCH)
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, initializer=os.nice, initargs=(WORKER_NICENESS,)
+    ) as pool:
         for chunk in pool.map(build_chunk, range(0, events, CHUNK)):
             ledger.take(chunk)
     ledger.seal_and_anchor(flush=True)
@@ -136,7 +152,7 @@ def end_to_end(chain: Chain, folder: Path, events: int, workers: int) -> float:
         assert store.event_count(session, PROVIDER) == events
         assert store.unanchored(session, PROVIDER) == []
     assert sum(r.anchor.last_event - r.anchor.first_event + 1 for r in ledger.results) == events
-    ledger.engine.dispose()
+    ledger.close()
     return events / elapsed
 
 
@@ -149,7 +165,7 @@ def one_transaction_per_event(chain: Chain, folder: Path, events: int) -> tuple[
     elapsed = time.perf_counter() - started
     assert len(ledger.results) == events
     gas = statistics.median(r.gas_used or 0 for r in ledger.results[1:])
-    ledger.engine.dispose()
+    ledger.close()
     return events / elapsed, int(gas)
 
 
@@ -164,7 +180,7 @@ def batch_gas(chain: Chain, folder: Path) -> tuple[int, int]:
                 [store.hash_event(make_event(n)) for n in range(start, start + min(size, CHUNK))]
             )
         figures.append(ledger.results[-1].gas_used or 0)
-        ledger.engine.dispose()
+        ledger.close()
     return figures[0], figures[1]
 
 
