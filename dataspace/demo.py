@@ -642,10 +642,7 @@ def _unsettled(settings: ConnectorSettings) -> int:
                 select(func.count()).select_from(AuditEvent)
                 .where(col(AuditEvent.ledger_sequence).is_(None))
             ).one()  # fmt: skip
-            open_events = session.exec(
-                select(func.count()).select_from(store.EventRecord)
-                .where(col(store.EventRecord.batch_sequence).is_(None))
-            ).one()  # fmt: skip
+            open_events = store.unbatched(session, settings.participant_id)
             batches = session.exec(select(func.count()).select_from(store.BatchRecord)).one()
             push = session.get(LedgerPush, settings.participant_id)
             return rows + open_events + batches - (0 if push is None else push.next_batch)

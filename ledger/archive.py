@@ -152,7 +152,7 @@ def accept(
     ]
     links = store.append(
         session, header.participant, hashed, header.hash_algorithm,
-        start=purged_through(session, header.participant),
+        start=purged_through(session, header.participant), batch_sequence=header.batch_sequence,
     )  # fmt: skip
     if [link.link_hash for link in links] != [link.link_hash for link in checked.links]:
         # Another transaction appended between the check and now: never store a fork.

@@ -30,7 +30,6 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
-    update,
 )
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Dialect
@@ -70,6 +69,11 @@ class EventRecord(LedgerBase, table=True):
     previous_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     link_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     batch_sequence: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    """The event's batch where it is known when the event is stored: in the regulator's archive,
+    which receives events with their batch. A participant's own events are batched later, by
+    range (``ledger_batch``'s first and last sequence, :func:`unbatched`), and keep ``None``:
+    marking each of a batch's rows rewrote every one of them, a third of the ledger's database
+    work. Rows marked before that keep their number."""
 
 
 class BatchRecord(LedgerBase, table=True):
@@ -166,10 +170,12 @@ def append(
     algorithm: HashAlgorithm = HashAlgorithm.SHA256,
     *,
     start: Link | None = None,
+    batch_sequence: int | None = None,
 ) -> list[Link]:
     """Chain ``events`` after the participant's last one, in the caller's transaction;
     ``start``: the link to go on from when none of its events is stored (a regulator's archive
-    after a retention purge)."""
+    after a retention purge); ``batch_sequence``: their batch, when it is known already (the
+    archive)."""
     hashed = [e if isinstance(e, HashedEvent) else hash_event(e, algorithm) for e in events]
     for item in hashed:
         if item.participant != participant:
@@ -187,7 +193,7 @@ def append(
             (
                 participant, last.sequence, item.event_id, item.event_type,
                 when(item.occurred_at), item.counterparty, item.provider_pid, item.consumer_pid,
-                item.body, item.event_hash, last.previous_hash, last.link_hash, None,
+                item.body, item.event_hash, last.previous_hash, last.link_hash, batch_sequence,
             )
         )  # fmt: skip
     if rows and driver is not None:
@@ -231,7 +237,8 @@ def events(session: Session, participant: str, first: int, last: int) -> list[by
 
 
 def save_batch(session: Session, header: BatchHeader, signed_header: str) -> None:
-    """Record a signed batch and mark its events as batched, in the caller's transaction."""
+    """Record a signed batch, in the caller's transaction. Its events are the participant's
+    from ``header.first_sequence`` to ``header.last_sequence``; their rows are not touched."""
     session.add(
         BatchRecord(
             participant=header.participant,
@@ -242,13 +249,6 @@ def save_batch(session: Session, header: BatchHeader, signed_header: str) -> Non
             signed_header=signed_header,
             closed_at=header.closed_at,
         )
-    )
-    session.execute(
-        update(EventRecord)
-        .where(col(EventRecord.participant) == header.participant)
-        .where(col(EventRecord.sequence) >= header.first_sequence)
-        .where(col(EventRecord.sequence) <= header.last_sequence)
-        .values(batch_sequence=header.batch_sequence)
     )
 
 
@@ -300,6 +300,18 @@ def mark_anchored(
 def event_count(session: Session, participant: str) -> int:
     count = session.exec(
         select(func.count()).select_from(EventRecord).where(EventRecord.participant == participant)
+    ).one()
+    return int(count)
+
+
+def unbatched(session: Session, participant: str) -> int:
+    """How many of the participant's events come after its last batch."""
+    last = last_batch(session, participant)
+    count = session.exec(
+        select(func.count())
+        .select_from(EventRecord)
+        .where(EventRecord.participant == participant)
+        .where(col(EventRecord.sequence) > (-1 if last is None else last.last_sequence))
     ).one()
     return int(count)
 

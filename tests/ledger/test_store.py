@@ -296,3 +296,23 @@ def test_sqlites_driver_insert_stores_what_the_core_insert_stores(
             stored.append(raw.execute(f"SELECT {columns} FROM ledger_event").fetchall())  # noqa: S608
     assert len(stored[0]) == 3
     assert stored[0] == stored[1]
+
+
+def test_a_batch_is_a_range_and_its_rows_are_not_rewritten(ledger: Engine, signer: Signer) -> None:
+    fill(ledger, signer, [(0, 4), (5, 7)], total=10)
+    with Session(ledger) as session:
+        assert store.unbatched(session, PROVIDER) == 2  # 8 and 9
+        assert store.unbatched(session, CONSUMER) == 0
+        rows = session.exec(select(EventRecord).order_by(col(EventRecord.sequence))).all()
+        assert [r.batch_sequence for r in rows] == [None] * 10
+        # the archive knows an event's batch when it stores it
+        store.append(session, CONSUMER, [access_event(0, participant=CONSUMER)], batch_sequence=0)
+        stored = session.get(EventRecord, (CONSUMER, 0))
+        assert stored is not None
+        assert stored.batch_sequence == 0
+        assert store.unbatched(session, CONSUMER) == 1
+
+
+def test_nothing_is_unbatched_in_an_empty_ledger(ledger: Engine) -> None:
+    with Session(ledger) as session:
+        assert store.unbatched(session, PROVIDER) == 0
