@@ -77,6 +77,7 @@ bench: $(STAMP) node-tools
 	$(BIN)/python -m bench.dataplane_bench
 	$(BIN)/python -m bench.contracts_bench
 	$(BIN)/python -m bench.ledger_bench
+	$(BIN)/python -m bench.regulator_bench
 	$(BIN)/python -m bench.matching_bench
 	$(BIN)/python -m bench.broker_bench
 
