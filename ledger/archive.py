@@ -237,9 +237,9 @@ def flows(session: Session, query: FlowQuery) -> list[tuple[FlowRecord, bytes, i
         if value is not None:
             statement = statement.where(col(column) == value)
     if query.since is not None:
-        statement = statement.where(col(FlowRecord.occurred_at) >= query.since)
+        statement = statement.where(col(FlowRecord.occurred_at) >= _utc(query.since))
     if query.until is not None:
-        statement = statement.where(col(FlowRecord.occurred_at) < query.until)
+        statement = statement.where(col(FlowRecord.occurred_at) < _utc(query.until))
     return [
         (row, bytes(body), -1 if batch is None else int(batch))
         for row, body, batch in session.exec(statement).all()
@@ -323,9 +323,9 @@ def participant_events(
             .limit(chunk)
         )
         if since is not None:
-            statement = statement.where(col(FlowRecord.occurred_at) >= since)
+            statement = statement.where(col(FlowRecord.occurred_at) >= _utc(since))
         if until is not None:
-            statement = statement.where(col(FlowRecord.occurred_at) < until)
+            statement = statement.where(col(FlowRecord.occurred_at) < _utc(until))
         rows = session.exec(statement).all()
         if not rows:
             return
@@ -363,6 +363,8 @@ class RetentionError(ValueError):
 
 
 def _utc(value: datetime) -> datetime:
+    """``value`` in UTC, as times are stored (SQLite keeps a time's digits and drops its
+    offset, so a bound in another offset compared its own wall clock with UTC's)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

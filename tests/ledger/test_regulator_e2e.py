@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,13 @@ def test_a_regulator_sees_every_participants_flows_with_filters(world: World) ->
         **{"from": (T0.replace(second=2)).isoformat(), "to": T0.replace(second=5).isoformat()},
     )  # fmt: skip
     assert [f["sequence"] for f in window] == [2, 3, 4]
+    beijing = timezone(timedelta(hours=8))  # the same instants in another offset
+    same = flows(
+        world, world.regulator, participant=bureau,
+        **{"from": T0.replace(second=2).astimezone(beijing).isoformat(),
+           "to": T0.replace(second=5).astimezone(beijing).isoformat()},
+    )  # fmt: skip
+    assert [f["sequence"] for f in same] == [2, 3, 4]
 
 
 def test_flows_are_paginated(world: World) -> None:
@@ -312,6 +320,11 @@ def test_reports_for_the_regulator_and_for_the_participant_itself(world: World) 
     assert as_csv.text.splitlines()[0].startswith("section,counterparty,asset")
     own = ask(world, world.bureau, "/ledger/v1/reports", participant=bureau)
     assert own.json() == report
+    beijing = timezone(timedelta(hours=8))
+    period = {"from": T0.replace(second=2).astimezone(beijing).isoformat(),
+              "to": T0.replace(second=5).astimezone(beijing).isoformat()}  # fmt: skip
+    three = ask(world, world.regulator, "/ledger/v1/reports", participant=bureau, **period)
+    assert three.json()["events"] == 3
     refused = ask(world, world.bureau, "/ledger/v1/reports", participant=other)
     assert refused.status_code == 403
 
