@@ -170,11 +170,8 @@ def settings_environment(settings: ConnectorSettings) -> dict[str, str]:
     }
 
 
-def authority_settings(
-    sock: Any, folder: Path, bureau: ConnectorSettings, bank: ConnectorSettings
-) -> BrokerSettings:
-    """The data-space authority, onboarding the bureau (member) and the bank (member, licensed
-    bank) by allow-list."""
+def authority_for(sock: Any, folder: Path, grants: dict[str, OnboardingGrant]) -> BrokerSettings:
+    """The data-space authority on ``sock``, onboarding by allow-list (participant: grant)."""
     return BrokerSettings(
         authority_id=did(sock, "authority"),
         public_url=f"http://127.0.0.1:{sock.getsockname()[1]}",
@@ -183,16 +180,24 @@ def authority_settings(
         admin_api_key=SecretStr(KEY),
         did_web_allow_http=True,
         outbound_allowed_networks=LOOPBACK,
-        onboarding_allow={
-            bureau.participant_id: OnboardingGrant.model_validate(
-                {"types": ["MembershipCredential"], "organisation": BUREAU_ORG}
-            ),
-            bank.participant_id: OnboardingGrant.model_validate(
-                {"types": ["MembershipCredential", "FinancialInstitutionCredential"],
-                 "organisation": BANK_ORG}
-            ),
-        },
-    )  # fmt: skip
+        onboarding_allow=grants,
+    )
+
+
+def authority_settings(
+    sock: Any, folder: Path, bureau: ConnectorSettings, bank: ConnectorSettings
+) -> BrokerSettings:
+    """The data-space authority, onboarding the bureau (member) and the bank (member, licensed
+    bank) by allow-list."""
+    return authority_for(sock, folder, {
+        bureau.participant_id: OnboardingGrant.model_validate(
+            {"types": ["MembershipCredential"], "organisation": BUREAU_ORG}
+        ),
+        bank.participant_id: OnboardingGrant.model_validate(
+            {"types": ["MembershipCredential", "FinancialInstitutionCredential"],
+             "organisation": BANK_ORG}
+        ),
+    })  # fmt: skip
 
 
 def start_pair(

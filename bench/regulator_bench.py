@@ -54,12 +54,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
-from pydantic import SecretStr
 from sqlalchemy import Table, insert
 from sqlalchemy.engine import Dialect, Engine
 from sqlmodel import Session
 
-from bench.connector_bench import KEY, PASSPHRASE, connector, did
+from bench.connector_bench import PASSPHRASE, authority_for, connector, did
 from broker.app import create_app as create_broker
 from broker.settings import BrokerSettings, OnboardingGrant
 from connector.app import create_app as create_connector
@@ -362,21 +361,12 @@ class Service:
 
 def authority_settings(sock: Any, folder: Path, regulator: ConnectorSettings) -> BrokerSettings:
     """The data-space authority, issuing the regulator its two credentials by allow-list."""
-    return BrokerSettings(
-        authority_id=did(sock, "authority"),
-        public_url=f"http://127.0.0.1:{sock.getsockname()[1]}",
-        database_url=f"sqlite:///{folder / 'broker.db'}",
-        key_passphrase=PASSPHRASE,
-        admin_api_key=SecretStr(KEY),
-        did_web_allow_http=True,
-        outbound_allowed_networks=LOOPBACK,
-        onboarding_allow={
-            regulator.participant_id: OnboardingGrant.model_validate(
-                {"types": ["MembershipCredential", "RegulatorCredential"],
-                 "organisation": REGULATOR_ORG}
-            ),
-        },
-    )  # fmt: skip
+    return authority_for(sock, folder, {
+        regulator.participant_id: OnboardingGrant.model_validate(
+            {"types": ["MembershipCredential", "RegulatorCredential"],
+             "organisation": REGULATOR_ORG}
+        ),
+    })  # fmt: skip
 
 
 @contextmanager
