@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 
 import pytest
@@ -154,7 +153,7 @@ def test_claims_that_are_not_a_header_are_refused() -> None:
 def test_events_that_do_not_give_the_root_are_refused() -> None:
     links, first, _second = two_batches()
     tampered = [*links[:4]]
-    tampered[2] = dataclasses.replace(tampered[2], event_hash=bytes(32))
+    tampered[2] = tampered[2]._replace(event_hash=bytes(32))
     with pytest.raises(BatchError) as caught:
         check_batch(first, tampered, previous=None)
     assert caught.value.fault is BatchFault.ROOT_MISMATCH
