@@ -222,7 +222,7 @@ class Archive:
         key = self.keys.setdefault(participant, keys.generate(keys.KeyType.ED25519))
         now = datetime.now(UTC)
         with Session(self.engine) as session:
-            links = store.append(session, participant, hashed)
+            links = store.append(session, participant, hashed, batch_sequence=task.batch_sequence)
             if links[0].sequence != task.first or len(links) != task.count:
                 raise RuntimeError(f"{participant}: chained from {links[0].sequence}")
             ready = BatchReady(

@@ -113,6 +113,13 @@ def test_the_filled_archive_holds_every_event_chained_batched_and_anchored(
             last = store.last_batch(session, participant)
             assert last is not None
             assert last.batch_sequence == EVENTS // PARTICIPANTS // BATCH - 1
+            # as archive.accept stores them: each event with its batch
+            batches = session.exec(
+                select(store.EventRecord.sequence, store.EventRecord.batch_sequence).where(
+                    store.EventRecord.participant == participant
+                )
+            ).all()
+            assert all(batch == sequence // BATCH for sequence, batch in batches)
 
 
 def every_flow_of(filled: Filled, participant: str) -> list[archive.FlowRecord]:
