@@ -59,6 +59,7 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlmodel import Session
 
 from bench.connector_bench import PASSPHRASE, authority_for, connector, did
+from bench.ledger_bench import WORKER_NICENESS
 from broker.app import create_app as create_broker
 from broker.settings import BrokerSettings, OnboardingGrant
 from connector.app import create_app as create_connector
@@ -93,7 +94,6 @@ WINDOW_SHARE: Final = 0.10
 """The time window's share of the whole span, from its middle."""
 STEP: Final = timedelta(milliseconds=100)
 """Between two consecutive events, over all participants."""
-WORKER_NICENESS: Final = 10
 T0: Final = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 PURPOSES: Final = ("credit-assessment", "statistics", "risk-control", "public-health")
 DOMAINS: Final = ("finance", "health", "transport", "government")
